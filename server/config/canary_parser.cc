@@ -1,0 +1,162 @@
+#include "absl/strings/str_cat.h"
+#include "server/config/host_names.h"
+#include "server/config/parsers.h"
+
+namespace sluice::config {
+namespace {
+
+constexpr absl::string_view kSuccessRate = "request-success-rate";
+constexpr absl::string_view kDuration = "request-duration";
+
+CanaryMetric ParseMetric(const Field& f, const ParseContext& ctx) {
+  CanaryMetric out;
+  out.path = f.path;
+  out.location = ctx.At(f.node);
+  MapReader m(f, ctx);
+  if (!m.ok()) return out;
+  if (auto v = m.Get("name")) {
+    out.name = ReadString(*v, ctx).value_or("");
+  } else {
+    ctx.Error(f.node, JoinPath(f.path, "name"), "is required");
+  }
+  std::optional<Field> range = m.Get("thresholdRange");
+  if (range) {
+    MapReader rm(*range, ctx);
+    if (auto v = rm.Get("min")) out.threshold_min = ReadDouble(*v, ctx);
+    if (auto v = rm.Get("max")) out.threshold_max = ReadDouble(*v, ctx);
+    if (out.threshold_min && out.threshold_max && *out.threshold_min > *out.threshold_max) {
+      ctx.Error(range->node, range->path, "min must not be greater than max");
+    }
+  }
+  if (auto v = m.Get("interval")) out.interval = ReadIstioDuration(*v, ctx);
+  std::optional<Field> query = m.Get("query");
+  if (query) out.query = ReadString(*query, ctx).value_or("");
+  if (!range) {
+    ctx.Error(f.node, JoinPath(f.path, "thresholdRange"), "is required");
+    return out;
+  }
+  if (!out.threshold_min && !out.threshold_max) {
+    ctx.Error(range->node, range->path, "must set min, max or both");
+  }
+  if (out.name == kSuccessRate && out.query.empty()) {
+    if (!out.threshold_min) {
+      ctx.Error(range->node, JoinPath(range->path, "min"),
+                "is required for request-success-rate (a percentage, e.g. 99)");
+    } else if (*out.threshold_min < 0 || *out.threshold_min > 100) {
+      ctx.Error(range->node, JoinPath(range->path, "min"), "must be between 0 and 100 (percent)");
+    }
+  } else if (out.name == kDuration && out.query.empty()) {
+    if (!out.threshold_max) {
+      ctx.Error(range->node, JoinPath(range->path, "max"),
+                "is required for request-duration (p99 in milliseconds, e.g. 500)");
+    } else if (*out.threshold_max <= 0) {
+      ctx.Error(range->node, JoinPath(range->path, "max"), "must be greater than 0 (ms)");
+    }
+  } else if (out.query.empty() && !out.name.empty()) {
+    ctx.Error(f.node, JoinPath(f.path, "query"),
+              absl::StrCat("is required for custom metric \"", out.name,
+                           "\" (built-in metrics are request-success-rate and "
+                           "request-duration)"));
+  }
+  return out;
+}
+
+std::optional<int32_t> ReadWeight(const Field& f, const ParseContext& ctx) {
+  std::optional<int64_t> v = ReadInt(f, ctx, 1, 100);
+  if (!v) return std::nullopt;
+  return static_cast<int32_t>(*v);
+}
+
+void ParseAnalysis(const Field& f, const ParseContext& ctx, CanaryAnalysis& out) {
+  MapReader m(f, ctx);
+  if (!m.ok()) return;
+  if (auto v = m.Get("interval")) {
+    out.interval = ReadIstioDuration(*v, ctx).value_or(out.interval);
+  }
+  if (auto v = m.Get("threshold")) {
+    out.threshold = static_cast<int32_t>(ReadInt(*v, ctx, 1, 1000).value_or(out.threshold));
+  }
+  if (auto v = m.Get("minRequests")) {
+    out.min_requests = ReadInt(*v, ctx, 0, INT64_MAX).value_or(out.min_requests);
+  }
+  std::optional<Field> steps = m.Get("stepWeights");
+  std::optional<Field> step = m.Get("stepWeight");
+  std::optional<Field> max = m.Get("maxWeight");
+  if (steps && (step || max)) {
+    const Field& other = step ? *step : *max;
+    ctx.Error(other.node, other.path, "cannot be set together with stepWeights");
+  }
+  if (steps) {
+    out.step_weights.clear();
+    ForEachItem(*steps, ctx, [&](const Field& item, size_t) {
+      std::optional<int32_t> w = ReadWeight(item, ctx);
+      if (!w) return;
+      if (!out.step_weights.empty() && *w <= out.step_weights.back()) {
+        ctx.Error(item.node, item.path, "step weights must increase");
+      }
+      out.step_weights.push_back(*w);
+    });
+    if (out.step_weights.empty() && steps->node.IsSequence()) {
+      ctx.Error(steps->node, steps->path, "must list at least one weight");
+    }
+  } else if (step || max) {
+    if (!step) {
+      ctx.Error(max->node, JoinPath(f.path, "stepWeight"), "is required with maxWeight");
+      return;
+    }
+    std::optional<int32_t> s = ReadWeight(*step, ctx);
+    std::optional<int32_t> mx = max ? ReadWeight(*max, ctx) : std::optional<int32_t>(100);
+    if (!s || !mx) return;
+    if (*s > *mx) {
+      ctx.Error(step->node, step->path, "must not be greater than maxWeight");
+      return;
+    }
+    // Flagger's linear ramp: +stepWeight per interval until maxWeight is reached.
+    out.step_weights.clear();
+    for (int32_t w = *s; w < *mx; w += *s) out.step_weights.push_back(w);
+    out.step_weights.push_back(*mx);
+  }
+  if (auto v = m.Get("metrics")) {
+    ForEachItem(*v, ctx, [&](const Field& item, size_t) {
+      out.metrics.push_back(ParseMetric(item, ctx));
+    });
+  }
+}
+
+}  // namespace
+
+Canary ParseCanary(ObjectMeta meta, const Field& spec, const ParseContext& ctx) {
+  Canary c;
+  c.meta = std::move(meta);
+  c.analysis.step_weights = {10, 25, 50, 75, 100};
+  c.analysis.min_requests = 20;
+  MapReader m(spec, ctx);
+  if (!m.ok()) return c;
+  if (auto v = m.Get("host")) {
+    c.host = ReadString(*v, ctx).value_or("");
+    if (std::string problem = CheckHostName(c.host, /*allow_wildcard=*/false); !problem.empty()) {
+      ctx.Error(v->node, v->path, problem);
+    }
+  } else {
+    ctx.Error(spec.node, JoinPath(spec.path, "host"), "is required");
+  }
+  for (auto [key, into] : {std::pair{"stableSubset", &c.stable_subset},
+                           std::pair{"canarySubset", &c.canary_subset}}) {
+    if (auto v = m.Get(key)) {
+      *into = ReadString(*v, ctx).value_or("");
+      if (!IsDns1123Label(*into)) {
+        ctx.Error(v->node, v->path, absl::StrCat("\"", *into, "\" is not a valid subset name"));
+      }
+    } else {
+      ctx.Error(spec.node, JoinPath(spec.path, key), "is required");
+    }
+  }
+  if (!c.stable_subset.empty() && c.stable_subset == c.canary_subset) {
+    ctx.Error(spec.node, JoinPath(spec.path, "canarySubset"),
+              "must differ from stableSubset");
+  }
+  if (auto v = m.Get("analysis")) ParseAnalysis(*v, ctx, c.analysis);
+  return c;
+}
+
+}  // namespace sluice::config

@@ -1,0 +1,95 @@
+#include "server/config/host_names.h"
+
+#include <vector>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+
+namespace sluice::config {
+namespace {
+
+bool IsLabelChar(char c) { return absl::ascii_isalnum(c) || c == '-'; }
+
+bool LooksLikeIp(absl::string_view host) {
+  if (host.empty()) return false;
+  if (host.front() == '[' || host.find(':') != absl::string_view::npos) return true;  // IPv6
+  for (char c : host) {
+    if (!absl::ascii_isdigit(c) && c != '.' && c != '/') return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+std::string ResolveHost(absl::string_view host, absl::string_view namespace_name) {
+  std::string lower = absl::AsciiStrToLower(host);
+  if (lower.empty() || lower == "*" || absl::StartsWith(lower, "*.") ||
+      lower.find('.') != std::string::npos || LooksLikeIp(lower)) {
+    return lower;
+  }
+  return absl::StrCat(lower, ".", namespace_name.empty() ? "default" : namespace_name, ".",
+                      kClusterDomainSuffix);
+}
+
+absl::string_view StripPort(absl::string_view authority) {
+  if (!authority.empty() && authority.front() == '[') {
+    size_t close = authority.find(']');
+    return close == absl::string_view::npos ? authority : authority.substr(0, close + 1);
+  }
+  size_t colon = authority.rfind(':');
+  if (colon == absl::string_view::npos) return authority;
+  // Only strip a numeric port; a bare IPv6 address has several colons.
+  if (authority.find(':') != colon) return authority;
+  return authority.substr(0, colon);
+}
+
+bool IsDns1123Label(absl::string_view s) {
+  if (s.empty() || s.size() > 63) return false;
+  if (s.front() == '-' || s.back() == '-') return false;
+  for (char c : s) {
+    if (!IsLabelChar(c)) return false;
+  }
+  return true;
+}
+
+bool IsDns1123Subdomain(absl::string_view s) {
+  if (s.empty() || s.size() > 253) return false;
+  for (absl::string_view label : absl::StrSplit(s, '.')) {
+    if (!IsDns1123Label(label)) return false;
+    for (char c : label) {
+      if (absl::ascii_isupper(c)) return false;
+    }
+  }
+  return true;
+}
+
+std::string CheckHostName(absl::string_view host, bool allow_wildcard) {
+  if (host.empty()) return "must not be empty";
+  if (host == "*") return allow_wildcard ? "" : "wildcard host * is not allowed here";
+  if (LooksLikeIp(host)) return "";
+  absl::string_view name = host;
+  if (absl::StartsWith(name, "*.")) {
+    if (!allow_wildcard) return "wildcard hosts are not allowed here";
+    name.remove_prefix(2);
+  }
+  if (name.size() > 255) return "must be at most 255 characters";
+  for (absl::string_view label : absl::StrSplit(name, '.')) {
+    if (!IsDns1123Label(label)) {
+      return absl::StrCat("\"", host, "\" is not a valid domain name");
+    }
+  }
+  return "";
+}
+
+bool HostMatches(absl::string_view pattern, absl::string_view host) {
+  if (pattern == "*") return true;
+  if (absl::StartsWith(pattern, "*.")) {
+    absl::string_view suffix = pattern.substr(1);  // ".example.com"
+    return host.size() > suffix.size() && absl::EndsWithIgnoreCase(host, suffix);
+  }
+  return absl::EqualsIgnoreCase(pattern, host);
+}
+
+}  // namespace sluice::config

@@ -1,0 +1,150 @@
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+#include "re2/re2.h"
+#include "server/config/diagnostics.h"
+#include "server/config/resources.h"
+#include "server/routing/matcher.h"
+#include "server/routing/policies.h"
+
+namespace sluice::routing {
+
+struct Endpoint {
+  std::string address;
+  uint32_t port = 0;
+  config::Labels labels;
+  uint32_t weight = 1;
+  std::string id;  // "address:port", unique within a cluster
+};
+
+// Envoy's unit of upstream policy: one host, one subset (possibly none), one port.
+struct Cluster {
+  std::string name;  // Istio's name: outbound|9080|v1|reviews.default.svc.cluster.local
+  std::string host;
+  std::string subset;
+  uint32_t port = 0;
+  std::vector<Endpoint> endpoints;
+  TrafficPolicy policy;
+};
+
+struct RouteDestination {
+  std::string host;
+  std::string subset;
+  uint32_t port = 0;
+  std::string cluster_name;
+  const Cluster* cluster = nullptr;  // nullptr: no such cluster, requests get 503 NC
+  uint32_t weight = 0;
+  config::Headers headers;
+};
+
+// Destinations with positive weight, in listed order. Envoy's pick: `random % total`, then
+// the destination whose cumulative range holds it.
+class WeightTable {
+ public:
+  WeightTable() = default;
+  explicit WeightTable(std::vector<RouteDestination> destinations);
+
+  const std::vector<RouteDestination>& destinations() const { return destinations_; }
+  uint64_t total_weight() const { return total_; }
+  bool empty() const { return destinations_.empty(); }
+  // Index of the destination that `random` selects.
+  size_t Pick(uint64_t random) const;
+
+ private:
+  std::vector<RouteDestination> destinations_;
+  std::vector<uint64_t> upper_bounds_;  // cumulative weights
+  uint64_t total_ = 0;
+};
+
+struct Mirror {
+  RouteDestination destination;
+  config::FractionalPercent percentage{1'000'000, 1'000'000};
+};
+
+struct Rewrite {
+  std::string uri;  // prefix rewrite: replaces the matched prefix, or the whole path
+  std::string authority;
+  std::shared_ptr<const RE2> regex;  // uriRegexRewrite
+  std::string regex_substitution;
+};
+
+enum class RouteAction { kForward, kRedirect, kDirectResponse };
+
+struct Route {
+  std::string name;          // Istio's `name`, may be empty
+  std::string display_name;  // name, or "<virtual service>.<namespace>.<index>"
+  std::string virtual_service;  // namespace/name
+  std::vector<RouteMatcher> matches;  // empty: every request
+  RouteAction action = RouteAction::kForward;
+  WeightTable weights;
+  std::optional<config::HTTPRedirect> redirect;
+  std::optional<config::HTTPDirectResponse> direct_response;
+  absl::Duration timeout = absl::ZeroDuration();  // zero: no route timeout (Istio's default)
+  RetryPolicy retry;
+  std::optional<config::HTTPFaultInjection> fault;
+  std::vector<Mirror> mirrors;
+  std::optional<Rewrite> rewrite;
+  config::Headers headers;
+  config::SourceLocation location;
+};
+
+struct VirtualHost {
+  std::string name;  // the host as resolved: FQDN, *.suffix or *
+  std::vector<Route> routes;
+};
+
+struct CompileOptions {
+  // Short names (`reviews`) resolve to services of this namespace, as for a client there.
+  std::string client_namespace = "default";
+};
+
+// One immutable, versioned view of the whole configuration. Built once per change and
+// shared read-only by every request.
+class Snapshot {
+ public:
+  uint64_t version() const { return version_; }
+
+  // The virtual host serving `authority` (a Host header, port allowed): exact names and
+  // their short-name aliases first, then the longest matching wildcard, then `*`.
+  const VirtualHost* FindVirtualHost(absl::string_view authority) const;
+  const Cluster* FindCluster(absl::string_view name) const;
+
+  const std::vector<VirtualHost>& virtual_hosts() const { return virtual_hosts_; }
+  const std::vector<std::unique_ptr<Cluster>>& clusters() const { return clusters_; }
+  // Every header name any match rule reads: the only headers a gateway needs to send.
+  const std::vector<std::string>& match_header_names() const { return match_header_names_; }
+  const config::ConfigSet& source() const { return *source_; }
+
+ private:
+  friend class SnapshotCompiler;
+
+  uint64_t version_ = 0;
+  std::vector<VirtualHost> virtual_hosts_;
+  std::vector<std::unique_ptr<Cluster>> clusters_;
+  absl::flat_hash_map<std::string, size_t> exact_hosts_;
+  std::vector<std::pair<std::string, size_t>> wildcard_hosts_;  // ".suffix", longest first
+  std::optional<size_t> catch_all_host_;
+  absl::flat_hash_map<std::string, const Cluster*> clusters_by_name_;
+  std::vector<std::string> match_header_names_;
+  std::shared_ptr<const config::ConfigSet> source_;
+};
+
+// Compiles a validated configuration. Findings that only compilation can make (rules that
+// can never match because an earlier one catches everything) go to `diagnostics`.
+absl::StatusOr<std::shared_ptr<const Snapshot>> CompileSnapshot(
+    config::ConfigSet config, uint64_t version, config::Diagnostics* diagnostics = nullptr,
+    const CompileOptions& options = {});
+
+// "outbound|9080|v1|reviews.default.svc.cluster.local"
+std::string ClusterName(absl::string_view host, absl::string_view subset, uint32_t port);
+
+}  // namespace sluice::routing
