@@ -160,26 +160,58 @@ bool IsYamlFile(const std::filesystem::path& p) {
   return ext == ".yaml" || ext == ".yml";
 }
 
+// One YAML document of a stream and the line it starts on (0-based).
+struct DocumentText {
+  absl::string_view text;
+  int first_line = 0;
+};
+
+// Splits a stream at document markers. A `---` or `...` at the start of a line is always a
+// marker in YAML (it cannot occur inside a scalar), so this is exact. It exists because
+// yaml-cpp 0.7's LoadAll can loop forever on some malformed streams; loading one document
+// at a time with YAML::Load cannot.
+std::vector<DocumentText> SplitDocuments(absl::string_view text) {
+  std::vector<DocumentText> docs;
+  size_t start = 0;
+  int start_line = 0;
+  size_t pos = 0;
+  int line = 0;
+  auto is_marker = [&](absl::string_view rest, absl::string_view marker) {
+    return absl::StartsWith(rest, marker) &&
+           (rest.size() == 3 || rest[3] == ' ' || rest[3] == '\t' || rest[3] == '\n' ||
+            rest[3] == '\r');
+  };
+  while (pos < text.size()) {
+    const absl::string_view rest = text.substr(pos);
+    size_t eol = rest.find('\n');
+    const size_t line_end = eol == absl::string_view::npos ? text.size() : pos + eol + 1;
+    if (is_marker(rest, "---") && pos > start) {
+      docs.push_back({text.substr(start, pos - start), start_line});
+      start = pos;
+      start_line = line;
+    } else if (is_marker(rest, "...")) {
+      docs.push_back({text.substr(start, line_end - start), start_line});
+      start = line_end;
+      start_line = line + 1;
+    }
+    pos = line_end;
+    ++line;
+  }
+  if (start < text.size()) docs.push_back({text.substr(start), start_line});
+  return docs;
+}
+
 }  // namespace
 
 void ParseYaml(absl::string_view text, const std::string& file_name, ConfigSet& out,
                Diagnostics& diagnostics) {
-  ParseContext ctx{file_name, &diagnostics};
-  std::vector<YAML::Node> docs;
-  try {
-    docs = YAML::LoadAll(std::string(text));
-  } catch (const YAML::Exception& e) {
-    SourceLocation where{file_name, e.mark.line >= 0 ? e.mark.line + 1 : 0};
-    diagnostics.Error(where, "", absl::StrCat("invalid YAML: ", e.msg));
-    return;
-  }
-  // Resources are only kept when their own document parsed cleanly, so that a change with
-  // errors never half-applies even inside sluice's own tooling.
-  for (const YAML::Node& doc : docs) {
+  for (const DocumentText& doc_text : SplitDocuments(text)) {
+    ParseContext ctx{file_name, &diagnostics, doc_text.first_line};
     try {
+      const YAML::Node doc = YAML::Load(std::string(doc_text.text));
       ParseDocument(Field{doc, ""}, ctx, out);
     } catch (const YAML::Exception& e) {
-      SourceLocation where{file_name, e.mark.line >= 0 ? e.mark.line + 1 : 0};
+      SourceLocation where{file_name, e.mark.line >= 0 ? e.mark.line + 1 + ctx.line_offset : 0};
       diagnostics.Error(where, "", absl::StrCat("invalid YAML: ", e.msg));
     }
   }

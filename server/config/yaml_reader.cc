@@ -34,7 +34,7 @@ SourceLocation ParseContext::At(const YAML::Node& node) const {
   int line = 0;
   if (node.IsDefined()) {
     const YAML::Mark mark = node.Mark();
-    if (mark.line >= 0) line = mark.line + 1;
+    if (mark.line >= 0) line = mark.line + 1 + line_offset;
   }
   return SourceLocation{file, line};
 }

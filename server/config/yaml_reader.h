@@ -20,6 +20,8 @@ namespace sluice::config {
 struct ParseContext {
   std::string file;
   Diagnostics* diagnostics = nullptr;
+  // Lines before the document being read: yaml-cpp numbers lines within the text it is given.
+  int line_offset = 0;
 
   SourceLocation At(const YAML::Node& node) const;
   void Error(const YAML::Node& node, absl::string_view path, absl::string_view message) const {

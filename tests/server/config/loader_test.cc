@@ -1,0 +1,264 @@
+#include "server/config/loader.h"
+
+#include <filesystem>
+#include <fstream>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace sluice::config {
+namespace {
+
+using ::testing::HasSubstr;
+
+namespace fs = std::filesystem;
+
+class LoaderFilesTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = fs::temp_directory_path() /
+           ("sluice-loader-" + std::to_string(::getpid()) + "-" +
+            ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    fs::create_directories(dir_ / "nested");
+  }
+  void TearDown() override { fs::remove_all(dir_); }
+
+  std::string Write(const std::string& relative, const std::string& text) {
+    const fs::path path = dir_ / relative;
+    std::ofstream(path) << text;
+    return path.string();
+  }
+
+  fs::path dir_;
+};
+
+constexpr char kServiceEntry[] = R"(apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata:
+  name: reviews
+spec:
+  hosts: [reviews]
+  ports:
+  - number: 9080
+    name: http
+  endpoints:
+  - address: 127.0.0.1
+    ports: {http: 19081}
+    labels: {version: v1}
+)";
+
+constexpr char kDestinationRule[] = R"(apiVersion: networking.istio.io/v1beta1
+kind: DestinationRule
+metadata:
+  name: reviews
+spec:
+  host: reviews
+  subsets:
+  - name: v1
+    labels: {version: v1}
+)";
+
+TEST_F(LoaderFilesTest, ReadsFoldersRecursivelyInNameOrderAndOnlyYaml) {
+  Write("b.yaml", kDestinationRule);
+  Write("nested/a.yml", kServiceEntry);
+  Write("notes.txt", "this is not configuration: [");
+  LoadResult r = LoadPaths({dir_.string()});
+  ASSERT_TRUE(r.ok()) << r.diagnostics.ToString();
+  EXPECT_EQ(r.config.service_entries.size(), 1u);
+  EXPECT_EQ(r.config.destination_rules.size(), 1u);
+  EXPECT_THAT(r.config.service_entries[0].meta.location.file, HasSubstr("nested/a.yml"));
+}
+
+TEST_F(LoaderFilesTest, MissingPathIsAnError) {
+  LoadResult r = LoadPaths({(dir_ / "absent.yaml").string()});
+  ASSERT_FALSE(r.ok());
+  EXPECT_THAT(r.diagnostics.all()[0].ToString(), HasSubstr("absent.yaml: no such file"));
+}
+
+TEST_F(LoaderFilesTest, ErrorsNameTheFileTheyCameFrom) {
+  Write("good.yaml", kServiceEntry);
+  const std::string bad = Write("bad.yaml", R"(apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata:
+  name: reviews
+spec:
+  host: reviews
+  trafficPolicy:
+    outlierDetection:
+      maxEjectionPercent: 120
+)");
+  LoadResult r = LoadPaths({dir_.string()});
+  ASSERT_FALSE(r.ok());
+  ASSERT_EQ(r.diagnostics.error_count(), 1);
+  EXPECT_EQ(r.diagnostics.Filter(Severity::kError)[0].ToString(),
+            bad + ":9: spec.trafficPolicy.outlierDetection.maxEjectionPercent: must be between "
+                  "0 and 100, found 120");
+}
+
+TEST(LoadText, LinesCountAcrossDocuments) {
+  LoadResult r = LoadText(std::string(kServiceEntry) + "---\n" + kDestinationRule +
+                              "---\napiVersion: networking.istio.io/v1\nkind: VirtualService\n"
+                              "metadata:\n  name: reviews\nspec:\n  hosts: [reviews]\n  http:\n"
+                              "  - route:\n    - destination: {host: reviews, subset: v1}\n"
+                              "    timeout: 0s\n",
+                          "all.yaml");
+  ASSERT_FALSE(r.ok());
+  const Diagnostic d = r.diagnostics.Filter(Severity::kError).at(0);
+  EXPECT_EQ(d.where.line, 34);
+  EXPECT_EQ(d.field_path, "spec.http[0].timeout");
+  EXPECT_EQ(d.ToString(), "all.yaml:34: spec.http[0].timeout: must be at least 1ms");
+}
+
+TEST(LoadText, InvalidYamlSyntaxNamesTheLine) {
+  LoadResult r = LoadText("apiVersion: networking.istio.io/v1\nkind: [unclosed\n", "x.yaml");
+  ASSERT_FALSE(r.ok());
+  EXPECT_THAT(r.diagnostics.all()[0].ToString(), HasSubstr("x.yaml:"));
+  EXPECT_THAT(r.diagnostics.all()[0].message, HasSubstr("invalid YAML"));
+}
+
+TEST(LoadText, ParsesEveryKindIntoItsStruct) {
+  LoadResult r = LoadText(R"(apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: shop, namespace: prod}
+spec:
+  hosts: [shop]
+  ports: [{number: 8080, name: http, targetPort: 18080}]
+  workloadSelector:
+    labels: {app: shop}
+---
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: {name: shop-1, namespace: prod}
+spec:
+  address: 127.0.0.2
+  labels: {app: shop, version: v2}
+  weight: 3
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: shop, namespace: prod}
+spec:
+  host: shop
+  trafficPolicy:
+    connectionPool:
+      tcp: {maxConnections: 7, connectTimeout: 250ms}
+      http: {http1MaxPendingRequests: 3, maxRetries: 2}
+  subsets:
+  - name: v1
+    labels: {version: v1}
+  - name: v2
+    labels: {version: v2}
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: shop, namespace: prod}
+spec:
+  hosts: [shop]
+  http:
+  - route:
+    - destination: {host: shop, subset: v1}
+      weight: 90
+    - destination: {host: shop, subset: v2}
+      weight: 10
+    timeout: 5s
+    retries: {attempts: 3, perTryTimeout: 2s, retryOn: "5xx,429"}
+    fault:
+      abort: {httpStatus: 503, percentage: {value: 0.1}}
+      delay: {fixedDelay: 2s, percent: 5}
+---
+apiVersion: sluice.dev/v1
+kind: Canary
+metadata: {name: shop, namespace: prod}
+spec:
+  host: shop
+  stableSubset: v1
+  canarySubset: v2
+  analysis:
+    interval: 10s
+    threshold: 2
+    minRequests: 100
+    metrics:
+    - name: request-success-rate
+      thresholdRange: {min: 99.5}
+)",
+                          "shop.yaml");
+  ASSERT_TRUE(r.ok()) << r.diagnostics.ToString();
+  ASSERT_EQ(r.config.workload_entries.size(), 1u);
+  EXPECT_EQ(r.config.workload_entries[0].spec.weight, 3u);
+  ASSERT_EQ(r.config.service_entries.size(), 1u);
+  EXPECT_EQ(r.config.service_entries[0].ports[0].target_port, 18080u);
+  EXPECT_EQ(r.config.service_entries[0].meta.namespace_name, "prod");
+
+  const DestinationRule& dr = r.config.destination_rules.at(0);
+  EXPECT_EQ(dr.traffic_policy->connection_pool->tcp->max_connections, 7);
+  EXPECT_EQ(dr.traffic_policy->connection_pool->tcp->connect_timeout, absl::Milliseconds(250));
+  EXPECT_EQ(dr.traffic_policy->connection_pool->http->http1_max_pending_requests, 3);
+
+  const HTTPRoute& route = r.config.virtual_services.at(0).http.at(0);
+  EXPECT_EQ(route.timeout, absl::Seconds(5));
+  EXPECT_EQ(route.retries->attempts, 3);
+  EXPECT_EQ(route.retries->per_try_timeout, absl::Seconds(2));
+  EXPECT_EQ(route.retries->retry_on, "5xx,429");
+  // 0.1% is 1000 parts per million; the deprecated integer percent is over a hundred.
+  EXPECT_EQ(route.fault->abort->percentage->numerator, 1000u);
+  EXPECT_EQ(route.fault->abort->percentage->denominator, 1'000'000u);
+  EXPECT_EQ(route.fault->delay->percentage->numerator, 5u);
+  EXPECT_EQ(route.fault->delay->percentage->denominator, 100u);
+  EXPECT_EQ(route.route[1].weight, 10);
+
+  const Canary& c = r.config.canaries.at(0);
+  EXPECT_EQ(c.analysis.interval, absl::Seconds(10));
+  EXPECT_EQ(c.analysis.threshold, 2);
+  EXPECT_EQ(c.analysis.min_requests, 100);
+  EXPECT_EQ(c.analysis.metrics.at(0).threshold_min, 99.5);
+}
+
+TEST(LoadText, SkipsOtherKindsWithANoticeAndReadsKubernetesLists) {
+  LoadResult r = LoadText(R"(apiVersion: v1
+kind: List
+items:
+- apiVersion: networking.istio.io/v1alpha3
+  kind: DestinationRule
+  metadata: {name: a, uid: 1234, resourceVersion: "9"}
+  spec:
+    host: a
+- apiVersion: apps/v1
+  kind: Deployment
+  metadata: {name: a}
+  spec: {replicas: 1}
+- apiVersion: networking.istio.io/v1
+  kind: Gateway
+  metadata: {name: g}
+  spec: {selector: {istio: ingressgateway}}
+)",
+                          "list.yaml");
+  ASSERT_TRUE(r.ok()) << r.diagnostics.ToString();
+  EXPECT_EQ(r.config.destination_rules.size(), 1u);
+  const std::vector<Diagnostic> notices = r.diagnostics.Filter(Severity::kNotice);
+  ASSERT_EQ(notices.size(), 2u);
+  EXPECT_THAT(notices[0].ToString(), HasSubstr("list.yaml:9: notice: skipping Deployment"));
+  EXPECT_THAT(notices[1].ToString(), HasSubstr("skipping Gateway"));
+}
+
+}  // namespace
+}  // namespace sluice::config
+
+namespace sluice::config {
+namespace {
+
+// Inputs the fuzzer once found to crash or hang; each must now load (with or without errors).
+TEST(LoadText, FuzzRegressionsComplete) {
+  const fs::path dir = fs::path(SLUICE_SOURCE_DIR) / "tests/fuzz/regressions";
+  int count = 0;
+  for (const auto& entry : fs::directory_iterator(dir)) {
+    SCOPED_TRACE(entry.path().string());
+    LoadResult r = LoadPaths({entry.path().string()});
+    ++count;
+    // Loading returned: the yaml-cpp LoadAll hang is avoided. The input is not valid config.
+    EXPECT_FALSE(r.ok());
+  }
+  EXPECT_GT(count, 0);
+}
+
+}  // namespace
+}  // namespace sluice::config
