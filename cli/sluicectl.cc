@@ -1,28 +1,54 @@
-// sluicectl: the command-line client. This file holds argument handling; each command's
-// work lives in the libraries it calls.
+// sluicectl: the command-line client. Offline validation uses the config library; every
+// other command talks to sluice-server's AdminService.
 
 #include <cstdio>
+#include <filesystem>
+#include <fstream>
 #include <iostream>
+#include <sstream>
 #include <string>
 #include <vector>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "google/protobuf/util/json_util.h"
+#include "grpcpp/grpcpp.h"
 #include "server/config/loader.h"
 #include "server/routing/snapshot.h"
 #include "server/routing/snapshot_printer.h"
+#include "sluice/v1/admin.grpc.pb.h"
 
 namespace {
 
-constexpr char kUsage[] = R"(usage: sluicectl COMMAND [options]
+namespace fs = std::filesystem;
+
+constexpr char kUsage[] = R"(usage: sluicectl [--server HOST:PORT] COMMAND [options]
+
+The server address defaults to $SLUICE_SERVER, else 127.0.0.1:7070.
 
 commands:
-  validate -f PATH [-f PATH]... [--describe] [--quiet]
-      Check Istio YAML (files or folders) offline, as the server would on apply.
-      Prints every problem as file:line: field.path: message and exits 1 when there are
-      errors; prints a summary (hosts, routes, subsets, endpoints) and exits 0 when valid.
-      --describe   also print every host's routes, clusters, endpoints and canaries
-      --quiet      print errors only (no warnings or notices)
+  validate -f PATH... [--describe] [--quiet]
+      Check Istio YAML (files or folders) offline, as the server would on apply. Prints
+      every problem as file:line: field.path: message and exits 1 on errors; prints a
+      summary (hosts, routes, subsets, endpoints) and exits 0 when valid.
+      --describe  also print every host's routes, clusters, endpoints and canaries
+      --quiet     print errors only
+  apply -f PATH... [--dry-run]
+      Send files or folders to the server as one change: all of it applies, or none.
+  get [KIND [NAME]] [-n NAMESPACE] [-o json]
+      List resources, or print one as YAML. KIND: virtualservice (vs), destinationrule
+      (dr), serviceentry (se), workloadentry (we), canary.
+  delete KIND NAME [-n NAMESPACE]
+      Remove a resource that was applied through the API.
+  explain --host HOST [--path PATH] [-X METHOD] [-H name:value]... [--source-label k=v]...
+          [-o json]
+      Show the decision for a request and why: each rule tried, the weight draw, the fault
+      draws, the endpoint choice.
+  endpoints [HOST] [-o json]
+      Endpoints per cluster (host and subset) with their in-flight count and health.
 )";
 
 int Usage(int code) {
@@ -30,38 +56,108 @@ int Usage(int code) {
   return code;
 }
 
-int Validate(const std::vector<std::string>& args) {
-  std::vector<std::string> paths;
-  bool describe = false;
-  bool quiet = false;
-  for (size_t i = 0; i < args.size(); ++i) {
-    const std::string& a = args[i];
-    if ((a == "-f" || a == "--filename") && i + 1 < args.size()) {
-      paths.push_back(args[++i]);
-    } else if (absl::StartsWith(a, "--filename=")) {
-      paths.push_back(a.substr(11));
-    } else if (a == "--describe") {
-      describe = true;
-    } else if (a == "--quiet" || a == "-q") {
-      quiet = true;
-    } else if (a == "-h" || a == "--help") {
-      return Usage(0);
+// Exit codes: 0 done, 1 rejected or not found, 2 usage, 3 server unreachable.
+int RpcFailure(const grpc::Status& status) {
+  std::cerr << "sluicectl: " << status.error_message() << "\n";
+  if (status.error_code() == grpc::StatusCode::UNAVAILABLE ||
+      status.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED) {
+    return 3;
+  }
+  return status.error_code() == grpc::StatusCode::INVALID_ARGUMENT ? 2 : 1;
+}
+
+std::string ToJson(const google::protobuf::Message& m) {
+  std::string out;
+  google::protobuf::util::JsonPrintOptions options;
+  options.add_whitespace = true;
+  options.preserve_proto_field_names = true;
+  options.always_print_primitive_fields = true;
+  (void)google::protobuf::util::MessageToJsonString(m, &out, options);
+  return out;
+}
+
+// Parsed arguments: flags with values, repeatable, and positionals.
+struct Args {
+  std::vector<std::pair<std::string, std::string>> flags;
+  std::vector<std::string> positional;
+  std::vector<std::string> switches;
+
+  std::vector<std::string> All(absl::string_view name) const {
+    std::vector<std::string> out;
+    for (const auto& [k, v] : flags) {
+      if (k == name) out.push_back(v);
+    }
+    return out;
+  }
+  std::string One(absl::string_view name, std::string fallback = "") const {
+    for (const auto& [k, v] : flags) {
+      if (k == name) return v;
+    }
+    return fallback;
+  }
+  bool Has(absl::string_view name) const {
+    return std::find(switches.begin(), switches.end(), name) != switches.end();
+  }
+};
+
+// Flags that take a value, with their short aliases mapped to the long name.
+std::string CanonicalFlag(absl::string_view f) {
+  if (f == "-f" || f == "--filename") return "-f";
+  if (f == "-n" || f == "--namespace") return "-n";
+  if (f == "-o" || f == "--output") return "-o";
+  if (f == "-X" || f == "--method") return "-X";
+  if (f == "-H" || f == "--header") return "-H";
+  if (f == "--host" || f == "--path" || f == "--source-label" || f == "--scheme") {
+    return std::string(f);
+  }
+  return "";
+}
+
+bool ParseArgs(const std::vector<std::string>& in, Args& out, std::string& error) {
+  for (size_t i = 0; i < in.size(); ++i) {
+    std::string a = in[i];
+    std::string value;
+    bool inline_value = false;
+    if (absl::StartsWith(a, "--") && a.find('=') != std::string::npos) {
+      value = a.substr(a.find('=') + 1);
+      a = a.substr(0, a.find('='));
+      inline_value = true;
+    }
+    const std::string flag = CanonicalFlag(a);
+    if (!flag.empty()) {
+      if (!inline_value) {
+        if (i + 1 >= in.size()) {
+          error = absl::StrCat(a, " needs a value");
+          return false;
+        }
+        value = in[++i];
+      }
+      out.flags.emplace_back(flag, value);
+      // `-f a.yaml b.yaml`: following non-flags are more files.
+      while (flag == "-f" && i + 1 < in.size() && !absl::StartsWith(in[i + 1], "-")) {
+        out.flags.emplace_back(flag, in[++i]);
+      }
+    } else if (absl::StartsWith(a, "-") && a.size() > 1) {
+      out.switches.push_back(a);
     } else {
-      std::cerr << "sluicectl validate: unexpected argument \"" << a << "\"\n";
-      return Usage(2);
+      out.positional.push_back(a);
     }
   }
+  return true;
+}
+
+int Validate(const Args& args) {
+  const std::vector<std::string> paths = args.All("-f");
   if (paths.empty()) {
     std::cerr << "sluicectl validate: give at least one -f PATH\n";
     return Usage(2);
   }
+  const bool quiet = args.Has("--quiet") || args.Has("-q");
   sluice::config::LoadResult loaded = sluice::config::LoadPaths(paths);
   absl::StatusOr<std::shared_ptr<const sluice::routing::Snapshot>> snapshot;
   if (loaded.ok()) {
     snapshot = sluice::routing::CompileSnapshot(std::move(loaded.config), 1, &loaded.diagnostics);
-    if (!snapshot.ok()) {
-      loaded.diagnostics.Error({}, "", std::string(snapshot.status().message()));
-    }
+    if (!snapshot.ok()) loaded.diagnostics.Error({}, "", std::string(snapshot.status().message()));
   }
   for (const sluice::config::Diagnostic& d : loaded.diagnostics.all()) {
     if (quiet && d.severity != sluice::config::Severity::kError) continue;
@@ -71,7 +167,7 @@ int Validate(const std::vector<std::string>& args) {
     std::cerr << loaded.diagnostics.error_count() << " error(s); nothing would be applied\n";
     return 1;
   }
-  if (describe) {
+  if (args.Has("--describe")) {
     std::cout << sluice::routing::DescribeSnapshot(**snapshot);
   } else {
     std::cout << "valid: " << sluice::routing::FormatSummary(sluice::routing::Summarize(**snapshot))
@@ -80,14 +176,288 @@ int Validate(const std::vector<std::string>& args) {
   return 0;
 }
 
+class Client {
+ public:
+  explicit Client(const std::string& address)
+      : stub_(sluice::v1::AdminService::NewStub(
+            grpc::CreateChannel(address, grpc::InsecureChannelCredentials()))) {}
+
+  std::unique_ptr<grpc::ClientContext> Context() const {
+    auto ctx = std::make_unique<grpc::ClientContext>();
+    ctx->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+    return ctx;
+  }
+  sluice::v1::AdminService::Stub& stub() { return *stub_; }
+
+ private:
+  std::unique_ptr<sluice::v1::AdminService::Stub> stub_;
+};
+
+int Apply(Client& client, const Args& args) {
+  const std::vector<std::string> paths = args.All("-f");
+  if (paths.empty()) {
+    std::cerr << "sluicectl apply: give at least one -f PATH\n";
+    return Usage(2);
+  }
+  sluice::v1::ApplyRequest request;
+  request.set_dry_run(args.Has("--dry-run"));
+  for (const std::string& path : paths) {
+    std::vector<std::string> files;
+    std::error_code ec;
+    if (fs::is_directory(path, ec)) {
+      for (const auto& e : fs::recursive_directory_iterator(path)) {
+        const std::string ext = e.path().extension().string();
+        if (e.is_regular_file() && (ext == ".yaml" || ext == ".yml")) {
+          files.push_back(e.path().string());
+        }
+      }
+      std::sort(files.begin(), files.end());
+    } else {
+      files.push_back(path);
+    }
+    for (const std::string& file : files) {
+      std::ifstream in(file, std::ios::binary);
+      if (!in) {
+        std::cerr << "sluicectl apply: cannot read " << file << "\n";
+        return 1;
+      }
+      std::stringstream text;
+      text << in.rdbuf();
+      sluice::v1::ApplyFile* f = request.add_files();
+      f->set_name(file);
+      f->set_yaml(text.str());
+    }
+  }
+  sluice::v1::ApplyResponse response;
+  grpc::Status status = client.stub().Apply(client.Context().get(), request, &response);
+  if (!status.ok()) return RpcFailure(status);
+  for (const sluice::v1::Diagnostic& d : response.diagnostics()) std::cerr << d.text() << "\n";
+  if (args.One("-o") == "json") {
+    std::cout << ToJson(response) << "\n";
+  } else if (request.dry_run()) {
+    const bool ok = std::none_of(response.diagnostics().begin(), response.diagnostics().end(),
+                                 [](const auto& d) { return d.severity() == d.ERROR; });
+    std::cout << (ok ? "valid (dry run): would become version " : "rejected (dry run); version ")
+              << response.version() << "\n";
+  } else if (response.applied()) {
+    for (const std::string& key : response.changed()) std::cout << key << " applied\n";
+    std::cout << "configuration version " << response.version() << "\n";
+  } else {
+    std::cerr << "rejected: nothing changed; version " << response.version()
+              << " keeps serving\n";
+  }
+  const bool rejected = !response.applied() && !request.dry_run();
+  const bool dry_run_errors =
+      request.dry_run() &&
+      std::any_of(response.diagnostics().begin(), response.diagnostics().end(),
+                  [](const auto& d) { return d.severity() == d.ERROR; });
+  return rejected || dry_run_errors ? 1 : 0;
+}
+
+std::string CanonicalKind(std::string kind) {
+  kind = absl::AsciiStrToLower(kind);
+  if (kind == "vs" || kind == "virtualservice" || kind == "virtualservices") return "VirtualService";
+  if (kind == "dr" || kind == "destinationrule" || kind == "destinationrules") return "DestinationRule";
+  if (kind == "se" || kind == "serviceentry" || kind == "serviceentries") return "ServiceEntry";
+  if (kind == "we" || kind == "workloadentry" || kind == "workloadentries") return "WorkloadEntry";
+  if (kind == "canary" || kind == "canaries") return "Canary";
+  return "";
+}
+
+int Get(Client& client, const Args& args) {
+  std::string kind;
+  if (!args.positional.empty()) {
+    kind = CanonicalKind(args.positional[0]);
+    if (kind.empty()) {
+      std::cerr << "sluicectl get: unknown kind \"" << args.positional[0] << "\"\n";
+      return Usage(2);
+    }
+  }
+  const bool json = args.One("-o") == "json";
+  if (args.positional.size() >= 2) {
+    sluice::v1::GetRequest request;
+    request.mutable_ref()->set_kind(kind);
+    request.mutable_ref()->set_name(args.positional[1]);
+    request.mutable_ref()->set_namespace_(args.One("-n", "default"));
+    sluice::v1::GetResponse response;
+    grpc::Status status = client.stub().Get(client.Context().get(), request, &response);
+    if (!status.ok()) return RpcFailure(status);
+    if (json) {
+      std::cout << ToJson(response) << "\n";
+    } else {
+      std::cout << "# source: " << response.resource().source() << "\n"
+                << response.resource().yaml() << "\n";
+    }
+    return 0;
+  }
+  sluice::v1::ListRequest request;
+  request.set_kind(kind);
+  sluice::v1::ListResponse response;
+  grpc::Status status = client.stub().List(client.Context().get(), request, &response);
+  if (!status.ok()) return RpcFailure(status);
+  if (json) {
+    std::cout << ToJson(response) << "\n";
+    return 0;
+  }
+  std::printf("%-16s %-12s %-28s %s\n", "KIND", "NAMESPACE", "NAME", "SOURCE");
+  for (const sluice::v1::Resource& r : response.resources()) {
+    std::printf("%-16s %-12s %-28s %s\n", r.ref().kind().c_str(), r.ref().namespace_().c_str(),
+                r.ref().name().c_str(), r.source().c_str());
+  }
+  std::printf("configuration version %llu\n",
+              static_cast<unsigned long long>(response.version()));
+  return 0;
+}
+
+int Delete(Client& client, const Args& args) {
+  if (args.positional.size() != 2 || CanonicalKind(args.positional[0]).empty()) {
+    std::cerr << "sluicectl delete: give KIND NAME\n";
+    return Usage(2);
+  }
+  sluice::v1::DeleteRequest request;
+  request.mutable_ref()->set_kind(CanonicalKind(args.positional[0]));
+  request.mutable_ref()->set_name(args.positional[1]);
+  request.mutable_ref()->set_namespace_(args.One("-n", "default"));
+  sluice::v1::DeleteResponse response;
+  grpc::Status status = client.stub().Delete(client.Context().get(), request, &response);
+  if (!status.ok()) return RpcFailure(status);
+  std::cout << request.ref().kind() << "/" << request.ref().namespace_() << "/"
+            << request.ref().name() << " deleted; configuration version " << response.version()
+            << "\n";
+  return 0;
+}
+
+std::string FormatEndpoint(const sluice::v1::Endpoint& e) {
+  return absl::StrCat(e.address(), ":", e.port());
+}
+
+int Explain(Client& client, const Args& args) {
+  sluice::v1::DecideRequest request;
+  request.set_authority(args.One("--host"));
+  request.set_path(args.One("--path", "/"));
+  request.set_method(args.One("-X", "GET"));
+  request.set_scheme(args.One("--scheme", "http"));
+  if (request.authority().empty()) {
+    std::cerr << "sluicectl explain: --host is required\n";
+    return Usage(2);
+  }
+  for (const std::string& h : args.All("-H")) {
+    const size_t colon = h.find(':');
+    if (colon == std::string::npos) {
+      std::cerr << "sluicectl explain: -H takes name:value, got \"" << h << "\"\n";
+      return 2;
+    }
+    sluice::v1::Header* header = request.add_headers();
+    header->set_name(absl::AsciiStrToLower(absl::StripAsciiWhitespace(h.substr(0, colon))));
+    header->set_value(std::string(absl::StripAsciiWhitespace(h.substr(colon + 1))));
+  }
+  for (const std::string& l : args.All("--source-label")) {
+    std::vector<std::string> kv = absl::StrSplit(l, absl::MaxSplits('=', 1));
+    if (kv.size() == 2) (*request.mutable_source_labels())[kv[0]] = kv[1];
+  }
+  sluice::v1::ExplainResponse response;
+  grpc::Status status = client.stub().Explain(client.Context().get(), request, &response);
+  if (!status.ok()) return RpcFailure(status);
+  if (args.One("-o") == "json") {
+    std::cout << ToJson(response) << "\n";
+    return 0;
+  }
+  const sluice::v1::Decision& d = response.decision();
+  std::cout << "request      " << request.method() << " " << request.authority()
+            << request.path() << "\n";
+  std::cout << "host         " << response.virtual_host() << "\n";
+  for (const sluice::v1::ExplainStep& s : response.steps()) {
+    std::cout << "  " << (s.matched() ? "match " : "no    ") << s.route() << ": " << s.match()
+              << (s.matched() ? "" : absl::StrCat("  (", s.reason(), ")")) << "\n";
+  }
+  if (!response.weight_draw().empty()) std::cout << "weights      " << response.weight_draw() << "\n";
+  if (!response.fault_draw().empty()) std::cout << "faults       " << response.fault_draw() << "\n";
+  if (!response.endpoint_choice().empty()) {
+    std::cout << "endpoint     " << response.endpoint_choice() << "\n";
+  }
+  if (!d.details().route_name().empty()) {
+    std::cout << "route        " << d.details().route_name() << "\n";
+  }
+  if (!d.host().empty()) {
+    std::cout << "destination  " << d.host() << (d.subset().empty() ? "" : " subset ")
+              << d.subset() << "\n";
+  }
+  if (d.details().has_endpoint()) {
+    std::vector<std::string> alternates;
+    for (const auto& a : d.details().alternates()) alternates.push_back(FormatEndpoint(a));
+    std::cout << "upstream     " << FormatEndpoint(d.details().endpoint())
+              << (alternates.empty() ? "" : absl::StrCat("  (retries: ",
+                                                         absl::StrJoin(alternates, ", "), ")"))
+              << "\n";
+  }
+  if (d.details().timeout_ms() > 0) {
+    std::cout << "timeout      " << d.details().timeout_ms() << "ms\n";
+  }
+  std::cout << "decision     " << response.summary() << "\n";
+  std::cout << "config       version " << d.config_version() << "\n";
+  return 0;
+}
+
+int Endpoints(Client& client, const Args& args) {
+  sluice::v1::ListEndpointsRequest request;
+  if (!args.positional.empty()) request.set_host(args.positional[0]);
+  sluice::v1::ListEndpointsResponse response;
+  grpc::Status status = client.stub().ListEndpoints(client.Context().get(), request, &response);
+  if (!status.ok()) return RpcFailure(status);
+  if (args.One("-o") == "json") {
+    std::cout << ToJson(response) << "\n";
+    return 0;
+  }
+  for (const sluice::v1::ClusterEndpoints& c : response.clusters()) {
+    std::cout << c.cluster() << "  (" << c.load_balancer() << ")\n";
+    std::printf("  %-24s %-10s %-9s %s\n", "ENDPOINT", "HEALTH", "IN-FLIGHT", "LABELS");
+    for (const sluice::v1::EndpointState& e : c.endpoints()) {
+      std::vector<std::string> labels;
+      for (const auto& [k, v] : e.labels()) labels.push_back(absl::StrCat(k, "=", v));
+      std::sort(labels.begin(), labels.end());
+      std::printf("  %-24s %-10s %-9d %s\n", absl::StrCat(e.address(), ":", e.port()).c_str(),
+                  e.health().c_str(), e.in_flight(), absl::StrJoin(labels, ",").c_str());
+    }
+  }
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (argc < 2) return Usage(2);
-  const std::string command = argv[1];
-  std::vector<std::string> args(argv + 2, argv + argc);
+  std::vector<std::string> argv_rest(argv + 1, argv + argc);
+  std::string server = std::getenv("SLUICE_SERVER") != nullptr ? std::getenv("SLUICE_SERVER")
+                                                               : "127.0.0.1:7070";
+  while (!argv_rest.empty() && absl::StartsWith(argv_rest.front(), "--server")) {
+    if (argv_rest.front().find('=') != std::string::npos) {
+      server = argv_rest.front().substr(argv_rest.front().find('=') + 1);
+      argv_rest.erase(argv_rest.begin());
+    } else if (argv_rest.size() >= 2) {
+      server = argv_rest[1];
+      argv_rest.erase(argv_rest.begin(), argv_rest.begin() + 2);
+    } else {
+      return Usage(2);
+    }
+  }
+  if (argv_rest.empty()) return Usage(2);
+  const std::string command = argv_rest.front();
+  Args args;
+  std::string error;
+  if (!ParseArgs({argv_rest.begin() + 1, argv_rest.end()}, args, error)) {
+    std::cerr << "sluicectl " << command << ": " << error << "\n";
+    return 2;
+  }
+  if (command == "-h" || command == "--help" || command == "help" || args.Has("--help") ||
+      args.Has("-h")) {
+    return Usage(0);
+  }
   if (command == "validate") return Validate(args);
-  if (command == "-h" || command == "--help" || command == "help") return Usage(0);
+  Client client(server);
+  if (command == "apply") return Apply(client, args);
+  if (command == "get") return Get(client, args);
+  if (command == "delete") return Delete(client, args);
+  if (command == "explain") return Explain(client, args);
+  if (command == "endpoints") return Endpoints(client, args);
   std::cerr << "sluicectl: unknown command \"" << command << "\"\n";
   return Usage(2);
 }

@@ -142,6 +142,7 @@ void ParseDocument(const Field& doc, const ParseContext& ctx, ConfigSet& out) {
     return;
   }
   if (!meta) return;
+  meta->yaml = YAML::Dump(doc.node);
   if (kind == "VirtualService") {
     out.virtual_services.push_back(ParseVirtualService(*meta, *spec, ctx));
   } else if (kind == "DestinationRule") {

@@ -22,6 +22,7 @@ struct ObjectMeta {
   std::string namespace_name = "default";
   Labels labels;
   SourceLocation location;  // the document's first line
+  std::string yaml;         // the resource as read, re-emitted (for Get and persistence)
 };
 
 // ---------------------------------------------------------------------------------------------

@@ -79,6 +79,12 @@ class SnapshotCompiler {
     }
     AddDefaultRoutes();
     IndexHosts();
+    for (VirtualHost& host : snapshot_->virtual_hosts_) {
+      for (Route& r : host.routes) {
+        r.id = static_cast<uint32_t>(snapshot_->routes_.size());
+        snapshot_->routes_.push_back(&r);
+      }
+    }
     return std::shared_ptr<const Snapshot>(std::move(snapshot_));
   }
 
@@ -119,6 +125,7 @@ class SnapshotCompiler {
       if (subset == nullptr) return nullptr;
     }
     auto cluster = std::make_unique<Cluster>();
+    cluster->id = static_cast<uint32_t>(snapshot_->clusters_.size());
     cluster->name = *name_out;
     cluster->host = host;
     cluster->subset = subset_name;
@@ -132,8 +139,14 @@ class SnapshotCompiler {
       e.port = ep.port;
       e.labels = std::move(ep.labels);
       e.weight = ep.weight;
+      e.runtime = options_.runtime_store != nullptr
+                      ? options_.runtime_store->Endpoint(cluster->name, e.id)
+                      : std::make_shared<EndpointRuntime>();
       cluster->endpoints.push_back(std::move(e));
     }
+    cluster->runtime = options_.runtime_store != nullptr
+                           ? options_.runtime_store->Cluster(cluster->name)
+                           : std::make_shared<ClusterRuntime>();
     const Cluster* raw = cluster.get();
     snapshot_->clusters_by_name_.emplace(cluster->name, raw);
     snapshot_->clusters_.push_back(std::move(cluster));

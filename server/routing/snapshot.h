@@ -13,6 +13,7 @@
 #include "re2/re2.h"
 #include "server/config/diagnostics.h"
 #include "server/config/resources.h"
+#include "server/routing/endpoint_runtime.h"
 #include "server/routing/matcher.h"
 #include "server/routing/policies.h"
 
@@ -24,16 +25,19 @@ struct Endpoint {
   config::Labels labels;
   uint32_t weight = 1;
   std::string id;  // "address:port", unique within a cluster
+  std::shared_ptr<EndpointRuntime> runtime;
 };
 
 // Envoy's unit of upstream policy: one host, one subset (possibly none), one port.
 struct Cluster {
+  uint32_t id = 0;   // index in Snapshot::clusters()
   std::string name;  // Istio's name: outbound|9080|v1|reviews.default.svc.cluster.local
   std::string host;
   std::string subset;
   uint32_t port = 0;
   std::vector<Endpoint> endpoints;
   TrafficPolicy policy;
+  std::shared_ptr<ClusterRuntime> runtime;
 };
 
 struct RouteDestination {
@@ -80,6 +84,7 @@ struct Rewrite {
 enum class RouteAction { kForward, kRedirect, kDirectResponse };
 
 struct Route {
+  uint32_t id = 0;           // index in Snapshot::routes()
   std::string name;          // Istio's `name`, may be empty
   std::string display_name;  // name, or "<virtual service>.<namespace>.<index>"
   std::string virtual_service;  // namespace/name
@@ -105,6 +110,8 @@ struct VirtualHost {
 struct CompileOptions {
   // Short names (`reviews`) resolve to services of this namespace, as for a client there.
   std::string client_namespace = "default";
+  // Where endpoint load and health live across snapshots; nullptr: fresh state.
+  RuntimeStore* runtime_store = nullptr;
 };
 
 // One immutable, versioned view of the whole configuration. Built once per change and
@@ -120,6 +127,8 @@ class Snapshot {
 
   const std::vector<VirtualHost>& virtual_hosts() const { return virtual_hosts_; }
   const std::vector<std::unique_ptr<Cluster>>& clusters() const { return clusters_; }
+  // Every route of every host, by Route::id.
+  const std::vector<const Route*>& routes() const { return routes_; }
   // Every header name any match rule reads: the only headers a gateway needs to send.
   const std::vector<std::string>& match_header_names() const { return match_header_names_; }
   const config::ConfigSet& source() const { return *source_; }
@@ -130,6 +139,7 @@ class Snapshot {
   uint64_t version_ = 0;
   std::vector<VirtualHost> virtual_hosts_;
   std::vector<std::unique_ptr<Cluster>> clusters_;
+  std::vector<const Route*> routes_;
   absl::flat_hash_map<std::string, size_t> exact_hosts_;
   std::vector<std::pair<std::string, size_t>> wildcard_hosts_;  // ".suffix", longest first
   std::optional<size_t> catch_all_host_;

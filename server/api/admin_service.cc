@@ -1,0 +1,204 @@
+#include "server/api/admin_service.h"
+
+#include "absl/random/random.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "server/api/proto_convert.h"
+#include "server/common/log.h"
+#include "server/config/host_names.h"
+#include "server/routing/decider.h"
+
+namespace sluice::api {
+namespace {
+
+store::ResourceKey ToKey(const v1::ResourceRef& ref) {
+  return store::ResourceKey{ref.kind(), ref.namespace_().empty() ? "default" : ref.namespace_(),
+                            ref.name()};
+}
+
+void FillResource(const store::StoredResource& r, bool with_yaml, v1::Resource& out) {
+  out.mutable_ref()->set_kind(r.key.kind);
+  out.mutable_ref()->set_namespace_(r.key.namespace_name);
+  out.mutable_ref()->set_name(r.key.name);
+  out.set_source(r.source);
+  if (with_yaml) out.set_yaml(r.yaml);
+}
+
+bool ValidKind(absl::string_view kind) {
+  return kind == "VirtualService" || kind == "DestinationRule" || kind == "ServiceEntry" ||
+         kind == "WorkloadEntry" || kind == "Canary";
+}
+
+}  // namespace
+
+void FillDiagnostics(const config::Diagnostics& diagnostics,
+                     google::protobuf::RepeatedPtrField<v1::Diagnostic>& out) {
+  for (const config::Diagnostic& d : diagnostics.all()) {
+    v1::Diagnostic* p = out.Add();
+    p->set_severity(d.severity == config::Severity::kError     ? v1::Diagnostic::ERROR
+                    : d.severity == config::Severity::kWarning ? v1::Diagnostic::WARNING
+                                                               : v1::Diagnostic::NOTICE);
+    p->set_file(d.where.file);
+    p->set_line(d.where.line);
+    p->set_field_path(d.field_path);
+    p->set_message(d.message);
+    p->set_text(d.ToString());
+  }
+}
+
+grpc::Status AdminServiceImpl::Apply(grpc::ServerContext*, const v1::ApplyRequest* request,
+                                     v1::ApplyResponse* response) {
+  std::vector<store::ConfigStore::File> files;
+  for (const v1::ApplyFile& f : request->files()) files.push_back({f.name(), f.yaml()});
+  store::ChangeResult result = store_.Apply(files, request->dry_run());
+  response->set_applied(result.applied);
+  response->set_version(result.version);
+  FillDiagnostics(result.diagnostics, *response->mutable_diagnostics());
+  for (const std::string& key : result.changed) response->add_changed(key);
+  if (result.diagnostics.HasErrors()) {
+    metrics_.apply_errors_api.Increment();
+    LogWarning("apply rejected (", result.diagnostics.error_count(),
+               " error(s)); configuration version ", result.version, " keeps serving");
+  } else if (result.applied) {
+    metrics_.applies_ok.Increment();
+    LogInfo("applied ", absl::StrJoin(result.changed, ", "), "; configuration version ",
+            result.version);
+  }
+  // A rejected change is a normal answer carrying its diagnostics, not an RPC failure.
+  return grpc::Status::OK;
+}
+
+grpc::Status AdminServiceImpl::Get(grpc::ServerContext*, const v1::GetRequest* request,
+                                   v1::GetResponse* response) {
+  const store::ResourceKey key = ToKey(request->ref());
+  if (!ValidKind(key.kind)) {
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                        absl::StrCat("unknown kind \"", key.kind,
+                                     "\" (VirtualService, DestinationRule, ServiceEntry, "
+                                     "WorkloadEntry or Canary)"));
+  }
+  std::optional<store::StoredResource> r = store_.Get(key);
+  if (!r) return grpc::Status(grpc::StatusCode::NOT_FOUND, absl::StrCat(key.ToString(), " not found"));
+  FillResource(*r, true, *response->mutable_resource());
+  return grpc::Status::OK;
+}
+
+grpc::Status AdminServiceImpl::List(grpc::ServerContext*, const v1::ListRequest* request,
+                                    v1::ListResponse* response) {
+  if (!request->kind().empty() && !ValidKind(request->kind())) {
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                        absl::StrCat("unknown kind \"", request->kind(), "\""));
+  }
+  response->set_version(store_.version());
+  for (const store::StoredResource& r : store_.List(request->kind())) {
+    FillResource(r, false, *response->add_resources());
+  }
+  return grpc::Status::OK;
+}
+
+grpc::Status AdminServiceImpl::Delete(grpc::ServerContext*, const v1::DeleteRequest* request,
+                                      v1::DeleteResponse* response) {
+  const store::ResourceKey key = ToKey(request->ref());
+  store::ChangeResult result = store_.Delete(key);
+  response->set_version(result.version);
+  if (!result.applied) {
+    const std::string message = result.diagnostics.ToString();
+    const bool not_found = absl::StrContains(message, " not found");
+    return grpc::Status(not_found ? grpc::StatusCode::NOT_FOUND
+                                  : grpc::StatusCode::FAILED_PRECONDITION,
+                        message);
+  }
+  LogInfo("deleted ", key.ToString(), "; configuration version ", result.version);
+  return grpc::Status::OK;
+}
+
+grpc::Status AdminServiceImpl::Explain(grpc::ServerContext*, const v1::DecideRequest* request,
+                                       v1::ExplainResponse* response) {
+  if (absl::Status status = CheckRequest(*request); !status.ok()) {
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, std::string(status.message()));
+  }
+  const std::shared_ptr<const routing::Snapshot> snapshot = store_.Current();
+  routing::RequestAttributes attributes;
+  ToAttributes(*request, attributes);
+  absl::BitGen gen;
+  routing::DecisionTrace trace;
+  const routing::Decision d = routing::Decide(*snapshot, attributes, gen, &trace);
+  FillDecision(d, *snapshot, /*details=*/true, *response->mutable_decision());
+  response->mutable_decision()->set_id(request->id());
+  response->set_virtual_host(trace.virtual_host);
+  for (const routing::DecisionTrace::Step& step : trace.steps) {
+    v1::ExplainStep* s = response->add_steps();
+    s->set_route(step.route);
+    s->set_match(step.match);
+    s->set_matched(step.matched);
+    s->set_reason(step.reason);
+  }
+  response->set_weight_draw(trace.weight_draw);
+  response->set_fault_draw(trace.fault_draw);
+  response->set_endpoint_choice(trace.endpoint_choice);
+  std::string summary;
+  switch (d.kind) {
+    case routing::Decision::Kind::kForward:
+      if (d.abort_http_status != 0 || !d.abort_grpc_status.empty()) {
+        summary = absl::StrCat("abort with ",
+                               d.abort_http_status != 0 ? absl::StrCat(d.abort_http_status)
+                                                        : d.abort_grpc_status,
+                               " (fault injection, flag FI); nothing is sent upstream");
+      } else {
+        summary = absl::StrCat("forward to ", d.cluster->endpoints[d.endpoint_index].id, " (",
+                               d.cluster->name, ") by route ", d.route->display_name);
+        if (d.delay > absl::ZeroDuration()) {
+          absl::StrAppend(&summary, " after an injected delay of ", absl::FormatDuration(d.delay),
+                          " (flag DI)");
+        }
+      }
+      break;
+    case routing::Decision::Kind::kRedirect:
+      summary = absl::StrCat("redirect ", d.status, " to ", d.location);
+      break;
+    case routing::Decision::Kind::kDirectResponse:
+      summary = absl::StrCat("answer ", d.status,
+                             d.response_flags[0] ? absl::StrCat(" with flag ", d.response_flags)
+                                                 : std::string());
+      break;
+  }
+  response->set_summary(summary);
+  return grpc::Status::OK;
+}
+
+grpc::Status AdminServiceImpl::ListEndpoints(grpc::ServerContext*,
+                                             const v1::ListEndpointsRequest* request,
+                                             v1::ListEndpointsResponse* response) {
+  const std::shared_ptr<const routing::Snapshot> snapshot = store_.Current();
+  response->set_version(snapshot->version());
+  // Accept any name a client could use for the host: short, namespaced or full.
+  std::string host;
+  if (!request->host().empty()) {
+    const routing::VirtualHost* vhost = snapshot->FindVirtualHost(request->host());
+    host = vhost != nullptr ? vhost->name : config::ResolveHost(request->host(), "default");
+  }
+  for (const auto& cluster : snapshot->clusters()) {
+    if (!host.empty() && cluster->host != host) continue;
+    v1::ClusterEndpoints* c = response->add_clusters();
+    c->set_cluster(cluster->name);
+    c->set_host(cluster->host);
+    c->set_subset(cluster->subset);
+    c->set_load_balancer(routing::LoadBalancerName(cluster->policy.load_balancer));
+    for (const routing::Endpoint& e : cluster->endpoints) {
+      v1::EndpointState* s = c->add_endpoints();
+      s->set_address(e.address);
+      s->set_port(e.port);
+      for (const auto& [k, v] : e.labels) (*s->mutable_labels())[k] = v;
+      s->set_in_flight(e.runtime->in_flight.load(std::memory_order_relaxed));
+      s->set_health(e.runtime->ejected.load(std::memory_order_relaxed) ? "ejected" : "healthy");
+    }
+  }
+  if (!host.empty() && response->clusters_size() == 0) {
+    return grpc::Status(grpc::StatusCode::NOT_FOUND,
+                        absl::StrCat("no service ", request->host(), " (", host, ")"));
+  }
+  return grpc::Status::OK;
+}
+
+}  // namespace sluice::api

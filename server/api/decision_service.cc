@@ -1,0 +1,202 @@
+#include "server/api/decision_service.h"
+
+#include <chrono>
+#include <deque>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/random/random.h"
+#include "absl/synchronization/mutex.h"
+#include "server/api/proto_convert.h"
+#include "server/routing/decider.h"
+
+namespace sluice::api {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+absl::BitGen& ThreadBitGen() {
+  thread_local absl::BitGen gen;
+  return gen;
+}
+
+double SecondsSince(Clock::time_point start) {
+  return std::chrono::duration<double>(Clock::now() - start).count();
+}
+
+// One gateway worker's stream. Reads are processed one message at a time (gRPC allows one
+// read in flight), so per-stream state touched only while processing needs no lock; the
+// write queue is shared with write completions and is guarded.
+class StreamReactor final : public grpc::ServerBidiReactor<v1::GatewayMessage, v1::ServerMessage> {
+ public:
+  explicit StreamReactor(DecisionServiceImpl& service) : service_(service) {
+    service_.metrics().streams_open.Increment();
+    StartRead(&in_);
+  }
+
+  // grpc::ServerBidiReactor
+  void OnReadDone(bool ok) override {
+    if (!ok) {
+      absl::MutexLock lock(&mu_);
+      read_done_ = true;
+      MaybeFinishLocked();
+      return;
+    }
+    Process();
+    in_.Clear();
+    StartRead(&in_);
+  }
+
+  void OnWriteDone(bool ok) override {
+    absl::MutexLock lock(&mu_);
+    queue_.pop_front();
+    writing_ = false;
+    if (!ok) {
+      // The gateway went away; drop what is queued and finish when reads end too.
+      queue_.clear();
+      write_failed_ = true;
+    }
+    if (!queue_.empty()) {
+      writing_ = true;
+      StartWrite(&queue_.front());
+      return;
+    }
+    MaybeFinishLocked();
+  }
+
+  void OnDone() override {
+    // Decisions whose attempts will never be reported stop counting as load.
+    for (auto& [id, runtime] : outstanding_) {
+      runtime->in_flight.fetch_sub(1, std::memory_order_relaxed);
+    }
+    service_.metrics().streams_open.Decrement();
+    delete this;
+  }
+
+ private:
+  void MaybeFinishLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (read_done_ && !writing_ && queue_.empty() && !finished_) {
+      finished_ = true;
+      Finish(grpc::Status::OK);
+    }
+  }
+
+  void HandleReport(const v1::AttemptReport& report) {
+    ServerMetrics& metrics = service_.metrics();
+    const size_t outcome = static_cast<size_t>(report.outcome());
+    if (outcome < metrics.attempt_reports.size()) metrics.attempt_reports[outcome]->Increment();
+    // The first report of a decision ends its count as in-flight load.
+    auto it = outstanding_.find(report.id());
+    if (it != outstanding_.end()) {
+      it->second->in_flight.fetch_sub(1, std::memory_order_relaxed);
+      outstanding_.erase(it);
+    }
+  }
+
+  void Process() {
+    for (const v1::AttemptReport& report : in_.reports()) HandleReport(report);
+    if (in_.decide_size() == 0) return;
+
+    ServerMetrics& metrics = service_.metrics();
+    const std::shared_ptr<const routing::Snapshot> snapshot = service_.store().Current();
+    v1::ServerMessage batch;
+    if (snapshot->version() != sent_version_) {
+      FillRouteTable(*snapshot, *batch.mutable_table());
+      sent_version_ = snapshot->version();
+    }
+    batch.mutable_decisions()->Reserve(in_.decide_size());
+    {
+      ServerMetrics::LatencyBatch latency(metrics);
+      for (const v1::DecideRequest& request : in_.decide()) {
+        v1::Decision* out = batch.add_decisions();
+        out->set_id(request.id());
+        if (absl::Status status = CheckRequest(request); !status.ok()) {
+          // One malformed request must not end the stream the other requests share.
+          metrics.decide_invalid.Increment();
+          out->set_config_version(snapshot->version());
+          out->set_action(v1::DIRECT_RESPONSE);
+          out->set_status(400);
+          out->set_response_flags("DPE");
+          out->set_body(std::string(status.message()));
+          continue;
+        }
+        const Clock::time_point start = Clock::now();
+        ToAttributes(request, attributes_);
+        const routing::Decision d = routing::Decide(*snapshot, attributes_, ThreadBitGen());
+        FillDecision(d, *snapshot, /*details=*/false, *out);
+        if (d.endpoint_index >= 0) {
+          const auto& runtime = d.cluster->endpoints[d.endpoint_index].runtime;
+          runtime->in_flight.fetch_add(1, std::memory_order_relaxed);
+          auto [it, inserted] = outstanding_.emplace(request.id(), runtime);
+          if (!inserted) {  // a reused id: the older decision is no longer tracked
+            it->second->in_flight.fetch_sub(1, std::memory_order_relaxed);
+            it->second = runtime;
+          }
+        }
+        metrics.CountDecision(*snapshot, d);
+        latency.Record(SecondsSince(start));
+      }
+    }
+
+    absl::MutexLock lock(&mu_);
+    if (write_failed_) return;
+    // Coalesce: while a write is in flight, decisions join the last queued message (unless
+    // it would then carry a route table of another version).
+    if (queue_.size() > 1 && !batch.has_table()) {
+      v1::ServerMessage& back = queue_.back();
+      for (v1::Decision& d : *batch.mutable_decisions()) back.add_decisions()->Swap(&d);
+      return;
+    }
+    queue_.push_back(std::move(batch));
+    if (!writing_) {
+      writing_ = true;
+      StartWrite(&queue_.front());
+    }
+  }
+
+  DecisionServiceImpl& service_;
+  v1::GatewayMessage in_;
+  routing::RequestAttributes attributes_;  // reused across requests to keep its buffers
+  uint64_t sent_version_ = 0;
+  absl::flat_hash_map<uint64_t, std::shared_ptr<routing::EndpointRuntime>> outstanding_;
+
+  absl::Mutex mu_;
+  std::deque<v1::ServerMessage> queue_ ABSL_GUARDED_BY(mu_);  // front: being written
+  bool writing_ ABSL_GUARDED_BY(mu_) = false;
+  bool read_done_ ABSL_GUARDED_BY(mu_) = false;
+  bool write_failed_ ABSL_GUARDED_BY(mu_) = false;
+  bool finished_ ABSL_GUARDED_BY(mu_) = false;
+};
+
+}  // namespace
+
+grpc::ServerUnaryReactor* DecisionServiceImpl::Decide(grpc::CallbackServerContext* context,
+                                                      const v1::DecideRequest* request,
+                                                      v1::Decision* response) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  if (absl::Status status = CheckRequest(*request); !status.ok()) {
+    metrics_.decide_invalid.Increment();
+    reactor->Finish(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, std::string(status.message())));
+    return reactor;
+  }
+  const std::shared_ptr<const routing::Snapshot> snapshot = store_.Current();
+  routing::RequestAttributes attributes;
+  ToAttributes(*request, attributes);
+  const Clock::time_point start = Clock::now();
+  const routing::Decision d = routing::Decide(*snapshot, attributes, ThreadBitGen());
+  {
+    ServerMetrics::LatencyBatch latency(metrics_);
+    latency.Record(SecondsSince(start));
+  }
+  FillDecision(d, *snapshot, /*details=*/true, *response);
+  response->set_id(request->id());
+  metrics_.CountDecision(*snapshot, d);
+  reactor->Finish(grpc::Status::OK);
+  return reactor;
+}
+
+grpc::ServerBidiReactor<v1::GatewayMessage, v1::ServerMessage>* DecisionServiceImpl::Stream(
+    grpc::CallbackServerContext*) {
+  return new StreamReactor(*this);
+}
+
+}  // namespace sluice::api

@@ -1,0 +1,198 @@
+// sluice-server: wires the config store, the decision and admin services, health,
+// reflection and metrics together, then waits for a signal while watching config files.
+
+#include <signal.h>
+
+#include <cstdio>
+#include <iostream>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/time/time.h"
+#include "grpcpp/ext/proto_server_reflection_plugin.h"
+#include "grpcpp/grpcpp.h"
+#include "grpcpp/health_check_service_interface.h"
+#include "prometheus/exposer.h"
+#include "prometheus/registry.h"
+#include "server/api/admin_service.h"
+#include "server/api/decision_service.h"
+#include "server/api/server_metrics.h"
+#include "server/common/log.h"
+#include "server/config/duration.h"
+#include "server/routing/snapshot_printer.h"
+#include "server/store/config_store.h"
+
+namespace {
+
+constexpr char kUsage[] = R"(usage: sluice-server [options]
+
+  --config PATH...        Istio YAML files or folders (repeatable); watched and reloaded
+  --state-dir DIR         where applied configuration is kept across restarts
+                          (default: none, applied configuration is lost on restart)
+  --listen HOST:PORT      gRPC address for decisions and administration
+                          (default 127.0.0.1:7070; port 0 picks a free port)
+  --metrics HOST:PORT     Prometheus /metrics address (default 127.0.0.1:9464; port 0 too)
+  --reload-interval DUR   how often config files are checked for changes (default 1s)
+
+On start it prints one line to stdout:
+  listening grpc=HOST:PORT metrics=HOST:PORT version=N
+)";
+
+struct Flags {
+  std::vector<std::string> config_paths;
+  std::string state_dir;
+  std::string listen = "127.0.0.1:7070";
+  std::string metrics = "127.0.0.1:9464";
+  absl::Duration reload_interval = absl::Seconds(1);
+};
+
+bool ParseFlags(int argc, char** argv, Flags& flags, std::string& error) {
+  for (int i = 1; i < argc; ++i) {
+    std::string arg = argv[i];
+    std::string value;
+    const size_t eq = arg.find('=');
+    if (absl::StartsWith(arg, "--") && eq != std::string::npos) {
+      value = arg.substr(eq + 1);
+      arg = arg.substr(0, eq);
+    } else if (arg == "-h" || arg == "--help") {
+      std::cout << kUsage;
+      std::exit(0);
+    } else if (i + 1 < argc) {
+      value = argv[++i];
+    } else {
+      error = absl::StrCat(arg, " needs a value");
+      return false;
+    }
+    if (arg == "--config") {
+      flags.config_paths.push_back(value);
+      // `--config a.yaml b.yaml`: following arguments that are not flags are paths too.
+      while (i + 1 < argc && !absl::StartsWith(argv[i + 1], "--")) {
+        flags.config_paths.push_back(argv[++i]);
+      }
+    } else if (arg == "--state-dir") {
+      flags.state_dir = value;
+    } else if (arg == "--listen") {
+      flags.listen = value;
+    } else if (arg == "--metrics") {
+      flags.metrics = value;
+    } else if (arg == "--reload-interval") {
+      auto d = sluice::config::ParseDuration(value);
+      if (!d.ok() || *d <= absl::ZeroDuration()) {
+        error = absl::StrCat("--reload-interval: ", value, " is not a positive duration");
+        return false;
+      }
+      flags.reload_interval = *d;
+    } else {
+      error = absl::StrCat("unknown flag ", arg);
+      return false;
+    }
+  }
+  return true;
+}
+
+std::string HostOf(const std::string& address) {
+  const size_t colon = address.rfind(':');
+  return colon == std::string::npos ? address : address.substr(0, colon);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Flags flags;
+  std::string error;
+  if (!ParseFlags(argc, argv, flags, error)) {
+    std::cerr << "sluice-server: " << error << "\n" << kUsage;
+    return 2;
+  }
+
+  // Signals are taken by this thread only; every thread started below inherits the mask.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+  sluice::store::ConfigStore::Options options;
+  options.config_paths = flags.config_paths;
+  options.state_dir = flags.state_dir;
+  auto store = sluice::store::ConfigStore::Open(options);
+  if (!store.ok()) {
+    std::cerr << "sluice-server: " << store.status().message() << "\n";
+    return 1;
+  }
+  if (flags.state_dir.empty()) {
+    sluice::LogWarning("no --state-dir: configuration applied through the API is lost on restart");
+  }
+
+  auto registry = std::make_shared<prometheus::Registry>();
+  sluice::api::ServerMetrics metrics(*registry);
+  (*store)->OnSwap([&metrics](const sluice::routing::Snapshot& s) { metrics.OnSnapshot(s); });
+
+  std::unique_ptr<prometheus::Exposer> exposer;
+  try {
+    exposer = std::make_unique<prometheus::Exposer>(flags.metrics);
+  } catch (const std::exception& e) {
+    std::cerr << "sluice-server: cannot serve metrics on " << flags.metrics << ": " << e.what()
+              << "\n";
+    return 1;
+  }
+  exposer->RegisterCollectable(registry);
+
+  sluice::api::DecisionServiceImpl decision_service(**store, metrics);
+  sluice::api::AdminServiceImpl admin_service(**store, metrics);
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  grpc::ServerBuilder builder;
+  int grpc_port = 0;
+  builder.AddListeningPort(flags.listen, grpc::InsecureServerCredentials(), &grpc_port);
+  builder.RegisterService(&decision_service);
+  builder.RegisterService(&admin_service);
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  if (server == nullptr || grpc_port == 0) {
+    std::cerr << "sluice-server: cannot listen on " << flags.listen << "\n";
+    return 1;
+  }
+  server->GetHealthCheckService()->SetServingStatus("", true);
+  server->GetHealthCheckService()->SetServingStatus("sluice.v1.DecisionService", true);
+
+  const auto ports = exposer->GetListeningPorts();
+  const std::string grpc_address = absl::StrCat(HostOf(flags.listen), ":", grpc_port);
+  const std::string metrics_address =
+      absl::StrCat(HostOf(flags.metrics), ":", ports.empty() ? 0 : ports.front());
+  const auto snapshot = (*store)->Current();
+  sluice::LogInfo("configuration version ", snapshot->version(), ": ",
+                  sluice::routing::FormatSummary(sluice::routing::Summarize(*snapshot)));
+  sluice::LogInfo("decisions and administration on ", grpc_address, " (gRPC); metrics on http://",
+                  metrics_address, "/metrics");
+  std::printf("listening grpc=%s metrics=%s version=%llu\n", grpc_address.c_str(),
+              metrics_address.c_str(), static_cast<unsigned long long>(snapshot->version()));
+  std::fflush(stdout);
+
+  const timespec tick = absl::ToTimespec(flags.reload_interval);
+  while (true) {
+    const int sig = sigtimedwait(&signals, nullptr, &tick);
+    if (sig == SIGINT || sig == SIGTERM) {
+      sluice::LogInfo("signal ", sig, ": shutting down");
+      break;
+    }
+    // Poll the files: simple, and it sees edits made through editors that replace files.
+    if (auto change = (*store)->ReloadFilesIfChanged()) {
+      if (change->applied) {
+        metrics.applies_ok.Increment();
+        sluice::LogInfo("configuration files changed: now version ", change->version);
+      } else {
+        metrics.apply_errors_file.Increment();
+        sluice::LogError("configuration files changed but are not valid; version ",
+                         change->version, " keeps serving:\n",
+                         change->diagnostics.ToString());
+      }
+    }
+  }
+  server->GetHealthCheckService()->SetServingStatus(false);
+  server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
+  return 0;
+}

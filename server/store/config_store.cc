@@ -1,0 +1,343 @@
+#include "server/store/config_store.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "server/common/log.h"
+#include "server/config/loader.h"
+#include "server/config/validation.h"
+
+namespace sluice::store {
+namespace {
+
+namespace fs = std::filesystem;
+
+constexpr char kAppliedFile[] = "applied.yaml";
+constexpr char kVersionFile[] = "version";
+
+template <typename T>
+void OverlayKind(std::vector<T>& into, const std::vector<T>& overlay) {
+  for (const T& item : overlay) {
+    auto same = std::find_if(into.begin(), into.end(), [&](const T& existing) {
+      return existing.meta.name == item.meta.name &&
+             existing.meta.namespace_name == item.meta.namespace_name;
+    });
+    if (same != into.end()) {
+      *same = item;
+    } else {
+      into.push_back(item);
+    }
+  }
+}
+
+template <typename T>
+void Collect(const std::vector<T>& items, const char* kind, absl::string_view source,
+             std::vector<StoredResource>& out) {
+  for (const T& item : items) {
+    out.push_back(StoredResource{ResourceKey{kind, item.meta.namespace_name, item.meta.name},
+                                 source.empty() ? item.meta.location.file : std::string(source),
+                                 item.meta.yaml});
+  }
+}
+
+template <typename T>
+bool EraseKey(std::vector<T>& items, const ResourceKey& key) {
+  const size_t before = items.size();
+  std::erase_if(items, [&](const T& item) {
+    return item.meta.name == key.name && item.meta.namespace_name == key.namespace_name;
+  });
+  return items.size() != before;
+}
+
+bool EraseFrom(config::ConfigSet& set, const ResourceKey& key) {
+  if (key.kind == "VirtualService") return EraseKey(set.virtual_services, key);
+  if (key.kind == "DestinationRule") return EraseKey(set.destination_rules, key);
+  if (key.kind == "ServiceEntry") return EraseKey(set.service_entries, key);
+  if (key.kind == "WorkloadEntry") return EraseKey(set.workload_entries, key);
+  if (key.kind == "Canary") return EraseKey(set.canaries, key);
+  return false;
+}
+
+// Writes `contents` to `path` so that a crash leaves either the old or the new file: write
+// a temporary file, fsync it, rename it over the old one, fsync the folder.
+absl::Status WriteFileAtomically(const fs::path& path, absl::string_view contents) {
+  const fs::path tmp = path.string() + ".tmp";
+  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) {
+    return absl::InternalError(absl::StrCat("open ", tmp.string(), ": ", std::strerror(errno)));
+  }
+  size_t written = 0;
+  while (written < contents.size()) {
+    const ssize_t n = ::write(fd, contents.data() + written, contents.size() - written);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      const int err = errno;
+      ::close(fd);
+      return absl::InternalError(absl::StrCat("write ", tmp.string(), ": ", std::strerror(err)));
+    }
+    written += static_cast<size_t>(n);
+  }
+  if (::fsync(fd) != 0 || ::close(fd) != 0) {
+    return absl::InternalError(absl::StrCat("fsync ", tmp.string(), ": ", std::strerror(errno)));
+  }
+  if (::rename(tmp.c_str(), path.c_str()) != 0) {
+    return absl::InternalError(absl::StrCat("rename to ", path.string(), ": ", std::strerror(errno)));
+  }
+  const int dir = ::open(path.parent_path().c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dir >= 0) {
+    ::fsync(dir);
+    ::close(dir);
+  }
+  return absl::OkStatus();
+}
+
+std::string ReadFile(const fs::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream buffer;
+  buffer << in.rdbuf();
+  return buffer.str();
+}
+
+}  // namespace
+
+std::string ResourceKey::ToString() const {
+  return absl::StrCat(kind, "/", namespace_name, "/", name);
+}
+
+std::vector<StoredResource> ResourcesOf(const config::ConfigSet& layer, absl::string_view source) {
+  std::vector<StoredResource> out;
+  Collect(layer.virtual_services, "VirtualService", source, out);
+  Collect(layer.destination_rules, "DestinationRule", source, out);
+  Collect(layer.service_entries, "ServiceEntry", source, out);
+  Collect(layer.workload_entries, "WorkloadEntry", source, out);
+  Collect(layer.canaries, "Canary", source, out);
+  return out;
+}
+
+config::ConfigSet Overlay(const config::ConfigSet& base, const config::ConfigSet& overlay) {
+  config::ConfigSet out = base;
+  OverlayKind(out.virtual_services, overlay.virtual_services);
+  OverlayKind(out.destination_rules, overlay.destination_rules);
+  OverlayKind(out.service_entries, overlay.service_entries);
+  OverlayKind(out.workload_entries, overlay.workload_entries);
+  OverlayKind(out.canaries, overlay.canaries);
+  return out;
+}
+
+ConfigStore::ConfigStore(Options options) : options_(std::move(options)) {
+  options_.compile.runtime_store = &runtime_;
+}
+
+absl::StatusOr<std::unique_ptr<ConfigStore>> ConfigStore::Open(Options options) {
+  std::unique_ptr<ConfigStore> store(new ConfigStore(std::move(options)));
+  const Options& opts = store->options_;
+  config::Diagnostics diagnostics;
+  config::ConfigSet files;
+  if (!opts.config_paths.empty()) {
+    config::LoadResult loaded = config::LoadPaths(opts.config_paths);
+    diagnostics.Append(loaded.diagnostics);
+    files = std::move(loaded.config);
+  }
+  config::ConfigSet applied;
+  uint64_t version = 0;
+  if (!opts.state_dir.empty()) {
+    std::error_code ec;
+    fs::create_directories(opts.state_dir, ec);
+    if (ec) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("state directory ", opts.state_dir, ": ", ec.message()));
+    }
+    const fs::path applied_file = fs::path(opts.state_dir) / kAppliedFile;
+    if (fs::exists(applied_file)) {
+      config::ParseYaml(ReadFile(applied_file), applied_file.string(), applied, diagnostics);
+    }
+    const std::string stored_version = ReadFile(fs::path(opts.state_dir) / kVersionFile);
+    if (!stored_version.empty() && !absl::SimpleAtoi(stored_version, &version)) version = 0;
+  }
+  absl::MutexLock lock(&store->mu_);
+  store->version_ = version;
+  store->files_fingerprint_ = store->FilesFingerprint();
+  ChangeResult result = store->Commit(std::move(files), std::move(applied), std::move(diagnostics),
+                                      /*dry_run=*/false, /*persist=*/false);
+  if (!result.applied) {
+    std::string problems;
+    for (const config::Diagnostic& d : result.diagnostics.Filter(config::Severity::kError)) {
+      absl::StrAppend(&problems, "\n  ", d.ToString());
+    }
+    return absl::InvalidArgumentError(
+        absl::StrCat("the configuration is not valid:", problems));
+  }
+  for (const config::Diagnostic& d : result.diagnostics.all()) {
+    if (d.severity == config::Severity::kWarning) LogWarning(d.ToString());
+  }
+  return store;
+}
+
+ChangeResult ConfigStore::Commit(config::ConfigSet files, config::ConfigSet applied,
+                                 config::Diagnostics diagnostics, bool dry_run, bool persist) {
+  ChangeResult result;
+  result.version = version_;
+  if (!diagnostics.HasErrors()) {
+    config::ConfigSet effective = Overlay(files, applied);
+    config::ValidateConfigSet(effective, diagnostics);
+    if (!diagnostics.HasErrors()) {
+      auto snapshot =
+          routing::CompileSnapshot(std::move(effective), version_ + 1, &diagnostics, options_.compile);
+      if (!snapshot.ok()) {
+        diagnostics.Error({}, "", snapshot.status().message());
+      } else if (!dry_run) {
+        if (persist && !options_.state_dir.empty()) {
+          if (absl::Status s = Persist(applied, version_ + 1); !s.ok()) {
+            diagnostics.Error({options_.state_dir, 0}, "",
+                              absl::StrCat("could not persist the change: ", s.message()));
+            result.diagnostics = std::move(diagnostics);
+            return result;
+          }
+        }
+        files_ = std::move(files);
+        applied_ = std::move(applied);
+        ++version_;
+        std::atomic_store_explicit(&current_, *std::move(snapshot), std::memory_order_release);
+        for (const auto& listener : listeners_) listener(*current_);
+        result.applied = true;
+        result.version = version_;
+      } else {
+        result.version = version_ + 1;
+      }
+    }
+  }
+  result.diagnostics = std::move(diagnostics);
+  return result;
+}
+
+absl::Status ConfigStore::Persist(const config::ConfigSet& applied, uint64_t version) const {
+  std::vector<std::string> docs;
+  for (const StoredResource& r : ResourcesOf(applied, "applied")) docs.push_back(r.yaml);
+  const fs::path dir(options_.state_dir);
+  if (absl::Status s =
+          WriteFileAtomically(dir / kAppliedFile, absl::StrJoin(docs, "\n---\n") + "\n");
+      !s.ok()) {
+    return s;
+  }
+  return WriteFileAtomically(dir / kVersionFile, absl::StrCat(version, "\n"));
+}
+
+ChangeResult ConfigStore::Apply(const std::vector<File>& files, bool dry_run) {
+  config::ConfigSet incoming;
+  config::Diagnostics diagnostics;
+  for (const File& file : files) {
+    config::ParseYaml(file.yaml, file.name.empty() ? "<apply>" : file.name, incoming, diagnostics);
+  }
+  if (incoming.size() == 0 && !diagnostics.HasErrors()) {
+    diagnostics.Error({files.empty() ? "<apply>" : files.front().name, 0}, "",
+                      "holds no resource sluice reads");
+  }
+  std::vector<std::string> changed;
+  for (const StoredResource& r : ResourcesOf(incoming, "applied")) changed.push_back(r.key.ToString());
+
+  absl::MutexLock lock(&mu_);
+  ChangeResult result = Commit(files_, Overlay(applied_, incoming), std::move(diagnostics), dry_run,
+                               /*persist=*/true);
+  if (result.applied || dry_run) result.changed = std::move(changed);
+  return result;
+}
+
+ChangeResult ConfigStore::Delete(const ResourceKey& key) {
+  absl::MutexLock lock(&mu_);
+  config::ConfigSet applied = applied_;
+  if (!EraseFrom(applied, key)) {
+    ChangeResult result;
+    result.version = version_;
+    config::ConfigSet files = files_;
+    if (EraseFrom(files, key)) {
+      result.diagnostics.Error({}, "", absl::StrCat(key.ToString(),
+                                                    " comes from a configuration file; edit or "
+                                                    "remove it there"));
+    } else {
+      result.diagnostics.Error({}, "", absl::StrCat(key.ToString(), " not found"));
+    }
+    return result;
+  }
+  ChangeResult result = Commit(files_, std::move(applied), {}, false, /*persist=*/true);
+  if (result.applied) result.changed.push_back(key.ToString());
+  return result;
+}
+
+std::string ConfigStore::FilesFingerprint() const {
+  std::string out;
+  for (const std::string& path : options_.config_paths) {
+    std::error_code ec;
+    auto add = [&](const fs::path& p) {
+      std::error_code e;
+      const auto size = fs::file_size(p, e);
+      const auto mtime = fs::last_write_time(p, e).time_since_epoch().count();
+      absl::StrAppend(&out, p.string(), ":", size, ":", mtime, ";");
+    };
+    if (fs::is_directory(path, ec)) {
+      std::vector<fs::path> files;
+      for (auto it = fs::recursive_directory_iterator(path, ec);
+           !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
+        if (it->is_regular_file()) files.push_back(it->path());
+      }
+      std::sort(files.begin(), files.end());
+      for (const fs::path& f : files) add(f);
+    } else {
+      add(path);
+    }
+  }
+  return out;
+}
+
+std::optional<ChangeResult> ConfigStore::ReloadFilesIfChanged() {
+  if (options_.config_paths.empty()) return std::nullopt;
+  const std::string fingerprint = FilesFingerprint();
+  absl::MutexLock lock(&mu_);
+  if (fingerprint == files_fingerprint_) return std::nullopt;
+  files_fingerprint_ = fingerprint;
+  config::LoadResult loaded = config::LoadPaths(options_.config_paths);
+  return Commit(std::move(loaded.config), applied_, std::move(loaded.diagnostics), false,
+                /*persist=*/false);
+}
+
+std::vector<StoredResource> ConfigStore::List(absl::string_view kind) const {
+  absl::MutexLock lock(&mu_);
+  std::vector<StoredResource> out;
+  for (StoredResource& r : ResourcesOf(Overlay(files_, applied_), "")) {
+    if (!kind.empty() && r.key.kind != kind) continue;
+    out.push_back(std::move(r));
+  }
+  // Mark which ones came through the admin API.
+  const std::vector<StoredResource> applied = ResourcesOf(applied_, "applied");
+  for (StoredResource& r : out) {
+    for (const StoredResource& a : applied) {
+      if (a.key == r.key) r.source = "applied";
+    }
+  }
+  return out;
+}
+
+std::optional<StoredResource> ConfigStore::Get(const ResourceKey& key) const {
+  for (StoredResource& r : List(key.kind)) {
+    if (r.key == key) return std::move(r);
+  }
+  return std::nullopt;
+}
+
+void ConfigStore::OnSwap(std::function<void(const routing::Snapshot&)> listener) {
+  absl::MutexLock lock(&mu_);
+  listeners_.push_back(std::move(listener));
+  listeners_.back()(*current_);
+}
+
+}  // namespace sluice::store

@@ -1,0 +1,111 @@
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/synchronization/mutex.h"
+#include "server/config/diagnostics.h"
+#include "server/config/resources.h"
+#include "server/routing/endpoint_runtime.h"
+#include "server/routing/snapshot.h"
+
+namespace sluice::store {
+
+// Kind/namespace/name of a resource, e.g. VirtualService/default/reviews.
+struct ResourceKey {
+  std::string kind;
+  std::string namespace_name = "default";
+  std::string name;
+  std::string ToString() const;
+  bool operator==(const ResourceKey&) const = default;
+};
+
+struct StoredResource {
+  ResourceKey key;
+  std::string source;  // "applied", or the file it came from
+  std::string yaml;
+};
+
+struct ChangeResult {
+  bool applied = false;
+  uint64_t version = 0;  // the new version, or the unchanged current one
+  config::Diagnostics diagnostics;
+  std::vector<std::string> changed;  // keys of created or replaced resources
+};
+
+// Holds the configuration and its compiled snapshot. Two layers make the configuration:
+// the files given on the command line (watched, reloaded) and resources applied through the
+// admin API (persisted in the state directory, replacing file resources of the same key).
+// Every change is validated and compiled as a whole; a change with any error changes
+// nothing. Readers get the current snapshot without taking the change lock.
+class ConfigStore {
+ public:
+  struct Options {
+    std::vector<std::string> config_paths;
+    std::string state_dir;  // empty: applied resources are not persisted
+    routing::CompileOptions compile;
+  };
+
+  // Loads the files and the persisted state. Fails, naming every problem, when they do not
+  // form a valid configuration.
+  static absl::StatusOr<std::unique_ptr<ConfigStore>> Open(Options options);
+
+  std::shared_ptr<const routing::Snapshot> Current() const {
+    return std::atomic_load_explicit(&current_, std::memory_order_acquire);
+  }
+  uint64_t version() const { return Current()->version(); }
+
+  // One change made of several named YAML texts: applied together or not at all.
+  struct File {
+    std::string name;
+    std::string yaml;
+  };
+  ChangeResult Apply(const std::vector<File>& files, bool dry_run);
+  ChangeResult Delete(const ResourceKey& key);
+  // Re-reads the configuration files if any changed since the last read (name, size or
+  // modification time). Returns nullopt when nothing changed.
+  std::optional<ChangeResult> ReloadFilesIfChanged();
+
+  std::vector<StoredResource> List(absl::string_view kind) const;
+  std::optional<StoredResource> Get(const ResourceKey& key) const;
+
+  // Called after every swap with the new snapshot (metrics, logs).
+  void OnSwap(std::function<void(const routing::Snapshot&)> listener);
+
+  routing::RuntimeStore& runtime() { return runtime_; }
+
+ private:
+  explicit ConfigStore(Options options);
+
+  // Validates and compiles `files` + `applied`; swaps it in unless `dry_run`. Caller holds mu_.
+  ChangeResult Commit(config::ConfigSet files, config::ConfigSet applied,
+                      config::Diagnostics diagnostics, bool dry_run, bool persist)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status Persist(const config::ConfigSet& applied, uint64_t version) const;
+  std::string FilesFingerprint() const;
+
+  Options options_;
+  routing::RuntimeStore runtime_;
+  mutable absl::Mutex mu_;
+  config::ConfigSet files_ ABSL_GUARDED_BY(mu_);
+  config::ConfigSet applied_ ABSL_GUARDED_BY(mu_);
+  std::string files_fingerprint_ ABSL_GUARDED_BY(mu_);
+  uint64_t version_ ABSL_GUARDED_BY(mu_) = 0;
+  std::vector<std::function<void(const routing::Snapshot&)>> listeners_ ABSL_GUARDED_BY(mu_);
+  std::shared_ptr<const routing::Snapshot> current_;
+};
+
+// Every resource of `layer` as (key, resource yaml, location).
+std::vector<StoredResource> ResourcesOf(const config::ConfigSet& layer, absl::string_view source);
+
+// `base` with every resource of `overlay` replacing the one of the same key or appended.
+config::ConfigSet Overlay(const config::ConfigSet& base, const config::ConfigSet& overlay);
+
+}  // namespace sluice::store
