@@ -276,7 +276,8 @@ std::optional<HTTPRetry> ParseRetries(const Field& f, const ParseContext& ctx,
   std::optional<Field> retry_on = m.Get("retryOn");
   if (retry_on) {
     out.retry_on = ReadString(*retry_on, ctx);
-    if (out.retry_on) {
+    // An empty retryOn is accepted and keeps Istio's default conditions.
+    if (out.retry_on && !out.retry_on->empty()) {
       // Istio's webhook splits on ',' without trimming, so "5xx, reset" is an error.
       for (absl::string_view token : absl::StrSplit(*out.retry_on, ',')) {
         int code = 0;

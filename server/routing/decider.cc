@@ -139,7 +139,10 @@ Candidates ChooseCandidates(const Cluster& cluster, bool* panic) {
   *panic = false;
   const size_t total = cluster.endpoints.size();
   const uint32_t threshold = cluster.policy.outlier.healthy_panic_threshold;
-  if (total > 0 && threshold > 0 && healthy.size() * 100 < threshold * total) {
+  // Envoy considers panic only while the overprovisioned availability, min(100, 1.4 x
+  // healthy%), is below 100%, and then compares the healthy share with the threshold.
+  const bool degraded = healthy.size() * 140 < total * 100;
+  if (total > 0 && threshold > 0 && degraded && healthy.size() * 100 < threshold * total) {
     *panic = true;
     Candidates all;
     for (uint32_t i = 0; i < total; ++i) all.push_back(i);
@@ -152,25 +155,90 @@ int32_t InFlight(const Cluster& c, uint32_t i) {
   return c.endpoints[i].runtime->in_flight.load(std::memory_order_relaxed);
 }
 
+bool EqualWeights(const Cluster& c, const Candidates& candidates) {
+  for (uint32_t i : candidates) {
+    if (c.endpoints[i].weight != c.endpoints[candidates[0]].weight) return false;
+  }
+  return true;
+}
+
+// The candidate whose cumulative weight range holds `point` (< total weight).
+uint32_t WeightedAt(const Cluster& c, const Candidates& candidates, uint64_t point) {
+  for (uint32_t i : candidates) {
+    if (point < c.endpoints[i].weight) return i;
+    point -= c.endpoints[i].weight;
+  }
+  return candidates.back();
+}
+
+uint64_t TotalWeight(const Cluster& c, const Candidates& candidates) {
+  uint64_t total = 0;
+  for (uint32_t i : candidates) total += c.endpoints[i].weight;
+  return total;
+}
+
 // One pick by the cluster's load balancer among `candidates` (not empty).
 uint32_t PickEndpoint(const Cluster& cluster, const Candidates& candidates, absl::BitGenRef rng) {
   const size_t n = candidates.size();
   if (n == 1) return candidates[0];
+  const bool equal = EqualWeights(cluster, candidates);
   switch (cluster.policy.load_balancer) {
     case LoadBalancer::kRoundRobin: {
       const uint64_t turn = cluster.runtime->round_robin.fetch_add(1, std::memory_order_relaxed);
-      return candidates[turn % n];
+      if (equal) return candidates[turn % n];
+      // Weighted round robin: each window of total-weight turns gives every endpoint its
+      // weight's share, as Envoy's EDF schedule does.
+      return WeightedAt(cluster, candidates, turn % TotalWeight(cluster, candidates));
     }
     case LoadBalancer::kRandom:
-      return candidates[absl::Uniform<size_t>(rng, 0, n)];
+      if (equal) return candidates[absl::Uniform<size_t>(rng, 0, n)];
+      return WeightedAt(cluster, candidates,
+                        absl::Uniform<uint64_t>(rng, 0, TotalWeight(cluster, candidates)));
     case LoadBalancer::kLeastRequest: {
-      // Envoy's power of two choices: two random picks, the one with fewer requests wins.
-      const uint32_t a = candidates[absl::Uniform<size_t>(rng, 0, n)];
-      const uint32_t b = candidates[absl::Uniform<size_t>(rng, 0, n)];
-      return InFlight(cluster, b) < InFlight(cluster, a) ? b : a;
+      if (equal) {
+        // Envoy's power of two choices: two random picks, the one with fewer requests wins.
+        const uint32_t a = candidates[absl::Uniform<size_t>(rng, 0, n)];
+        const uint32_t b = candidates[absl::Uniform<size_t>(rng, 0, n)];
+        return InFlight(cluster, b) < InFlight(cluster, a) ? b : a;
+      }
+      // Unequal weights: Envoy schedules by effective weight weight / (active + 1). A draw
+      // proportional to it gives the same shares.
+      double total = 0;
+      for (uint32_t i : candidates) {
+        total += static_cast<double>(cluster.endpoints[i].weight) / (InFlight(cluster, i) + 1);
+      }
+      double point = absl::Uniform<double>(rng, 0.0, total);
+      for (uint32_t i : candidates) {
+        point -= static_cast<double>(cluster.endpoints[i].weight) / (InFlight(cluster, i) + 1);
+        if (point < 0) return i;
+      }
+      return candidates.back();
     }
   }
   return candidates[0];
+}
+
+// Hosts for retries. Round robin takes the candidates that follow the primary in rotation
+// without advancing the shared counter: Envoy picks a retry host only when a retry happens,
+// so precomputing alternates must not skew first attempts.
+void PickAlternates(const Cluster& cluster, const Candidates& candidates, uint32_t primary,
+                    uint32_t count, absl::BitGenRef rng,
+                    absl::InlinedVector<uint32_t, 4>& out) {
+  if (cluster.policy.load_balancer == LoadBalancer::kRoundRobin) {
+    const auto at = std::find(candidates.begin(), candidates.end(), primary);
+    const size_t start = static_cast<size_t>(at - candidates.begin());
+    for (size_t k = 1; k < candidates.size() && out.size() < count; ++k) {
+      out.push_back(candidates[(start + k) % candidates.size()]);
+    }
+    return;
+  }
+  Candidates rest = candidates;
+  rest.erase(std::remove(rest.begin(), rest.end(), primary), rest.end());
+  while (!rest.empty() && out.size() < count) {
+    const uint32_t next = PickEndpoint(cluster, rest, rng);
+    out.push_back(next);
+    rest.erase(std::remove(rest.begin(), rest.end(), next), rest.end());
+  }
 }
 
 }  // namespace
@@ -265,16 +333,9 @@ Decision Decide(const Snapshot& snapshot, const RequestAttributes& request, absl
 
   // Alternates for retries: other hosts first, picked by the same balancer, then the
   // primary again when the cluster has fewer hosts than retries.
-  const uint32_t retries = route.retry.num_retries;
-  if (retries > 0 && route.retry.retry_other_hosts) {
-    Candidates rest = candidates;
-    rest.erase(std::remove(rest.begin(), rest.end(), static_cast<uint32_t>(d.endpoint_index)),
-               rest.end());
-    while (!rest.empty() && d.alternates.size() < retries) {
-      const uint32_t next = PickEndpoint(*d.cluster, rest, rng);
-      d.alternates.push_back(next);
-      rest.erase(std::remove(rest.begin(), rest.end(), next), rest.end());
-    }
+  if (route.retry.num_retries > 0 && route.retry.retry_other_hosts) {
+    PickAlternates(*d.cluster, candidates, static_cast<uint32_t>(d.endpoint_index),
+                   route.retry.num_retries, rng, d.alternates);
   }
 
   for (const Mirror& mirror : route.mirrors) {

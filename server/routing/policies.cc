@@ -118,7 +118,9 @@ RetryPolicy ResolveRetryPolicy(const std::optional<config::HTTPRetry>& retries,
   }
   if (retries->attempts <= 0) return policy;  // no retry policy at all
   policy.num_retries = static_cast<uint32_t>(retries->attempts);
-  ParseRetryOn(retries->retry_on.value_or(kDefaultRetryOn), policy);
+  // Istio replaces the default conditions only with a non-empty retryOn.
+  const bool has_retry_on = retries->retry_on.has_value() && !retries->retry_on->empty();
+  ParseRetryOn(has_retry_on ? *retries->retry_on : kDefaultRetryOn, policy);
   if (retries->per_try_timeout &&
       (route_timeout == absl::ZeroDuration() || *retries->per_try_timeout < route_timeout)) {
     policy.per_try_timeout = *retries->per_try_timeout;

@@ -89,9 +89,21 @@ class SnapshotCompiler {
   }
 
  private:
+  // The DestinationRule for `host`: one for the exact name, else the most specific wildcard
+  // rule that covers it, as Istio picks.
   const config::DestinationRule* RuleFor(const std::string& host) const {
     auto it = rules_.find(host);
-    return it == rules_.end() ? nullptr : it->second;
+    if (it != rules_.end()) return it->second;
+    const config::DestinationRule* best = nullptr;
+    size_t best_length = 0;
+    for (const auto& [pattern, rule] : rules_) {
+      if (pattern.empty() || pattern[0] != '*' || !config::HostMatches(pattern, host)) continue;
+      if (best == nullptr || pattern.size() > best_length) {
+        best = rule;
+        best_length = pattern.size();
+      }
+    }
+    return best;
   }
 
   static const config::Subset* FindSubset(const config::DestinationRule* rule,
@@ -118,6 +130,12 @@ class SnapshotCompiler {
     *name_out = ClusterName(host, subset_name, port);
     if (const Cluster* existing = snapshot_->FindCluster(*name_out)) return existing;
     if (service == nullptr) return nullptr;
+    // Istio builds outbound clusters only for the ports a service declares.
+    if (requested_port != 0 && !service->ports.empty() &&
+        std::none_of(service->ports.begin(), service->ports.end(),
+                     [&](const config::ServicePort& p) { return p.number == requested_port; })) {
+      return nullptr;
+    }
     const config::DestinationRule* rule = RuleFor(host);
     const config::Subset* subset = nullptr;
     if (!subset_name.empty()) {
@@ -277,7 +295,16 @@ class SnapshotCompiler {
   void AddDefaultRoutes() {
     std::vector<std::string> hosts;
     for (const auto& [host, info] : registry_.services()) {
-      if (!host_index_.contains(host)) hosts.push_back(host);
+      if (host_index_.contains(host)) continue;
+      // Istio attaches a service to the most specific wildcard VirtualService that covers it
+      // (`*.example.com`) instead of giving it a default route. The bare `*` of a
+      // gateway-bound VirtualService does not take services over.
+      const bool covered = std::any_of(
+          host_index_.begin(), host_index_.end(), [&](const auto& entry) {
+            return entry.first.size() > 1 && entry.first[0] == '*' &&
+                   config::HostMatches(entry.first, host);
+          });
+      if (!covered) hosts.push_back(host);
     }
     std::sort(hosts.begin(), hosts.end());
     for (const std::string& host : hosts) {

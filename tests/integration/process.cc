@@ -1,0 +1,160 @@
+#include "tests/integration/process.h"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/time/clock.h"
+
+namespace sluice::testing {
+
+bool Process::Start(const std::vector<std::string>& argv, const std::string& ready_prefix,
+                    absl::Duration timeout) {
+  int out[2];
+  if (pipe2(out, O_CLOEXEC) != 0) {
+    error_ = "pipe failed";
+    return false;
+  }
+  char log_template[] = "/tmp/sluice-test-log-XXXXXX";
+  const int log_fd = mkstemp(log_template);
+  log_path_ = log_template;
+  pid_ = fork();
+  if (pid_ == 0) {
+    dup2(out[1], STDOUT_FILENO);
+    dup2(log_fd, STDERR_FILENO);
+    std::vector<char*> args;
+    for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+    args.push_back(nullptr);
+    execv(args[0], args.data());
+    _exit(127);
+  }
+  close(out[1]);
+  close(log_fd);
+  stdout_fd_ = out[0];
+  const absl::Time deadline = absl::Now() + timeout;
+  std::string buffer;
+  while (absl::Now() < deadline) {
+    pollfd p{stdout_fd_, POLLIN, 0};
+    const int ms = static_cast<int>(absl::ToInt64Milliseconds(deadline - absl::Now()));
+    if (poll(&p, 1, std::max(ms, 1)) <= 0) continue;
+    char chunk[512];
+    const ssize_t n = read(stdout_fd_, chunk, sizeof(chunk));
+    if (n <= 0) break;
+    buffer.append(chunk, static_cast<size_t>(n));
+    size_t eol;
+    while ((eol = buffer.find('\n')) != std::string::npos) {
+      const std::string line = buffer.substr(0, eol);
+      buffer.erase(0, eol + 1);
+      if (line.rfind(ready_prefix, 0) == 0) {
+        for (absl::string_view field : absl::StrSplit(line, ' ')) {
+          const size_t eq = field.find('=');
+          if (eq != absl::string_view::npos) {
+            fields_[std::string(field.substr(0, eq))] = std::string(field.substr(eq + 1));
+          }
+        }
+        return true;
+      }
+    }
+  }
+  error_ = absl::StrCat("no \"", ready_prefix, "\" line from ", argv[0], "; its log:\n", Log());
+  Stop();
+  return false;
+}
+
+int Process::Stop(absl::Duration grace) {
+  if (pid_ <= 0) return 0;
+  kill(pid_, SIGTERM);
+  int status = 0;
+  const absl::Time deadline = absl::Now() + grace;
+  int result = -1;
+  while (absl::Now() < deadline) {
+    const pid_t r = waitpid(pid_, &status, WNOHANG);
+    if (r == pid_) {
+      result = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+      break;
+    }
+    absl::SleepFor(absl::Milliseconds(10));
+  }
+  if (absl::Now() >= deadline) {
+    kill(pid_, SIGKILL);
+    waitpid(pid_, &status, 0);
+  }
+  pid_ = -1;
+  if (stdout_fd_ >= 0) close(stdout_fd_);
+  stdout_fd_ = -1;
+  return result;
+}
+
+std::string Process::Field(const std::string& key) const {
+  auto it = fields_.find(key);
+  return it == fields_.end() ? "" : it->second;
+}
+
+std::string Process::Log() const {
+  std::ifstream in(log_path_);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+TempDir::TempDir() {
+  char dir_template[] = "/tmp/sluice-test-XXXXXX";
+  path_ = mkdtemp(dir_template);
+}
+
+TempDir::~TempDir() {
+  std::error_code ec;
+  std::filesystem::remove_all(path_, ec);
+}
+
+std::string TempDir::Write(const std::string& name, const std::string& contents) const {
+  const std::string path = absl::StrCat(path_, "/", name);
+  std::filesystem::create_directories(std::filesystem::path(path).parent_path());
+  // Write then rename, as editors and deploy tools do, so a watcher never sees half a file.
+  const std::string tmp = path + ".tmp";
+  std::ofstream(tmp) << contents;
+  std::filesystem::rename(tmp, path);
+  return path;
+}
+
+std::string HttpGet(const std::string& address, const std::string& path) {
+  const size_t colon = address.rfind(':');
+  int port = 0;
+  if (colon == std::string::npos || !absl::SimpleAtoi(address.substr(colon + 1), &port)) return "";
+  const int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  inet_pton(AF_INET, address.substr(0, colon).c_str(), &addr.sin_addr);
+  timeval tv{5, 0};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+  if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
+    close(fd);
+    return "";
+  }
+  const std::string request =
+      absl::StrCat("GET ", path, " HTTP/1.0\r\nHost: ", address, "\r\nConnection: close\r\n\r\n");
+  (void)write(fd, request.data(), request.size());
+  std::string response;
+  char buf[4096];
+  ssize_t n;
+  while ((n = read(fd, buf, sizeof(buf))) > 0) response.append(buf, static_cast<size_t>(n));
+  close(fd);
+  const size_t body = response.find("\r\n\r\n");
+  return body == std::string::npos ? "" : response.substr(body + 4);
+}
+
+}  // namespace sluice::testing

@@ -1,0 +1,63 @@
+#pragma once
+
+// Runs a real program for an integration test: captures the line it prints once it is
+// listening, keeps its stderr in a log file for failure messages, and stops it with
+// SIGTERM (then SIGKILL) so no test leaves a process behind.
+
+#include <sys/types.h>
+
+#include <map>
+#include <string>
+#include <vector>
+
+#include "absl/time/time.h"
+
+namespace sluice::testing {
+
+class Process {
+ public:
+  Process() = default;
+  Process(const Process&) = delete;
+  Process& operator=(const Process&) = delete;
+  ~Process() { Stop(); }
+
+  // Starts `argv` and waits (at most `timeout`) for a stdout line starting with
+  // `ready_prefix`; returns false, with the reason in error(), if none comes.
+  bool Start(const std::vector<std::string>& argv, const std::string& ready_prefix,
+             absl::Duration timeout = absl::Seconds(20));
+  // SIGTERM, wait up to `grace`, then SIGKILL. Returns the exit status (-1 if killed).
+  int Stop(absl::Duration grace = absl::Seconds(10));
+  bool running() const { return pid_ > 0; }
+  pid_t pid() const { return pid_; }
+
+  // key=value fields of the ready line, e.g. "grpc" -> "127.0.0.1:41234".
+  const std::map<std::string, std::string>& ready_fields() const { return fields_; }
+  std::string Field(const std::string& key) const;
+  const std::string& error() const { return error_; }
+  // What the program wrote to stderr so far.
+  std::string Log() const;
+
+ private:
+  pid_t pid_ = -1;
+  int stdout_fd_ = -1;
+  std::string log_path_;
+  std::map<std::string, std::string> fields_;
+  std::string error_;
+};
+
+// A fresh temporary directory, removed with the object.
+class TempDir {
+ public:
+  TempDir();
+  ~TempDir();
+  const std::string& path() const { return path_; }
+  std::string Write(const std::string& name, const std::string& contents) const;
+
+ private:
+  std::string path_;
+};
+
+// GET http://address/path on loopback; returns the body, or "" on failure.
+std::string HttpGet(const std::string& address, const std::string& path);
+
+}  // namespace sluice::testing
