@@ -1,3 +1,5 @@
+#include <tuple>
+
 #include "absl/strings/str_cat.h"
 #include "server/config/host_names.h"
 #include "server/config/parsers.h"
@@ -20,10 +22,14 @@ CanaryMetric ParseMetric(const Field& f, const ParseContext& ctx) {
     ctx.Error(f.node, JoinPath(f.path, "name"), "is required");
   }
   std::optional<Field> range = m.Get("thresholdRange");
+  std::optional<Field> min_field;
+  std::optional<Field> max_field;
   if (range) {
     MapReader rm(*range, ctx);
-    if (auto v = rm.Get("min")) out.threshold_min = ReadDouble(*v, ctx);
-    if (auto v = rm.Get("max")) out.threshold_max = ReadDouble(*v, ctx);
+    min_field = rm.Get("min");
+    max_field = rm.Get("max");
+    if (min_field) out.threshold_min = ReadDouble(*min_field, ctx);
+    if (max_field) out.threshold_max = ReadDouble(*max_field, ctx);
     if (out.threshold_min && out.threshold_max && *out.threshold_min > *out.threshold_max) {
       ctx.Error(range->node, range->path, "min must not be greater than max");
     }
@@ -43,14 +49,14 @@ CanaryMetric ParseMetric(const Field& f, const ParseContext& ctx) {
       ctx.Error(range->node, JoinPath(range->path, "min"),
                 "is required for request-success-rate (a percentage, e.g. 99)");
     } else if (*out.threshold_min < 0 || *out.threshold_min > 100) {
-      ctx.Error(range->node, JoinPath(range->path, "min"), "must be between 0 and 100 (percent)");
+      ctx.Error(min_field->node, min_field->path, "must be between 0 and 100 (percent)");
     }
   } else if (out.name == kDuration && out.query.empty()) {
     if (!out.threshold_max) {
       ctx.Error(range->node, JoinPath(range->path, "max"),
                 "is required for request-duration (p99 in milliseconds, e.g. 500)");
     } else if (*out.threshold_max <= 0) {
-      ctx.Error(range->node, JoinPath(range->path, "max"), "must be greater than 0 (ms)");
+      ctx.Error(max_field->node, max_field->path, "must be greater than 0 (ms)");
     }
   } else if (out.query.empty() && !out.name.empty()) {
     ctx.Error(f.node, JoinPath(f.path, "query"),
@@ -134,16 +140,21 @@ Canary ParseCanary(ObjectMeta meta, const Field& spec, const ParseContext& ctx) 
   if (!m.ok()) return c;
   if (auto v = m.Get("host")) {
     c.host = ReadString(*v, ctx).value_or("");
+    c.host_location = ctx.At(v->node);
     if (std::string problem = CheckHostName(c.host, /*allow_wildcard=*/false); !problem.empty()) {
       ctx.Error(v->node, v->path, problem);
     }
   } else {
     ctx.Error(spec.node, JoinPath(spec.path, "host"), "is required");
   }
-  for (auto [key, into] : {std::pair{"stableSubset", &c.stable_subset},
-                           std::pair{"canarySubset", &c.canary_subset}}) {
+  std::optional<Field> canary_field;
+  for (auto [key, into, where] :
+       {std::tuple{"stableSubset", &c.stable_subset, &c.stable_subset_location},
+        std::tuple{"canarySubset", &c.canary_subset, &c.canary_subset_location}}) {
     if (auto v = m.Get(key)) {
       *into = ReadString(*v, ctx).value_or("");
+      *where = ctx.At(v->node);
+      if (std::string_view(key) == "canarySubset") canary_field = v;
       if (!IsDns1123Label(*into)) {
         ctx.Error(v->node, v->path, absl::StrCat("\"", *into, "\" is not a valid subset name"));
       }
@@ -151,9 +162,8 @@ Canary ParseCanary(ObjectMeta meta, const Field& spec, const ParseContext& ctx) 
       ctx.Error(spec.node, JoinPath(spec.path, key), "is required");
     }
   }
-  if (!c.stable_subset.empty() && c.stable_subset == c.canary_subset) {
-    ctx.Error(spec.node, JoinPath(spec.path, "canarySubset"),
-              "must differ from stableSubset");
+  if (!c.stable_subset.empty() && c.stable_subset == c.canary_subset && canary_field) {
+    ctx.Error(canary_field->node, canary_field->path, "must differ from stableSubset");
   }
   if (auto v = m.Get("analysis")) ParseAnalysis(*v, ctx, c.analysis);
   return c;

@@ -1,6 +1,8 @@
 #include <set>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "server/config/duration.h"
 #include "server/config/host_names.h"
 #include "server/config/parsers.h"
 
@@ -109,7 +111,14 @@ std::optional<ConnectionPoolSettings> ParseConnectionPool(const Field& f,
     if (auto v = tm.Get("maxConnections")) tcp.max_connections = ReadCount(*v, ctx);
     if (auto v = tm.Get("connectTimeout")) tcp.connect_timeout = ReadIstioDuration(*v, ctx);
     // tcp.idleTimeout of 0s is legal (it disables the timeout); http.idleTimeout's is not.
-    if (auto v = tm.Get("idleTimeout")) tcp.idle_timeout = ReadAnyDuration(*v, ctx);
+    if (auto v = tm.Get("idleTimeout")) {
+      tcp.idle_timeout = ReadAnyDuration(*v, ctx);
+      if (tcp.idle_timeout && *tcp.idle_timeout >= absl::Milliseconds(1)) {
+        if (std::string problem = CheckIstioDuration(*tcp.idle_timeout); !problem.empty()) {
+          ctx.Error(v->node, v->path, problem);
+        }
+      }
+    }
     if (auto v = tm.Get("maxConnectionDuration")) {
       tcp.max_connection_duration = ReadIstioDuration(*v, ctx);
     }
@@ -209,7 +218,7 @@ void ParsePortLevelSettings(const Field& f, const ParseContext& ctx) {
       ctx.Error(item.node, item.path, "must be a mapping");
       return;
     }
-    if (!item.node["port"].IsDefined()) {
+    if (!std::as_const(item.node)["port"].IsDefined()) {
       ctx.Error(item.node, JoinPath(item.path, "port"), "is required");
     }
     ParseTrafficPolicy(item, ctx, /*port_level=*/true);

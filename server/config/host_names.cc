@@ -1,9 +1,13 @@
 #include "server/config/host_names.h"
 
+#include <arpa/inet.h>
+
+#include <string>
 #include <vector>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 
@@ -12,16 +16,31 @@ namespace {
 
 bool IsLabelChar(char c) { return absl::ascii_isalnum(c) || c == '-'; }
 
+// A literal IPv4 or IPv6 address, optionally in brackets or with a /prefix length.
 bool LooksLikeIp(absl::string_view host) {
   if (host.empty()) return false;
-  if (host.front() == '[' || host.find(':') != absl::string_view::npos) return true;  // IPv6
-  for (char c : host) {
-    if (!absl::ascii_isdigit(c) && c != '.' && c != '/') return false;
+  std::string address(host);
+  if (address.front() == '[' && address.back() == ']') address = address.substr(1, address.size() - 2);
+  const size_t slash = address.find('/');
+  int max_prefix = 32;
+  std::string prefix;
+  if (slash != std::string::npos) {
+    prefix = address.substr(slash + 1);
+    address = address.substr(0, slash);
   }
-  return true;
+  unsigned char buf[sizeof(in6_addr)];
+  if (inet_pton(AF_INET, address.c_str(), buf) != 1) {
+    if (inet_pton(AF_INET6, address.c_str(), buf) != 1) return false;
+    max_prefix = 128;
+  }
+  int bits = 0;
+  return slash == std::string::npos ||
+         (absl::SimpleAtoi(prefix, &bits) && bits >= 0 && bits <= max_prefix);
 }
 
 }  // namespace
+
+bool IsIpAddress(absl::string_view host) { return LooksLikeIp(host); }
 
 std::string ResolveHost(absl::string_view host, absl::string_view namespace_name) {
   std::string lower = absl::AsciiStrToLower(host);
@@ -75,10 +94,16 @@ std::string CheckHostName(absl::string_view host, bool allow_wildcard) {
     name.remove_prefix(2);
   }
   if (name.size() > 255) return "must be at most 255 characters";
+  absl::string_view last;
   for (absl::string_view label : absl::StrSplit(name, '.')) {
     if (!IsDns1123Label(label)) {
       return absl::StrCat("\"", host, "\" is not a valid domain name");
     }
+    last = label;
+  }
+  // A numeric top-level label is neither a domain nor (having failed above) an address.
+  if (std::all_of(last.begin(), last.end(), absl::ascii_isdigit)) {
+    return absl::StrCat("\"", host, "\" is not a valid domain name or IP address");
   }
   return "";
 }

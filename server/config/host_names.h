@@ -21,6 +21,9 @@ absl::string_view StripPort(absl::string_view authority);
 // wildcards (when allowed) and IP addresses.
 std::string CheckHostName(absl::string_view host, bool allow_wildcard);
 
+// A literal IPv4/IPv6 address (brackets and a /prefix length allowed).
+bool IsIpAddress(absl::string_view host);
+
 // RFC 1123 label: 1-63 characters of letters, digits and '-', not starting or ending in '-'.
 bool IsDns1123Label(absl::string_view s);
 // RFC 1123 subdomain: dot-separated labels, at most 253 characters, lower case.

@@ -5,6 +5,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
@@ -30,26 +31,29 @@ std::optional<ObjectMeta> ParseMetadata(const Field& doc, MapReader& top,
                                         const ParseContext& ctx) {
   ObjectMeta meta;
   meta.location = ctx.At(doc.node);
+  meta.path_prefix = doc.path.empty() ? "" : absl::StrCat(doc.path, ".");
   std::optional<Field> f = top.Get("metadata");
   if (!f) {
-    ctx.Error(doc.node, "metadata.name", "is required");
+    ctx.Error(doc.node, JoinPath(doc.path, "metadata.name"), "is required");
     return std::nullopt;
   }
   MapReader m(*f, ctx);
   if (!m.ok()) return std::nullopt;
   if (auto v = m.Get("name")) {
     meta.name = ReadString(*v, ctx).value_or("");
+    meta.name_location = ctx.At(v->node);
     if (!IsDns1123Subdomain(meta.name)) {
       ctx.Error(v->node, v->path,
                 absl::StrCat("\"", meta.name,
                              "\" is not a valid name (lower-case DNS-1123 subdomain)"));
     }
   } else {
-    ctx.Error(f->node, "metadata.name", "is required");
+    ctx.Error(f->node, JoinPath(f->path, "name"), "is required");
   }
   if (auto v = m.Get("namespace")) {
     meta.namespace_name = ReadString(*v, ctx).value_or("default");
-    if (!IsDns1123Label(meta.namespace_name)) {
+    if (!IsDns1123Label(meta.namespace_name) ||
+        meta.namespace_name != absl::AsciiStrToLower(meta.namespace_name)) {
       ctx.Error(v->node, v->path, "is not a valid namespace (DNS-1123 label)");
     }
   }
@@ -77,10 +81,18 @@ void ParseDocument(const Field& doc, const ParseContext& ctx, ConfigSet& out) {
   if (!doc.node.IsDefined() || doc.node.IsNull()) return;  // empty document, e.g. after `---`
   MapReader top(doc, ctx);
   if (!top.ok()) return;
+  // Once apiVersion or kind is wrong, the rest of the document cannot be checked: claim
+  // its keys so the one real error is not buried under "unknown field" ones.
+  auto claim_rest = [&]() {
+    for (const auto& kv : doc.node) {
+      if (kv.first.IsScalar()) top.Ignore(kv.first.Scalar());
+    }
+  };
   std::optional<Field> api = top.Get("apiVersion");
   std::optional<Field> kind_field = top.Get("kind");
   if (!api || !kind_field) {
     ctx.Error(doc.node, JoinPath(doc.path, api ? "kind" : "apiVersion"), "is required");
+    claim_rest();
     return;
   }
   const std::string api_version = ReadString(*api, ctx).value_or("");
@@ -107,6 +119,7 @@ void ParseDocument(const Field& doc, const ParseContext& ctx, ConfigSet& out) {
       ctx.Error(api->node, JoinPath(doc.path, "apiVersion"),
                 absl::StrCat("unsupported version \"", api_version,
                              "\" (expected v1alpha3, v1beta1 or v1)"));
+      claim_rest();
       return;
     }
     if (IsSkippedIstioKind(kind)) {
@@ -117,17 +130,20 @@ void ParseDocument(const Field& doc, const ParseContext& ctx, ConfigSet& out) {
         kind != "WorkloadEntry") {
       ctx.Error(kind_field->node, JoinPath(doc.path, "kind"),
                 absl::StrCat("unknown kind \"", kind, "\" in ", kIstioGroup));
+      claim_rest();
       return;
     }
   } else if (group == kSluiceGroup) {
     if (version != "v1") {
       ctx.Error(api->node, JoinPath(doc.path, "apiVersion"),
                 absl::StrCat("unsupported version \"", api_version, "\" (expected v1)"));
+      claim_rest();
       return;
     }
     if (kind != "Canary") {
       ctx.Error(kind_field->node, JoinPath(doc.path, "kind"),
                 absl::StrCat("unknown kind \"", kind, "\" in sluice.dev (expected Canary)"));
+      claim_rest();
       return;
     }
   } else {
@@ -141,6 +157,7 @@ void ParseDocument(const Field& doc, const ParseContext& ctx, ConfigSet& out) {
     ctx.Error(doc.node, JoinPath(doc.path, "spec"), "is required");
     return;
   }
+  // Inside a Kubernetes List the spec's paths carry the item's index.
   if (!meta) return;
   meta->yaml = YAML::Dump(doc.node);
   if (kind == "VirtualService") {

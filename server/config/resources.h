@@ -21,7 +21,9 @@ struct ObjectMeta {
   std::string name;
   std::string namespace_name = "default";
   Labels labels;
-  SourceLocation location;  // the document's first line
+  SourceLocation location;       // the document's first line
+  SourceLocation name_location;  // metadata.name
+  std::string path_prefix;       // "items[3]." inside a Kubernetes List, else ""
   std::string yaml;         // the resource as read, re-emitted (for Get and persistence)
 };
 
@@ -61,6 +63,7 @@ struct Destination {
   std::string host;
   std::string subset;
   std::optional<uint32_t> port;
+  SourceLocation subset_location;
 };
 
 struct HeaderOperations {
@@ -302,6 +305,9 @@ struct Canary {
   std::string host;
   std::string stable_subset;
   std::string canary_subset;
+  SourceLocation host_location;
+  SourceLocation stable_subset_location;
+  SourceLocation canary_subset_location;
   CanaryAnalysis analysis;
 };
 

@@ -1,4 +1,5 @@
 #include <set>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "server/config/host_names.h"
@@ -52,7 +53,10 @@ ServiceEntry ParseServiceEntry(ObjectMeta meta, const Field& spec, const ParseCo
     ForEachItem(*v, ctx, [&](const Field& item, size_t) {
       std::optional<std::string> host = ReadString(item, ctx);
       if (!host) return;
-      if (std::string problem = CheckHostName(*host, /*allow_wildcard=*/true); !problem.empty()) {
+      if (*host == "*") {
+        ctx.Error(item.node, item.path, "wildcard host * is not allowed in a ServiceEntry");
+      } else if (std::string problem = CheckHostName(*host, /*allow_wildcard=*/true);
+                 !problem.empty()) {
         ctx.Error(item.node, item.path, problem);
       }
       se.hosts.push_back(*host);
@@ -62,6 +66,7 @@ ServiceEntry ParseServiceEntry(ObjectMeta meta, const Field& spec, const ParseCo
   if (auto v = m.Get("addresses")) se.addresses = ReadStringList(*v, ctx);
   if (auto v = m.Get("ports")) {
     std::set<uint32_t> numbers;
+    std::set<std::string> names;
     ForEachItem(*v, ctx, [&](const Field& item, size_t) {
       ServicePort port;
       MapReader pm(item, ctx);
@@ -74,7 +79,17 @@ ServiceEntry ParseServiceEntry(ObjectMeta meta, const Field& spec, const ParseCo
         ctx.Error(item.node, JoinPath(item.path, "number"), "is required");
       }
       if (auto p = pm.Get("protocol")) port.protocol = ReadString(*p, ctx).value_or("");
-      if (auto p = pm.Get("name")) port.name = ReadString(*p, ctx).value_or("");
+      if (auto p = pm.Get("name")) {
+        port.name = ReadString(*p, ctx).value_or("");
+        if (!IsDns1123Label(port.name)) {
+          ctx.Error(p->node, p->path,
+                    absl::StrCat("\"", port.name, "\" is not a valid port name (DNS-1123 label)"));
+        } else if (!names.insert(port.name).second) {
+          ctx.Error(p->node, p->path, absl::StrCat("duplicate port name \"", port.name, "\""));
+        }
+      } else if (pm.ok()) {
+        ctx.Error(item.node, JoinPath(item.path, "name"), "is required");
+      }
       if (auto p = pm.Get("targetPort")) {
         if (auto t = ReadInt(*p, ctx, 1, 65535)) port.target_port = static_cast<uint32_t>(*t);
       }
@@ -87,7 +102,9 @@ ServiceEntry ParseServiceEntry(ObjectMeta meta, const Field& spec, const ParseCo
       ctx.Error(v->node, v->path, "must be MESH_EXTERNAL or MESH_INTERNAL");
     }
   }
-  if (auto v = m.Get("resolution")) {
+  std::optional<Field> resolution = m.Get("resolution");
+  if (resolution) {
+    const Field* v = &*resolution;
     std::string r = ReadString(*v, ctx).value_or("");
     if (r == "NONE") {
       se.resolution = ServiceEntry::Resolution::kNone;
@@ -101,6 +118,7 @@ ServiceEntry ParseServiceEntry(ObjectMeta meta, const Field& spec, const ParseCo
       ctx.Error(v->node, v->path, "must be NONE, STATIC, DNS or DNS_ROUND_ROBIN");
     }
   }
+  if (!resolution && m.Has("endpoints")) se.resolution = ServiceEntry::Resolution::kStatic;
   std::optional<Field> endpoints = m.Get("endpoints");
   if (endpoints) {
     ForEachItem(*endpoints, ctx, [&](const Field& item, size_t) {
@@ -108,13 +126,24 @@ ServiceEntry ParseServiceEntry(ObjectMeta meta, const Field& spec, const ParseCo
       if (ep.address.empty() && item.node.IsMap()) {
         ctx.Error(item.node, JoinPath(item.path, "address"), "is required");
       }
-      for (const auto& [name, number] : ep.ports) {
-        bool known = false;
-        for (const ServicePort& p : se.ports) known = known || p.name == name;
-        if (!known) {
-          ctx.Error(item.node, JoinPath(JoinPath(item.path, "ports"), name),
-                    absl::StrCat("names no port of this ServiceEntry"));
+      // Const access: yaml-cpp's non-const operator[] inserts missing keys.
+      const YAML::Node ports = item.node.IsMap() ? std::as_const(item.node)["ports"] : YAML::Node();
+      if (ports.IsDefined() && ports.IsMap()) {
+        for (const auto& kv : ports) {
+          const std::string name = kv.first.Scalar();
+          bool known = false;
+          for (const ServicePort& p : se.ports) known = known || p.name == name;
+          if (!known) {
+            ctx.Error(kv.first, JoinPath(JoinPath(item.path, "ports"), name),
+                      "names no port of this ServiceEntry");
+          }
         }
+      }
+      if (se.resolution == ServiceEntry::Resolution::kStatic && !ep.address.empty() &&
+          !IsIpAddress(ep.address) && ep.address.rfind("unix://", 0) != 0) {
+        ctx.Error(item.node, JoinPath(item.path, "address"),
+                  absl::StrCat("\"", ep.address,
+                               "\" is not an IP address (STATIC resolution needs one)"));
       }
       se.endpoints.push_back(std::move(ep));
     });
@@ -126,6 +155,13 @@ ServiceEntry ParseServiceEntry(ObjectMeta meta, const Field& spec, const ParseCo
     if (endpoints) {
       ctx.Error(v->node, v->path, "cannot be set together with endpoints");
     }
+  }
+  // Istio's default resolution is NONE, which takes no endpoints. sluice is lenient about an
+  // omitted resolution (it then means STATIC) but not about an explicit NONE.
+  if (resolution && se.resolution == ServiceEntry::Resolution::kNone && endpoints &&
+      !se.endpoints.empty()) {
+    ctx.Error(endpoints->node, endpoints->path,
+              "resolution NONE takes no endpoints; use STATIC for a fixed list of addresses");
   }
   m.Ignore("exportTo");
   m.Ignore("subjectAltNames");

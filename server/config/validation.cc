@@ -23,7 +23,7 @@ void CheckDuplicates(const std::vector<T>& items, absl::string_view kind, Diagno
     auto key = std::make_pair(item.meta.namespace_name, item.meta.name);
     auto [it, inserted] = seen.emplace(key, item.meta.location);
     if (!inserted) {
-      diags.Error(item.meta.location, "metadata.name",
+      diags.Error(item.meta.name_location, absl::StrCat(item.meta.path_prefix, "metadata.name"),
                   absl::StrCat("duplicate ", kind, " ", key.first, "/", key.second,
                                " (first defined at ", Where(it->second), ")"));
     }
@@ -55,7 +55,7 @@ const Subset* FindSubset(const DestinationRule* dr, absl::string_view name) {
   return nullptr;
 }
 
-void CheckDestination(const Destination& d, const std::string& path, const SourceLocation& loc,
+void CheckDestination(const Destination& d, const std::string& path, const SourceLocation& item,
                       const std::string& ns,
                       const std::map<std::string, const DestinationRule*>& drs,
                       const ServiceRegistry& registry, Diagnostics& diags) {
@@ -63,14 +63,15 @@ void CheckDestination(const Destination& d, const std::string& path, const Sourc
   auto dr = drs.find(host);
   if (!d.subset.empty() && FindSubset(dr == drs.end() ? nullptr : dr->second, d.subset) ==
                                nullptr) {
-    diags.Warning(loc, JoinPath(path, "destination.subset"),
+    diags.Warning(d.subset_location.line > 0 ? d.subset_location : item,
+                  JoinPath(path, "destination.subset"),
                   absl::StrCat("subset \"", d.subset, "\" of ", host,
                                " is not defined by any DestinationRule; requests routed here "
                                "get 503 with flag NC"));
   }
   const ServiceInfo* service = registry.Find(host);
   if (service != nullptr && service->ports.size() > 1 && !d.port) {
-    diags.Warning(loc, JoinPath(path, "destination.port"),
+    diags.Warning(item, JoinPath(path, "destination.port"),
                   absl::StrCat(host, " has several ports; without port.number sluice uses the "
                                      "first (",
                                service->ports.front().number, ")"));
@@ -80,7 +81,9 @@ void CheckDestination(const Destination& d, const std::string& path, const Sourc
 void CheckEjectionPercent(const OutlierDetection& od, const std::string& host,
                           const std::string& subset_label, size_t endpoints, Diagnostics& diags) {
   if (endpoints == 0) return;
-  const int percent = od.max_ejection_percent.value_or(kDefaultMaxEjectionPercent);
+  // 0 or unset: Istio sends nothing and Envoy's 10% applies.
+  const int percent = od.max_ejection_percent.value_or(0) > 0 ? *od.max_ejection_percent
+                                                              : kDefaultMaxEjectionPercent;
   // Current Envoy ejects only while 100 * (ejected + 1) / hosts <= maxEjectionPercent.
   if (100.0 / static_cast<double>(endpoints) > percent) {
     const int needed = static_cast<int>((100 + endpoints - 1) / endpoints);
@@ -105,7 +108,9 @@ void CheckOutlierSettings(const std::map<std::string, const DestinationRule*>& d
       const OutlierDetection* od = s.traffic_policy && s.traffic_policy->outlier_detection
                                        ? &*s.traffic_policy->outlier_detection
                                        : top;
-      if (od == nullptr || od == top) continue;
+      // Every subset is a cluster of its own, with its own (smaller) endpoint count, whether
+      // its outlier block is its own or inherited.
+      if (od == nullptr) continue;
       CheckEjectionPercent(*od, host, absl::StrCat(" subset ", s.name),
                            registry.Select(host, s.labels, 0).size(), diags);
     }
@@ -120,17 +125,18 @@ void CheckCanaries(const ConfigSet& config,
     const std::string host = ResolveHost(c.host, c.meta.namespace_name);
     auto [it, inserted] = by_host.emplace(host, &c);
     if (!inserted) {
-      diags.Error(c.meta.location, "spec.host",
+      diags.Error(c.host_location, "spec.host",
                   absl::StrCat("Canary ", it->second->meta.name, " already runs for ", host,
                                "; only one Canary per host"));
       continue;
     }
     auto dr = drs.find(host);
-    for (const auto& [field, subset] : {std::pair{"spec.stableSubset", &c.stable_subset},
-                                        std::pair{"spec.canarySubset", &c.canary_subset}}) {
+    for (const auto& [field, subset, where] :
+         {std::tuple{"spec.stableSubset", &c.stable_subset, &c.stable_subset_location},
+          std::tuple{"spec.canarySubset", &c.canary_subset, &c.canary_subset_location}}) {
       if (!subset->empty() &&
           FindSubset(dr == drs.end() ? nullptr : dr->second, *subset) == nullptr) {
-        diags.Error(c.meta.location, field,
+        diags.Error(*where, field,
                     absl::StrCat("subset \"", *subset, "\" of ", host,
                                  " is not defined by any DestinationRule"));
       }
@@ -149,7 +155,7 @@ void CheckCanaries(const ConfigSet& config,
       }
     }
     if (!has_split_route) {
-      diags.Error(c.meta.location, "spec.host",
+      diags.Error(c.host_location, "spec.host",
                   absl::StrCat("no VirtualService route for ", host, " lists both subsets \"",
                                c.stable_subset, "\" and \"", c.canary_subset,
                                "\"; the Canary needs one to drive its weights"));

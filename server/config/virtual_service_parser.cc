@@ -76,7 +76,7 @@ bool CheckRegex(const std::string& regex, const Field& f, const ParseContext& ct
 // `allow_presence`: an empty StringMatch ({}) or regex "*" means "present" in headers and
 // query parameters; for uri, scheme, method and authority a match type is required.
 std::optional<StringMatch> ParseStringMatch(const Field& f, const ParseContext& ctx,
-                                            bool allow_presence) {
+                                            bool allow_presence, bool is_uri = false) {
   MapReader m(f, ctx);
   if (!m.ok()) return std::nullopt;
   StringMatch out;
@@ -91,6 +91,11 @@ std::optional<StringMatch> ParseStringMatch(const Field& f, const ParseContext& 
     ++kinds;
     out.kind = kind;
     out.value = *s;
+    // Istio's validateStringMatch: an empty prefix is allowed for uri only.
+    if (kind == StringMatch::Kind::kPrefix && s->empty() && !is_uri) {
+      ctx.Error(v->node, v->path, "prefix must not be empty");
+      return std::nullopt;
+    }
     if (kind == StringMatch::Kind::kRegex) {
       if (allow_presence && *s == "*") {
         out.kind = StringMatch::Kind::kPresent;
@@ -160,7 +165,7 @@ HTTPMatchRequest ParseMatch(const Field& f, const ParseContext& ctx) {
   out.location = ctx.At(f.node);
   MapReader m(f, ctx);
   if (auto v = m.Get("name")) out.name = ReadString(*v, ctx).value_or("");
-  if (auto v = m.Get("uri")) out.uri = ParseStringMatch(*v, ctx, false);
+  if (auto v = m.Get("uri")) out.uri = ParseStringMatch(*v, ctx, false, /*is_uri=*/true);
   if (auto v = m.Get("scheme")) out.scheme = ParseStringMatch(*v, ctx, false);
   if (auto v = m.Get("method")) out.method = ParseStringMatch(*v, ctx, false);
   if (auto v = m.Get("authority")) out.authority = ParseStringMatch(*v, ctx, false);
@@ -196,7 +201,8 @@ Destination ParseDestination(const Field& f, const ParseContext& ctx) {
   }
   if (auto v = m.Get("subset")) {
     out.subset = ReadString(*v, ctx).value_or("");
-    if (!IsDns1123Label(out.subset)) {
+    out.subset_location = ctx.At(v->node);
+    if (!out.subset.empty() && !IsDns1123Label(out.subset)) {
       ctx.Error(v->node, v->path,
                 absl::StrCat("subset \"", out.subset, "\" is not a valid DNS-1123 label"));
     }
@@ -281,6 +287,7 @@ std::optional<HTTPRetry> ParseRetries(const Field& f, const ParseContext& ctx,
       // Istio's webhook splits on ',' without trimming, so "5xx, reset" is an error.
       for (absl::string_view token : absl::StrSplit(*out.retry_on, ',')) {
         int code = 0;
+        const bool has_space = std::any_of(token.begin(), token.end(), absl::ascii_isspace);
         if (IsRetryOnCondition(token)) {
           if (token == "retriable-4xx") {
             ctx.Warning(retry_on->node, retry_on->path,
@@ -289,7 +296,8 @@ std::optional<HTTPRetry> ParseRetries(const Field& f, const ParseContext& ctx,
           }
           continue;
         }
-        if (absl::SimpleAtoi(token, &code) && IsKnownHttpStatus(code)) continue;
+        // Go's strconv.Atoi, unlike SimpleAtoi, takes no surrounding spaces.
+        if (!has_space && absl::SimpleAtoi(token, &code) && IsKnownHttpStatus(code)) continue;
         ctx.Error(retry_on->node, retry_on->path,
                   absl::StrCat("\"", token, "\" is not a valid retryOn condition or HTTP "
                                "status code (conditions are comma-separated, without spaces)"));
@@ -303,11 +311,12 @@ std::optional<HTTPRetry> ParseRetries(const Field& f, const ParseContext& ctx,
   }
   if (auto v = m.Get("backoff")) out.backoff = ReadIstioDuration(*v, ctx);
   if (out.attempts == 0) {
-    for (const auto& [set, name] : {std::pair{per_try.has_value(), "perTryTimeout"},
-                                    std::pair{retry_on.has_value(), "retryOn"},
-                                    std::pair{remote.has_value(), "retryRemoteLocalities"}}) {
+    const bool retry_on_set = retry_on.has_value() && out.retry_on && !out.retry_on->empty();
+    for (const auto& [field, set] : {std::pair{&per_try, per_try.has_value()},
+                                     std::pair{&retry_on, retry_on_set},
+                                     std::pair{&remote, remote.has_value()}}) {
       if (set) {
-        ctx.Error(f.node, JoinPath(f.path, name),
+        ctx.Error((*field)->node, (*field)->path,
                   "cannot be set when attempts is 0 (retries are disabled)");
       }
     }
@@ -475,7 +484,11 @@ std::optional<HTTPRewrite> ParseRewrite(const Field& f, const ParseContext& ctx)
     } else if (rm.ok()) {
       ctx.Error(v->node, JoinPath(v->path, "match"), "is required");
     }
-    if (auto rewrite = rm.Get("rewrite")) rr.rewrite = ReadString(*rewrite, ctx).value_or("");
+    if (auto rewrite = rm.Get("rewrite")) {
+      rr.rewrite = ReadString(*rewrite, ctx).value_or("");
+    } else if (rm.ok() && !rm.Has("rewrite")) {
+      ctx.Error(v->node, JoinPath(v->path, "rewrite"), "is required");
+    }
     out.uri_regex_rewrite = rr;
     if (!out.uri.empty()) ctx.Error(v->node, v->path, "cannot be set together with uri");
   }
@@ -643,9 +656,16 @@ VirtualService ParseVirtualService(ObjectMeta meta, const Field& spec, const Par
         ctx.Error(item.node, item.path, problem);
       }
       std::string resolved = ResolveHost(*host, vs.meta.namespace_name);
-      if (!seen.insert(resolved).second) {
-        ctx.Error(item.node, item.path, absl::StrCat("duplicate host \"", *host, "\""));
+      // Istio rejects hosts of one VirtualService that overlap, such as *.example.com and
+      // api.example.com, not only exact repeats.
+      for (const std::string& other : seen) {
+        if (HostMatches(other, resolved) || HostMatches(resolved, other)) {
+          ctx.Error(item.node, item.path,
+                    absl::StrCat("duplicate host \"", *host, "\": it overlaps \"", other, "\""));
+          break;
+        }
       }
+      seen.insert(resolved);
       vs.hosts.push_back(*host);
     });
   }
@@ -678,7 +698,7 @@ VirtualService ParseVirtualService(ObjectMeta meta, const Field& spec, const Par
     }
   }
   m.Ignore("exportTo");
-  if (!m.Has("http") && !m.Has("tcp") && !m.Has("tls")) {
+  if (vs.http.empty() && vs.tcp_route_count == 0 && vs.tls_route_count == 0) {
     ctx.Error(spec.node, spec.path, "must have at least one http, tcp or tls route");
   }
   return vs;

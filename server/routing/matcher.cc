@@ -134,8 +134,10 @@ std::string RouteMatcher::Describe() const {
 bool RouteMatcher::Matches(const RequestView& request) const { return Explain(request, nullptr); }
 
 bool RouteMatcher::Explain(const RequestView& request, std::string* reason) const {
-  auto fail = [reason](auto&&... parts) {
-    if (reason != nullptr) *reason = absl::StrCat(parts...);
+  // Reasons are built only when asked for: on the request path a failed condition must
+  // cost a comparison, not a string.
+  auto fail = [reason](auto&& describe) {
+    if (reason != nullptr) *reason = describe();
     return false;
   };
   const RequestAttributes& r = request.request();
@@ -144,28 +146,40 @@ bool RouteMatcher::Explain(const RequestView& request, std::string* reason) cons
     const absl::string_view candidate =
         uri_->kind() == Kind::kPrefix ? absl::string_view(r.path) : request.path_without_query();
     if (!uri_->Matches(candidate)) {
-      return fail("uri ", uri_->Describe(), " does not match \"", candidate, "\"");
+      return fail([&] {
+        return absl::StrCat("uri ", uri_->Describe(), " does not match \"", candidate, "\"");
+      });
     }
   }
   if (method_ && !method_->Matches(r.method)) {
-    return fail("method ", method_->Describe(), " does not match \"", r.method, "\"");
+    return fail([&] {
+      return absl::StrCat("method ", method_->Describe(), " does not match \"", r.method, "\"");
+    });
   }
   if (authority_ && !authority_->Matches(r.authority)) {
-    return fail("authority ", authority_->Describe(), " does not match \"", r.authority, "\"");
+    return fail([&] {
+      return absl::StrCat("authority ", authority_->Describe(), " does not match \"",
+                          r.authority, "\"");
+    });
   }
   if (scheme_ && !scheme_->Matches(r.scheme)) {
-    return fail("scheme ", scheme_->Describe(), " does not match \"", r.scheme, "\"");
+    return fail([&] {
+      return absl::StrCat("scheme ", scheme_->Describe(), " does not match \"", r.scheme, "\"");
+    });
   }
   if (port_ && *port_ != request.port()) {
-    return fail("port ", *port_, " does not match ", request.port());
+    return fail([&] { return absl::StrCat("port ", *port_, " does not match ", request.port()); });
   }
+  std::string joined;  // only used when a header appears more than once
   for (const HeaderMatcher& h : headers_) {
-    std::optional<std::string> value = request.Header(h.name);
+    const std::optional<absl::string_view> value = request.Header(h.name, &joined);
     if (!h.invert) {
-      if (!value) return fail("header ", h.name, " is absent");
+      if (!value) return fail([&] { return absl::StrCat("header ", h.name, " is absent"); });
       if (!h.matcher.Matches(*value)) {
-        return fail("header ", h.name, " ", h.matcher.Describe(), " does not match \"", *value,
-                    "\"");
+        return fail([&] {
+          return absl::StrCat("header ", h.name, " ", h.matcher.Describe(), " does not match \"",
+                              *value, "\"");
+        });
       }
       continue;
     }
@@ -173,26 +187,32 @@ bool RouteMatcher::Explain(const RequestView& request, std::string* reason) cons
     // presence-style entry matches exactly when the header is absent).
     const bool matched = h.matcher.kind() == Kind::kPresent
                              ? value.has_value()
-                             : h.matcher.Matches(value.value_or(""));
+                             : h.matcher.Matches(value.value_or(absl::string_view()));
     if (matched) {
-      return fail("withoutHeaders ", h.name, " ", h.matcher.Describe(), " matches \"",
-                  value.value_or(""), "\"");
+      return fail([&] {
+        return absl::StrCat("withoutHeaders ", h.name, " ", h.matcher.Describe(), " matches \"",
+                            value.value_or(absl::string_view()), "\"");
+      });
     }
   }
   for (const QueryParamMatcher& q : query_params_) {
-    std::optional<absl::string_view> value = request.QueryParam(q.name);
-    if (!value) return fail("query parameter ", q.name, " is absent");
+    const std::optional<absl::string_view> value = request.QueryParam(q.name);
+    if (!value) return fail([&] { return absl::StrCat("query parameter ", q.name, " is absent"); });
     if (!q.matcher.Matches(*value)) {
-      return fail("query parameter ", q.name, " ", q.matcher.Describe(), " does not match \"",
-                  *value, "\"");
+      return fail([&] {
+        return absl::StrCat("query parameter ", q.name, " ", q.matcher.Describe(),
+                            " does not match \"", *value, "\"");
+      });
     }
   }
   if (!config::LabelsMatch(source_labels_, r.source_labels)) {
-    return fail("source labels do not include every sourceLabels entry");
+    return fail([] { return std::string("source labels do not include every sourceLabels entry"); });
   }
   if (!source_namespace_.empty() && source_namespace_ != r.source_namespace) {
-    return fail("source namespace \"", r.source_namespace, "\" is not \"", source_namespace_,
-                "\"");
+    return fail([&] {
+      return absl::StrCat("source namespace \"", r.source_namespace, "\" is not \"",
+                          source_namespace_, "\"");
+    });
   }
   return true;
 }

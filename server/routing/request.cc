@@ -28,18 +28,30 @@ RequestView::RequestView(const RequestAttributes& request) : request_(request) {
   }
 }
 
-std::optional<std::string> RequestView::Header(absl::string_view name) const {
-  std::optional<std::string> out;
-  for (const auto& [key, value] : request_.headers) {
-    if (key != name) continue;
-    if (out) {
-      out->push_back(',');
-      out->append(value);
+std::optional<absl::string_view> RequestView::Header(absl::string_view name,
+                                                    std::string* scratch) const {
+  const std::pair<std::string, std::string>* first = nullptr;
+  bool several = false;
+  for (const auto& header : request_.headers) {
+    if (header.first != name) continue;
+    if (first == nullptr) {
+      first = &header;
     } else {
-      out = value;
+      several = true;
+      break;
     }
   }
-  return out;
+  if (first == nullptr) return std::nullopt;
+  if (!several) return absl::string_view(first->second);
+  scratch->clear();
+  bool first_value = true;
+  for (const auto& [key, value] : request_.headers) {
+    if (key != name) continue;
+    if (!first_value) scratch->push_back(',');
+    scratch->append(value);
+    first_value = false;
+  }
+  return absl::string_view(*scratch);
 }
 
 std::optional<absl::string_view> RequestView::QueryParam(absl::string_view name) const {

@@ -34,8 +34,9 @@ class RequestView {
   absl::string_view host() const { return host_; }  // authority without port
   uint32_t port() const { return port_; }
 
-  // Every value of header `name` joined with ','; nullopt when absent.
-  std::optional<std::string> Header(absl::string_view name) const;
+  // Every value of header `name` joined with ','; nullopt when absent. A single value is
+  // returned in place; several are joined into `*scratch`, which must outlive the result.
+  std::optional<absl::string_view> Header(absl::string_view name, std::string* scratch) const;
   // First occurrence of query parameter `name` (empty for `?name`); nullopt when absent.
   std::optional<absl::string_view> QueryParam(absl::string_view name) const;
 
