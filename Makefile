@@ -7,7 +7,7 @@ BUILD_TYPE ?= RelWithDebInfo
 JOBS ?= $(shell nproc)
 FUZZ_SECONDS ?= 60
 
-.PHONY: deps configure build demo test unit-test fuzz format clean
+.PHONY: deps configure build demo test unit-test fuzz format clean bench
 
 deps:
 	./scripts/install-deps.sh
@@ -38,3 +38,7 @@ format:
 
 clean:
 	rm -rf $(BUILD_DIR) $(FUZZ_BUILD_DIR)
+
+# Benchmarks (not part of `make test`): in-process decisions and gRPC against an echo.
+bench: build
+	./bench/run.sh $(BUILD_DIR)
