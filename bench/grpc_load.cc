@@ -126,7 +126,7 @@ void RunStream(const Options& o, const std::shared_ptr<grpc::Channel>& channel, 
   std::condition_variable cv;
   int outstanding = 0;
   absl::flat_hash_map<uint64_t, Clock::time_point> sent_at;  // decide: by id
-  std::deque<Clock::time_point> fifo;                          // echo: in order
+  std::deque<Clock::time_point> fifo;                        // echo: in order
   grpc::ClientContext ctx;
   const bool decide = o.mode == "decide-stream";
   auto decide_stub = sluice::v1::DecisionService::NewStub(channel);
@@ -220,23 +220,31 @@ int main(int argc, char** argv) {
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string flag = argv[i];
     const std::string value = argv[i + 1];
-    if (flag == "--target") o.target = value;
-    else if (flag == "--mode") o.mode = value;
-    else if (flag == "--inflight") absl::SimpleAtoi(value, &o.inflight);
-    else if (flag == "--seconds") absl::SimpleAtod(value, &o.seconds);
-    else if (flag == "--warmup") absl::SimpleAtod(value, &o.warmup);
-    else if (flag == "--server-pid") absl::SimpleAtoi(value, &o.server_pid);
+    if (flag == "--target")
+      o.target = value;
+    else if (flag == "--mode")
+      o.mode = value;
+    else if (flag == "--inflight")
+      absl::SimpleAtoi(value, &o.inflight);
+    else if (flag == "--seconds")
+      absl::SimpleAtod(value, &o.seconds);
+    else if (flag == "--warmup")
+      absl::SimpleAtod(value, &o.warmup);
+    else if (flag == "--server-pid")
+      absl::SimpleAtoi(value, &o.server_pid);
   }
   if (o.target.empty() || o.mode.empty() || o.server_pid == 0) {
-    std::fprintf(stderr, "usage: grpc_load --target HOST:PORT --mode MODE --inflight N "
-                         "--seconds S --server-pid PID\n");
+    std::fprintf(stderr,
+                 "usage: grpc_load --target HOST:PORT --mode MODE --inflight N "
+                 "--seconds S --server-pid PID\n");
     return 2;
   }
   auto channel = grpc::CreateChannel(o.target, grpc::InsecureChannelCredentials());
   Recorder rec;
   std::atomic<bool> stop{false};
   const bool stream = o.mode.find("stream") != std::string::npos;
-  std::thread load([&] { stream ? RunStream(o, channel, rec, stop) : RunUnary(o, channel, rec, stop); });
+  std::thread load(
+      [&] { stream ? RunStream(o, channel, rec, stop) : RunUnary(o, channel, rec, stop); });
 
   std::this_thread::sleep_for(std::chrono::duration<double>(o.warmup));
   const double cpu_start = ProcessCpuSeconds(o.server_pid);
@@ -255,9 +263,10 @@ int main(int argc, char** argv) {
     lat = rec.latencies_us;
   }
   const size_t n = lat.size();
-  std::printf("mode=%s inflight=%d requests=%zu rate=%.0f p50_us=%.1f p99_us=%.1f "
-              "server_cpu_us_per_request=%.2f\n",
-              o.mode.c_str(), o.inflight, n, n / elapsed, Percentile(lat, 0.50),
-              Percentile(lat, 0.99), n > 0 ? 1e6 * cpu / n : 0.0);
+  std::printf(
+      "mode=%s inflight=%d requests=%zu rate=%.0f p50_us=%.1f p99_us=%.1f "
+      "server_cpu_us_per_request=%.2f\n",
+      o.mode.c_str(), o.inflight, n, n / elapsed, Percentile(lat, 0.50), Percentile(lat, 0.99),
+      n > 0 ? 1e6 * cpu / n : 0.0);
   return n > 0 ? 0 : 1;
 }

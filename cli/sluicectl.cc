@@ -243,21 +243,21 @@ int Apply(Client& client, const Args& args) {
     for (const std::string& key : response.changed()) std::cout << key << " applied\n";
     std::cout << "configuration version " << response.version() << "\n";
   } else {
-    std::cerr << "rejected: nothing changed; version " << response.version()
-              << " keeps serving\n";
+    std::cerr << "rejected: nothing changed; version " << response.version() << " keeps serving\n";
   }
   const bool rejected = !response.applied() && !request.dry_run();
   const bool dry_run_errors =
-      request.dry_run() &&
-      std::any_of(response.diagnostics().begin(), response.diagnostics().end(),
-                  [](const auto& d) { return d.severity() == d.ERROR; });
+      request.dry_run() && std::any_of(response.diagnostics().begin(), response.diagnostics().end(),
+                                       [](const auto& d) { return d.severity() == d.ERROR; });
   return rejected || dry_run_errors ? 1 : 0;
 }
 
 std::string CanonicalKind(std::string kind) {
   kind = absl::AsciiStrToLower(kind);
-  if (kind == "vs" || kind == "virtualservice" || kind == "virtualservices") return "VirtualService";
-  if (kind == "dr" || kind == "destinationrule" || kind == "destinationrules") return "DestinationRule";
+  if (kind == "vs" || kind == "virtualservice" || kind == "virtualservices")
+    return "VirtualService";
+  if (kind == "dr" || kind == "destinationrule" || kind == "destinationrules")
+    return "DestinationRule";
   if (kind == "se" || kind == "serviceentry" || kind == "serviceentries") return "ServiceEntry";
   if (kind == "we" || kind == "workloadentry" || kind == "workloadentries") return "WorkloadEntry";
   if (kind == "canary" || kind == "canaries") return "Canary";
@@ -304,8 +304,7 @@ int Get(Client& client, const Args& args) {
     std::printf("%-16s %-12s %-28s %s\n", r.ref().kind().c_str(), r.ref().namespace_().c_str(),
                 r.ref().name().c_str(), r.source().c_str());
   }
-  std::printf("configuration version %llu\n",
-              static_cast<unsigned long long>(response.version()));
+  std::printf("configuration version %llu\n", static_cast<unsigned long long>(response.version()));
   return 0;
 }
 
@@ -363,14 +362,15 @@ int Explain(Client& client, const Args& args) {
     return 0;
   }
   const sluice::v1::Decision& d = response.decision();
-  std::cout << "request      " << request.method() << " " << request.authority()
-            << request.path() << "\n";
+  std::cout << "request      " << request.method() << " " << request.authority() << request.path()
+            << "\n";
   std::cout << "host         " << response.virtual_host() << "\n";
   for (const sluice::v1::ExplainStep& s : response.steps()) {
     std::cout << "  " << (s.matched() ? "match " : "no    ") << s.route() << ": " << s.match()
               << (s.matched() ? "" : absl::StrCat("  (", s.reason(), ")")) << "\n";
   }
-  if (!response.weight_draw().empty()) std::cout << "weights      " << response.weight_draw() << "\n";
+  if (!response.weight_draw().empty())
+    std::cout << "weights      " << response.weight_draw() << "\n";
   if (!response.fault_draw().empty()) std::cout << "faults       " << response.fault_draw() << "\n";
   if (!response.endpoint_choice().empty()) {
     std::cout << "endpoint     " << response.endpoint_choice() << "\n";
@@ -379,15 +379,16 @@ int Explain(Client& client, const Args& args) {
     std::cout << "route        " << d.details().route_name() << "\n";
   }
   if (!d.host().empty()) {
-    std::cout << "destination  " << d.host() << (d.subset().empty() ? "" : " subset ")
-              << d.subset() << "\n";
+    std::cout << "destination  " << d.host() << (d.subset().empty() ? "" : " subset ") << d.subset()
+              << "\n";
   }
   if (d.details().has_endpoint()) {
     std::vector<std::string> alternates;
     for (const auto& a : d.details().alternates()) alternates.push_back(FormatEndpoint(a));
     std::cout << "upstream     " << FormatEndpoint(d.details().endpoint())
-              << (alternates.empty() ? "" : absl::StrCat("  (retries: ",
-                                                         absl::StrJoin(alternates, ", "), ")"))
+              << (alternates.empty()
+                      ? ""
+                      : absl::StrCat("  (retries: ", absl::StrJoin(alternates, ", "), ")"))
               << "\n";
   }
   if (d.details().timeout_ms() > 0) {
@@ -426,8 +427,8 @@ int Endpoints(Client& client, const Args& args) {
 
 int main(int argc, char** argv) {
   std::vector<std::string> argv_rest(argv + 1, argv + argc);
-  std::string server = std::getenv("SLUICE_SERVER") != nullptr ? std::getenv("SLUICE_SERVER")
-                                                               : "127.0.0.1:7070";
+  std::string server =
+      std::getenv("SLUICE_SERVER") != nullptr ? std::getenv("SLUICE_SERVER") : "127.0.0.1:7070";
   while (!argv_rest.empty() && absl::StartsWith(argv_rest.front(), "--server")) {
     if (argv_rest.front().find('=') != std::string::npos) {
       server = argv_rest.front().substr(argv_rest.front().find('=') + 1);

@@ -186,9 +186,8 @@ int main(int argc, char** argv) {
         sluice::LogInfo("configuration files changed: now version ", change->version);
       } else {
         metrics.apply_errors_file.Increment();
-        sluice::LogError("configuration files changed but are not valid; version ",
-                         change->version, " keeps serving:\n",
-                         change->diagnostics.ToString());
+        sluice::LogError("configuration files changed but are not valid; version ", change->version,
+                         " keeps serving:\n", change->diagnostics.ToString());
       }
     }
   }

@@ -79,7 +79,8 @@ grpc::Status AdminServiceImpl::Get(grpc::ServerContext*, const v1::GetRequest* r
                                      "WorkloadEntry or Canary)"));
   }
   std::optional<store::StoredResource> r = store_.Get(key);
-  if (!r) return grpc::Status(grpc::StatusCode::NOT_FOUND, absl::StrCat(key.ToString(), " not found"));
+  if (!r)
+    return grpc::Status(grpc::StatusCode::NOT_FOUND, absl::StrCat(key.ToString(), " not found"));
   FillResource(*r, true, *response->mutable_resource());
   return grpc::Status::OK;
 }
@@ -105,9 +106,8 @@ grpc::Status AdminServiceImpl::Delete(grpc::ServerContext*, const v1::DeleteRequ
   if (!result.applied) {
     const std::string message = result.diagnostics.ToString();
     const bool not_found = absl::StrContains(message, " not found");
-    return grpc::Status(not_found ? grpc::StatusCode::NOT_FOUND
-                                  : grpc::StatusCode::FAILED_PRECONDITION,
-                        message);
+    return grpc::Status(
+        not_found ? grpc::StatusCode::NOT_FOUND : grpc::StatusCode::FAILED_PRECONDITION, message);
   }
   LogInfo("deleted ", key.ToString(), "; configuration version ", result.version);
   return grpc::Status::OK;
@@ -141,10 +141,10 @@ grpc::Status AdminServiceImpl::Explain(grpc::ServerContext*, const v1::DecideReq
   switch (d.kind) {
     case routing::Decision::Kind::kForward:
       if (d.abort_http_status != 0 || !d.abort_grpc_status.empty()) {
-        summary = absl::StrCat("abort with ",
-                               d.abort_http_status != 0 ? absl::StrCat(d.abort_http_status)
-                                                        : d.abort_grpc_status,
-                               " (fault injection, flag FI); nothing is sent upstream");
+        summary = absl::StrCat(
+            "abort with ",
+            d.abort_http_status != 0 ? absl::StrCat(d.abort_http_status) : d.abort_grpc_status,
+            " (fault injection, flag FI); nothing is sent upstream");
       } else {
         summary = absl::StrCat("forward to ", d.cluster->endpoints[d.endpoint_index].id, " (",
                                d.cluster->name, ") by route ", d.route->display_name);
@@ -158,9 +158,9 @@ grpc::Status AdminServiceImpl::Explain(grpc::ServerContext*, const v1::DecideReq
       summary = absl::StrCat("redirect ", d.status, " to ", d.location);
       break;
     case routing::Decision::Kind::kDirectResponse:
-      summary = absl::StrCat("answer ", d.status,
-                             d.response_flags[0] ? absl::StrCat(" with flag ", d.response_flags)
-                                                 : std::string());
+      summary = absl::StrCat(
+          "answer ", d.status,
+          d.response_flags[0] ? absl::StrCat(" with flag ", d.response_flags) : std::string());
       break;
   }
   response->set_summary(summary);

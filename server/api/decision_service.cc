@@ -175,7 +175,8 @@ grpc::ServerUnaryReactor* DecisionServiceImpl::Decide(grpc::CallbackServerContex
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   if (absl::Status status = CheckRequest(*request); !status.ok()) {
     metrics_.decide_invalid.Increment();
-    reactor->Finish(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, std::string(status.message())));
+    reactor->Finish(
+        grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, std::string(status.message())));
     return reactor;
   }
   const std::shared_ptr<const routing::Snapshot> snapshot = store_.Current();

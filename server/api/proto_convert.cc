@@ -47,8 +47,8 @@ absl::Status CheckRequest(const v1::DecideRequest& request) {
         absl::StrCat("path is ", request.path().size(), " bytes; the limit is ", kMaxPathBytes));
   }
   if (static_cast<size_t>(request.headers_size()) > kMaxHeaders) {
-    return absl::InvalidArgumentError(absl::StrCat(request.headers_size(),
-                                                   " headers; the limit is ", kMaxHeaders));
+    return absl::InvalidArgumentError(
+        absl::StrCat(request.headers_size(), " headers; the limit is ", kMaxHeaders));
   }
   size_t bytes = 0;
   for (const v1::Header& h : request.headers()) {
@@ -178,7 +178,8 @@ void FillDecision(const routing::Decision& d, const routing::Snapshot& snapshot,
     if (d.endpoint_index >= 0) {
       FillEndpoint(d.cluster->endpoints[d.endpoint_index], *det->mutable_endpoint());
     }
-    for (uint32_t alt : d.alternates) FillEndpoint(d.cluster->endpoints[alt], *det->add_alternates());
+    for (uint32_t alt : d.alternates)
+      FillEndpoint(d.cluster->endpoints[alt], *det->add_alternates());
   } else if (d.destination != nullptr) {
     det->set_cluster(d.destination->cluster_name);
   }

@@ -115,8 +115,8 @@ void ServerMetrics::OnSnapshot(const routing::Snapshot& snapshot) {
       for (size_t d = 0; d < std::max<size_t>(1, dests.size()); ++d) {
         for (int f = 0; f < kFaultKinds; ++f) {
           for (int g = 0; g < kFlagKinds; ++g) {
-            const size_t i = table->route_base[route.id] + d * kSlotsPerDestination +
-                             f * kFlagKinds + g;
+            const size_t i =
+                table->route_base[route.id] + d * kSlotsPerDestination + f * kFlagKinds + g;
             table->labels[i] = {host.name, route.display_name,
                                 d < dests.size() ? dests[d].subset : "", kFaultNames[f],
                                 kFlagNames[g]};
@@ -151,8 +151,7 @@ prometheus::Counter* ServerMetrics::Slot(CounterTable& table, size_t index) {
   return counter;
 }
 
-void ServerMetrics::CountDecision(const routing::Snapshot& snapshot,
-                                  const routing::Decision& d) {
+void ServerMetrics::CountDecision(const routing::Snapshot& snapshot, const routing::Decision& d) {
   std::shared_ptr<CounterTable> table = std::atomic_load(&table_);
   // A decision racing a configuration swap is not counted rather than mislabelled.
   if (table == nullptr || table->version != snapshot.version()) return;

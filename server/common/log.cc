@@ -9,12 +9,10 @@
 namespace sluice {
 
 void LogLine(LogLevel level, std::string_view message) {
-  const char* tag = level == LogLevel::kInfo      ? "I"
-                    : level == LogLevel::kWarning ? "W"
-                                                  : "E";
+  const char* tag = level == LogLevel::kInfo ? "I" : level == LogLevel::kWarning ? "W" : "E";
   const std::string line =
-      absl::StrCat(absl::FormatTime("%Y-%m-%dT%H:%M:%E3SZ", absl::Now(), absl::UTCTimeZone()),
-                   " ", tag, " ", std::string(message), "\n");
+      absl::StrCat(absl::FormatTime("%Y-%m-%dT%H:%M:%E3SZ", absl::Now(), absl::UTCTimeZone()), " ",
+                   tag, " ", std::string(message), "\n");
   std::fwrite(line.data(), 1, line.size(), stderr);
   std::fflush(stderr);
 }

@@ -123,9 +123,8 @@ void ParseAnalysis(const Field& f, const ParseContext& ctx, CanaryAnalysis& out)
     out.step_weights.push_back(*mx);
   }
   if (auto v = m.Get("metrics")) {
-    ForEachItem(*v, ctx, [&](const Field& item, size_t) {
-      out.metrics.push_back(ParseMetric(item, ctx));
-    });
+    ForEachItem(*v, ctx,
+                [&](const Field& item, size_t) { out.metrics.push_back(ParseMetric(item, ctx)); });
   }
 }
 

@@ -100,8 +100,7 @@ std::optional<LoadBalancerSettings> ParseLoadBalancer(const Field& f, const Pars
   return out;
 }
 
-std::optional<ConnectionPoolSettings> ParseConnectionPool(const Field& f,
-                                                          const ParseContext& ctx) {
+std::optional<ConnectionPoolSettings> ParseConnectionPool(const Field& f, const ParseContext& ctx) {
   ConnectionPoolSettings out;
   MapReader m(f, ctx);
   if (!m.ok()) return std::nullopt;
@@ -187,8 +186,7 @@ std::optional<OutlierDetection> ParseOutlierDetection(const Field& f, const Pars
   }
   if (local && out.consecutive_local_origin_failures.value_or(0) > 0 &&
       !out.split_external_local_origin_errors) {
-    ctx.Error(local->node, local->path,
-              "requires splitExternalLocalOriginErrors: true");
+    ctx.Error(local->node, local->path, "requires splitExternalLocalOriginErrors: true");
   }
   if (auto v = m.Get("interval")) out.interval = ReadIstioDuration(*v, ctx);
   if (auto v = m.Get("baseEjectionTime")) out.base_ejection_time = ReadIstioDuration(*v, ctx);
@@ -256,8 +254,7 @@ std::optional<TrafficPolicy> ParseTrafficPolicy(const Field& f, const ParseConte
     std::optional<Field> tunnel = m.Get("tunnel");
     std::optional<Field> proxy_protocol = m.Get("proxyProtocol");
     if (tunnel && proxy_protocol) {
-      ctx.Error(proxy_protocol->node, proxy_protocol->path,
-                "cannot be set together with tunnel");
+      ctx.Error(proxy_protocol->node, proxy_protocol->path, "cannot be set together with tunnel");
     }
     for (const auto& ignored : {tunnel, proxy_protocol}) {
       if (ignored) ctx.Notice(ignored->node, ignored->path, "is not applied by sluice");
@@ -272,8 +269,7 @@ std::optional<TrafficPolicy> ParseTrafficPolicy(const Field& f, const ParseConte
 
 }  // namespace
 
-DestinationRule ParseDestinationRule(ObjectMeta meta, const Field& spec,
-                                     const ParseContext& ctx) {
+DestinationRule ParseDestinationRule(ObjectMeta meta, const Field& spec, const ParseContext& ctx) {
   DestinationRule dr;
   dr.meta = std::move(meta);
   MapReader m(spec, ctx);

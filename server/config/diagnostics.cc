@@ -26,8 +26,8 @@ std::string Diagnostic::ToString() const {
 void Diagnostics::Add(Severity severity, SourceLocation where, absl::string_view field_path,
                       absl::string_view message) {
   if (severity == Severity::kError) ++error_count_;
-  all_.push_back(Diagnostic{severity, std::move(where), std::string(field_path),
-                            std::string(message)});
+  all_.push_back(
+      Diagnostic{severity, std::move(where), std::string(field_path), std::string(message)});
 }
 
 void Diagnostics::Append(const Diagnostics& other) {

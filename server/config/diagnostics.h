@@ -1,9 +1,10 @@
 #pragma once
 
-#include "absl/strings/string_view.h"
 #include <string>
 #include <string_view>
 #include <vector>
+
+#include "absl/strings/string_view.h"
 
 namespace sluice::config {
 

@@ -20,7 +20,8 @@ bool IsLabelChar(char c) { return absl::ascii_isalnum(c) || c == '-'; }
 bool LooksLikeIp(absl::string_view host) {
   if (host.empty()) return false;
   std::string address(host);
-  if (address.front() == '[' && address.back() == ']') address = address.substr(1, address.size() - 2);
+  if (address.front() == '[' && address.back() == ']')
+    address = address.substr(1, address.size() - 2);
   const size_t slash = address.find('/');
   int max_prefix = 32;
   std::string prefix;

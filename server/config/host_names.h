@@ -1,8 +1,9 @@
 #pragma once
 
-#include "absl/strings/string_view.h"
 #include <string>
 #include <string_view>
+
+#include "absl/strings/string_view.h"
 
 namespace sluice::config {
 

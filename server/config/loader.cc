@@ -27,8 +27,7 @@ bool IsSkippedIstioKind(absl::string_view kind) {
          kind == "EnvoyFilter" || kind == "ProxyConfig";
 }
 
-std::optional<ObjectMeta> ParseMetadata(const Field& doc, MapReader& top,
-                                        const ParseContext& ctx) {
+std::optional<ObjectMeta> ParseMetadata(const Field& doc, MapReader& top, const ParseContext& ctx) {
   ObjectMeta meta;
   meta.location = ctx.At(doc.node);
   meta.path_prefix = doc.path.empty() ? "" : absl::StrCat(doc.path, ".");
@@ -43,9 +42,9 @@ std::optional<ObjectMeta> ParseMetadata(const Field& doc, MapReader& top,
     meta.name = ReadString(*v, ctx).value_or("");
     meta.name_location = ctx.At(v->node);
     if (!IsDns1123Subdomain(meta.name)) {
-      ctx.Error(v->node, v->path,
-                absl::StrCat("\"", meta.name,
-                             "\" is not a valid name (lower-case DNS-1123 subdomain)"));
+      ctx.Error(
+          v->node, v->path,
+          absl::StrCat("\"", meta.name, "\" is not a valid name (lower-case DNS-1123 subdomain)"));
     }
   } else {
     ctx.Error(f->node, JoinPath(f->path, "name"), "is required");

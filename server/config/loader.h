@@ -1,10 +1,10 @@
 #pragma once
 
-#include "absl/strings/string_view.h"
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "absl/strings/string_view.h"
 #include "server/config/diagnostics.h"
 #include "server/config/resources.h"
 

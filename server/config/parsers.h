@@ -3,9 +3,9 @@
 // Per-kind parsers: each reads a document's `spec` strictly, applies Istio's field-level
 // validation rules, and reports every problem with its file, line and field path.
 
-#include "absl/strings/string_view.h"
 #include <optional>
 
+#include "absl/strings/string_view.h"
 #include "server/config/resources.h"
 #include "server/config/yaml_reader.h"
 

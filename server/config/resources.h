@@ -24,7 +24,7 @@ struct ObjectMeta {
   SourceLocation location;       // the document's first line
   SourceLocation name_location;  // metadata.name
   std::string path_prefix;       // "items[3]." inside a Kubernetes List, else ""
-  std::string yaml;         // the resource as read, re-emitted (for Get and persistence)
+  std::string yaml;              // the resource as read, re-emitted (for Get and persistence)
 };
 
 // ---------------------------------------------------------------------------------------------

@@ -44,8 +44,7 @@ const ServiceInfo* ServiceRegistry::Find(absl::string_view fqdn) const {
   return it == services_.end() ? nullptr : &it->second;
 }
 
-std::vector<ServiceEndpoint> ServiceRegistry::Select(absl::string_view fqdn,
-                                                     const Labels& selector,
+std::vector<ServiceEndpoint> ServiceRegistry::Select(absl::string_view fqdn, const Labels& selector,
                                                      uint32_t port) const {
   std::vector<ServiceEndpoint> out;
   const ServiceInfo* info = Find(fqdn);

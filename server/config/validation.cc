@@ -38,10 +38,10 @@ std::map<std::string, const DestinationRule*> IndexDestinationRules(const Config
     const std::string host = ResolveHost(dr.host, dr.meta.namespace_name);
     auto [it, inserted] = by_host.emplace(host, &dr);
     if (!inserted) {
-      diags.Warning(dr.meta.location, "spec.host",
-                    absl::StrCat("another DestinationRule for ", host, " (",
-                                 it->second->meta.namespace_name, "/", it->second->meta.name,
-                                 ") was read first; this one is ignored"));
+      diags.Warning(
+          dr.meta.location, "spec.host",
+          absl::StrCat("another DestinationRule for ", host, " (", it->second->meta.namespace_name,
+                       "/", it->second->meta.name, ") was read first; this one is ignored"));
     }
   }
   return by_host;
@@ -61,8 +61,8 @@ void CheckDestination(const Destination& d, const std::string& path, const Sourc
                       const ServiceRegistry& registry, Diagnostics& diags) {
   const std::string host = ResolveHost(d.host, ns);
   auto dr = drs.find(host);
-  if (!d.subset.empty() && FindSubset(dr == drs.end() ? nullptr : dr->second, d.subset) ==
-                               nullptr) {
+  if (!d.subset.empty() &&
+      FindSubset(dr == drs.end() ? nullptr : dr->second, d.subset) == nullptr) {
     diags.Warning(d.subset_location.line > 0 ? d.subset_location : item,
                   JoinPath(path, "destination.subset"),
                   absl::StrCat("subset \"", d.subset, "\" of ", host,
@@ -72,8 +72,9 @@ void CheckDestination(const Destination& d, const std::string& path, const Sourc
   const ServiceInfo* service = registry.Find(host);
   if (service != nullptr && service->ports.size() > 1 && !d.port) {
     diags.Warning(item, JoinPath(path, "destination.port"),
-                  absl::StrCat(host, " has several ports; without port.number sluice uses the "
-                                     "first (",
+                  absl::StrCat(host,
+                               " has several ports; without port.number sluice uses the "
+                               "first (",
                                service->ports.front().number, ")"));
   }
 }
@@ -118,8 +119,7 @@ void CheckOutlierSettings(const std::map<std::string, const DestinationRule*>& d
 }
 
 void CheckCanaries(const ConfigSet& config,
-                   const std::map<std::string, const DestinationRule*>& drs,
-                   Diagnostics& diags) {
+                   const std::map<std::string, const DestinationRule*>& drs, Diagnostics& diags) {
   std::map<std::string, const Canary*> by_host;
   for (const Canary& c : config.canaries) {
     const std::string host = ResolveHost(c.host, c.meta.namespace_name);
@@ -177,8 +177,8 @@ void ValidateConfigSet(const ConfigSet& config, Diagnostics& diags) {
   for (const VirtualService& vs : config.virtual_services) {
     for (const HTTPRoute& r : vs.http) {
       for (const HTTPRouteDestination& d : r.route) {
-        CheckDestination(d.destination, d.path, d.location, vs.meta.namespace_name, drs,
-                         registry, diags);
+        CheckDestination(d.destination, d.path, d.location, vs.meta.namespace_name, drs, registry,
+                         diags);
       }
     }
   }

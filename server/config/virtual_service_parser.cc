@@ -21,23 +21,32 @@ constexpr size_t kMaxRegexLength = 1024;
 constexpr size_t kMaxDirectResponseBody = 1 << 20;
 constexpr size_t kWarnDirectResponseBody = 100 << 10;
 
-constexpr std::array<absl::string_view, 16> kRetryOnConditions = {
-    "5xx",           "gateway-error",       "reset",
-    "reset-before-request", "connect-failure", "retriable-4xx",
-    "refused-stream", "retriable-status-codes", "retriable-headers",
-    "envoy-ratelimited", "http3-post-connect-failure", "cancelled",
-    "deadline-exceeded", "internal", "resource-exhausted",
-    "unavailable"};
+constexpr std::array<absl::string_view, 16> kRetryOnConditions = {"5xx",
+                                                                  "gateway-error",
+                                                                  "reset",
+                                                                  "reset-before-request",
+                                                                  "connect-failure",
+                                                                  "retriable-4xx",
+                                                                  "refused-stream",
+                                                                  "retriable-status-codes",
+                                                                  "retriable-headers",
+                                                                  "envoy-ratelimited",
+                                                                  "http3-post-connect-failure",
+                                                                  "cancelled",
+                                                                  "deadline-exceeded",
+                                                                  "internal",
+                                                                  "resource-exhausted",
+                                                                  "unavailable"};
 
 constexpr std::array<absl::string_view, 17> kGrpcStatusNames = {
-    "OK",       "CANCELLED",         "UNKNOWN",      "INVALID_ARGUMENT", "DEADLINE_EXCEEDED",
-    "NOT_FOUND", "ALREADY_EXISTS",   "PERMISSION_DENIED", "RESOURCE_EXHAUSTED",
-    "FAILED_PRECONDITION", "ABORTED", "OUT_OF_RANGE", "UNIMPLEMENTED", "INTERNAL",
-    "UNAVAILABLE", "DATA_LOSS", "UNAUTHENTICATED"};
+    "OK",        "CANCELLED",      "UNKNOWN",           "INVALID_ARGUMENT",   "DEADLINE_EXCEEDED",
+    "NOT_FOUND", "ALREADY_EXISTS", "PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION",
+    "ABORTED",   "OUT_OF_RANGE",   "UNIMPLEMENTED",     "INTERNAL",           "UNAVAILABLE",
+    "DATA_LOSS", "UNAUTHENTICATED"};
 
 bool IsHeaderNameChar(char c) {
-  return absl::ascii_isalnum(c) || absl::string_view("!#$%&'*+-.^_`|~").find(c) !=
-                                       absl::string_view::npos;
+  return absl::ascii_isalnum(c) ||
+         absl::string_view("!#$%&'*+-.^_`|~").find(c) != absl::string_view::npos;
 }
 
 // Header names in match rules and header operations: an HTTP token. Match rules also require
@@ -61,8 +70,9 @@ bool CheckRegex(const std::string& regex, const Field& f, const ParseContext& ct
     return false;
   }
   if (regex.size() > kMaxRegexLength) {
-    ctx.Error(f.node, f.path, absl::StrCat("regex must be at most ", kMaxRegexLength,
-                                           " characters, found ", regex.size()));
+    ctx.Error(f.node, f.path,
+              absl::StrCat("regex must be at most ", kMaxRegexLength, " characters, found ",
+                           regex.size()));
     return false;
   }
   RE2 re(regex, RE2::Quiet);
@@ -299,7 +309,8 @@ std::optional<HTTPRetry> ParseRetries(const Field& f, const ParseContext& ctx,
         // Go's strconv.Atoi, unlike SimpleAtoi, takes no surrounding spaces.
         if (!has_space && absl::SimpleAtoi(token, &code) && IsKnownHttpStatus(code)) continue;
         ctx.Error(retry_on->node, retry_on->path,
-                  absl::StrCat("\"", token, "\" is not a valid retryOn condition or HTTP "
+                  absl::StrCat("\"", token,
+                               "\" is not a valid retryOn condition or HTTP "
                                "status code (conditions are comma-separated, without spaces)"));
       }
     }
@@ -312,9 +323,9 @@ std::optional<HTTPRetry> ParseRetries(const Field& f, const ParseContext& ctx,
   if (auto v = m.Get("backoff")) out.backoff = ReadIstioDuration(*v, ctx);
   if (out.attempts == 0) {
     const bool retry_on_set = retry_on.has_value() && out.retry_on && !out.retry_on->empty();
-    for (const auto& [field, set] : {std::pair{&per_try, per_try.has_value()},
-                                     std::pair{&retry_on, retry_on_set},
-                                     std::pair{&remote, remote.has_value()}}) {
+    for (const auto& [field, set] :
+         {std::pair{&per_try, per_try.has_value()}, std::pair{&retry_on, retry_on_set},
+          std::pair{&remote, remote.has_value()}}) {
       if (set) {
         ctx.Error((*field)->node, (*field)->path,
                   "cannot be set when attempts is 0 (retries are disabled)");
@@ -518,9 +529,8 @@ HTTPRoute ParseHttpRoute(const Field& f, const ParseContext& ctx) {
   if (!m.ok()) return out;
   if (auto v = m.Get("name")) out.name = ReadString(*v, ctx).value_or("");
   if (auto v = m.Get("match")) {
-    ForEachItem(*v, ctx, [&](const Field& item, size_t) {
-      out.match.push_back(ParseMatch(item, ctx));
-    });
+    ForEachItem(*v, ctx,
+                [&](const Field& item, size_t) { out.match.push_back(ParseMatch(item, ctx)); });
   }
   std::optional<Field> route = m.Get("route");
   if (route) {
@@ -572,8 +582,7 @@ HTTPRoute ParseHttpRoute(const Field& f, const ParseContext& ctx) {
   if (rewrite) {
     out.rewrite = ParseRewrite(*rewrite, ctx);
     if (redirect || direct) {
-      ctx.Error(rewrite->node, rewrite->path,
-                "cannot be combined with redirect or directResponse");
+      ctx.Error(rewrite->node, rewrite->path, "cannot be combined with redirect or directResponse");
     }
   }
   std::optional<Field> timeout = m.Get("timeout");
@@ -674,9 +683,8 @@ VirtualService ParseVirtualService(ObjectMeta meta, const Field& spec, const Par
               "at least one host is required (delegate VirtualServices are not supported)");
   }
   if (auto v = m.Get("http")) {
-    ForEachItem(*v, ctx, [&](const Field& item, size_t) {
-      vs.http.push_back(ParseHttpRoute(item, ctx));
-    });
+    ForEachItem(*v, ctx,
+                [&](const Field& item, size_t) { vs.http.push_back(ParseHttpRoute(item, ctx)); });
   }
   for (const char* key : {"tcp", "tls"}) {
     if (auto v = m.Get(key)) {

@@ -120,8 +120,7 @@ std::optional<std::string> ReadString(const Field& f, const ParseContext& ctx) {
   return f.node.Scalar();
 }
 
-std::optional<int64_t> ReadInt(const Field& f, const ParseContext& ctx, int64_t min,
-                               int64_t max) {
+std::optional<int64_t> ReadInt(const Field& f, const ParseContext& ctx, int64_t min, int64_t max) {
   int64_t value = 0;
   if (!f.node.IsScalar() || IsQuoted(f.node) || !absl::SimpleAtoi(f.node.Scalar(), &value)) {
     ctx.Error(f.node, f.path,

@@ -42,7 +42,8 @@ const Route* MatchRoute(const VirtualHost& host, const RequestView& view,
       }
       std::string reason;
       const bool ok = m.Explain(view, &reason);
-      trace->steps.push_back({route.display_name, m.Describe(), ok, ok ? "all conditions hold" : reason});
+      trace->steps.push_back(
+          {route.display_name, m.Describe(), ok, ok ? "all conditions hold" : reason});
       if (ok) {
         *matched = &m;
         return &route;
@@ -56,8 +57,7 @@ const Route* MatchRoute(const VirtualHost& host, const RequestView& view,
 // (query kept) otherwise; regex_rewrite substitutes over the path without its query.
 std::string RewritePath(const Rewrite& rw, const RouteMatcher* matched, const RequestView& view) {
   const std::string& path = view.request().path;
-  const absl::string_view query =
-      absl::string_view(path).substr(view.path_without_query().size());
+  const absl::string_view query = absl::string_view(path).substr(view.path_without_query().size());
   if (rw.regex != nullptr) {
     std::string rewritten(view.path_without_query());
     RE2::GlobalReplace(&rewritten, *rw.regex, rw.regex_substitution);
@@ -88,8 +88,8 @@ std::string RedirectLocation(const config::HTTPRedirect& r, const RequestView& v
              scheme == req.scheme) {
     port = view.port();
   }
-  const bool default_port = port == 0 || (scheme == "http" && port == 80) ||
-                            (scheme == "https" && port == 443);
+  const bool default_port =
+      port == 0 || (scheme == "http" && port == 80) || (scheme == "https" && port == 443);
   std::string path = req.path;
   if (!r.uri.empty()) {
     const absl::string_view query =
@@ -106,9 +106,9 @@ void SampleFault(const config::HTTPFaultInjection& fault, absl::BitGenRef rng, D
     const bool fire = SampleFraction(*fault.delay->percentage, rng);
     if (fire) d.delay = *fault.delay->fixed_delay;
     if (trace != nullptr) {
-      absl::StrAppend(&trace->fault_draw, "delay ", config::FormatDuration(*fault.delay->fixed_delay),
-                      " at ", FormatPercent(*fault.delay->percentage), ": ",
-                      fire ? "fired" : "not fired", ". ");
+      absl::StrAppend(
+          &trace->fault_draw, "delay ", config::FormatDuration(*fault.delay->fixed_delay), " at ",
+          FormatPercent(*fault.delay->percentage), ": ", fire ? "fired" : "not fired", ". ");
     }
   }
   if (fault.abort && fault.abort->percentage &&
@@ -119,8 +119,8 @@ void SampleFault(const config::HTTPFaultInjection& fault, absl::BitGenRef rng, D
       d.abort_grpc_status = fault.abort->grpc_status;
     }
     if (trace != nullptr) {
-      absl::StrAppend(&trace->fault_draw, "abort at ", FormatPercent(*fault.abort->percentage), ": ",
-                      fire ? "fired" : "not fired", ".");
+      absl::StrAppend(&trace->fault_draw, "abort at ", FormatPercent(*fault.abort->percentage),
+                      ": ", fire ? "fired" : "not fired", ".");
     }
   }
 }
@@ -222,8 +222,7 @@ uint32_t PickEndpoint(const Cluster& cluster, const Candidates& candidates, absl
 // without advancing the shared counter: Envoy picks a retry host only when a retry happens,
 // so precomputing alternates must not skew first attempts.
 void PickAlternates(const Cluster& cluster, const Candidates& candidates, uint32_t primary,
-                    uint32_t count, absl::BitGenRef rng,
-                    absl::InlinedVector<uint32_t, 4>& out) {
+                    uint32_t count, absl::BitGenRef rng, absl::InlinedVector<uint32_t, 4>& out) {
   if (cluster.policy.load_balancer == LoadBalancer::kRoundRobin) {
     const auto at = std::find(candidates.begin(), candidates.end(), primary);
     const size_t start = static_cast<size_t>(at - candidates.begin());
@@ -285,11 +284,10 @@ Decision Decide(const Snapshot& snapshot, const RequestAttributes& request, absl
     const uint64_t random = absl::Uniform<uint64_t>(rng, 0, weights.total_weight());
     pick = weights.Pick(random);
     if (trace != nullptr) {
-      trace->weight_draw = absl::StrCat("random ", random, " of total weight ",
-                                        weights.total_weight(), " -> ",
-                                        weights.destinations()[pick].subset.empty()
-                                            ? weights.destinations()[pick].host
-                                            : weights.destinations()[pick].subset);
+      trace->weight_draw = absl::StrCat(
+          "random ", random, " of total weight ", weights.total_weight(), " -> ",
+          weights.destinations()[pick].subset.empty() ? weights.destinations()[pick].host
+                                                      : weights.destinations()[pick].subset);
     }
   } else if (trace != nullptr) {
     trace->weight_draw = "single destination";

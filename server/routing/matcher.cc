@@ -95,8 +95,8 @@ absl::StatusOr<RouteMatcher> RouteMatcher::Create(const config::HTTPMatchRequest
 RouteMatcher RouteMatcher::CatchAll() { return RouteMatcher(); }
 
 bool RouteMatcher::IsCatchAll() const {
-  if (scheme_ || method_ || authority_ || !headers_.empty() || !query_params_.empty() ||
-      port_ || !source_labels_.empty() || !source_namespace_.empty()) {
+  if (scheme_ || method_ || authority_ || !headers_.empty() || !query_params_.empty() || port_ ||
+      !source_labels_.empty() || !source_namespace_.empty()) {
     return false;
   }
   if (!uri_) return true;
@@ -118,8 +118,8 @@ std::string RouteMatcher::Describe() const {
   if (scheme_) parts.push_back(absl::StrCat("scheme ", scheme_->Describe()));
   if (port_) parts.push_back(absl::StrCat("port ", *port_));
   for (const HeaderMatcher& h : headers_) {
-    parts.push_back(absl::StrCat(h.invert ? "without header " : "header ", h.name, " ",
-                                 h.matcher.Describe()));
+    parts.push_back(
+        absl::StrCat(h.invert ? "without header " : "header ", h.name, " ", h.matcher.Describe()));
   }
   for (const QueryParamMatcher& q : query_params_) {
     parts.push_back(absl::StrCat("query ", q.name, " ", q.matcher.Describe()));
@@ -158,8 +158,8 @@ bool RouteMatcher::Explain(const RequestView& request, std::string* reason) cons
   }
   if (authority_ && !authority_->Matches(r.authority)) {
     return fail([&] {
-      return absl::StrCat("authority ", authority_->Describe(), " does not match \"",
-                          r.authority, "\"");
+      return absl::StrCat("authority ", authority_->Describe(), " does not match \"", r.authority,
+                          "\"");
     });
   }
   if (scheme_ && !scheme_->Matches(r.scheme)) {
@@ -206,7 +206,8 @@ bool RouteMatcher::Explain(const RequestView& request, std::string* reason) cons
     }
   }
   if (!config::LabelsMatch(source_labels_, r.source_labels)) {
-    return fail([] { return std::string("source labels do not include every sourceLabels entry"); });
+    return fail(
+        [] { return std::string("source labels do not include every sourceLabels entry"); });
   }
   if (!source_namespace_.empty() && source_namespace_ != r.source_namespace) {
     return fail([&] {

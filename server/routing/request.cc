@@ -29,7 +29,7 @@ RequestView::RequestView(const RequestAttributes& request) : request_(request) {
 }
 
 std::optional<absl::string_view> RequestView::Header(absl::string_view name,
-                                                    std::string* scratch) const {
+                                                     std::string* scratch) const {
   const std::pair<std::string, std::string>* first = nullptr;
   bool several = false;
   for (const auto& header : request_.headers) {

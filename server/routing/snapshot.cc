@@ -299,8 +299,8 @@ class SnapshotCompiler {
       // Istio attaches a service to the most specific wildcard VirtualService that covers it
       // (`*.example.com`) instead of giving it a default route. The bare `*` of a
       // gateway-bound VirtualService does not take services over.
-      const bool covered = std::any_of(
-          host_index_.begin(), host_index_.end(), [&](const auto& entry) {
+      const bool covered =
+          std::any_of(host_index_.begin(), host_index_.end(), [&](const auto& entry) {
             return entry.first.size() > 1 && entry.first[0] == '*' &&
                    config::HostMatches(entry.first, host);
           });

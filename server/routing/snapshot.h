@@ -84,10 +84,10 @@ struct Rewrite {
 enum class RouteAction { kForward, kRedirect, kDirectResponse };
 
 struct Route {
-  uint32_t id = 0;           // index in Snapshot::routes()
-  std::string name;          // Istio's `name`, may be empty
-  std::string display_name;  // name, or "<virtual service>.<namespace>.<index>"
-  std::string virtual_service;  // namespace/name
+  uint32_t id = 0;                    // index in Snapshot::routes()
+  std::string name;                   // Istio's `name`, may be empty
+  std::string display_name;           // name, or "<virtual service>.<namespace>.<index>"
+  std::string virtual_service;        // namespace/name
   std::vector<RouteMatcher> matches;  // empty: every request
   RouteAction action = RouteAction::kForward;
   WeightTable weights;

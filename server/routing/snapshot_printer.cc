@@ -20,8 +20,7 @@ std::string DescribeDestination(const RouteDestination& d) {
   if (d.cluster == nullptr) {
     absl::StrAppend(&out, " (no such cluster: 503 NC)");
   } else {
-    absl::StrAppend(&out, " (", Plural(d.cluster->endpoints.size(), "endpoint", "endpoints"),
-                    ")");
+    absl::StrAppend(&out, " (", Plural(d.cluster->endpoints.size(), "endpoint", "endpoints"), ")");
   }
   return out;
 }
@@ -87,15 +86,14 @@ std::string DescribeSnapshot(const Snapshot& snapshot) {
       std::vector<std::string> matches;
       for (const RouteMatcher& m : r.matches) matches.push_back(m.Describe());
       absl::StrAppend(&out, "    match    ",
-                      matches.empty() ? "every request" : absl::StrJoin(matches, " | or | "),
-                      "\n");
+                      matches.empty() ? "every request" : absl::StrJoin(matches, " | or | "), "\n");
       switch (r.action) {
         case RouteAction::kForward:
           for (const RouteDestination& d : r.weights.destinations()) {
-            absl::StrAppend(&out, "    to       ",
-                            absl::StrFormat("%5.1f%%  ", 100.0 * d.weight /
-                                                             r.weights.total_weight()),
-                            DescribeDestination(d), "\n");
+            absl::StrAppend(
+                &out, "    to       ",
+                absl::StrFormat("%5.1f%%  ", 100.0 * d.weight / r.weights.total_weight()),
+                DescribeDestination(d), "\n");
           }
           break;
         case RouteAction::kRedirect:
@@ -106,10 +104,9 @@ std::string DescribeSnapshot(const Snapshot& snapshot) {
           absl::StrAppend(&out, "    respond  ", r.direct_response->status, "\n");
           break;
       }
-      absl::StrAppend(&out, "    timeout  ",
-                      r.timeout == absl::ZeroDuration() ? "none"
-                                                        : config::FormatDuration(r.timeout),
-                      "\n");
+      absl::StrAppend(
+          &out, "    timeout  ",
+          r.timeout == absl::ZeroDuration() ? "none" : config::FormatDuration(r.timeout), "\n");
       if (r.retry.num_retries == 0) {
         out += "    retries  none\n";
       } else {

@@ -92,7 +92,8 @@ absl::Status WriteFileAtomically(const fs::path& path, absl::string_view content
     return absl::InternalError(absl::StrCat("fsync ", tmp.string(), ": ", std::strerror(errno)));
   }
   if (::rename(tmp.c_str(), path.c_str()) != 0) {
-    return absl::InternalError(absl::StrCat("rename to ", path.string(), ": ", std::strerror(errno)));
+    return absl::InternalError(
+        absl::StrCat("rename to ", path.string(), ": ", std::strerror(errno)));
   }
   const int dir = ::open(path.parent_path().c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (dir >= 0) {
@@ -175,8 +176,7 @@ absl::StatusOr<std::unique_ptr<ConfigStore>> ConfigStore::Open(Options options) 
     for (const config::Diagnostic& d : result.diagnostics.Filter(config::Severity::kError)) {
       absl::StrAppend(&problems, "\n  ", d.ToString());
     }
-    return absl::InvalidArgumentError(
-        absl::StrCat("the configuration is not valid:", problems));
+    return absl::InvalidArgumentError(absl::StrCat("the configuration is not valid:", problems));
   }
   for (const config::Diagnostic& d : result.diagnostics.all()) {
     if (d.severity == config::Severity::kWarning) LogWarning(d.ToString());
@@ -192,8 +192,8 @@ ChangeResult ConfigStore::Commit(config::ConfigSet files, config::ConfigSet appl
     config::ConfigSet effective = Overlay(files, applied);
     config::ValidateConfigSet(effective, diagnostics);
     if (!diagnostics.HasErrors()) {
-      auto snapshot =
-          routing::CompileSnapshot(std::move(effective), version_ + 1, &diagnostics, options_.compile);
+      auto snapshot = routing::CompileSnapshot(std::move(effective), version_ + 1, &diagnostics,
+                                               options_.compile);
       if (!snapshot.ok()) {
         diagnostics.Error({}, "", snapshot.status().message());
       } else if (!dry_run) {
@@ -244,7 +244,8 @@ ChangeResult ConfigStore::Apply(const std::vector<File>& files, bool dry_run) {
                       "holds no resource sluice reads");
   }
   std::vector<std::string> changed;
-  for (const StoredResource& r : ResourcesOf(incoming, "applied")) changed.push_back(r.key.ToString());
+  for (const StoredResource& r : ResourcesOf(incoming, "applied"))
+    changed.push_back(r.key.ToString());
 
   absl::MutexLock lock(&mu_);
   ChangeResult result = Commit(files_, Overlay(applied_, incoming), std::move(diagnostics), dry_run,
@@ -261,9 +262,10 @@ ChangeResult ConfigStore::Delete(const ResourceKey& key) {
     result.version = version_;
     config::ConfigSet files = files_;
     if (EraseFrom(files, key)) {
-      result.diagnostics.Error({}, "", absl::StrCat(key.ToString(),
-                                                    " comes from a configuration file; edit or "
-                                                    "remove it there"));
+      result.diagnostics.Error({}, "",
+                               absl::StrCat(key.ToString(),
+                                            " comes from a configuration file; edit or "
+                                            "remove it there"));
     } else {
       result.diagnostics.Error({}, "", absl::StrCat(key.ToString(), " not found"));
     }

@@ -9,10 +9,10 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "gmock/gmock.h"
-#include "protos/grpc/health/v1/health.grpc.pb.h"
-#include "protos/grpc/reflection/v1alpha/reflection.grpc.pb.h"
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
+#include "protos/grpc/health/v1/health.grpc.pb.h"
+#include "protos/grpc/reflection/v1alpha/reflection.grpc.pb.h"
 #include "sluice/v1/admin.grpc.pb.h"
 #include "sluice/v1/decision.grpc.pb.h"
 #include "tests/integration/process.h"
@@ -98,18 +98,12 @@ v1::DecideRequest Request(uint64_t id, const std::string& user = "") {
 class ServerTest : public ::testing::Test {
  protected:
   // Starts sluice-server on loopback port 0 with the config files in `config_dir_`.
-  void StartServer(const std::string& config = kConfig,
-                   std::vector<std::string> extra = {}) {
+  void StartServer(const std::string& config = kConfig, std::vector<std::string> extra = {}) {
     if (!config.empty()) config_dir_.Write("config/reviews.yaml", config);
-    std::vector<std::string> argv = {SLUICE_SERVER_BINARY,
-                                     "--config",
-                                     config_dir_.path() + "/config",
-                                     "--state-dir",
-                                     state_dir_.path(),
-                                     "--listen",
-                                     "127.0.0.1:0",
-                                     "--metrics",
-                                     "127.0.0.1:0"};
+    std::vector<std::string> argv = {
+        SLUICE_SERVER_BINARY, "--config",        config_dir_.path() + "/config",
+        "--state-dir",        state_dir_.path(), "--listen",
+        "127.0.0.1:0",        "--metrics",       "127.0.0.1:0"};
     argv.insert(argv.end(), extra.begin(), extra.end());
     ASSERT_TRUE(server_.Start(argv, "listening ")) << server_.error();
     channel_ = grpc::CreateChannel(server_.Field("grpc"), grpc::InsecureChannelCredentials());
@@ -126,8 +120,10 @@ class ServerTest : public ::testing::Test {
   v1::Decision Decide(const v1::DecideRequest& request, grpc::Status* status = nullptr) {
     v1::Decision out;
     grpc::Status s = decisions_->Decide(Ctx().get(), request, &out);
-    if (status != nullptr) *status = s;
-    else EXPECT_TRUE(s.ok()) << s.error_message();
+    if (status != nullptr)
+      *status = s;
+    else
+      EXPECT_TRUE(s.ok()) << s.error_message();
     return out;
   }
 
@@ -278,7 +274,8 @@ TEST_F(ServerTest, StreamsAnswerHundredsOfRequestsInFlightById) {
           }
         }
       }
-      if (answered != sent) failures[s] += absl::StrCat("answered ", answered.size(), " of ", sent.size());
+      if (answered != sent)
+        failures[s] += absl::StrCat("answered ", answered.size(), " of ", sent.size());
       stream->WritesDone();
       grpc::Status st = stream->Finish();
       if (!st.ok()) failures[s] += st.error_message();

@@ -84,8 +84,8 @@ TEST(IstioSamplesConformance, EveryVirtualServiceAndDestinationRuleIsAccepted) {
   EXPECT_GT(virtual_services, 40);
   EXPECT_GT(destination_rules, 10);
   EXPECT_THAT(api_versions,
-              testing::IsSupersetOf({"networking.istio.io/v1alpha3",
-                                     "networking.istio.io/v1beta1", "networking.istio.io/v1"}));
+              testing::IsSupersetOf({"networking.istio.io/v1alpha3", "networking.istio.io/v1beta1",
+                                     "networking.istio.io/v1"}));
 }
 
 TEST(IstioSamplesConformance, BookinfoRoutesCompileToTheDocumentedSplit) {

@@ -33,8 +33,7 @@ TEST(CheckIstioDuration, RequiresAtLeastOneWholeMillisecond) {
   EXPECT_EQ(CheckIstioDuration(absl::Seconds(5)), "");
   EXPECT_EQ(CheckIstioDuration(absl::ZeroDuration()), "must be at least 1ms");
   EXPECT_EQ(CheckIstioDuration(absl::Microseconds(999)), "must be at least 1ms");
-  EXPECT_EQ(CheckIstioDuration(absl::Microseconds(1500)),
-            "must be a whole number of milliseconds");
+  EXPECT_EQ(CheckIstioDuration(absl::Microseconds(1500)), "must be a whole number of milliseconds");
   EXPECT_EQ(CheckIstioDuration(absl::Seconds(2) + absl::Nanoseconds(5)),
             "must be a whole number of milliseconds");
 }

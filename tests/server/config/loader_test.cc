@@ -91,8 +91,9 @@ spec:
   ASSERT_FALSE(r.ok());
   ASSERT_EQ(r.diagnostics.error_count(), 1);
   EXPECT_EQ(r.diagnostics.Filter(Severity::kError)[0].ToString(),
-            bad + ":9: spec.trafficPolicy.outlierDetection.maxEjectionPercent: must be between "
-                  "0 and 100, found 120");
+            bad +
+                ":9: spec.trafficPolicy.outlierDetection.maxEjectionPercent: must be between "
+                "0 and 100, found 120");
 }
 
 TEST(LoadText, LinesCountAcrossDocuments) {
