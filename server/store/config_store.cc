@@ -208,8 +208,8 @@ ChangeResult ConfigStore::Commit(config::ConfigSet files, config::ConfigSet appl
         files_ = std::move(files);
         applied_ = std::move(applied);
         ++version_;
-        std::atomic_store_explicit(&current_, *std::move(snapshot), std::memory_order_release);
-        for (const auto& listener : listeners_) listener(*current_);
+        current_.Store(*snapshot);
+        for (const auto& listener : listeners_) listener(**snapshot);
         result.applied = true;
         result.version = version_;
       } else {
@@ -339,7 +339,7 @@ std::optional<StoredResource> ConfigStore::Get(const ResourceKey& key) const {
 void ConfigStore::OnSwap(std::function<void(const routing::Snapshot&)> listener) {
   absl::MutexLock lock(&mu_);
   listeners_.push_back(std::move(listener));
-  listeners_.back()(*current_);
+  listeners_.back()(*current_.Load());
 }
 
 }  // namespace sluice::store

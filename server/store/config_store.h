@@ -15,6 +15,7 @@
 #include "server/config/resources.h"
 #include "server/routing/endpoint_runtime.h"
 #include "server/routing/snapshot.h"
+#include "server/store/snapshot_cell.h"
 
 namespace sluice::store {
 
@@ -57,9 +58,8 @@ class ConfigStore {
   // form a valid configuration.
   static absl::StatusOr<std::unique_ptr<ConfigStore>> Open(Options options);
 
-  std::shared_ptr<const routing::Snapshot> Current() const {
-    return std::atomic_load_explicit(&current_, std::memory_order_acquire);
-  }
+  // The snapshot serving decisions; lock-free except right after a change.
+  std::shared_ptr<const routing::Snapshot> Current() const { return current_.Load(); }
   uint64_t version() const { return Current()->version(); }
 
   // One change made of several named YAML texts: applied together or not at all.
@@ -99,7 +99,7 @@ class ConfigStore {
   std::string files_fingerprint_ ABSL_GUARDED_BY(mu_);
   uint64_t version_ ABSL_GUARDED_BY(mu_) = 0;
   std::vector<std::function<void(const routing::Snapshot&)>> listeners_ ABSL_GUARDED_BY(mu_);
-  std::shared_ptr<const routing::Snapshot> current_;
+  SnapshotCell current_;
 };
 
 // Every resource of `layer` as (key, resource yaml, location).

@@ -1,0 +1,180 @@
+#include "server/store/config_store.h"
+
+#include <filesystem>
+#include <fstream>
+
+#include "absl/strings/str_cat.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace sluice::store {
+namespace {
+
+using ::testing::HasSubstr;
+namespace fs = std::filesystem;
+
+constexpr char kBase[] = R"(apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: shop}
+spec:
+  hosts: [shop]
+  ports: [{number: 80, name: http}]
+  endpoints:
+  - {address: 127.0.0.1, ports: {http: 18081}, labels: {version: v1}}
+  - {address: 127.0.0.1, ports: {http: 18082}, labels: {version: v2}}
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: shop}
+spec:
+  host: shop
+  subsets:
+  - {name: v1, labels: {version: v1}}
+  - {name: v2, labels: {version: v2}}
+)";
+
+std::string Split(int v1, int v2) {
+  return absl::StrCat(R"(apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: shop}
+spec:
+  hosts: [shop]
+  http:
+  - route:
+    - destination: {host: shop, subset: v1}
+      weight: )",
+                      v1, R"(
+    - destination: {host: shop, subset: v2}
+      weight: )",
+                      v2, "\n");
+}
+
+class ConfigStoreTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = fs::temp_directory_path() /
+           absl::StrCat("sluice-store-", ::getpid(), "-",
+                        ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    fs::create_directories(dir_ / "config");
+    std::ofstream(dir_ / "config/base.yaml") << kBase;
+  }
+  void TearDown() override { fs::remove_all(dir_); }
+
+  std::unique_ptr<ConfigStore> Open() {
+    ConfigStore::Options options;
+    options.config_paths = {(dir_ / "config").string()};
+    options.state_dir = (dir_ / "state").string();
+    auto store = ConfigStore::Open(options);
+    EXPECT_TRUE(store.ok()) << store.status();
+    return store.ok() ? *std::move(store) : nullptr;
+  }
+
+  static const routing::WeightTable& Weights(const ConfigStore& store) {
+    return store.Current()->FindVirtualHost("shop")->routes.at(0).weights;
+  }
+
+  fs::path dir_;
+};
+
+TEST_F(ConfigStoreTest, ApplySwapsInANewVersion) {
+  auto store = Open();
+  EXPECT_EQ(store->version(), 1u);
+  ChangeResult r = store->Apply({{"split.yaml", Split(90, 10)}}, false);
+  ASSERT_TRUE(r.applied) << r.diagnostics.ToString();
+  EXPECT_EQ(r.version, 2u);
+  EXPECT_EQ(store->version(), 2u);
+  EXPECT_EQ(Weights(*store).destinations().at(1).weight, 10u);
+}
+
+TEST_F(ConfigStoreTest, AFailedChangeChangesNothing) {
+  auto store = Open();
+  ASSERT_TRUE(store->Apply({{"split.yaml", Split(90, 10)}}, false).applied);
+  const auto before = store->Current();
+  ChangeResult r = store->Apply({{"bad.yaml", Split(0, 0)}}, false);
+  EXPECT_FALSE(r.applied);
+  EXPECT_EQ(r.version, 2u);
+  EXPECT_THAT(r.diagnostics.ToString(), HasSubstr("bad.yaml:8: spec.http[0].route"));
+  EXPECT_EQ(store->Current(), before);
+  // Nor was the bad change persisted: a restart still has 90/10.
+  store.reset();
+  auto reopened = Open();
+  EXPECT_EQ(Weights(*reopened).destinations().at(1).weight, 10u);
+}
+
+TEST_F(ConfigStoreTest, FilesTogetherAreOneChange) {
+  auto store = Open();
+  // A Canary needs its VirtualService: alone it is refused, with it both apply at once.
+  const std::string canary = R"(apiVersion: sluice.dev/v1
+kind: Canary
+metadata: {name: shop}
+spec: {host: shop, stableSubset: v1, canarySubset: v2}
+)";
+  EXPECT_FALSE(store->Apply({{"canary.yaml", canary}}, false).applied);
+  ChangeResult r = store->Apply({{"canary.yaml", canary}, {"vs.yaml", Split(100, 0)}}, false);
+  EXPECT_TRUE(r.applied) << r.diagnostics.ToString();
+  EXPECT_THAT(r.changed, ::testing::UnorderedElementsAre("Canary/default/shop",
+                                                         "VirtualService/default/shop"));
+}
+
+TEST_F(ConfigStoreTest, DryRunReportsTheNextVersionWithoutSwapping) {
+  auto store = Open();
+  ChangeResult r = store->Apply({{"split.yaml", Split(50, 50)}}, /*dry_run=*/true);
+  EXPECT_FALSE(r.applied);
+  EXPECT_EQ(r.version, 2u);
+  EXPECT_EQ(store->version(), 1u);
+  EXPECT_EQ(store->Current()->FindVirtualHost("shop")->routes.at(0).virtual_service, "");
+}
+
+TEST_F(ConfigStoreTest, AppliedLayerReplacesFileResourcesAndDeleteRestoresThem) {
+  std::ofstream(dir_ / "config/vs.yaml") << Split(100, 0);
+  auto store = Open();
+  ASSERT_TRUE(store->Apply({{"split.yaml", Split(0, 100)}}, false).applied);
+  EXPECT_EQ(Weights(*store).destinations().at(0).subset, "v2");
+  EXPECT_EQ(store->Get({"VirtualService", "default", "shop"})->source, "applied");
+  ASSERT_TRUE(store->Delete({"VirtualService", "default", "shop"}).applied);
+  EXPECT_EQ(Weights(*store).destinations().at(0).subset, "v1");
+  ChangeResult again = store->Delete({"VirtualService", "default", "shop"});
+  EXPECT_FALSE(again.applied);
+  EXPECT_THAT(again.diagnostics.ToString(), HasSubstr("configuration file"));
+}
+
+TEST_F(ConfigStoreTest, StateSurvivesAndVersionsNeverGoBack) {
+  {
+    auto store = Open();
+    ASSERT_TRUE(store->Apply({{"a.yaml", Split(90, 10)}}, false).applied);
+    ASSERT_TRUE(store->Apply({{"b.yaml", Split(80, 20)}}, false).applied);
+    EXPECT_EQ(store->version(), 3u);
+  }
+  auto store = Open();
+  EXPECT_EQ(store->version(), 4u);
+  EXPECT_EQ(Weights(*store).destinations().at(1).weight, 20u);
+  // Written whole: no temporary file left behind.
+  EXPECT_FALSE(fs::exists(dir_ / "state/applied.yaml.tmp"));
+}
+
+TEST_F(ConfigStoreTest, ReloadSeesFileEditsAndRefusesBadOnes) {
+  auto store = Open();
+  EXPECT_FALSE(store->ReloadFilesIfChanged().has_value());
+  std::ofstream(dir_ / "config/vs.yaml") << Split(70, 30);
+  auto change = store->ReloadFilesIfChanged();
+  ASSERT_TRUE(change.has_value());
+  EXPECT_TRUE(change->applied) << change->diagnostics.ToString();
+  EXPECT_EQ(Weights(*store).destinations().at(1).weight, 30u);
+  std::ofstream(dir_ / "config/vs.yaml") << "kind: [\n";
+  change = store->ReloadFilesIfChanged();
+  ASSERT_TRUE(change.has_value());
+  EXPECT_FALSE(change->applied);
+  EXPECT_EQ(Weights(*store).destinations().at(1).weight, 30u);
+}
+
+TEST_F(ConfigStoreTest, AnInvalidStartIsRefusedWithEveryProblem) {
+  std::ofstream(dir_ / "config/vs.yaml") << Split(0, 0);
+  ConfigStore::Options options;
+  options.config_paths = {(dir_ / "config").string()};
+  auto store = ConfigStore::Open(options);
+  ASSERT_FALSE(store.ok());
+  EXPECT_THAT(std::string(store.status().message()), HasSubstr("vs.yaml:8: spec.http[0].route"));
+}
+
+}  // namespace
+}  // namespace sluice::store
