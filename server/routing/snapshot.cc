@@ -294,7 +294,9 @@ class SnapshotCompiler {
   // catch-all route to the whole service with the default retry policy.
   void AddDefaultRoutes() {
     std::vector<std::string> hosts;
-    for (const auto& [host, info] : registry_.services()) {
+    for (const auto& service : registry_.services()) {
+      // A named reference, not a structured binding: clang 14 cannot capture those.
+      const std::string& host = service.first;
       if (host_index_.contains(host)) continue;
       // Istio attaches a service to the most specific wildcard VirtualService that covers it
       // (`*.example.com`) instead of giving it a default route. The bare `*` of a
