@@ -8,6 +8,7 @@ JOBS ?= $(shell nproc)
 FUZZ_SECONDS ?= 60
 
 .PHONY: deps configure build demo test unit-test fuzz format clean bench
+.NOTPARALLEL:
 
 deps:
 	./scripts/install-deps.sh
@@ -31,7 +32,8 @@ fuzz: deps
 	cmake --build $(FUZZ_BUILD_DIR) -j $(JOBS) --target config_loader_fuzzer
 	./scripts/run-fuzzers.sh $(FUZZ_BUILD_DIR) $(FUZZ_SECONDS)
 
-test: unit-test fuzz
+# The fuzzer runs first so that ctest's summary closes the output.
+test: fuzz unit-test
 
 format:
 	find cli server gateway tests bench -name '*.h' -o -name '*.cc' | xargs clang-format -i
