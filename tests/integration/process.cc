@@ -14,6 +14,8 @@
 #include <fstream>
 #include <sstream>
 
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
@@ -128,6 +130,66 @@ std::string TempDir::Write(const std::string& name, const std::string& contents)
   std::ofstream(tmp) << contents;
   std::filesystem::rename(tmp, path);
   return path;
+}
+
+namespace {
+
+int Connect(const std::string& address) {
+  const size_t colon = address.rfind(':');
+  int port = 0;
+  if (colon == std::string::npos || !absl::SimpleAtoi(address.substr(colon + 1), &port)) return -1;
+  const int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  inet_pton(AF_INET, address.substr(0, colon).c_str(), &addr.sin_addr);
+  timeval tv{10, 0};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+  if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
+    close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+}  // namespace
+
+std::string HttpResult::Header(const std::string& name) const {
+  for (absl::string_view line : absl::StrSplit(headers, "\r\n")) {
+    const size_t colon = line.find(':');
+    if (colon == absl::string_view::npos) continue;
+    if (absl::EqualsIgnoreCase(line.substr(0, colon), name)) {
+      return std::string(absl::StripAsciiWhitespace(line.substr(colon + 1)));
+    }
+  }
+  return "";
+}
+
+HttpResult HttpExchange(const std::string& address, const std::string& method,
+                        const std::string& target,
+                        const std::vector<std::pair<std::string, std::string>>& headers,
+                        const std::string& body) {
+  HttpResult result;
+  const int fd = Connect(address);
+  if (fd < 0) return result;
+  std::string request = absl::StrCat(method, " ", target, " HTTP/1.1\r\nHost: ", address,
+                                     "\r\nConnection: close\r\n");
+  for (const auto& [k, v] : headers) absl::StrAppend(&request, k, ": ", v, "\r\n");
+  if (!body.empty()) absl::StrAppend(&request, "Content-Length: ", body.size(), "\r\n");
+  absl::StrAppend(&request, "\r\n", body);
+  (void)write(fd, request.data(), request.size());
+  std::string response;
+  char buf[4096];
+  ssize_t n;
+  while ((n = read(fd, buf, sizeof(buf))) > 0) response.append(buf, static_cast<size_t>(n));
+  close(fd);
+  const size_t end = response.find("\r\n\r\n");
+  if (response.rfind("HTTP/1.", 0) != 0 || end == std::string::npos) return result;
+  result.answered = true;
+  absl::SimpleAtoi(response.substr(9, 3), &result.status);
+  result.headers = response.substr(0, end);
+  result.body = response.substr(end + 4);
+  return result;
 }
 
 std::string HttpGet(const std::string& address, const std::string& path) {

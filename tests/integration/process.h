@@ -60,4 +60,19 @@ class TempDir {
 // GET http://address/path on loopback; returns the body, or "" on failure.
 std::string HttpGet(const std::string& address, const std::string& path);
 
+// One HTTP/1.1 exchange on a fresh connection (Connection: close), raw enough to see what
+// a proxy or upstream really did: the status, headers and body, or that the peer closed
+// without answering.
+struct HttpResult {
+  bool answered = false;  // a status line arrived
+  int status = 0;
+  std::string headers;                                // raw header block
+  std::string body;                                   // as received (may be cut short)
+  std::string Header(const std::string& name) const;  // first value, case-insensitive
+};
+HttpResult HttpExchange(const std::string& address, const std::string& method,
+                        const std::string& target,
+                        const std::vector<std::pair<std::string, std::string>>& headers = {},
+                        const std::string& body = "");
+
 }  // namespace sluice::testing

@@ -1,0 +1,328 @@
+// sluice-stub: an upstream for tests, demos and benchmarks. What it does with a request is
+// chosen per request (query parameter or x-stub-* header), or for the whole instance by
+// flags and by /stub/config at run time. It names itself in every response and counts what
+// it receives.
+//
+//   sluice-stub --listen HOST:PORT --name NAME [--subset S] [--error-rate F]
+//               [--latency DURATION] [--threads N] [--seed N]
+//   prints: listening http=HOST:PORT
+//
+// Per request (query `?status=503` or header `x-stub-status: 503`):
+//   status=N           answer N (a comma list picks by x-envoy-attempt-count: "503,200"
+//                      answers 503 to the first attempt and 200 to the second)
+//   delay=DURATION     wait before answering (e.g. 150ms)
+//   reset=before       close the connection without answering
+//   reset=after        send headers and part of the body, then close
+//   hang=DURATION      accept the request and say nothing for that long, then close
+//   body=N             answer with N bytes of body
+// Instance: --error-rate F answers 503 to that share of requests; --latency adds a delay.
+// Control:  GET /stub/stats (counts as JSON), POST /stub/reset, POST /stub/config?error-rate=F
+//           &latency=D (not counted).
+
+#include <signal.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstdio>
+#include <iostream>
+#include <map>
+#include <mutex>
+#include <random>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "absl/time/time.h"
+#include "gateway/http/beast.h"
+
+namespace {
+
+using namespace sluice::net;  // NOLINT: the stub is one file of Asio code
+
+struct Options {
+  std::string listen = "127.0.0.1:0";
+  std::string name = "stub";
+  std::string subset;
+  double error_rate = 0;
+  absl::Duration latency = absl::ZeroDuration();
+  int threads = 1;
+  uint64_t seed = 0;
+};
+
+// What the instance has seen, and its run-time settings.
+class State {
+ public:
+  explicit State(const Options& o) : name_(o.name), subset_(o.subset), rng_(o.seed) {
+    SetErrorRate(o.error_rate);
+    latency_ms_ = absl::ToInt64Milliseconds(o.latency);
+  }
+
+  uint64_t Count(unsigned status) {
+    std::lock_guard<std::mutex> lock(mu_);
+    ++by_status_[status];
+    return ++received_;
+  }
+  void Reset() {
+    std::lock_guard<std::mutex> lock(mu_);
+    received_ = 0;
+    by_status_.clear();
+  }
+  std::string StatsJson() {
+    std::lock_guard<std::mutex> lock(mu_);
+    std::vector<std::string> statuses;
+    for (const auto& [status, n] : by_status_)
+      statuses.push_back(absl::StrCat("\"", status, "\":", n));
+    return absl::StrCat("{\"name\":\"", name_, "\",\"subset\":\"", subset_,
+                        "\",\"received\":", received_, ",\"by_status\":{",
+                        absl::StrJoin(statuses, ","), "},\"error_rate\":", error_rate_.load(),
+                        ",\"latency_ms\":", latency_ms_.load(), "}");
+  }
+  bool DrawError() {
+    const double rate = error_rate_.load();
+    if (rate <= 0) return false;
+    std::lock_guard<std::mutex> lock(mu_);
+    return std::uniform_real_distribution<double>(0, 1)(rng_) < rate;
+  }
+  void SetErrorRate(double r) { error_rate_ = std::clamp(r, 0.0, 1.0); }
+  void SetLatencyMs(int64_t ms) { latency_ms_ = std::max<int64_t>(0, ms); }
+  int64_t latency_ms() const { return latency_ms_.load(); }
+  const std::string& name() const { return name_; }
+  const std::string& subset() const { return subset_; }
+
+ private:
+  const std::string name_;
+  const std::string subset_;
+  std::atomic<double> error_rate_{0};
+  std::atomic<int64_t> latency_ms_{0};
+  std::mutex mu_;
+  std::mt19937_64 rng_;
+  uint64_t received_ = 0;
+  std::map<unsigned, uint64_t> by_status_;
+};
+
+// The value of query parameter `key`, else of header `x-stub-<key>`, else "".
+std::string Control(const http::request<http::string_body>& req, absl::string_view key) {
+  const absl::string_view target(req.target().data(), req.target().size());
+  const size_t q = target.find('?');
+  if (q != absl::string_view::npos) {
+    for (absl::string_view pair : absl::StrSplit(target.substr(q + 1), '&')) {
+      const size_t eq = pair.find('=');
+      if (pair.substr(0, eq) == key) {
+        return eq == absl::string_view::npos ? "" : std::string(pair.substr(eq + 1));
+      }
+    }
+  }
+  const auto header = req.find(absl::StrCat("x-stub-", key));
+  return header == req.end() ? "" : std::string(header->value());
+}
+
+absl::Duration ParseDurationOr(const std::string& text, absl::Duration fallback) {
+  absl::Duration d;
+  return !text.empty() && absl::ParseDuration(text, &d) ? d : fallback;
+}
+
+asio::awaitable<void> Sleep(absl::Duration d) {
+  if (d <= absl::ZeroDuration()) co_return;
+  asio::steady_timer timer(co_await asio::this_coro::executor);
+  timer.expires_after(absl::ToChronoMilliseconds(d));
+  boost::system::error_code ec;
+  co_await timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+}
+
+// The status for this attempt: "503,200" answers by x-envoy-attempt-count (1-based).
+unsigned PickStatus(const std::string& spec, const http::request<http::string_body>& req) {
+  std::vector<std::string> codes = absl::StrSplit(spec, ',', absl::SkipEmpty());
+  if (codes.empty()) return 200;
+  size_t attempt = 1;
+  const auto count = req.find("x-envoy-attempt-count");
+  if (count != req.end()) {
+    absl::SimpleAtoi(std::string(count->value()), &attempt);
+  }
+  unsigned status = 200;
+  absl::SimpleAtoi(codes[std::min(codes.size(), std::max<size_t>(attempt, 1)) - 1], &status);
+  return status < 100 || status > 599 ? 500 : status;
+}
+
+asio::awaitable<void> Session(tcp::socket socket, State& state) {
+  beast::tcp_stream stream(std::move(socket));
+  beast::flat_buffer buffer;
+  boost::system::error_code ec;
+  for (;;) {
+    http::request_parser<http::string_body> parser;
+    parser.body_limit(64 * 1024 * 1024);
+    co_await http::async_read(stream, buffer, parser,
+                              asio::redirect_error(asio::use_awaitable, ec));
+    if (ec) break;
+    http::request<http::string_body> req = parser.release();
+    const std::string target(req.target());
+
+    http::response<http::string_body> res;
+    res.version(req.version());
+    res.keep_alive(req.keep_alive());
+    res.set("x-stub-name", state.name());
+    if (!state.subset().empty()) res.set("x-stub-subset", state.subset());
+
+    if (target.rfind("/stub/", 0) == 0) {  // control endpoints, not counted
+      if (target.rfind("/stub/reset", 0) == 0) {
+        state.Reset();
+      } else if (target.rfind("/stub/config", 0) == 0) {
+        double rate = 0;
+        if (std::string r = Control(req, "error-rate"); absl::SimpleAtod(r, &rate)) {
+          state.SetErrorRate(rate);
+        }
+        if (std::string l = Control(req, "latency"); !l.empty()) {
+          state.SetLatencyMs(absl::ToInt64Milliseconds(ParseDurationOr(l, absl::ZeroDuration())));
+        }
+      }
+      res.result(http::status::ok);
+      res.set(http::field::content_type, "application/json");
+      res.body() = state.StatsJson() + "\n";
+      res.prepare_payload();
+      co_await http::async_write(stream, res, asio::redirect_error(asio::use_awaitable, ec));
+      if (ec || !req.keep_alive()) break;
+      continue;
+    }
+
+    co_await Sleep(absl::Milliseconds(state.latency_ms()) +
+                   ParseDurationOr(Control(req, "delay"), absl::ZeroDuration()));
+    const std::string reset = Control(req, "reset");
+    const absl::Duration hang = ParseDurationOr(Control(req, "hang"), absl::ZeroDuration());
+    unsigned status = PickStatus(Control(req, "status"), req);
+    if (state.DrawError()) status = 503;
+    const uint64_t count =
+        state.Count(reset == "before" || hang > absl::ZeroDuration() ? 0 : status);
+
+    if (reset == "before") break;  // close without a byte of answer
+    if (hang > absl::ZeroDuration()) {
+      co_await Sleep(hang);
+      break;
+    }
+    res.result(status);
+    res.set("x-stub-count", std::to_string(count));
+    size_t body_size = 0;
+    if (absl::SimpleAtoi(Control(req, "body"), &body_size)) {
+      res.body().assign(body_size, 'x');
+    } else {
+      res.set(http::field::content_type, "application/json");
+      res.body() =
+          absl::StrCat("{\"name\":\"", state.name(), "\",\"subset\":\"", state.subset(),
+                       "\",\"status\":", status, ",\"method\":\"", std::string(req.method_string()),
+                       "\",\"path\":\"", target, "\",\"count\":", count,
+                       ",\"request_bytes\":", req.body().size(), "}\n");
+    }
+    res.prepare_payload();
+    if (reset == "after") {
+      // Headers promise the whole body; half of it is sent, then the connection closes.
+      http::response_serializer<http::string_body> serializer(res);
+      co_await http::async_write_header(stream, serializer,
+                                        asio::redirect_error(asio::use_awaitable, ec));
+      const std::string half = res.body().substr(0, std::max<size_t>(1, res.body().size() / 2));
+      co_await asio::async_write(stream.socket(), asio::buffer(half),
+                                 asio::redirect_error(asio::use_awaitable, ec));
+      break;
+    }
+    co_await http::async_write(stream, res, asio::redirect_error(asio::use_awaitable, ec));
+    if (ec || !req.keep_alive()) break;
+  }
+  stream.socket().shutdown(tcp::socket::shutdown_both, ec);
+  stream.socket().close(ec);
+}
+
+asio::awaitable<void> Accept(tcp::acceptor& acceptor, State& state) {
+  for (;;) {
+    boost::system::error_code ec;
+    tcp::socket socket =
+        co_await acceptor.async_accept(asio::redirect_error(asio::use_awaitable, ec));
+    if (ec) {
+      if (ec == asio::error::operation_aborted) co_return;
+      continue;
+    }
+    socket.set_option(tcp::no_delay(true), ec);
+    asio::co_spawn(acceptor.get_executor(), Session(std::move(socket), state), asio::detached);
+  }
+}
+
+bool ParseArgs(int argc, char** argv, Options& o) {
+  for (int i = 1; i + 1 < argc; i += 2) {
+    const std::string flag = argv[i];
+    const std::string value = argv[i + 1];
+    if (flag == "--listen") {
+      o.listen = value;
+    } else if (flag == "--name") {
+      o.name = value;
+    } else if (flag == "--subset") {
+      o.subset = value;
+    } else if (flag == "--error-rate") {
+      if (!absl::SimpleAtod(value, &o.error_rate) || o.error_rate < 0 || o.error_rate > 1) {
+        std::cerr << "sluice-stub: --error-rate takes a number between 0 and 1\n";
+        return false;
+      }
+    } else if (flag == "--latency") {
+      if (!absl::ParseDuration(value, &o.latency)) {
+        std::cerr << "sluice-stub: --latency takes a duration such as 20ms\n";
+        return false;
+      }
+    } else if (flag == "--threads") {
+      absl::SimpleAtoi(value, &o.threads);
+    } else if (flag == "--seed") {
+      absl::SimpleAtoi(value, &o.seed);
+    } else {
+      std::cerr << "sluice-stub: unknown flag " << flag << "\n";
+      return false;
+    }
+  }
+  return (argc % 2) == 1;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Options options;
+  if (!ParseArgs(argc, argv, options)) {
+    std::cerr << "usage: sluice-stub --listen HOST:PORT --name NAME [--subset S] "
+                 "[--error-rate F] [--latency DURATION] [--threads N] [--seed N]\n";
+    return 2;
+  }
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+  const size_t colon = options.listen.rfind(':');
+  uint32_t port = 0;
+  if (colon == std::string::npos || !absl::SimpleAtoi(options.listen.substr(colon + 1), &port) ||
+      port > 65535) {
+    std::cerr << "sluice-stub: --listen takes HOST:PORT\n";
+    return 2;
+  }
+  asio::io_context io(options.threads);
+  State state(options);
+  tcp::acceptor acceptor(io);
+  try {
+    const tcp::endpoint endpoint(asio::ip::make_address(options.listen.substr(0, colon)),
+                                 static_cast<uint16_t>(port));
+    acceptor.open(endpoint.protocol());
+    acceptor.set_option(asio::socket_base::reuse_address(true));
+    acceptor.bind(endpoint);
+    acceptor.listen(asio::socket_base::max_listen_connections);
+  } catch (const std::exception& e) {
+    std::cerr << "sluice-stub: cannot listen on " << options.listen << ": " << e.what() << "\n";
+    return 1;
+  }
+  std::printf("listening http=%s:%u name=%s\n", options.listen.substr(0, colon).c_str(),
+              acceptor.local_endpoint().port(), options.name.c_str());
+  std::fflush(stdout);
+  asio::co_spawn(io, Accept(acceptor, state), asio::detached);
+  std::vector<std::thread> threads;
+  for (int i = 0; i < std::max(1, options.threads); ++i) threads.emplace_back([&] { io.run(); });
+  int sig = 0;
+  sigwait(&signals, &sig);
+  io.stop();
+  for (auto& t : threads) t.join();
+  return 0;
+}
