@@ -1,0 +1,200 @@
+// The gateway's decision client against a real sluice-server process on loopback.
+
+#include "gateway/decision/decision_client.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "tests/integration/process.h"
+
+namespace sluice::gateway {
+namespace {
+
+// A loopback port that was free a moment ago, so a restarted server can take it again.
+int FreePort() {
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
+  socklen_t len = sizeof(addr);
+  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  close(fd);
+  return ntohs(addr.sin_port);
+}
+
+v1::DecideRequest Request(const std::string& user = "") {
+  v1::DecideRequest r;
+  r.set_authority("reviews:9080");
+  r.set_method("GET");
+  r.set_path("/reviews/1");
+  if (!user.empty()) {
+    v1::Header* h = r.add_headers();
+    h->set_name("end-user");
+    h->set_value(user);
+  }
+  return r;
+}
+
+class DecisionClientTest : public ::testing::Test {
+ protected:
+  void SetUp() override { address_ = absl::StrCat("127.0.0.1:", FreePort()); }
+
+  void StartServer() {
+    ASSERT_TRUE(server_.Start(
+        {SLUICE_SERVER_BINARY, "--config", std::string(SLUICE_SOURCE_DIR) + "/deploy/examples",
+         "--listen", address_, "--metrics", "127.0.0.1:0"},
+        "listening "))
+        << server_.error();
+  }
+
+  std::shared_ptr<DecisionClient> Client(absl::Duration deadline = absl::Milliseconds(500)) {
+    DecisionClient::Options options;
+    options.deadline = deadline;
+    options.reconnect_initial = absl::Milliseconds(20);
+    options.reconnect_max = absl::Milliseconds(200);
+    auto client = DecisionClient::Create(
+        io_, grpc::CreateChannel(address_, grpc::InsecureChannelCredentials()), options);
+    client->Start();
+    return client;
+  }
+
+  // Runs the loop until `done` or the time limit (then fails).
+  void RunUntil(const std::function<bool()>& done, absl::Duration limit = absl::Seconds(10)) {
+    const absl::Time end = absl::Now() + limit;
+    while (!done() && absl::Now() < end) {
+      io_.run_for(std::chrono::milliseconds(5));
+      io_.restart();
+    }
+    ASSERT_TRUE(done()) << "timed out";
+  }
+
+  net::asio::io_context io_;
+  std::string address_;
+  testing::Process server_;
+};
+
+TEST_F(DecisionClientTest, ABurstIsAnsweredInFewMessages) {
+  StartServer();
+  auto client = Client();
+  RunUntil([&] {
+    return client->state() == DecisionClient::State::kConnecting ||
+           client->state() == DecisionClient::State::kConnected;
+  });
+  constexpr int kRequests = 1000;
+  int answered = 0, jason_on_v2 = 0, with_table = 0;
+  // All issued in one turn of the loop: they must share messages.
+  net::asio::post(io_, [&] {
+    for (int i = 0; i < kRequests; ++i) {
+      client->Decide(Request(i % 2 ? "jason" : ""), [&,
+                                                     i](absl::StatusOr<DecisionClient::Answer> a) {
+        ASSERT_TRUE(a.ok()) << a.status();
+        ++answered;
+        with_table += a->table != nullptr && a->table->version() == a->decision.config_version();
+        if (i % 2 && a->decision.subset() == "v2") ++jason_on_v2;
+      });
+    }
+  });
+  RunUntil([&] { return answered == kRequests; });
+  EXPECT_EQ(jason_on_v2, kRequests / 2);
+  EXPECT_EQ(with_table, kRequests);
+  EXPECT_EQ(client->state(), DecisionClient::State::kConnected);
+  EXPECT_LE(client->messages_sent(), 3u) << "requests of one loop turn were not coalesced";
+  ASSERT_NE(client->latest_table(), nullptr);
+  EXPECT_THAT(client->latest_table()->match_header_names(), ::testing::Contains("end-user"));
+  client->Stop();
+}
+
+TEST_F(DecisionClientTest, NoServerMeansAQuickErrorNotAHang) {
+  auto client = Client(absl::Milliseconds(300));
+  absl::Status status;
+  bool done = false;
+  const absl::Time start = absl::Now();
+  net::asio::post(io_, [&] {
+    client->Decide(Request(), [&](absl::StatusOr<DecisionClient::Answer> a) {
+      status = a.status();
+      done = true;
+    });
+  });
+  RunUntil([&] { return done; });
+  EXPECT_FALSE(status.ok());
+  EXPECT_LE(absl::Now() - start, absl::Seconds(2));
+  client->Stop();
+}
+
+TEST_F(DecisionClientTest, ReconnectsAfterTheServerComesBack) {
+  StartServer();
+  auto client = Client();
+  bool first = false;
+  net::asio::post(io_, [&] {
+    client->Decide(Request(), [&](absl::StatusOr<DecisionClient::Answer> a) {
+      ASSERT_TRUE(a.ok()) << a.status();
+      first = true;
+    });
+  });
+  RunUntil([&] { return first; });
+
+  server_.Stop();
+  RunUntil([&] { return client->state() == DecisionClient::State::kDisconnected; });
+  absl::Status while_down;
+  bool failed = false;
+  client->Decide(Request(), [&](absl::StatusOr<DecisionClient::Answer> a) {
+    while_down = a.status();
+    failed = true;
+  });
+  EXPECT_TRUE(failed) << "a request while disconnected must fail at once";
+  EXPECT_EQ(while_down.code(), absl::StatusCode::kUnavailable);
+
+  StartServer();
+  bool again = false;
+  RunUntil([&] {
+    if (client->state() != DecisionClient::State::kDisconnected && !again) {
+      client->Decide(Request(), [&](absl::StatusOr<DecisionClient::Answer> a) { again = a.ok(); });
+    }
+    return again;
+  });
+  EXPECT_EQ(client->state(), DecisionClient::State::kConnected);
+  client->Stop();
+}
+
+TEST_F(DecisionClientTest, ReportsReleaseInFlightLoad) {
+  StartServer();
+  auto client = Client();
+  std::vector<v1::Decision> decisions;
+  net::asio::post(io_, [&] {
+    for (int i = 0; i < 10; ++i) {
+      client->Decide(Request(), [&](absl::StatusOr<DecisionClient::Answer> a) {
+        ASSERT_TRUE(a.ok());
+        decisions.push_back(a->decision);
+      });
+    }
+  });
+  RunUntil([&] { return decisions.size() == 10; });
+  for (const v1::Decision& d : decisions) {
+    v1::AttemptReport r;
+    r.set_id(d.id());
+    r.set_attempt(1);
+    r.set_outcome(v1::RESPONSE);
+    r.set_status_code(200);
+    r.set_final(true);
+    client->Report(r);
+  }
+  // Reports need no answer; they are written by the next flush.
+  const uint64_t before = client->messages_sent();
+  RunUntil([&] { return client->messages_sent() > before; });
+  const std::string metrics = testing::HttpGet(server_.Field("metrics"), "/metrics");
+  client->Stop();
+  RunUntil([&] {
+    return testing::HttpGet(server_.Field("metrics"), "/metrics")
+               .find("sluice_attempt_reports_total{outcome=\"response\"} 10") != std::string::npos;
+  });
+}
+
+}  // namespace
+}  // namespace sluice::gateway
