@@ -12,6 +12,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/grpcpp.h"
@@ -37,6 +38,8 @@ constexpr char kUsage[] = R"(usage: sluice-server [options]
                           (default 127.0.0.1:7070; port 0 picks a free port)
   --metrics HOST:PORT     Prometheus /metrics address (default 127.0.0.1:9464; port 0 too)
   --reload-interval DUR   how often config files are checked for changes (default 1s)
+  --shutdown-grace DUR    on SIGTERM, how long RPCs in progress may finish; gateway streams
+                          open longer are cancelled and reconnect elsewhere (default 1s)
 
 On start it prints one line to stdout:
   listening grpc=HOST:PORT metrics=HOST:PORT version=N
@@ -48,6 +51,7 @@ struct Flags {
   std::string listen = "127.0.0.1:7070";
   std::string metrics = "127.0.0.1:9464";
   absl::Duration reload_interval = absl::Seconds(1);
+  absl::Duration shutdown_grace = absl::Seconds(1);
 };
 
 bool ParseFlags(int argc, char** argv, Flags& flags, std::string& error) {
@@ -86,6 +90,13 @@ bool ParseFlags(int argc, char** argv, Flags& flags, std::string& error) {
         return false;
       }
       flags.reload_interval = *d;
+    } else if (arg == "--shutdown-grace") {
+      auto d = sluice::config::ParseDuration(value);
+      if (!d.ok()) {
+        error = absl::StrCat("--shutdown-grace: ", value, " is not a duration");
+        return false;
+      }
+      flags.shutdown_grace = *d;
     } else {
       error = absl::StrCat("unknown flag ", arg);
       return false;
@@ -191,7 +202,11 @@ int main(int argc, char** argv) {
       }
     }
   }
+  // Health turns NOT_SERVING first so load balancers stop sending; then RPCs in progress get
+  // the grace period. Gateway streams never end on their own, so they are cancelled at the
+  // deadline and their gateways reconnect.
   server->GetHealthCheckService()->SetServingStatus(false);
-  server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
+  server->Shutdown(absl::ToChronoTime(absl::Now() + flags.shutdown_grace));
+  sluice::LogInfo("stopped");
   return 0;
 }
