@@ -1,0 +1,104 @@
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <limits>
+
+namespace sluice::gateway {
+
+// A cluster's connection-pool limits as a DestinationRule sets them (sluice.v1.ConnectionPool).
+struct PoolLimits {
+  static constexpr uint32_t kUnlimited = std::numeric_limits<uint32_t>::max();
+  uint32_t max_connections = kUnlimited;       // tcp.maxConnections
+  uint32_t max_pending_requests = kUnlimited;  // http.http1MaxPendingRequests
+  uint32_t max_requests = kUnlimited;          // http.http2MaxRequests (HTTP/1.1 too)
+  uint32_t max_retries = kUnlimited;           // http.maxRetries
+};
+
+// Envoy's circuit breakers for one cluster, shared by every worker of the gateway as Envoy
+// shares them across its workers (resource_manager_impl.h). Counts are atomics; like
+// Envoy's, a limit may be passed briefly by racing workers. Limits can change with a new
+// configuration while the counts carry on.
+class ClusterLimits {
+ public:
+  // One unit of a resource; releases it when destroyed.
+  class Ticket {
+   public:
+    Ticket() = default;
+    Ticket(Ticket&& other) noexcept : counter_(other.counter_) { other.counter_ = nullptr; }
+    Ticket& operator=(Ticket&& other) noexcept {
+      Release();
+      counter_ = other.counter_;
+      other.counter_ = nullptr;
+      return *this;
+    }
+    Ticket(const Ticket&) = delete;
+    Ticket& operator=(const Ticket&) = delete;
+    ~Ticket() { Release(); }
+    explicit operator bool() const { return counter_ != nullptr; }
+    void Release() {
+      if (counter_ != nullptr) counter_->fetch_sub(1, std::memory_order_relaxed);
+      counter_ = nullptr;
+    }
+
+   private:
+    friend class ClusterLimits;
+    explicit Ticket(std::atomic<uint32_t>* counter) : counter_(counter) {}
+    std::atomic<uint32_t>* counter_ = nullptr;
+  };
+
+  // What the HTTP/1.1 pool does with a request that needs a connection.
+  enum class Admission {
+    kUseIdle,   // an idle pooled connection is there
+    kOpenNew,   // open one (under maxConnections)
+    kQueue,     // wait as pending for a connection to free up
+    kOverflow,  // refuse: 503 UO, x-envoy-overloaded
+  };
+
+  explicit ClusterLimits(const PoolLimits& limits = {}) { Update(limits); }
+
+  void Update(const PoolLimits& limits);
+
+  // maxRequests: one per request in progress to the cluster.
+  Ticket TryRequest() { return TryAcquire(requests_, max_requests_, rq_overflow_); }
+  // maxRetries: one per retry in progress.
+  Ticket TryRetry() { return TryAcquire(retries_, max_retries_, retry_overflow_); }
+  // maxConnections: one per open upstream connection. A refusal does not fail the request;
+  // it waits as pending (Envoy counts upstream_cx_overflow).
+  Ticket TryConnection() { return TryAcquire(connections_, max_connections_, cx_overflow_); }
+  // http1MaxPendingRequests: one per request waiting for a connection.
+  Ticket TryPending() { return TryAcquire(pending_, max_pending_, pending_overflow_); }
+
+  // Envoy's HTTP/1.1 pool: reuse an idle connection, else open one if maxConnections allows,
+  // else queue if http1MaxPendingRequests allows, else overflow. On kOpenNew the connection
+  // ticket is returned in `*connection`, on kQueue the pending ticket in `*pending`.
+  Admission Admit(bool idle_available, Ticket* connection, Ticket* pending);
+
+  uint32_t requests() const { return requests_.load(std::memory_order_relaxed); }
+  uint32_t retries() const { return retries_.load(std::memory_order_relaxed); }
+  uint32_t connections() const { return connections_.load(std::memory_order_relaxed); }
+  uint32_t pending() const { return pending_.load(std::memory_order_relaxed); }
+  uint64_t rq_overflow() const { return rq_overflow_.load(std::memory_order_relaxed); }
+  uint64_t retry_overflow() const { return retry_overflow_.load(std::memory_order_relaxed); }
+  uint64_t cx_overflow() const { return cx_overflow_.load(std::memory_order_relaxed); }
+  uint64_t pending_overflow() const { return pending_overflow_.load(std::memory_order_relaxed); }
+
+ private:
+  static Ticket TryAcquire(std::atomic<uint32_t>& count, const std::atomic<uint32_t>& max,
+                           std::atomic<uint64_t>& overflow);
+
+  std::atomic<uint32_t> max_requests_{PoolLimits::kUnlimited};
+  std::atomic<uint32_t> max_retries_{PoolLimits::kUnlimited};
+  std::atomic<uint32_t> max_connections_{PoolLimits::kUnlimited};
+  std::atomic<uint32_t> max_pending_{PoolLimits::kUnlimited};
+  std::atomic<uint32_t> requests_{0};
+  std::atomic<uint32_t> retries_{0};
+  std::atomic<uint32_t> connections_{0};
+  std::atomic<uint32_t> pending_{0};
+  std::atomic<uint64_t> rq_overflow_{0};
+  std::atomic<uint64_t> retry_overflow_{0};
+  std::atomic<uint64_t> cx_overflow_{0};
+  std::atomic<uint64_t> pending_overflow_{0};
+};
+
+}  // namespace sluice::gateway
