@@ -1,0 +1,83 @@
+#include "gateway/http/headers.h"
+
+#include <vector>
+
+#include "absl/random/distributions.h"
+#include "absl/strings/ascii.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_split.h"
+
+namespace sluice::gateway {
+
+using net::http::field;
+
+void StripHopByHop(net::http::fields& headers) {
+  // Headers named by Connection are hop-by-hop too (RFC 9110 7.6.1).
+  std::vector<std::string> named;
+  for (auto it = headers.find(field::connection);
+       it != headers.end() && it->name() == field::connection; ++it) {
+    for (absl::string_view token :
+         absl::StrSplit(absl::string_view(it->value().data(), it->value().size()), ',')) {
+      token = absl::StripAsciiWhitespace(token);
+      if (!token.empty()) named.emplace_back(token);
+    }
+  }
+  for (const std::string& name : named) headers.erase(name);
+  for (field f : {field::connection, field::keep_alive, field::proxy_connection, field::te,
+                  field::trailer, field::transfer_encoding, field::upgrade}) {
+    headers.erase(f);
+  }
+}
+
+void StripInternalRequestHeaders(net::http::fields& headers) {
+  static constexpr const char* kInternal[] = {
+      "x-envoy-retry-on",
+      "x-envoy-retry-grpc-on",
+      "x-envoy-max-retries",
+      "x-envoy-retriable-status-codes",
+      "x-envoy-retriable-header-names",
+      "x-envoy-upstream-rq-timeout-ms",
+      "x-envoy-upstream-rq-per-try-timeout-ms",
+      "x-envoy-upstream-rq-timeout-alt-response",
+      "x-envoy-expected-rq-timeout-ms",
+      "x-envoy-hedge-on-per-try-timeout",
+      "x-envoy-internal",
+      "x-envoy-original-path",
+      "x-envoy-attempt-count",
+  };
+  for (const char* name : kInternal) headers.erase(name);
+}
+
+void SetForwardingHeaders(net::http::fields& headers, const ForwardContext& c) {
+  if (!c.request_id.empty()) headers.set("x-request-id", c.request_id);
+  if (!c.client_address.empty()) {
+    auto existing = headers.find("x-forwarded-for");
+    if (existing == headers.end()) {
+      headers.set("x-forwarded-for", c.client_address);
+    } else {
+      headers.set("x-forwarded-for", std::string(existing->value()) + ", " + c.client_address);
+    }
+  }
+  if (headers.find("x-forwarded-proto") == headers.end()) headers.set("x-forwarded-proto", "http");
+  headers.set("x-envoy-attempt-count", std::to_string(c.attempt));
+  if (!c.authority.empty()) headers.set(field::host, c.authority);
+  if (!c.original_path.empty()) headers.set("x-envoy-original-path", c.original_path);
+}
+
+void ApplyHeaderMutation(net::http::fields& headers, const v1::HeaderMutation& m) {
+  for (const std::string& name : m.remove()) headers.erase(name);
+  for (const v1::Header& h : m.set()) headers.set(h.name(), h.value());
+  for (const v1::Header& h : m.add()) headers.insert(h.name(), h.value());
+}
+
+std::string NewRequestId(absl::BitGenRef rng) {
+  const uint64_t hi = absl::Uniform<uint64_t>(rng);
+  const uint64_t lo = absl::Uniform<uint64_t>(rng);
+  // Version 4 (random) and the RFC 4122 variant bits.
+  const uint64_t h = (hi & 0xffffffffffff0fffULL) | 0x0000000000004000ULL;
+  const uint64_t l = (lo & 0x3fffffffffffffffULL) | 0x8000000000000000ULL;
+  return absl::StrFormat("%08x-%04x-%04x-%04x-%012x", h >> 32, (h >> 16) & 0xffff, h & 0xffff,
+                         l >> 48, l & 0xffffffffffffULL);
+}
+
+}  // namespace sluice::gateway
