@@ -156,7 +156,6 @@ void ParseDocument(const Field& doc, const ParseContext& ctx, ConfigSet& out) {
     ctx.Error(doc.node, JoinPath(doc.path, "spec"), "is required");
     return;
   }
-  // Inside a Kubernetes List the spec's paths carry the item's index.
   if (!meta) return;
   meta->yaml = YAML::Dump(doc.node);
   if (kind == "VirtualService") {
