@@ -3,8 +3,8 @@
 // load without errors. The rules come from Istio's webhook and CRD schemas (see
 // shared/reference/destinationrule-outlier-metrics.md section 9 and routing-semantics.md).
 //
-// Rows whose `bug` is set describe the correct (Istio) behaviour that sluice does not have yet;
-// they are skipped with the reason until the parser is fixed.
+// A row's `why` names the Istio rule it pins where that is not obvious; many are rules an
+// earlier sluice got wrong (the rows in the "once wrong" sections), kept as regressions.
 
 #include <algorithm>
 #include <functional>
@@ -141,20 +141,20 @@ const Diagnostic* FindDiagnostic(const LoadResult& r, Severity severity, const s
 
 struct InvalidCase {
   InvalidCase(std::string name, std::string yaml, std::string path, int line, std::string fragment,
-              std::string bug = "")
+              std::string why = "")
       : name(std::move(name)),
         yaml(std::move(yaml)),
         path(std::move(path)),
         line(line),
         fragment(std::move(fragment)),
-        bug(std::move(bug)) {}
+        why(std::move(why)) {}
 
   std::string name;
   std::string yaml;
   std::string path;  // expected field_path of the error, exactly
   int line;          // expected 1-based line of the error
   std::string fragment;
-  std::string bug;  // non-empty: sluice does not behave like Istio yet (see the report)
+  std::string why;  // the Istio rule this row pins, where it is not obvious
 };
 
 void PrintTo(const InvalidCase& c, std::ostream* os) { *os << c.name; }
@@ -498,7 +498,7 @@ std::vector<InvalidCase> InvalidCases() {
                     Lines(prefix) + 1, "lists both subsets \"v1\" and \"v2\""});
   }
 
-  // ---- Known bugs: the correct behaviour, skipped until the parser is fixed. --------------
+  // ---- Once wrong in sluice, now regressions: Istio's rule is in `why`. -------------------
 
   rows.push_back(
       {"AttemptsZeroWithPerTryTimeoutBlockStyle",
@@ -692,16 +692,16 @@ INSTANTIATE_TEST_SUITE_P(Istio, InvalidConfigTest, ::testing::ValuesIn(InvalidCa
 
 struct ValidCase {
   ValidCase(std::string name, std::string yaml,
-            std::function<void(const LoadResult&)> check = nullptr, std::string bug = "")
+            std::function<void(const LoadResult&)> check = nullptr, std::string why = "")
       : name(std::move(name)),
         yaml(std::move(yaml)),
         check(std::move(check)),
-        bug(std::move(bug)) {}
+        why(std::move(why)) {}
 
   std::string name;
   std::string yaml;
   std::function<void(const LoadResult&)> check;  // optional further expectations
-  std::string bug;  // non-empty: sluice does not behave like Istio yet (see the report)
+  std::string why;  // the Istio rule this row pins, where it is not obvious
 };
 
 void PrintTo(const ValidCase& c, std::ostream* os) { *os << c.name; }
@@ -826,7 +826,7 @@ std::vector<ValidCase> ValidCases() {
          EXPECT_THAT(r.config.canaries.at(0).analysis.step_weights,
                      ElementsAre(10, 25, 50, 75, 100));
        }},
-      // ---- Known bugs.
+      // ---- Once wrong in sluice, now regressions.
       {"AttemptsZeroWithEmptyRetryOn", Vs(kRoute + "    retries: {attempts: 0, retryOn: \"\"}\n"),
        nullptr,
        "ParseRetries counts an empty retryOn as set for the attempts==0 check; Istio tests "
