@@ -53,3 +53,33 @@ TEST(IstioMetricsTest, HostsOutsideTheClusterDomainKeepTheirName) {
 
 }  // namespace
 }  // namespace sluice::gateway
+
+#include "gateway/observability/sluice_metrics.h"
+
+namespace sluice::gateway {
+namespace {
+
+TEST(SluiceGatewayMetricsTest, CountsWhatTheGatewayDid) {
+  prometheus::Registry registry;
+  SluiceGatewayMetrics m(registry);
+  m.CountRetry("reviews.default.svc.cluster.local", "v1");
+  m.CountRetry("reviews.default.svc.cluster.local", "v1");
+  m.CountFault("ratings.default.svc.cluster.local", "abort");
+  m.CountOverflow("outbound|8000||httpbin.default.svc.cluster.local", "pending");
+  m.CountDecisionFailure("deadline");
+  m.ObserveDecision(absl::Microseconds(300));
+  m.SetDecisionServiceUp(true);
+  const std::string text = Exposition(registry);
+  EXPECT_THAT(text, HasSubstr("sluice_gateway_retries_total{destination_service=\"reviews.default."
+                              "svc.cluster.local\",destination_version=\"v1\"} 2"));
+  EXPECT_THAT(text, HasSubstr("sluice_gateway_faults_total{destination_service=\"ratings.default."
+                              "svc.cluster.local\",fault=\"abort\"} 1"));
+  EXPECT_THAT(text, HasSubstr("sluice_gateway_overflows_total{cluster=\"outbound|8000||httpbin."
+                              "default.svc.cluster.local\",limit=\"pending\"} 1"));
+  EXPECT_THAT(text, HasSubstr("sluice_gateway_decision_failures_total{reason=\"deadline\"} 1"));
+  EXPECT_THAT(text, HasSubstr("sluice_gateway_decision_duration_seconds_count 1"));
+  EXPECT_THAT(text, HasSubstr("sluice_gateway_decision_service_up 1"));
+}
+
+}  // namespace
+}  // namespace sluice::gateway

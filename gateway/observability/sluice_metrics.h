@@ -1,0 +1,47 @@
+#pragma once
+
+#include <string>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "prometheus/counter.h"
+#include "prometheus/family.h"
+#include "prometheus/gauge.h"
+#include "prometheus/histogram.h"
+#include "prometheus/registry.h"
+
+namespace sluice::gateway {
+
+// sluice-gateway's own metrics, beside Istio's: what the gateway did to requests (retries,
+// injected faults, circuit-breaker overflows) and how its decision service answers.
+// Thread-safe; labelled series are created once and cached.
+class SluiceGatewayMetrics {
+ public:
+  explicit SluiceGatewayMetrics(prometheus::Registry& registry);
+
+  void CountRetry(const std::string& host, const std::string& subset);
+  // kind: "delay" or "abort".
+  void CountFault(const std::string& host, const char* kind);
+  // limit: "connections", "pending", "requests" or "retries".
+  void CountOverflow(const std::string& cluster, const char* limit);
+  // reason: "unavailable" (stream down), "deadline" (no answer in time), "invalid" (400).
+  void CountDecisionFailure(const char* reason);
+  void ObserveDecision(absl::Duration round_trip);
+  void SetDecisionServiceUp(bool up) { decision_up_.Set(up ? 1 : 0); }
+
+ private:
+  prometheus::Counter& Cached(prometheus::Family<prometheus::Counter>& family,
+                              const std::map<std::string, std::string>& labels);
+
+  prometheus::Family<prometheus::Counter>& retries_;
+  prometheus::Family<prometheus::Counter>& faults_;
+  prometheus::Family<prometheus::Counter>& overflows_;
+  prometheus::Family<prometheus::Counter>& decision_failures_;
+  prometheus::Histogram& decision_seconds_;
+  prometheus::Gauge& decision_up_;
+  absl::Mutex mu_;
+  absl::flat_hash_map<std::string, prometheus::Counter*> cache_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace sluice::gateway
