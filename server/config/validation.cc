@@ -31,9 +31,8 @@ void CheckDuplicates(const std::vector<T>& items, absl::string_view kind, Diagno
 }
 
 // The first DestinationRule for each host wins, as in Istio; later ones are reported.
-std::map<std::string, const DestinationRule*> IndexDestinationRules(const ConfigSet& config,
-                                                                    Diagnostics& diags) {
-  std::map<std::string, const DestinationRule*> by_host;
+DestinationRuleIndex IndexDestinationRules(const ConfigSet& config, Diagnostics& diags) {
+  DestinationRuleIndex by_host;
   for (const DestinationRule& dr : config.destination_rules) {
     const std::string host = ResolveHost(dr.host, dr.meta.namespace_name);
     auto [it, inserted] = by_host.emplace(host, &dr);
@@ -56,13 +55,10 @@ const Subset* FindSubset(const DestinationRule* dr, absl::string_view name) {
 }
 
 void CheckDestination(const Destination& d, const std::string& path, const SourceLocation& item,
-                      const std::string& ns,
-                      const std::map<std::string, const DestinationRule*>& drs,
+                      const std::string& ns, const DestinationRuleIndex& drs,
                       const ServiceRegistry& registry, Diagnostics& diags) {
   const std::string host = ResolveHost(d.host, ns);
-  auto dr = drs.find(host);
-  if (!d.subset.empty() &&
-      FindSubset(dr == drs.end() ? nullptr : dr->second, d.subset) == nullptr) {
+  if (!d.subset.empty() && FindSubset(FindDestinationRule(drs, host), d.subset) == nullptr) {
     diags.Warning(d.subset_location.line > 0 ? d.subset_location : item,
                   JoinPath(path, "destination.subset"),
                   absl::StrCat("subset \"", d.subset, "\" of ", host,
@@ -95,8 +91,8 @@ void CheckEjectionPercent(const OutlierDetection& od, const std::string& host,
   }
 }
 
-void CheckOutlierSettings(const std::map<std::string, const DestinationRule*>& drs,
-                          const ServiceRegistry& registry, Diagnostics& diags) {
+void CheckOutlierSettings(const DestinationRuleIndex& drs, const ServiceRegistry& registry,
+                          Diagnostics& diags) {
   for (const auto& [host, dr] : drs) {
     const OutlierDetection* top = dr->traffic_policy && dr->traffic_policy->outlier_detection
                                       ? &*dr->traffic_policy->outlier_detection
@@ -118,8 +114,7 @@ void CheckOutlierSettings(const std::map<std::string, const DestinationRule*>& d
   }
 }
 
-void CheckCanaries(const ConfigSet& config,
-                   const std::map<std::string, const DestinationRule*>& drs, Diagnostics& diags) {
+void CheckCanaries(const ConfigSet& config, const DestinationRuleIndex& drs, Diagnostics& diags) {
   std::map<std::string, const Canary*> by_host;
   for (const Canary& c : config.canaries) {
     const std::string host = ResolveHost(c.host, c.meta.namespace_name);
@@ -130,12 +125,11 @@ void CheckCanaries(const ConfigSet& config,
                                "; only one Canary per host"));
       continue;
     }
-    auto dr = drs.find(host);
+    const DestinationRule* dr = FindDestinationRule(drs, host);
     for (const auto& [field, subset, where] :
          {std::tuple{"spec.stableSubset", &c.stable_subset, &c.stable_subset_location},
           std::tuple{"spec.canarySubset", &c.canary_subset, &c.canary_subset_location}}) {
-      if (!subset->empty() &&
-          FindSubset(dr == drs.end() ? nullptr : dr->second, *subset) == nullptr) {
+      if (!subset->empty() && FindSubset(dr, *subset) == nullptr) {
         diags.Error(*where, field,
                     absl::StrCat("subset \"", *subset, "\" of ", host,
                                  " is not defined by any DestinationRule"));
@@ -164,6 +158,22 @@ void CheckCanaries(const ConfigSet& config,
 }
 
 }  // namespace
+
+const DestinationRule* FindDestinationRule(const DestinationRuleIndex& rules,
+                                           const std::string& host) {
+  auto exact = rules.find(host);
+  if (exact != rules.end()) return exact->second;
+  const DestinationRule* best = nullptr;
+  size_t best_length = 0;
+  for (const auto& [pattern, rule] : rules) {
+    if (pattern.size() < 2 || pattern[0] != '*' || !HostMatches(pattern, host)) continue;
+    if (best == nullptr || pattern.size() > best_length) {
+      best = rule;
+      best_length = pattern.size();
+    }
+  }
+  return best;
+}
 
 void ValidateConfigSet(const ConfigSet& config, Diagnostics& diags) {
   CheckDuplicates(config.virtual_services, "VirtualService", diags);

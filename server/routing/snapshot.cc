@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "server/config/host_names.h"
 #include "server/config/service_registry.h"
+#include "server/config/validation.h"
 
 namespace sluice::routing {
 
@@ -89,21 +90,8 @@ class SnapshotCompiler {
   }
 
  private:
-  // The DestinationRule for `host`: one for the exact name, else the most specific wildcard
-  // rule that covers it, as Istio picks.
   const config::DestinationRule* RuleFor(const std::string& host) const {
-    auto it = rules_.find(host);
-    if (it != rules_.end()) return it->second;
-    const config::DestinationRule* best = nullptr;
-    size_t best_length = 0;
-    for (const auto& [pattern, rule] : rules_) {
-      if (pattern.empty() || pattern[0] != '*' || !config::HostMatches(pattern, host)) continue;
-      if (best == nullptr || pattern.size() > best_length) {
-        best = rule;
-        best_length = pattern.size();
-      }
-    }
-    return best;
+    return config::FindDestinationRule(rules_, host);
   }
 
   static const config::Subset* FindSubset(const config::DestinationRule* rule,
@@ -360,7 +348,7 @@ class SnapshotCompiler {
   config::Diagnostics* diagnostics_;
   CompileOptions options_;
   std::shared_ptr<Snapshot> snapshot_;
-  std::map<std::string, const config::DestinationRule*> rules_;
+  config::DestinationRuleIndex rules_;
   absl::flat_hash_map<std::string, size_t> host_index_;
   absl::flat_hash_set<std::string> caught_all_;
 };

@@ -6,6 +6,8 @@
 // A row's `why` names the Istio rule it pins where that is not obvious; many are rules an
 // earlier sluice got wrong (the rows in the "once wrong" sections), kept as regressions.
 
+#include "server/config/validation.h"
+
 #include <algorithm>
 #include <functional>
 #include <ostream>
@@ -1042,6 +1044,66 @@ TEST(ValidationReportsEverything, ThreeMistakesInOneFileGiveThreeErrors) {
   // Nothing half-parsed is dropped silently: both documents are still read.
   EXPECT_EQ(r.config.virtual_services.size(), 1u);
   EXPECT_EQ(r.config.destination_rules.size(), 1u);
+}
+
+}  // namespace
+}  // namespace sluice::config
+
+namespace sluice::config {
+namespace {
+
+// Compilation picks the most specific wildcard DestinationRule for a host; validation must
+// look subsets up the same way, or it warns about (and rejects Canaries on) defined subsets.
+TEST(ValidationWildcardRules, SubsetsOfAWildcardDestinationRuleAreDefined) {
+  LoadResult r = LoadText(R"(apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: shop}
+spec:
+  hosts: [shop.example.com]
+  ports: [{number: 80, name: http}]
+  endpoints:
+  - {address: 10.0.0.1, labels: {version: v1}}
+  - {address: 10.0.0.2, labels: {version: v2}}
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: all-example}
+spec:
+  host: "*.example.com"
+  subsets:
+  - {name: v1, labels: {version: v1}}
+  - {name: v2, labels: {version: v2}}
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: shop}
+spec:
+  hosts: [shop.example.com]
+  http:
+  - route:
+    - destination: {host: shop.example.com, subset: v1}
+      weight: 90
+    - destination: {host: shop.example.com, subset: v2}
+      weight: 10
+---
+apiVersion: sluice.dev/v1
+kind: Canary
+metadata: {name: shop}
+spec: {host: shop.example.com, stableSubset: v1, canarySubset: v2}
+)",
+                          "wild.yaml");
+  EXPECT_TRUE(r.ok()) << r.diagnostics.ToString();
+  EXPECT_TRUE(r.diagnostics.Filter(Severity::kWarning).empty()) << r.diagnostics.ToString();
+}
+
+TEST(ValidationWildcardRules, ExactRulesBeatWildcardsAndLongerWildcardsBeatShorter) {
+  DestinationRule exact, wide, narrow;
+  DestinationRuleIndex index = {
+      {"shop.example.com", &exact}, {"*.com", &wide}, {"*.example.com", &narrow}};
+  EXPECT_EQ(FindDestinationRule(index, "shop.example.com"), &exact);
+  EXPECT_EQ(FindDestinationRule(index, "cart.example.com"), &narrow);
+  EXPECT_EQ(FindDestinationRule(index, "other.com"), &wide);
+  EXPECT_EQ(FindDestinationRule(index, "example.org"), nullptr);
 }
 
 }  // namespace
