@@ -55,6 +55,8 @@ class DecisionClient : public std::enable_shared_from_this<DecisionClient> {
   void Report(v1::AttemptReport report);
 
   State state() const { return state_; }
+  // No stream exists (never started, or the last one has finished after Stop).
+  bool stream_closed() const { return reactor_ == nullptr; }
   uint64_t messages_sent() const { return messages_sent_; }
   // Header names the current configuration's match rules read (empty before a table).
   const std::shared_ptr<const v1::RouteTable>& latest_table() const { return latest_table_; }

@@ -3,6 +3,9 @@
 // The one way sluice pulls in Boost.Asio and Boost.Beast. Boost 1.74's asio/awaitable.hpp
 // uses std::exchange without including <utility>, which fails under GCC 12 in C++20
 // (chriskohlhoff/asio#944); including it first here fixes that once for every user.
+// clang-format off
+#include <utility>  // must stay first
+// clang-format on
 #include <boost/asio.hpp>
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/co_spawn.hpp>
@@ -11,7 +14,6 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
-#include <utility>
 
 namespace sluice::net {
 namespace asio = boost::asio;

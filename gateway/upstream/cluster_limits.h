@@ -63,6 +63,12 @@ class ClusterLimits {
   Ticket TryRequest() { return TryAcquire(requests_, max_requests_, rq_overflow_); }
   // maxRetries: one per retry in progress.
   Ticket TryRetry() { return TryAcquire(retries_, max_retries_, retry_overflow_); }
+  // Whether the maxRetries breaker has room for one more retry. The flow asks before it
+  // decides to retry; the retry then takes its ticket with TryRetry.
+  bool RetrySlotFree() const {
+    return retries_.load(std::memory_order_relaxed) < max_retries_.load(std::memory_order_relaxed);
+  }
+  void CountRetryOverflow() { retry_overflow_.fetch_add(1, std::memory_order_relaxed); }
   // maxConnections: one per open upstream connection. A refusal does not fail the request;
   // it waits as pending (Envoy counts upstream_cx_overflow).
   Ticket TryConnection() { return TryAcquire(connections_, max_connections_, cx_overflow_); }

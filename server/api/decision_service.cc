@@ -94,7 +94,10 @@ class StreamReactor final : public grpc::ServerBidiReactor<v1::GatewayMessage, v
 
   void Process() {
     for (const v1::AttemptReport& report : in_.reports()) HandleReport(report);
-    if (in_.decide_size() == 0) return;
+    // A gateway's first message (its name) is answered with the route table at once: it
+    // then knows the match header names before its first request, and that it is connected.
+    const bool hello = sent_version_ == 0 && !in_.gateway_name().empty();
+    if (in_.decide_size() == 0 && !hello) return;
 
     ServerMetrics& metrics = service_.metrics();
     const std::shared_ptr<const routing::Snapshot> snapshot = service_.store().Current();

@@ -1,0 +1,108 @@
+#include "gateway/upstream/upstream_pool.h"
+
+#include <sys/socket.h>
+
+#include <cerrno>
+
+namespace sluice::gateway {
+
+namespace asio = net::asio;
+
+bool PeerClosedOrDirty(net::tcp::socket& socket) {
+  char byte;
+  const ssize_t n = ::recv(socket.native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+  if (n == 0) return true;  // orderly close
+  if (n > 0) return true;   // unsolicited data: the framing is lost
+  return errno != EAGAIN && errno != EWOULDBLOCK;
+}
+
+std::unique_ptr<UpstreamConnection> UpstreamPool::TakeIdle(const std::string& endpoint,
+                                                           absl::Duration idle_timeout,
+                                                           absl::Time now) {
+  auto it = idle_.find(endpoint);
+  if (it == idle_.end()) return nullptr;
+  auto& stack = it->second;
+  while (!stack.empty()) {
+    std::unique_ptr<UpstreamConnection> c = std::move(stack.back());
+    stack.pop_back();
+    const bool expired = idle_timeout > absl::ZeroDuration() && now - c->idle_since >= idle_timeout;
+    if (!expired && !PeerClosedOrDirty(c->stream.socket())) return c;
+    Discard(std::move(c));
+  }
+  return nullptr;
+}
+
+bool UpstreamPool::HasIdle(const std::string& endpoint) const {
+  auto it = idle_.find(endpoint);
+  return it != idle_.end() && !it->second.empty();
+}
+
+void UpstreamPool::Release(std::unique_ptr<UpstreamConnection> connection,
+                           uint32_t max_requests_per_connection, absl::Time now) {
+  if (max_requests_per_connection != 0 && connection->requests >= max_requests_per_connection) {
+    Discard(std::move(connection));
+    return;
+  }
+  connection->idle_since = now;
+  connection->stream.expires_never();
+  const std::string cluster = connection->cluster;
+  idle_[connection->endpoint].push_back(std::move(connection));
+  Wake(cluster);
+}
+
+void UpstreamPool::Discard(std::unique_ptr<UpstreamConnection> connection) {
+  boost::system::error_code ec;
+  connection->stream.socket().shutdown(net::tcp::socket::shutdown_both, ec);
+  connection->stream.close();
+  connection->ticket.Release();
+  Wake(connection->cluster);
+}
+
+bool UpstreamPool::CloseOneIdle(const std::string& cluster) {
+  for (auto& [endpoint, stack] : idle_) {
+    for (auto it = stack.begin(); it != stack.end(); ++it) {
+      if ((*it)->cluster != cluster) continue;
+      std::unique_ptr<UpstreamConnection> c = std::move(*it);
+      stack.erase(it);
+      Discard(std::move(c));
+      return true;
+    }
+  }
+  return false;
+}
+
+asio::awaitable<void> UpstreamPool::WaitForRelease(const std::string& cluster,
+                                                   absl::Duration poll) {
+  asio::steady_timer timer(io_);
+  timer.expires_after(absl::ToChronoMilliseconds(poll));
+  auto it = waiters_.insert(waiters_.end(), Waiter{cluster, &timer});
+  boost::system::error_code ec;
+  co_await timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+  waiters_.erase(it);
+}
+
+void UpstreamPool::Wake(const std::string& cluster) {
+  for (Waiter& w : waiters_) {
+    if (!w.woken && w.cluster == cluster) {
+      w.woken = true;
+      w.timer->cancel();
+      return;
+    }
+  }
+}
+
+size_t UpstreamPool::idle_count() const {
+  size_t n = 0;
+  for (const auto& [endpoint, stack] : idle_) n += stack.size();
+  return n;
+}
+
+void UpstreamPool::CloseAll() {
+  auto idle = std::move(idle_);
+  idle_.clear();
+  for (auto& [endpoint, stack] : idle) {
+    for (auto& c : stack) Discard(std::move(c));
+  }
+}
+
+}  // namespace sluice::gateway

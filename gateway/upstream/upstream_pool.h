@@ -1,0 +1,76 @@
+#pragma once
+
+#include <list>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/time/time.h"
+#include "gateway/http/beast.h"
+#include "gateway/upstream/cluster_limits.h"
+
+namespace sluice::gateway {
+
+// One HTTP/1.1 connection to an upstream endpoint. Carries one request at a time (no
+// pipelining upstream, Envoy's rule) and holds its cluster's maxConnections slot while open.
+struct UpstreamConnection {
+  explicit UpstreamConnection(const net::asio::any_io_executor& executor) : stream(executor) {}
+  net::beast::tcp_stream stream;
+  net::beast::flat_buffer buffer;
+  std::string cluster;   // the cluster whose slot `ticket` is
+  std::string endpoint;  // "address:port", the pool key
+  uint32_t requests = 0;
+  absl::Time idle_since;
+  ClusterLimits::Ticket ticket;
+};
+
+// A worker's keep-alive connections, by endpoint. Single-threaded: used only from the
+// worker's io_context. Connections go back only after a complete exchange that allows
+// keep-alive; everything else is discarded by the caller (see style-and-stack B5).
+class UpstreamPool {
+ public:
+  explicit UpstreamPool(net::asio::io_context& io) : io_(io) {}
+
+  // Most recently used idle connection to `endpoint` that is still open and has been idle
+  // for less than `idle_timeout` (zero: no limit); stale ones are closed on the way.
+  std::unique_ptr<UpstreamConnection> TakeIdle(const std::string& endpoint,
+                                               absl::Duration idle_timeout, absl::Time now);
+  bool HasIdle(const std::string& endpoint) const;
+
+  // Keeps `connection` for reuse unless it has served `max_requests_per_connection` (zero:
+  // unlimited), in which case it is closed.
+  void Release(std::unique_ptr<UpstreamConnection> connection, uint32_t max_requests_per_connection,
+               absl::Time now);
+  // Closes it: its maxConnections slot frees, and a request of its cluster waiting for a
+  // connection on this worker wakes up.
+  void Discard(std::unique_ptr<UpstreamConnection> connection);
+  // Closes one idle connection of `cluster` (any endpoint), so that a request queued behind
+  // maxConnections can open one to the endpoint it needs. False when there was none.
+  bool CloseOneIdle(const std::string& cluster);
+
+  // Waits until a connection of `cluster` frees on this worker, or `poll` passes (slots freed
+  // by other workers are not signalled; the poll catches them).
+  net::asio::awaitable<void> WaitForRelease(const std::string& cluster, absl::Duration poll);
+
+  size_t idle_count() const;
+  void CloseAll();
+
+ private:
+  void Wake(const std::string& cluster);
+
+  net::asio::io_context& io_;
+  absl::flat_hash_map<std::string, std::vector<std::unique_ptr<UpstreamConnection>>> idle_;
+  struct Waiter {
+    std::string cluster;
+    net::asio::steady_timer* timer;
+    bool woken = false;
+  };
+  std::list<Waiter> waiters_;
+};
+
+// True when the peer closed the connection or sent bytes nobody asked for: a pooled
+// connection in that state must not carry a request.
+bool PeerClosedOrDirty(net::tcp::socket& socket);
+
+}  // namespace sluice::gateway

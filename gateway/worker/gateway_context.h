@@ -1,0 +1,95 @@
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <cstdio>
+#include <memory>
+#include <string>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "gateway/observability/gateway_metrics.h"
+#include "gateway/observability/sluice_metrics.h"
+#include "gateway/upstream/cluster_limits.h"
+
+namespace sluice::gateway {
+
+// What to do with a request when no decision comes (service unreachable, or no answer
+// within the decision deadline).
+struct DecisionFailurePolicy {
+  enum class Kind { kDeny, kFallback };
+  Kind kind = Kind::kDeny;
+  std::string fallback_host;  // kFallback: every such request goes here, once, no retries
+  uint16_t fallback_port = 0;
+};
+
+// sluice's own response flag for a request denied because no decision came. Not one of
+// Envoy's flags (Envoy has no decision service); three letters like theirs.
+inline constexpr char kDecisionUnavailableFlag[] = "DSU";
+inline constexpr char kDecisionUnavailableBody[] =
+    "no routing decision: decision service unavailable";
+
+struct GatewayOptions {
+  std::string listen_host = "127.0.0.1";
+  uint16_t listen_port = 8080;
+  std::string decision_address = "127.0.0.1:7070";
+  std::string metrics_host = "127.0.0.1";
+  uint16_t metrics_port = 15090;
+  int workers = 1;
+  DecisionFailurePolicy decision_failure;
+  std::string access_log;  // path, "-" for stdout, empty for none
+  absl::Duration decision_deadline = absl::Milliseconds(250);
+  // Downstream limits and timers.
+  uint32_t max_request_headers_bytes = 60 * 1024;  // Envoy's max_request_headers_kb default
+  uint64_t max_request_body_bytes = 16 * 1024 * 1024;
+  // Request bodies up to this size are held for replay on retry; longer ones are streamed
+  // upstream as they arrive and the request is not retried (Envoy's buffer limit rule).
+  uint64_t retry_buffer_bytes = 64 * 1024;
+  absl::Duration request_header_timeout = absl::Seconds(10);
+  absl::Duration idle_timeout = absl::Seconds(60);
+  absl::Duration drain_timeout = absl::Seconds(30);
+  std::string gateway_name = "sluice-gateway";
+};
+
+// Writes access-log lines from every worker; a line is written whole.
+class AccessLogWriter {
+ public:
+  // "-" writes to stdout.
+  static std::unique_ptr<AccessLogWriter> Open(const std::string& path, std::string* error);
+  ~AccessLogWriter();
+  void Write(const std::string& line);
+
+ private:
+  explicit AccessLogWriter(std::FILE* file, bool owned) : file_(file), owned_(owned) {}
+  absl::Mutex mu_;
+  std::FILE* file_;
+  bool owned_;
+};
+
+// Every worker's circuit breakers of one cluster are the same object, as in Envoy.
+class ClusterLimitsRegistry {
+ public:
+  ClusterLimits* Get(const std::string& cluster_name) {
+    absl::MutexLock lock(&mu_);
+    auto& slot = limits_[cluster_name];
+    if (slot == nullptr) slot = std::make_unique<ClusterLimits>();
+    return slot.get();
+  }
+
+ private:
+  absl::Mutex mu_;
+  absl::flat_hash_map<std::string, std::unique_ptr<ClusterLimits>> limits_ ABSL_GUARDED_BY(mu_);
+};
+
+// What all workers share.
+struct GatewayContext {
+  GatewayOptions options;
+  IstioMetrics* istio_metrics = nullptr;
+  SluiceGatewayMetrics* sluice_metrics = nullptr;
+  AccessLogWriter* access_log = nullptr;  // null: no access log
+  ClusterLimitsRegistry limits;
+  std::atomic<bool> draining{false};
+};
+
+}  // namespace sluice::gateway

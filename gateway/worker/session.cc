@@ -1,0 +1,887 @@
+#include "gateway/worker/session.h"
+
+#include <algorithm>
+#include <array>
+#include <cstring>
+#include <limits>
+#include <optional>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "gateway/http/headers.h"
+#include "gateway/observability/access_log.h"
+#include "gateway/proxy/request_flow.h"
+#include "gateway/worker/worker.h"
+#include "server/common/log.h"
+
+namespace sluice::gateway {
+
+namespace asio = net::asio;
+namespace beast = net::beast;
+namespace http = net::http;
+using boost::system::error_code;
+using net::tcp;
+
+namespace {
+
+constexpr size_t kChunk = 16 * 1024;
+constexpr uint32_t kUpstreamHeaderLimit = 64 * 1024;
+// Response bodies are streamed, so no limit. Not boost::none: Beast 1.74 compares the
+// content length against the empty optional and reports body_limit for every length.
+constexpr uint64_t kNoBodyLimit = std::numeric_limits<uint64_t>::max();
+// A request queued behind maxConnections re-checks this often for slots freed by other
+// workers (its own worker's releases wake it at once).
+constexpr absl::Duration kPendingPoll = absl::Milliseconds(5);
+
+auto Await(error_code& ec) { return asio::redirect_error(asio::use_awaitable, ec); }
+
+// Asks the worker's decision stream; resumes the coroutine on the worker's loop. The answer
+// is posted rather than delivered inline because the client may be walking its pending
+// table when it answers.
+template <typename Token>
+auto AsyncDecide(asio::io_context& io, DecisionClient& client, v1::DecideRequest request,
+                 Token&& token) {
+  using Signature = void(absl::StatusOr<DecisionClient::Answer>);
+  return asio::async_initiate<Token, Signature>(
+      [&io, &client](auto handler, v1::DecideRequest request) {
+        auto shared = std::make_shared<decltype(handler)>(std::move(handler));
+        client.Decide(std::move(request),
+                      [&io, shared](absl::StatusOr<DecisionClient::Answer> answer) {
+                        asio::post(io, [shared, answer = std::move(answer)]() mutable {
+                          (*shared)(std::move(answer));
+                        });
+                      });
+      },
+      token, std::move(request));
+}
+
+std::string Lower(beast::string_view s) { return absl::AsciiStrToLower({s.data(), s.size()}); }
+
+std::string HeaderValue(const http::fields& fields, beast::string_view name) {
+  auto it = fields.find(name);
+  return it == fields.end() ? std::string() : std::string(it->value());
+}
+
+v1::Outcome ToOutcome(AttemptResult::Kind kind) {
+  switch (kind) {
+    case AttemptResult::Kind::kResponse:
+      return v1::RESPONSE;
+    case AttemptResult::Kind::kConnectFailure:
+      return v1::CONNECT_FAILURE;
+    case AttemptResult::Kind::kReset:
+      return v1::RESET;
+    case AttemptResult::Kind::kPerTryTimeout:
+      return v1::TIMEOUT;
+    case AttemptResult::Kind::kOverflow:
+      return v1::OVERFLOW;
+  }
+  return v1::OUTCOME_UNSPECIFIED;
+}
+
+RetryPolicy ToRetryPolicy(const v1::RetryPolicy& p) {
+  RetryPolicy out;
+  out.num_retries = p.num_retries();
+  out.retry_on = p.retry_on();
+  out.retriable_status_codes.assign(p.retriable_status_codes().begin(),
+                                    p.retriable_status_codes().end());
+  out.per_try_timeout = absl::Milliseconds(p.per_try_timeout_ms());
+  if (p.backoff_base_ms() > 0) out.backoff_base = absl::Milliseconds(p.backoff_base_ms());
+  if (p.backoff_max_ms() > 0) out.backoff_max = absl::Milliseconds(p.backoff_max_ms());
+  return out;
+}
+
+// Envoy's shadow authority: "-shadow" after the host name, before any port.
+std::string ShadowAuthority(const std::string& authority) {
+  const size_t colon = authority.rfind(':');
+  if (colon == std::string::npos || authority.find(']', colon) != std::string::npos) {
+    return authority + "-shadow";
+  }
+  return absl::StrCat(authority.substr(0, colon), "-shadow", authority.substr(colon));
+}
+
+std::string JoinFlags(const std::string& a, const std::string& b) {
+  if (a.empty() || a == "-") return b.empty() ? "-" : b;
+  if (b.empty() || b == "-") return a;
+  return absl::StrCat(a, ",", b);
+}
+
+asio::awaitable<error_code> Connect(beast::tcp_stream& stream, const std::string& address,
+                                    uint32_t port, absl::Duration timeout) {
+  error_code ec;
+  stream.expires_after(absl::ToChronoMilliseconds(timeout));
+  const asio::ip::address ip = asio::ip::make_address(address, ec);
+  if (!ec) {
+    co_await stream.async_connect(tcp::endpoint(ip, static_cast<uint16_t>(port)), Await(ec));
+  } else {
+    tcp::resolver resolver(stream.get_executor());
+    auto results = co_await resolver.async_resolve(address, std::to_string(port), Await(ec));
+    if (!ec) co_await stream.async_connect(results, Await(ec));
+  }
+  if (!ec) stream.socket().set_option(tcp::no_delay(true), ec);
+  stream.expires_never();
+  co_return ec;
+}
+
+}  // namespace
+
+// One request from its first byte to the end of its response: what the access log, the
+// metrics and the reports need.
+struct Session::Exchange {
+  absl::Time start;
+  std::string method;
+  std::string path;
+  std::string authority;
+  std::string request_id;
+  std::string user_agent;
+  std::string forwarded_for;
+  std::string body;             // the retry buffer: the whole body unless `streaming`
+  bool streaming = false;       // the body outgrew the retry buffer; the rest is streamed
+  bool had_length = false;      // the client framed a body (Content-Length or chunked)
+  uint64_t bytes_received = 0;  // body bytes
+  uint64_t bytes_sent = 0;      // body bytes
+  unsigned response_code = 0;
+  std::string flags = "-";
+  std::string upstream_host;
+  std::string upstream_service_time;
+  std::string destination_host;
+  std::string subset;
+  bool close = false;  // close the connection after this exchange
+  // The decision, for reports; none with the fallback.
+  std::optional<v1::Decision> decision;
+  std::shared_ptr<const v1::RouteTable> table;
+  http::request_header<> upstream_header;  // what goes upstream, without the attempt count
+  const v1::HeaderMutation* route_response_headers = nullptr;
+};
+
+// Where a forwarded request goes and under which limits.
+struct Session::Target {
+  std::string cluster;
+  uint32_t cluster_id = 0;
+  std::vector<std::pair<std::string, uint32_t>> endpoints;  // address, port
+  ClusterLimits* limits = nullptr;
+  absl::Duration connect_timeout = absl::Seconds(10);
+  absl::Duration idle_timeout = absl::ZeroDuration();
+  uint32_t max_requests_per_connection = 0;
+  RequestFlow::Plan plan;
+};
+
+struct Session::AttemptOutcome {
+  AttemptResult result;
+  bool route_timed_out = false;
+  std::unique_ptr<UpstreamConnection> connection;
+  std::unique_ptr<http::response_parser<http::buffer_body>> parser;
+  absl::Time headers_at;
+};
+
+// Lets the route timer stop whatever the request is waiting on: the current attempt's
+// connection or the back-off timer.
+struct Session::Interrupt {
+  bool fired = false;
+  bool done = false;
+  UpstreamConnection* connection = nullptr;
+  asio::steady_timer* backoff = nullptr;
+  void Fire() {
+    if (done) return;
+    fired = true;
+    error_code ec;
+    if (connection != nullptr) connection->stream.socket().close(ec);
+    if (backoff != nullptr) backoff->cancel();
+  }
+};
+
+Session::Session(Worker& worker, tcp::socket socket) : worker_(worker), stream_(std::move(socket)) {
+  error_code ec;
+  const tcp::endpoint remote = stream_.socket().remote_endpoint(ec);
+  if (!ec) client_address_ = remote.address().to_string();
+}
+
+Session::~Session() = default;
+
+void Session::CloseIfIdle() {
+  if (idle_) stream_.cancel();
+}
+
+asio::awaitable<void> Session::Run() {
+  worker_.Register(this);
+  const GatewayOptions& options = worker_.context().options;
+  for (;;) {
+    if (buffer_.size() == 0) {
+      if (worker_.context().draining.load() && served_ > 0) break;
+      // Between requests the idle timeout applies; once a byte arrives, the header timeout.
+      idle_ = true;
+      stream_.expires_after(absl::ToChronoMilliseconds(options.idle_timeout));
+      error_code ec;
+      const size_t n = co_await stream_.async_read_some(buffer_.prepare(4096), Await(ec));
+      idle_ = false;
+      if (ec) break;
+      buffer_.commit(n);
+    }
+    if (!co_await HandleOne()) break;
+    ++served_;
+  }
+  error_code ec;
+  stream_.socket().shutdown(tcp::socket::shutdown_both, ec);
+  stream_.close();
+  worker_.Unregister(this);
+}
+
+asio::awaitable<bool> Session::HandleOne() {
+  const GatewayOptions& options = worker_.context().options;
+  Exchange ex;
+  ex.start = absl::Now();
+  RequestParser parser;
+  parser.header_limit(options.max_request_headers_bytes);
+  parser.body_limit(options.max_request_body_bytes);
+  error_code ec;
+  stream_.expires_after(absl::ToChronoMilliseconds(options.request_header_timeout));
+  co_await http::async_read_header(stream_, buffer_, parser, Await(ec));
+  stream_.expires_never();
+  if (ec) {
+    if (ec == http::error::end_of_stream || ec == asio::error::operation_aborted) co_return false;
+    // The request cannot be trusted to end where we think: answer and close (no smuggling).
+    ex.close = true;
+    ex.flags = "DPE";
+    ex.method = "-";
+    if (ec == beast::error::timeout) {
+      co_await LocalReply(ex, 408, "request header read timeout");
+    } else if (ec == http::error::header_limit) {
+      co_await LocalReply(ex, 431, "Request Header Fields Too Large");
+    } else if (ec == http::error::body_limit) {
+      co_await LocalReply(ex, 413, "Payload Too Large");
+    } else {
+      co_await LocalReply(ex, 400, "Bad Request");
+    }
+    Finish(ex);
+    co_return false;
+  }
+  auto& request = parser.get();
+  ex.method = std::string(request.method_string());
+  ex.path = std::string(request.target());
+  ex.authority = HeaderValue(request, "host");
+  ex.user_agent = HeaderValue(request, "user-agent");
+  ex.had_length = request.has_content_length() || request.chunked();
+  if (request.version() == 11 && request.find(http::field::host) == request.end()) {
+    ex.close = true;
+    ex.flags = "DPE";
+    co_await LocalReply(ex, 400, "Bad Request: missing Host");
+    Finish(ex);
+    co_return false;
+  }
+  if (request.version() < 11 && !request.keep_alive()) ex.close = true;
+  if (!request.keep_alive()) ex.close = true;
+
+  if (absl::EqualsIgnoreCase(HeaderValue(request, "expect"), "100-continue")) {
+    // Answered here (the body is read before routing), so the upstream never sees it.
+    request.erase(http::field::expect);
+    static constexpr char kContinue[] = "HTTP/1.1 100 Continue\r\n\r\n";
+    co_await asio::async_write(stream_.socket(), asio::buffer(kContinue, sizeof(kContinue) - 1),
+                               Await(ec));
+    if (ec) co_return false;
+  }
+
+  // The body, up to the retry buffer. Past it, the rest is streamed to the first attempt.
+  std::array<char, kChunk> chunk;
+  while (!parser.is_done()) {
+    request.body().data = chunk.data();
+    request.body().size = chunk.size();
+    stream_.expires_after(absl::ToChronoMilliseconds(options.idle_timeout));
+    co_await http::async_read(stream_, buffer_, parser, Await(ec));
+    stream_.expires_never();
+    if (ec == http::error::need_buffer) ec = {};
+    if (ec) {
+      ex.close = true;
+      if (ec == http::error::body_limit) {
+        co_await LocalReply(ex, 413, "Payload Too Large");
+      } else if (ec != http::error::end_of_stream && ec != http::error::partial_message &&
+                 ec != beast::error::timeout && ec != asio::error::operation_aborted &&
+                 ec != asio::error::connection_reset && ec != asio::error::eof) {
+        ex.flags = "DPE";
+        co_await LocalReply(ex, 400, "Bad Request");
+      } else {
+        ex.flags = "DC";  // the client went away mid-body
+      }
+      Finish(ex);
+      co_return false;
+    }
+    const size_t n = chunk.size() - request.body().size;
+    ex.body.append(chunk.data(), n);
+    ex.bytes_received += n;
+    if (ex.body.size() > options.retry_buffer_bytes) {
+      ex.streaming = true;
+      break;
+    }
+  }
+
+  StripInternalRequestHeaders(request);
+  ex.request_id = HeaderValue(request, "x-request-id");
+  if (ex.request_id.empty()) ex.request_id = NewRequestId(worker_.rng());
+  ex.forwarded_for = HeaderValue(request, "x-forwarded-for");
+  ex.forwarded_for = ex.forwarded_for.empty()
+                         ? client_address_
+                         : absl::StrCat(ex.forwarded_for, ", ", client_address_);
+  if (worker_.context().draining.load()) ex.close = true;
+
+  co_await Execute(parser, ex);
+  // A body we did not read to its end leaves the connection unusable.
+  if (!parser.is_done()) ex.close = true;
+  Finish(ex);
+  co_return !ex.close;
+}
+
+asio::awaitable<void> Session::Execute(RequestParser& parser, Exchange& ex) {
+  GatewayContext& context = worker_.context();
+  auto& request = parser.get();
+
+  v1::DecideRequest ask;
+  ask.set_authority(ex.authority);
+  ask.set_method(ex.method);
+  ask.set_path(ex.path);
+  ask.set_scheme("http");
+  ask.set_request_id(ex.request_id);
+  const auto& latest = worker_.decisions().latest_table();
+  if (latest != nullptr) {
+    for (const std::string& name : latest->match_header_names()) {
+      auto it = request.find(name);
+      if (it == request.end()) continue;
+      v1::Header* h = ask.add_headers();
+      h->set_name(name);
+      h->set_value(std::string(it->value()));
+    }
+  } else {
+    for (const auto& field : request) {
+      v1::Header* h = ask.add_headers();
+      h->set_name(Lower(field.name_string()));
+      h->set_value(std::string(field.value()));
+    }
+  }
+  const absl::Time asked = absl::Now();
+  absl::StatusOr<DecisionClient::Answer> answer =
+      co_await AsyncDecide(worker_.io(), worker_.decisions(), std::move(ask), asio::use_awaitable);
+
+  // The request as it goes upstream, whichever way it goes.
+  ex.upstream_header = request.base();
+  ex.upstream_header.version(11);
+  StripHopByHop(ex.upstream_header);
+  ForwardContext forward;
+  forward.client_address = client_address_;
+  forward.request_id = ex.request_id;
+
+  if (!answer.ok()) {
+    context.sluice_metrics->CountDecisionFailure(
+        answer.status().code() == absl::StatusCode::kDeadlineExceeded ? "deadline" : "unavailable");
+    const DecisionFailurePolicy& policy = context.options.decision_failure;
+    if (policy.kind == DecisionFailurePolicy::Kind::kDeny) {
+      ex.flags = kDecisionUnavailableFlag;
+      co_await LocalReply(ex, 503, kDecisionUnavailableBody);
+      co_return;
+    }
+    // Fallback: one attempt, no retries or route timeout, to the configured address.
+    Target target;
+    target.cluster = "fallback";
+    target.endpoints.emplace_back(policy.fallback_host, policy.fallback_port);
+    target.limits = context.limits.Get(target.cluster);
+    ex.destination_host = absl::StrCat(policy.fallback_host, ":", policy.fallback_port);
+    SetForwardingHeaders(ex.upstream_header, forward);
+    co_await Forward(parser, ex, target);
+    co_return;
+  }
+  context.sluice_metrics->ObserveDecision(absl::Now() - asked);
+  ex.decision = std::move(answer->decision);
+  ex.table = answer->table;
+  const v1::Decision& decision = *ex.decision;
+
+  switch (decision.action()) {
+    case v1::DIRECT_RESPONSE:
+      ex.flags = decision.response_flags().empty() ? "-" : decision.response_flags();
+      co_await LocalReply(ex, decision.status(), decision.body());
+      co_return;
+    case v1::REDIRECT:
+      co_await LocalReply(ex, decision.status(), "", false, decision.location());
+      co_return;
+    case v1::FORWARD:
+    default:
+      break;
+  }
+  const TableView& view = worker_.View(answer->table);
+  const v1::RouteTable& table = *view.table;
+  if (decision.cluster_id() >= static_cast<uint32_t>(table.clusters_size()) ||
+      decision.route_id() >= static_cast<uint32_t>(table.routes_size())) {
+    LogError("decision refers to a cluster or route missing from its route table");
+    co_await LocalReply(ex, 503, "no route table for this decision");
+    co_return;
+  }
+  const v1::ClusterInfo& cluster = table.clusters(decision.cluster_id());
+  const v1::RouteInfo& route = table.routes(decision.route_id());
+  ex.destination_host = decision.host();
+  ex.subset = decision.subset();
+
+  // Faults: the delay first, then the abort, as Envoy's fault filter runs them.
+  std::string fault_flags;
+  if (decision.fault().delay_ms() > 0) {
+    context.sluice_metrics->CountFault(decision.host(), "delay");
+    fault_flags = "DI";
+    asio::steady_timer delay(worker_.io());
+    delay.expires_after(std::chrono::milliseconds(decision.fault().delay_ms()));
+    error_code ec;
+    co_await delay.async_wait(Await(ec));
+  }
+  if (decision.fault().abort_http_status() > 0) {
+    context.sluice_metrics->CountFault(decision.host(), "abort");
+    ex.flags = JoinFlags(fault_flags, "FI");
+    co_await LocalReply(ex, decision.fault().abort_http_status(), kFaultAbortBody);
+    co_return;
+  }
+
+  // The request's upstream form: rewrites, Istio's header operations, forwarding headers.
+  if (!decision.path().empty()) {
+    forward.original_path = ex.path;
+    ex.upstream_header.target(decision.path());
+  }
+  forward.authority = decision.authority();
+  ApplyHeaderMutation(ex.upstream_header, decision.request_headers());
+  ApplyHeaderMutation(ex.upstream_header, route.request_headers());
+  SetForwardingHeaders(ex.upstream_header, forward);
+  ex.route_response_headers = &route.response_headers();
+
+  if (decision.has_mirror() && !ex.streaming &&
+      decision.mirror().cluster_id() < static_cast<uint32_t>(table.clusters_size())) {
+    const v1::ClusterInfo& mirror = table.clusters(decision.mirror().cluster_id());
+    if (decision.mirror().endpoint_index() < static_cast<uint32_t>(mirror.endpoints_size())) {
+      const v1::Endpoint& e = mirror.endpoints(decision.mirror().endpoint_index());
+      Mirror(ex, e.address(), e.port());
+    }
+  }
+
+  Target target;
+  target.cluster = cluster.name();
+  target.cluster_id = cluster.id();
+  for (const v1::Endpoint& e : cluster.endpoints()) {
+    target.endpoints.emplace_back(e.address(), e.port());
+  }
+  target.limits = view.limits[cluster.id()];
+  if (cluster.pool().connect_timeout_ms() > 0) {
+    target.connect_timeout = absl::Milliseconds(cluster.pool().connect_timeout_ms());
+  }
+  target.idle_timeout = absl::Milliseconds(cluster.pool().idle_timeout_ms());
+  target.max_requests_per_connection = cluster.pool().max_requests_per_connection();
+  target.plan.retry = ToRetryPolicy(route.retry());
+  target.plan.route_timeout = absl::Milliseconds(route.timeout_ms());
+  target.plan.primary = decision.endpoint_index();
+  target.plan.alternates.assign(decision.alternate_indexes().begin(),
+                                decision.alternate_indexes().end());
+  co_await Forward(parser, ex, target);
+  if (!fault_flags.empty()) ex.flags = JoinFlags(fault_flags, ex.flags);
+}
+
+asio::awaitable<void> Session::Forward(RequestParser& parser, Exchange& ex, Target& target) {
+  GatewayContext& context = worker_.context();
+  if (target.endpoints.empty()) {
+    ex.flags = "UH";
+    co_await LocalReply(ex, 503, kNoHealthyUpstreamBody);
+    co_return;
+  }
+  // A body that outgrew the retry buffer cannot be replayed: one attempt only.
+  if (ex.streaming) target.plan.retry.num_retries = 0;
+
+  ClusterLimits::Ticket request_ticket = target.limits->TryRequest();
+  if (!request_ticket) {
+    context.sluice_metrics->CountOverflow(target.cluster, "requests");
+    ex.flags = "UO";
+    co_await LocalReply(ex, 503,
+                        "upstream connect error or disconnect/reset before headers. "
+                        "reset reason: overflow",
+                        /*overloaded=*/true);
+    co_return;
+  }
+
+  auto report = [&](uint32_t endpoint, uint32_t attempt, const AttemptResult& result,
+                    absl::Duration latency, const std::string& flags, bool final) {
+    if (!ex.decision.has_value()) return;
+    v1::AttemptReport r;
+    r.set_id(ex.decision->id());
+    r.set_config_version(ex.decision->config_version());
+    r.set_cluster_id(target.cluster_id);
+    r.set_endpoint_index(endpoint);
+    r.set_attempt(attempt);
+    r.set_outcome(ToOutcome(result.kind));
+    r.set_status_code(result.status);
+    r.set_latency_us(
+        static_cast<uint32_t>(std::max<int64_t>(0, absl::ToInt64Microseconds(latency))));
+    r.set_response_flags(flags);
+    r.set_final(final);
+    worker_.decisions().Report(std::move(r));
+  };
+
+  RequestFlow flow(target.plan, worker_.rng());
+  auto interrupt = std::make_shared<Interrupt>();
+  asio::steady_timer route_timer(worker_.io());
+  const absl::Time first_sent = absl::Now();
+  RequestFlow::Step step = flow.Start(first_sent);
+  if (flow.deadline() != absl::InfiniteFuture()) {
+    route_timer.expires_after(absl::ToChronoMicroseconds(flow.deadline() - absl::Now()));
+    route_timer.async_wait([interrupt](error_code ec) {
+      if (!ec) interrupt->Fire();
+    });
+  }
+  ClusterLimits::Ticket retry_ticket;
+  AttemptOutcome last;
+  uint32_t last_endpoint = 0;
+  for (;;) {
+    if (step.kind == RequestFlow::Step::Kind::kAttempt) {
+      last_endpoint = step.endpoint;
+      const absl::Time attempt_start = absl::Now();
+      last = co_await RunAttempt(parser, ex, target, step.endpoint, step.attempt, *interrupt);
+      const auto& [address, port] = target.endpoints[step.endpoint % target.endpoints.size()];
+      ex.upstream_host = absl::StrCat(address, ":", port);
+      if (last.route_timed_out) {
+        step = flow.OnRouteTimeout();
+        AttemptResult timeout;
+        timeout.kind = AttemptResult::Kind::kPerTryTimeout;
+        report(last_endpoint, flow.attempts(), timeout, absl::Now() - attempt_start, "UT", true);
+        if (last.connection) worker_.pool().Discard(std::move(last.connection));
+        continue;
+      }
+      retry_ticket.Release();
+      const bool slot = target.limits->RetrySlotFree();
+      step = flow.OnAttempt(last.result, absl::Now(), slot);
+      const bool retrying = step.kind == RequestFlow::Step::Kind::kBackoff;
+      if (!slot && !retrying && absl::StrContains(flow.flags(), "UO") &&
+          last.result.kind != AttemptResult::Kind::kOverflow) {
+        target.limits->CountRetryOverflow();
+        context.sluice_metrics->CountOverflow(target.cluster, "retries");
+      }
+      if (last.result.kind == AttemptResult::Kind::kOverflow) {
+        context.sluice_metrics->CountOverflow(target.cluster, "pending");
+      }
+      report(last_endpoint, flow.attempts(), last.result, absl::Now() - attempt_start,
+             retrying ? "-" : flow.flags(), !retrying);
+      if (retrying) {
+        // The response (if any) is not used: Envoy resets the upstream stream, which for
+        // HTTP/1.1 means the connection goes.
+        if (last.connection) worker_.pool().Discard(std::move(last.connection));
+        last.parser.reset();
+        retry_ticket = target.limits->TryRetry();
+        context.sluice_metrics->CountRetry(ex.destination_host, ex.subset);
+      }
+      continue;
+    }
+    if (step.kind == RequestFlow::Step::Kind::kBackoff) {
+      asio::steady_timer backoff(worker_.io());
+      backoff.expires_after(absl::ToChronoMicroseconds(step.wait));
+      interrupt->backoff = &backoff;
+      error_code ec;
+      co_await backoff.async_wait(Await(ec));
+      interrupt->backoff = nullptr;
+      step = interrupt->fired ? flow.OnRouteTimeout() : flow.OnBackoffDone(absl::Now());
+      continue;
+    }
+    break;
+  }
+
+  if (step.kind == RequestFlow::Step::Kind::kPassResponse) {
+    ex.flags = flow.flags();
+    ex.upstream_service_time =
+        std::to_string(absl::ToInt64Milliseconds(last.headers_at - first_sent));
+    const bool complete = co_await Relay(last, ex, target);
+    if (!complete) {
+      ex.close = true;
+      if (interrupt->fired) ex.flags = JoinFlags(ex.flags, "UT");
+    }
+  } else {
+    if (last.connection) worker_.pool().Discard(std::move(last.connection));
+    ex.flags = flow.flags();
+    co_await LocalReply(ex, step.status, step.body, step.overloaded);
+  }
+  interrupt->done = true;
+  route_timer.cancel();
+}
+
+asio::awaitable<Session::AttemptOutcome> Session::RunAttempt(RequestParser& parser, Exchange& ex,
+                                                             Target& target, uint32_t endpoint,
+                                                             uint32_t attempt,
+                                                             Interrupt& interrupt) {
+  AttemptOutcome out;
+  UpstreamPool& pool = worker_.pool();
+  const auto& [address, port] = target.endpoints[endpoint % target.endpoints.size()];
+  const std::string key = absl::StrCat(address, ":", port);
+
+  // Envoy's HTTP/1.1 pool admission: idle connection, new connection, pending, overflow.
+  ClusterLimits::Ticket pending;
+  for (;;) {
+    const absl::Time now = absl::Now();
+    if (auto idle = pool.TakeIdle(key, target.idle_timeout, now)) {
+      out.connection = std::move(idle);
+      break;
+    }
+    ClusterLimits::Ticket slot = target.limits->TryConnection();
+    if (slot) {
+      out.connection = std::make_unique<UpstreamConnection>(worker_.io().get_executor());
+      out.connection->cluster = target.cluster;
+      out.connection->endpoint = key;
+      out.connection->ticket = std::move(slot);
+      break;
+    }
+    if (!pending) {
+      pending = target.limits->TryPending();
+      if (!pending) {
+        out.result.kind = AttemptResult::Kind::kOverflow;
+        out.result.request_sent = false;
+        co_return out;
+      }
+    }
+    // Another endpoint's idle connection may be what holds the slot we need.
+    if (pool.CloseOneIdle(target.cluster)) continue;
+    co_await pool.WaitForRelease(target.cluster, kPendingPoll);
+    if (interrupt.fired) {
+      out.route_timed_out = true;
+      co_return out;
+    }
+  }
+  pending.Release();
+  UpstreamConnection& conn = *out.connection;
+  interrupt.connection = &conn;
+  struct ClearOnExit {
+    Interrupt& interrupt;
+    ~ClearOnExit() { interrupt.connection = nullptr; }
+  } clear{interrupt};
+
+  error_code ec;
+  if (!conn.stream.socket().is_open()) {
+    ec = co_await Connect(conn.stream, address, port, target.connect_timeout);
+    if (interrupt.fired) {
+      out.route_timed_out = true;
+      co_return out;
+    }
+    if (ec) {
+      out.result.kind = AttemptResult::Kind::kConnectFailure;
+      out.result.request_sent = false;
+      co_return out;
+    }
+  }
+  ++conn.requests;
+
+  // The request: the buffered body in one go, or the buffered part then the rest streamed.
+  http::request<http::buffer_body> upstream{ex.upstream_header};
+  upstream.set("x-envoy-attempt-count", std::to_string(attempt));
+  const auto& downstream = parser.get();
+  if (ex.streaming) {
+    if (downstream.chunked()) {
+      upstream.chunked(true);
+    } else if (downstream.has_content_length()) {
+      upstream.set(http::field::content_length, HeaderValue(downstream, "content-length"));
+    }
+  } else if (ex.had_length || !ex.body.empty()) {
+    upstream.content_length(ex.body.size());
+  }
+  upstream.body().data = ex.body.empty() ? nullptr : ex.body.data();
+  upstream.body().size = ex.body.size();
+  upstream.body().more = ex.streaming;
+  const absl::Duration per_try = target.plan.retry.per_try_timeout;
+  if (per_try > absl::ZeroDuration()) {
+    conn.stream.expires_after(absl::ToChronoMicroseconds(per_try));
+  } else {
+    conn.stream.expires_never();
+  }
+  http::request_serializer<http::buffer_body> serializer{upstream};
+  size_t written = co_await http::async_write(conn.stream, serializer, Await(ec));
+  if (ec == http::error::need_buffer) ec = {};
+  if (!ec && ex.streaming) {
+    std::array<char, kChunk> chunk;
+    auto& client = parser.get();
+    while (!ec && !serializer.is_done()) {
+      if (!parser.is_done()) {
+        client.body().data = chunk.data();
+        client.body().size = chunk.size();
+        error_code read_ec;
+        co_await http::async_read(stream_, buffer_, parser, Await(read_ec));
+        if (read_ec == http::error::need_buffer) read_ec = {};
+        if (read_ec) {
+          ex.close = true;
+          ec = read_ec;
+          break;
+        }
+        upstream.body().data = chunk.data();
+        upstream.body().size = chunk.size() - client.body().size;
+        upstream.body().more = !parser.is_done();
+        ex.bytes_received += upstream.body().size;
+      } else {
+        upstream.body().data = nullptr;
+        upstream.body().size = 0;
+        upstream.body().more = false;
+      }
+      written += co_await http::async_write(conn.stream, serializer, Await(ec));
+      if (ec == http::error::need_buffer) ec = {};
+    }
+  }
+  out.parser = std::make_unique<http::response_parser<http::buffer_body>>();
+  if (!ec) {
+    for (;;) {
+      out.parser->header_limit(kUpstreamHeaderLimit);
+      out.parser->body_limit(kNoBodyLimit);
+      if (downstream.method() == http::verb::head) out.parser->skip(true);
+      co_await http::async_read_header(conn.stream, conn.buffer, *out.parser, Await(ec));
+      if (ec) break;
+      const unsigned status = out.parser->get().result_int();
+      if (status < 100 || status >= 200 || status == 101) break;
+      // An interim response (100 Continue) is not the answer: read the next one.
+      out.parser = std::make_unique<http::response_parser<http::buffer_body>>();
+    }
+  }
+  conn.stream.expires_never();  // the per-try timeout ends with the response headers
+  if (interrupt.fired) {
+    out.route_timed_out = true;
+    co_return out;
+  }
+  if (ec) {
+    out.result.kind = ec == beast::error::timeout ? AttemptResult::Kind::kPerTryTimeout
+                                                  : AttemptResult::Kind::kReset;
+    out.result.request_sent = written > 0;
+    pool.Discard(std::move(out.connection));
+    co_return out;
+  }
+  out.headers_at = absl::Now();
+  const auto& response = out.parser->get();
+  out.result.kind = AttemptResult::Kind::kResponse;
+  out.result.status = response.result_int();
+  out.result.rate_limited = response.find("x-envoy-ratelimited") != response.end();
+  int grpc_status = -1;
+  if (auto it = response.find("grpc-status");
+      it != response.end() && absl::SimpleAtoi(std::string(it->value()), &grpc_status)) {
+    out.result.grpc_status = grpc_status;
+  }
+  co_return out;
+}
+
+asio::awaitable<bool> Session::Relay(AttemptOutcome& outcome, Exchange& ex, Target& target) {
+  auto& parser = *outcome.parser;
+  auto& response = parser.get();
+  ex.response_code = response.result_int();
+  const bool upstream_length = response.has_content_length();
+  StripHopByHop(response);
+  if (ex.decision.has_value()) ApplyHeaderMutation(response, ex.decision->response_headers());
+  if (ex.route_response_headers != nullptr)
+    ApplyHeaderMutation(response, *ex.route_response_headers);
+  response.set("x-envoy-upstream-service-time", ex.upstream_service_time);
+  response.version(11);
+  const unsigned status = response.result_int();
+  const bool bodyless =
+      ex.method == "HEAD" || status == 204 || status == 304 || (status >= 100 && status < 200);
+  if (!upstream_length && !bodyless) response.chunked(true);
+  response.keep_alive(!ex.close);
+
+  error_code ec;
+  std::array<char, kChunk> chunk;
+  response.body().data = nullptr;
+  response.body().size = 0;
+  response.body().more = !parser.is_done();
+  http::response_serializer<http::buffer_body> serializer{response};
+  co_await http::async_write_header(stream_, serializer, Await(ec));
+  bool upstream_ok = true;
+  bool client_ok = !ec;
+  while (client_ok && !serializer.is_done()) {
+    if (!parser.is_done()) {
+      response.body().data = chunk.data();
+      response.body().size = chunk.size();
+      co_await http::async_read(outcome.connection->stream, outcome.connection->buffer, parser,
+                                Await(ec));
+      if (ec == http::error::need_buffer) ec = {};
+      if (ec) {
+        upstream_ok = false;  // reset mid-body: the client's response cannot be finished
+        break;
+      }
+      response.body().size = chunk.size() - response.body().size;
+      response.body().data = chunk.data();
+      response.body().more = !parser.is_done();
+    } else {
+      response.body().data = nullptr;
+      response.body().size = 0;
+      response.body().more = false;
+    }
+    ex.bytes_sent += response.body().size;
+    co_await http::async_write(stream_, serializer, Await(ec));
+    if (ec == http::error::need_buffer) ec = {};
+    if (ec) client_ok = false;
+  }
+  if (!client_ok) ex.flags = JoinFlags(ex.flags, "DC");
+  if (upstream_ok && client_ok && parser.is_done() && parser.keep_alive()) {
+    worker_.pool().Release(std::move(outcome.connection), target.max_requests_per_connection,
+                           absl::Now());
+  } else {
+    worker_.pool().Discard(std::move(outcome.connection));
+  }
+  co_return upstream_ok&& client_ok;
+}
+
+asio::awaitable<void> Session::LocalReply(Exchange& ex, unsigned status, std::string body,
+                                          bool overloaded, std::string location) {
+  http::response<http::string_body> response{static_cast<http::status>(status), 11};
+  if (!body.empty()) response.set(http::field::content_type, "text/plain");
+  if (overloaded) response.set("x-envoy-overloaded", "true");
+  if (!location.empty()) response.set(http::field::location, location);
+  ex.bytes_sent = body.size();
+  response.body() = std::move(body);
+  response.prepare_payload();
+  response.keep_alive(!ex.close);
+  ex.response_code = status;
+  error_code ec;
+  co_await http::async_write(stream_, response, Await(ec));
+  if (ec) ex.close = true;
+}
+
+void Session::Mirror(const Exchange& ex, std::string address, uint32_t port) {
+  // Fire and forget: its own connection, its response read and dropped, bounded in time.
+  auto header = std::make_shared<http::request<http::string_body>>(ex.upstream_header);
+  header->body() = ex.body;
+  if (ex.had_length || !ex.body.empty()) header->content_length(ex.body.size());
+  header->set(http::field::host, ShadowAuthority(HeaderValue(*header, "host")));
+  header->set("x-envoy-attempt-count", "1");
+  asio::co_spawn(
+      worker_.io(),
+      [header, address = std::move(address), port, &io = worker_.io()]() -> asio::awaitable<void> {
+        beast::tcp_stream stream(io);
+        error_code ec = co_await Connect(stream, address, port, absl::Seconds(5));
+        if (ec) co_return;
+        stream.expires_after(std::chrono::seconds(30));
+        co_await http::async_write(stream, *header, Await(ec));
+        if (ec) co_return;
+        beast::flat_buffer buffer;
+        http::response_parser<http::string_body> parser;
+        parser.body_limit(kNoBodyLimit);
+        co_await http::async_read(stream, buffer, parser, Await(ec));
+        stream.socket().shutdown(tcp::socket::shutdown_both, ec);
+      },
+      asio::detached);
+}
+
+void Session::Finish(Exchange& ex) {
+  GatewayContext& context = worker_.context();
+  const absl::Duration duration = absl::Now() - ex.start;
+  if (context.access_log != nullptr) {
+    AccessLogEntry entry;
+    entry.start_time = ex.start;
+    entry.method = ex.method;
+    entry.path = ex.path;
+    entry.response_code = ex.response_code;
+    entry.response_flags = ex.flags;
+    entry.bytes_received = ex.bytes_received;
+    entry.bytes_sent = ex.bytes_sent;
+    entry.duration = duration;
+    entry.upstream_service_time = ex.upstream_service_time;
+    entry.forwarded_for = ex.forwarded_for;
+    entry.user_agent = ex.user_agent;
+    entry.request_id = ex.request_id;
+    entry.authority = ex.authority;
+    entry.upstream_host = ex.upstream_host;
+    context.access_log->Write(FormatAccessLog(entry));
+  }
+  RequestOutcome outcome;
+  outcome.destination_host = ex.destination_host.empty() ? "unknown" : ex.destination_host;
+  outcome.subset = ex.subset;
+  outcome.response_code = ex.response_code;
+  outcome.response_flags = ex.flags;
+  context.istio_metrics->Record(outcome, duration, ex.bytes_received, ex.bytes_sent);
+}
+
+}  // namespace sluice::gateway

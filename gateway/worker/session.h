@@ -1,0 +1,52 @@
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "gateway/http/beast.h"
+
+namespace sluice::gateway {
+
+class Worker;
+
+// One downstream HTTP/1.1 connection: requests are read, decided, executed and answered
+// strictly in order (pipelined requests wait in the read buffer), with Envoy's limits and
+// timers against slow or malformed clients.
+class Session : public std::enable_shared_from_this<Session> {
+ public:
+  Session(Worker& worker, net::tcp::socket socket);
+  ~Session();
+
+  // Serves requests until the client leaves, asks to close, errs, or the gateway drains.
+  net::asio::awaitable<void> Run();
+  // During a drain: a connection waiting for its next request is closed now.
+  void CloseIfIdle();
+
+ private:
+  struct Exchange;
+  struct Target;
+  struct AttemptOutcome;
+  struct Interrupt;
+  using RequestParser = net::http::request_parser<net::http::buffer_body>;
+
+  net::asio::awaitable<bool> HandleOne();
+  net::asio::awaitable<void> Execute(RequestParser& parser, Exchange& ex);
+  net::asio::awaitable<void> Forward(RequestParser& parser, Exchange& ex, Target& target);
+  net::asio::awaitable<AttemptOutcome> RunAttempt(RequestParser& parser, Exchange& ex,
+                                                  Target& target, uint32_t endpoint,
+                                                  uint32_t attempt, Interrupt& interrupt);
+  net::asio::awaitable<bool> Relay(AttemptOutcome& outcome, Exchange& ex, Target& target);
+  net::asio::awaitable<void> LocalReply(Exchange& ex, unsigned status, std::string body,
+                                        bool overloaded = false, std::string location = "");
+  void Mirror(const Exchange& ex, std::string address, uint32_t port);
+  void Finish(Exchange& ex);
+
+  Worker& worker_;
+  net::beast::tcp_stream stream_;
+  net::beast::flat_buffer buffer_;
+  std::string client_address_;
+  bool idle_ = false;
+  uint64_t served_ = 0;
+};
+
+}  // namespace sluice::gateway

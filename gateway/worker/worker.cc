@@ -1,0 +1,128 @@
+#include "gateway/worker/worker.h"
+
+#include "absl/strings/str_cat.h"
+#include "gateway/worker/session.h"
+#include "server/common/log.h"
+
+namespace sluice::gateway {
+
+namespace asio = net::asio;
+using net::tcp;
+
+Worker::Worker(int index, GatewayContext& context, std::shared_ptr<grpc::Channel> channel)
+    : index_(index), context_(context) {
+  DecisionClient::Options options;
+  options.deadline = context.options.decision_deadline;
+  options.gateway_name = absl::StrCat(context.options.gateway_name, "/", index);
+  decisions_ = DecisionClient::Create(io_, std::move(channel), options);
+}
+
+Worker::~Worker() { Stop(); }
+
+void Worker::Start(tcp protocol, int listener) {
+  acceptor_.emplace(io_, protocol, listener);
+  asio::post(io_, [this] {
+    decisions_->Start();
+    WatchDecisionState();
+  });
+  asio::co_spawn(io_, Accept(), asio::detached);
+  thread_ = std::thread([this] { io_.run(); });
+}
+
+asio::awaitable<void> Worker::Accept() {
+  for (;;) {
+    boost::system::error_code ec;
+    tcp::socket socket =
+        co_await acceptor_->async_accept(asio::redirect_error(asio::use_awaitable, ec));
+    if (ec) {
+      if (ec == asio::error::operation_aborted || !acceptor_->is_open()) co_return;
+      continue;  // EMFILE and friends: keep serving the connections we have
+    }
+    socket.set_option(tcp::no_delay(true), ec);
+    auto session = std::make_shared<Session>(*this, std::move(socket));
+    asio::co_spawn(
+        io_, [session]() -> asio::awaitable<void> { co_await session->Run(); }, asio::detached);
+  }
+}
+
+void Worker::WatchDecisionState() {
+  decision_state_.store(decisions_->state(), std::memory_order_relaxed);
+  if (index_ == 0) {
+    context_.sluice_metrics->SetDecisionServiceUp(decisions_->state() ==
+                                                  DecisionClient::State::kConnected);
+  }
+  state_timer_.expires_after(std::chrono::milliseconds(100));
+  state_timer_.async_wait([this](boost::system::error_code ec) {
+    if (!ec) WatchDecisionState();
+  });
+}
+
+const TableView& Worker::View(const std::shared_ptr<const v1::RouteTable>& table) {
+  if (view_.table != table) {
+    view_.table = table;
+    view_.limits.assign(table->clusters_size(), nullptr);
+    for (const v1::ClusterInfo& cluster : table->clusters()) {
+      ClusterLimits* limits = context_.limits.Get(cluster.name());
+      PoolLimits pool;
+      pool.max_connections = cluster.pool().max_connections();
+      pool.max_pending_requests = cluster.pool().max_pending_requests();
+      pool.max_requests = cluster.pool().max_requests();
+      pool.max_retries = cluster.pool().max_retries();
+      limits->Update(pool);
+      if (cluster.id() < view_.limits.size()) view_.limits[cluster.id()] = limits;
+    }
+  }
+  return view_;
+}
+
+void Worker::Register(Session* session) {
+  sessions_.insert(session);
+  session_count_.store(sessions_.size(), std::memory_order_relaxed);
+}
+
+void Worker::Unregister(Session* session) {
+  sessions_.erase(session);
+  session_count_.store(sessions_.size(), std::memory_order_relaxed);
+}
+
+void Worker::BeginDrain() {
+  asio::post(io_, [this] {
+    boost::system::error_code ec;
+    if (acceptor_) acceptor_->close(ec);
+    // A connection between requests gets a moment for a request already on its way, then
+    // closes; busy ones answer their request with Connection: close and end.
+    drain_timer_.expires_after(std::chrono::milliseconds(250));
+    drain_timer_.async_wait([this](boost::system::error_code ec) {
+      if (ec) return;
+      for (Session* s : sessions_) s->CloseIfIdle();
+    });
+  });
+}
+
+void Worker::Stop() {
+  if (!thread_.joinable()) return;
+  asio::post(io_, [this] {
+    decisions_->Stop();
+    state_timer_.cancel();
+    drain_timer_.cancel();
+    pool_.CloseAll();
+    boost::system::error_code ec;
+    if (acceptor_) acceptor_->close(ec);
+  });
+  // The loop ends once the decision stream has finished (gRPC posts its last callbacks to
+  // this loop, so it must outlive them), or after a second at most.
+  asio::co_spawn(
+      io_,
+      [this]() -> asio::awaitable<void> {
+        asio::steady_timer wait(io_);
+        for (int i = 0; i < 100 && !decisions_->stream_closed(); ++i) {
+          wait.expires_after(std::chrono::milliseconds(10));
+          co_await wait.async_wait(asio::use_awaitable);
+        }
+        io_.stop();
+      },
+      asio::detached);
+  thread_.join();
+}
+
+}  // namespace sluice::gateway

@@ -1,0 +1,79 @@
+#pragma once
+
+#include <atomic>
+#include <memory>
+#include <optional>
+#include <thread>
+#include <vector>
+
+#include "absl/container/flat_hash_set.h"
+#include "absl/random/random.h"
+#include "gateway/decision/decision_client.h"
+#include "gateway/http/beast.h"
+#include "gateway/upstream/upstream_pool.h"
+#include "gateway/worker/gateway_context.h"
+
+namespace sluice::gateway {
+
+class Session;
+
+// A route table with the worker's view of it: each cluster's shared circuit breakers, by
+// cluster id.
+struct TableView {
+  std::shared_ptr<const v1::RouteTable> table;
+  std::vector<ClusterLimits*> limits;
+};
+
+// One event loop on one thread, as Envoy's workers: it owns its downstream connections, its
+// upstream pool and its decision stream; nothing in here is touched from another thread
+// except through Post().
+class Worker {
+ public:
+  Worker(int index, GatewayContext& context, std::shared_ptr<grpc::Channel> channel);
+  ~Worker();
+
+  // Starts the thread; `listener` is this worker's SO_REUSEPORT listening socket (its file
+  // descriptor, adopted by the worker's own io_context).
+  void Start(net::tcp protocol, int listener);
+  // Stops accepting (new connections are refused once every worker has stopped), lets
+  // requests in progress finish with `Connection: close`, closes idle connections.
+  void BeginDrain();
+  // Ends the loop and joins the thread.
+  void Stop();
+
+  size_t sessions() const { return session_count_.load(std::memory_order_relaxed); }
+  DecisionClient::State decision_state() const {
+    return decision_state_.load(std::memory_order_relaxed);
+  }
+
+  // Used by sessions, on this worker's thread.
+  net::asio::io_context& io() { return io_; }
+  GatewayContext& context() { return context_; }
+  DecisionClient& decisions() { return *decisions_; }
+  UpstreamPool& pool() { return pool_; }
+  absl::BitGen& rng() { return rng_; }
+  const TableView& View(const std::shared_ptr<const v1::RouteTable>& table);
+  void Register(Session* session);
+  void Unregister(Session* session);
+
+ private:
+  net::asio::awaitable<void> Accept();
+  void WatchDecisionState();
+
+  const int index_;
+  GatewayContext& context_;
+  net::asio::io_context io_{1};
+  std::optional<net::tcp::acceptor> acceptor_;
+  std::shared_ptr<DecisionClient> decisions_;
+  UpstreamPool pool_{io_};
+  absl::BitGen rng_;
+  TableView view_;
+  absl::flat_hash_set<Session*> sessions_;
+  std::atomic<size_t> session_count_{0};
+  std::atomic<DecisionClient::State> decision_state_{DecisionClient::State::kConnecting};
+  net::asio::steady_timer state_timer_{io_};
+  net::asio::steady_timer drain_timer_{io_};
+  std::thread thread_;
+};
+
+}  // namespace sluice::gateway
