@@ -7,7 +7,15 @@
 #     ratios against the echo measured in the same run.
 #   usage: bench/run.sh [BUILD_DIR]        (make bench)
 #   env:   ROUNDS (3), SECONDS_PER_RUN (3), STREAM_INFLIGHT (64), UNARY_INFLIGHT (8)
+#
+#   bench/run.sh proxy [BUILD_DIR] runs only bench/proxy_compare.sh instead: sluice-gateway
+#   against nginx and HAProxy under wrk (it installs wrk, nginx and haproxy if absent, so it
+#   is not part of `make bench`; its environment variables are in its header).
 set -euo pipefail
+if [[ ${1:-} == proxy ]]; then
+  shift
+  exec "$(dirname "$0")/proxy_compare.sh" "$@"
+fi
 build=${1:-build}
 root=$(cd "$(dirname "$0")/.." && pwd)
 rounds=${ROUNDS:-3}

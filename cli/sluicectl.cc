@@ -107,7 +107,8 @@ std::string CanonicalFlag(absl::string_view f) {
   if (f == "-o" || f == "--output") return "-o";
   if (f == "-X" || f == "--method") return "-X";
   if (f == "-H" || f == "--header") return "-H";
-  if (f == "--host" || f == "--path" || f == "--source-label" || f == "--scheme") {
+  if (f == "--server" || f == "--host" || f == "--path" || f == "--source-label" ||
+      f == "--scheme") {
     return std::string(f);
   }
   return "";
@@ -453,6 +454,8 @@ int main(int argc, char** argv) {
     return Usage(0);
   }
   if (command == "validate") return Validate(args);
+  // `--server` is accepted after the command too (`sluicectl apply -f x --server ADDR`).
+  server = args.One("--server", server);
   Client client(server);
   if (command == "apply") return Apply(client, args);
   if (command == "get") return Get(client, args);

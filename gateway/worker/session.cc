@@ -191,7 +191,8 @@ struct Session::Interrupt {
   }
 };
 
-Session::Session(Worker& worker, tcp::socket socket) : worker_(worker), stream_(std::move(socket)) {
+Session::Session(Worker& worker, tcp::socket socket)
+    : worker_(worker), stream_(std::move(socket)), header_timer_(worker.io()) {
   error_code ec;
   const tcp::endpoint remote = stream_.socket().remote_endpoint(ec);
   if (!ec) client_address_ = remote.address().to_string();
@@ -235,10 +236,20 @@ asio::awaitable<bool> Session::HandleOne() {
   parser.header_limit(options.max_request_headers_bytes);
   parser.body_limit(options.max_request_body_bytes);
   error_code ec;
-  stream_.expires_after(absl::ToChronoMilliseconds(options.request_header_timeout));
-  co_await http::async_read_header(stream_, buffer_, parser, Await(ec));
   stream_.expires_never();
+  header_timed_out_ = false;
+  header_timer_.expires_after(absl::ToChronoMilliseconds(options.request_header_timeout));
+  header_timer_.async_wait([weak = weak_from_this()](error_code timer_ec) {
+    auto self = weak.lock();
+    if (timer_ec || self == nullptr) return;
+    self->header_timed_out_ = true;
+    error_code ignored;
+    self->stream_.socket().cancel(ignored);
+  });
+  co_await http::async_read_header(stream_, buffer_, parser, Await(ec));
+  header_timer_.cancel();
   if (ec) {
+    if (header_timed_out_) ec = beast::error::timeout;
     if (ec == http::error::end_of_stream || ec == asio::error::operation_aborted) co_return false;
     // The request cannot be trusted to end where we think: answer and close (no smuggling).
     ex.close = true;
@@ -405,7 +416,7 @@ asio::awaitable<void> Session::Execute(RequestParser& parser, Exchange& ex) {
       break;
   }
   const TableView& view = worker_.View(answer->table);
-  const v1::RouteTable& table = *view.table;
+  const v1::RouteTable& table = *ex.table;  // kept alive by the exchange
   if (decision.cluster_id() >= static_cast<uint32_t>(table.clusters_size()) ||
       decision.route_id() >= static_cast<uint32_t>(table.routes_size())) {
     LogError("decision refers to a cluster or route missing from its route table");
@@ -413,6 +424,8 @@ asio::awaitable<void> Session::Execute(RequestParser& parser, Exchange& ex) {
     co_return;
   }
   const v1::ClusterInfo& cluster = table.clusters(decision.cluster_id());
+  // Taken now: the worker's view moves on to newer tables while this request waits.
+  ClusterLimits* const limits = view.limits[decision.cluster_id()];
   const v1::RouteInfo& route = table.routes(decision.route_id());
   ex.destination_host = decision.host();
   ex.subset = decision.subset();
@@ -460,7 +473,7 @@ asio::awaitable<void> Session::Execute(RequestParser& parser, Exchange& ex) {
   for (const v1::Endpoint& e : cluster.endpoints()) {
     target.endpoints.emplace_back(e.address(), e.port());
   }
-  target.limits = view.limits[cluster.id()];
+  target.limits = limits;
   if (cluster.pool().connect_timeout_ms() > 0) {
     target.connect_timeout = absl::Milliseconds(cluster.pool().connect_timeout_ms());
   }

@@ -44,6 +44,10 @@ class Session : public std::enable_shared_from_this<Session> {
   Worker& worker_;
   net::beast::tcp_stream stream_;
   net::beast::flat_buffer buffer_;
+  // The header-read timer cancels the read instead of closing the socket (as the stream's own
+  // expiry would), so that the client still gets its 408.
+  net::asio::steady_timer header_timer_;
+  bool header_timed_out_ = false;
   std::string client_address_;
   bool idle_ = false;
   uint64_t served_ = 0;

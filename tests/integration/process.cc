@@ -9,6 +9,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -172,8 +173,11 @@ HttpResult HttpExchange(const std::string& address, const std::string& method,
   HttpResult result;
   const int fd = Connect(address);
   if (fd < 0) return result;
-  std::string request = absl::StrCat(method, " ", target, " HTTP/1.1\r\nHost: ", address,
-                                     "\r\nConnection: close\r\n");
+  bool has_host = false;
+  for (const auto& [k, v] : headers) has_host = has_host || absl::EqualsIgnoreCase(k, "host");
+  std::string request = absl::StrCat(method, " ", target, " HTTP/1.1\r\n");
+  if (!has_host) absl::StrAppend(&request, "Host: ", address, "\r\n");
+  absl::StrAppend(&request, "Connection: close\r\n");
   for (const auto& [k, v] : headers) absl::StrAppend(&request, k, ": ", v, "\r\n");
   if (!body.empty()) absl::StrAppend(&request, "Content-Length: ", body.size(), "\r\n");
   absl::StrAppend(&request, "\r\n", body);
@@ -181,7 +185,10 @@ HttpResult HttpExchange(const std::string& address, const std::string& method,
   std::string response;
   char buf[4096];
   ssize_t n;
-  while ((n = read(fd, buf, sizeof(buf))) > 0) response.append(buf, static_cast<size_t>(n));
+  // EINTR: another thread's child process ending (SIGCHLD) must not cut the answer short.
+  while ((n = read(fd, buf, sizeof(buf))) > 0 || (n < 0 && errno == EINTR)) {
+    if (n > 0) response.append(buf, static_cast<size_t>(n));
+  }
   close(fd);
   const size_t end = response.find("\r\n\r\n");
   if (response.rfind("HTTP/1.", 0) != 0 || end == std::string::npos) return result;
@@ -189,6 +196,30 @@ HttpResult HttpExchange(const std::string& address, const std::string& method,
   absl::SimpleAtoi(response.substr(9, 3), &result.status);
   result.headers = response.substr(0, end);
   result.body = response.substr(end + 4);
+  return result;
+}
+
+RawResult RawExchange(const std::string& address, const std::string& bytes,
+                      absl::Duration timeout) {
+  RawResult result;
+  const int fd = Connect(address);
+  if (fd < 0) return result;
+  result.connected = true;
+  timeval tv{static_cast<time_t>(absl::ToInt64Seconds(timeout)),
+             static_cast<suseconds_t>(absl::ToInt64Microseconds(timeout) % 1000000)};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+  (void)write(fd, bytes.data(), bytes.size());
+  char buf[4096];
+  for (;;) {
+    const ssize_t n = read(fd, buf, sizeof(buf));
+    if (n > 0) {
+      result.received.append(buf, static_cast<size_t>(n));
+      continue;
+    }
+    result.closed_by_peer = n == 0;
+    break;
+  }
+  close(fd);
   return result;
 }
 

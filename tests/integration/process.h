@@ -60,7 +60,8 @@ class TempDir {
 // GET http://address/path on loopback; returns the body, or "" on failure.
 std::string HttpGet(const std::string& address, const std::string& path);
 
-// One HTTP/1.1 exchange on a fresh connection (Connection: close), raw enough to see what
+// One HTTP/1.1 exchange on a fresh connection (Connection: close; Host is the address
+// unless `headers` names one), raw enough to see what
 // a proxy or upstream really did: the status, headers and body, or that the peer closed
 // without answering.
 struct HttpResult {
@@ -74,5 +75,15 @@ HttpResult HttpExchange(const std::string& address, const std::string& method,
                         const std::string& target,
                         const std::vector<std::pair<std::string, std::string>>& headers = {},
                         const std::string& body = "");
+
+// Writes `bytes` as they are on a fresh connection and reads until the peer closes or
+// `timeout` passes without data: for malformed requests and pipelining.
+struct RawResult {
+  bool connected = false;
+  bool closed_by_peer = false;  // false: the read timed out with the connection open
+  std::string received;
+};
+RawResult RawExchange(const std::string& address, const std::string& bytes,
+                      absl::Duration timeout = absl::Seconds(5));
 
 }  // namespace sluice::testing

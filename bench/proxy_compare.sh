@@ -1,0 +1,429 @@
+#!/usr/bin/env bash
+# Compares sluice (gateway + decision server) with nginx and HAProxy doing the same work in
+# front of the same two sluice-stub upstreams, in one run: a 90/10 weighted split over
+# kept-alive upstream connections, up to 2 retries on 5xx and connection failures, a 2s
+# per-try timeout. Each proxy gets a short wrk warm-up, then one measured wrk run
+# (1 thread, 32 connections, Host: shop). Prints a markdown table (also saved to
+# bench/results/proxy_compare.md) with throughput, p50/p99 latency, errors, the proxy's own
+# CPU per 1,000 requests, and ratios against HAProxy.
+#   usage: bench/proxy_compare.sh [BUILD_DIR]        (or: bench/run.sh proxy [BUILD_DIR])
+#   env:   DURATION (10s)   measured wrk run per proxy and round
+#          WARMUP (2s)      wrk warm-up before each measured run
+#          CONNECTIONS (32) wrk connections
+#          ROUNDS (1)       interleaved rounds; the table gives medians
+#          PROXIES ("haproxy nginx sluice")
+#          PIN (1)          on 2+ cores: wrk on CPU 1, proxies, stubs and sluice-server on
+#                           CPU 0; PIN=0 lets the scheduler place everything
+set -euo pipefail
+build=${1:-build}
+root=$(cd "$(dirname "$0")/.." && pwd)
+[[ $build == /* ]] || build="$root/$build"
+duration=${DURATION:-10s}
+warmup=${WARMUP:-2s}
+connections=${CONNECTIONS:-32}
+rounds=${ROUNDS:-1}
+read -r -a proxies <<<"${PROXIES:-haproxy nginx sluice}"
+# nginx and haproxy live in /usr/sbin, which a non-root PATH may lack.
+export PATH="$PATH:/usr/sbin:/sbin"
+
+for bin in gateway/sluice-gateway server/sluice-server tools/sluice-stub; do
+  [[ -x "$build/$bin" ]] || { echo "missing $build/$bin: build first (make build)" >&2; exit 1; }
+done
+
+# The load generator and the two other proxies are Debian packages that only this benchmark
+# uses, so they are installed here rather than by scripts/install-deps.sh; apt runs only
+# when one is absent. (Installing nginx may start Debian's nginx service on port 80; this
+# script never uses it: it runs its own nginx binary on a free loopback port.)
+missing=()
+command -v wrk >/dev/null || missing+=(wrk)
+command -v nginx >/dev/null || missing+=(nginx)
+command -v haproxy >/dev/null || missing+=(haproxy)
+command -v curl >/dev/null || missing+=(curl)
+if ((${#missing[@]} > 0)); then
+  echo "proxy_compare: installing ${missing[*]}" >&2
+  SUDO=
+  [[ $(id -u) -eq 0 ]] || SUDO=sudo
+  $SUDO apt-get update
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y --no-install-recommends "${missing[@]}"
+fi
+
+# With 2 cores and the load generator on the same machine, wrk and the proxy fight for the
+# same CPUs unless they are kept apart; pinning makes the proxy's core the bottleneck for all
+# three alike and the runs steadier. The stubs and sluice-server share the proxy's core, so
+# every proxy pays for its upstreams the same way.
+pin_wrk=() pin_rest=()
+if [[ ${PIN:-1} == 1 ]] && (($(nproc) >= 2)); then
+  pin_wrk=(taskset -c 1) pin_rest=(taskset -c 0)
+  pinning="wrk pinned to CPU 1; proxies, stubs and sluice-server pinned to CPU 0"
+else
+  pinning="no pinning"
+fi
+
+work=$(mktemp -d)
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM  # run cleanup (the EXIT trap) on Ctrl-C too
+
+fail() {  # fail NAME MESSAGE: print what the process said, then stop
+  echo "$1: $2" >&2
+  for f in "$work/$1.out" "$work/$1.err"; do [[ -s $f ]] && sed "s/^/  $1: /" "$f" >&2; done
+  exit 1
+}
+
+# By process name: listening port, pid; by proxy: the pids whose CPU counts, and their
+# names when there are several (the split is reported too).
+declare -A port pid cpu_pids cpu_names
+
+# start NAME KEY CMD...: runs CMD on the proxies' core and waits for its "listening KEY=H:P"
+# line (sluice's binaries pick a free port and say which); sets port[NAME] and pid[NAME].
+start() {
+  local name=$1 key=$2; shift 2
+  "${pin_rest[@]}" "$@" >"$work/$name.out" 2>"$work/$name.err" &
+  pid[$name]=$!
+  pids+=("${pid[$name]}")
+  local addr=
+  for _ in $(seq 100); do
+    addr=$(sed -n "s/^listening .*\b${key}=\([^ ]*\).*/\1/p" "$work/$name.out")
+    [[ -n $addr ]] && break
+    kill -0 "${pid[$name]}" 2>/dev/null || break
+    sleep 0.1
+  done
+  [[ -n $addr ]] || fail "$name" "did not start"
+  port[$name]=${addr##*:}
+}
+
+# nginx and HAProxy need a port in their configuration. Pick one below Linux's ephemeral
+# range (32768+, where outgoing connections take theirs) that no socket holds now;
+# /proc/net/tcp{,6} list every socket's local port in hex.
+free_port() {
+  local port
+  for _ in $(seq 100); do
+    port=$((20000 + RANDOM % 12000))
+    if ! awk -v p="$(printf '%04X' "$port")" \
+        'FNR > 1 { split($2, a, ":"); if (a[2] == p) found = 1 } END { exit !found }' \
+        /proc/net/tcp /proc/net/tcp6; then
+      echo "$port"
+      return
+    fi
+  done
+  echo "no free port found" >&2
+  exit 1
+}
+
+# wait_ready NAME: until a request through the proxy gets a 200 from a stub.
+wait_ready() {
+  local name=$1
+  for _ in $(seq 100); do
+    [[ $(curl -s -o /dev/null -w '%{http_code}' -H 'Host: shop' "http://127.0.0.1:${port[$name]}/" || true) == 200 ]] && return
+    kill -0 "${pid[$name]}" 2>/dev/null || fail "$name" "exited"
+    sleep 0.1
+  done
+  fail "$name" "does not answer 200 on 127.0.0.1:${port[$name]}"
+}
+
+# cpu_ticks PID...: utime + stime of each process (all its threads) in clock ticks, one
+# number per pid on one line. The command name in /proc/PID/stat may hold spaces, so fields
+# are counted after its ")": field 3 (state) comes first, utime is field 14, stime 15.
+cpu_ticks() {
+  local p stat f per_pid=()
+  for p; do
+    stat=$(<"/proc/$p/stat")
+    read -r -a f <<<"${stat##*) }"
+    per_pid+=($((f[11] + f[12])))
+  done
+  echo "${per_pid[*]}"
+}
+hz=$(getconf CLK_TCK)
+
+# Upstreams: one stub per subset, each printing "listening http=H:P name=N".
+start stub_v1 http "$build/tools/sluice-stub" --listen 127.0.0.1:0 --name shop-v1 --subset v1
+start stub_v2 http "$build/tools/sluice-stub" --listen 127.0.0.1:0 --name shop-v2 --subset v2
+
+for proxy in "${proxies[@]}"; do
+  case $proxy in
+    sluice)
+      # deploy/examples/canary.yaml without its fault and Canary, split 90/10: 5s route
+      # timeout, 2 retries on 5xx with a 2s per-try timeout. Its outlierDetection stays, as
+      # nginx's passive health check (max_fails=1 by default) stays on nginx's side.
+      cat >"$work/shop.yaml" <<EOF
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata:
+  name: shop
+spec:
+  hosts:
+  - shop
+  location: MESH_INTERNAL
+  resolution: STATIC
+  ports:
+  - number: 8080
+    name: http
+    protocol: HTTP
+  endpoints:
+  - address: 127.0.0.1
+    ports:
+      http: ${port[stub_v1]}
+    labels:
+      app: shop
+      version: v1
+  - address: 127.0.0.1
+    ports:
+      http: ${port[stub_v2]}
+    labels:
+      app: shop
+      version: v2
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata:
+  name: shop
+spec:
+  host: shop
+  trafficPolicy:
+    outlierDetection:
+      consecutive5xxErrors: 5
+      interval: 5s
+      baseEjectionTime: 30s
+      maxEjectionPercent: 100
+  subsets:
+  - name: v1
+    labels:
+      version: v1
+  - name: v2
+    labels:
+      version: v2
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata:
+  name: shop
+spec:
+  hosts:
+  - shop
+  http:
+  - name: shop
+    route:
+    - destination:
+        host: shop
+        subset: v1
+      weight: 90
+    - destination:
+        host: shop
+        subset: v2
+      weight: 10
+    timeout: 5s
+    retries:
+      attempts: 2
+      perTryTimeout: 2s
+      retryOn: 5xx
+EOF
+      start server grpc "$build/server/sluice-server" --config "$work/shop.yaml" \
+        --listen 127.0.0.1:0 --metrics 127.0.0.1:0
+      start sluice http "$build/gateway/sluice-gateway" --listen 127.0.0.1:0 \
+        --decision "127.0.0.1:${port[server]}" --metrics 127.0.0.1:0 --workers 1
+      # Both processes do the proxy's work: the decision comes from the server.
+      cpu_pids[sluice]="${pid[sluice]} ${pid[server]}"
+      cpu_names[sluice]="gateway server"
+      ;;
+    nginx)
+      # One process (no master), its own prefix: Debian's build points the error log and
+      # temp folders at /var, which -e and the *_temp_path lines move here.
+      port[nginx]=$(free_port)
+      mkdir -p "$work/nginx"
+      cat >"$work/nginx/nginx.conf" <<EOF
+daemon off;
+master_process off;
+worker_processes 1;
+pid $work/nginx/nginx.pid;
+error_log stderr warn;
+events { worker_connections 1024; }
+http {
+  access_log off;   # sluice-gateway and HAProxy here log nothing either
+  client_body_temp_path $work/nginx/body;
+  proxy_temp_path $work/nginx/proxy;
+  fastcgi_temp_path $work/nginx/fastcgi;
+  uwsgi_temp_path $work/nginx/uwsgi;
+  scgi_temp_path $work/nginx/scgi;
+  upstream shop {
+    server 127.0.0.1:${port[stub_v1]} weight=9;
+    server 127.0.0.1:${port[stub_v2]} weight=1;
+    keepalive 64;
+  }
+  server {
+    listen 127.0.0.1:${port[nginx]};
+    keepalive_requests 1000000;   # as the others: never close a client connection mid-run
+    location / {
+      proxy_pass http://shop;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_connect_timeout 10s;
+      proxy_read_timeout 2s;           # the per-try timeout
+      proxy_next_upstream error timeout http_502 http_503 http_504;
+      proxy_next_upstream_tries 3;     # first try + 2 retries
+      proxy_next_upstream_timeout 5s;  # the route timeout
+    }
+  }
+}
+EOF
+      "${pin_rest[@]}" nginx -e stderr -p "$work/nginx" -c "$work/nginx/nginx.conf" \
+        >"$work/nginx.out" 2>"$work/nginx.err" &
+      pid[nginx]=$!
+      pids+=("${pid[nginx]}")
+      cpu_pids[nginx]=${pid[nginx]}
+      ;;
+    haproxy)
+      port[haproxy]=$(free_port)
+      cat >"$work/haproxy.cfg" <<EOF
+global
+  nbthread 1
+  maxconn 4096
+defaults
+  mode http
+  option http-keep-alive
+  timeout connect 10s
+  timeout client 30s
+  timeout server 2s                 # the per-try timeout
+  timeout http-keep-alive 30s
+  retries 2
+  # HAProxy has no "5xx" keyword: these are the 5xx codes and failures it can retry.
+  retry-on conn-failure empty-response response-timeout 500 502 503 504
+  option redispatch 1               # every retry may go to another server, as in Envoy
+frontend fe
+  bind 127.0.0.1:${port[haproxy]}
+  default_backend shop
+backend shop
+  balance roundrobin
+  http-reuse always
+  server v1 127.0.0.1:${port[stub_v1]} weight 90
+  server v2 127.0.0.1:${port[stub_v2]} weight 10
+EOF
+      "${pin_rest[@]}" haproxy -db -f "$work/haproxy.cfg" >"$work/haproxy.out" 2>"$work/haproxy.err" &
+      pid[haproxy]=$!
+      pids+=("${pid[haproxy]}")
+      cpu_pids[haproxy]=${pid[haproxy]}
+      ;;
+    *) echo "unknown proxy $proxy (want haproxy, nginx, sluice)" >&2; exit 2 ;;
+  esac
+  wait_ready "$proxy"
+done
+
+stub_count() {  # stub_count PORT: requests the stub received since its last reset
+  curl -s "http://127.0.0.1:$1/stub/stats" | grep -o '"received":[0-9]*' | cut -d: -f2
+}
+
+# One line of key=value per measured run in runs.txt; wrk's own output in NAME.ROUND.wrk.
+loadavg=$(cut -d' ' -f1-3 /proc/loadavg)
+for ((r = 1; r <= rounds; r++)); do
+  for proxy in "${proxies[@]}"; do
+    url="http://127.0.0.1:${port[$proxy]}/"
+    "${pin_wrk[@]}" wrk -t1 -c"$connections" -d"$warmup" -H 'Host: shop' "$url" >/dev/null
+    curl -s -X POST "http://127.0.0.1:${port[stub_v1]}/stub/reset" >/dev/null
+    curl -s -X POST "http://127.0.0.1:${port[stub_v2]}/stub/reset" >/dev/null
+    # shellcheck disable=SC2086  # the list of pids is meant to split
+    read -r -a before <<<"$(cpu_ticks ${cpu_pids[$proxy]})"
+    "${pin_wrk[@]}" wrk -t1 -c"$connections" -d"$duration" --latency -H 'Host: shop' "$url" \
+      >"$work/$proxy.$r.wrk"
+    # shellcheck disable=SC2086
+    read -r -a after <<<"$(cpu_ticks ${cpu_pids[$proxy]})"
+    read -r -a names <<<"${cpu_names[$proxy]:-}"
+    ticks=0 split=
+    for i in "${!before[@]}"; do
+      ticks=$((ticks + after[i] - before[i]))
+      ((${#names[@]} > 1)) && split+="${split:+,}${names[i]}:$((after[i] - before[i]))"
+    done
+    v1=$(stub_count "${port[stub_v1]}") v2=$(stub_count "${port[stub_v2]}")
+    awk -v proxy="$proxy" -v round="$r" -v ticks="$ticks" -v hz="$hz" -v split_ticks="$split" \
+        -v v1="$v1" -v v2="$v2" '
+      function ms(s) {  # wrk prints latencies as 512.00us, 3.40ms or 1.02s
+        if (s ~ /us$/) return s / 1000
+        if (s ~ /ms$/) return s + 0
+        if (s ~ /s$/) return s * 1000
+        return s + 0 }
+      $1 == "50%" { p50 = ms($2) }
+      $1 == "99%" { p99 = ms($2) }
+      / requests in / { requests = $1 }
+      /^Requests\/sec:/ { rps = $2 }
+      /^  Non-2xx or 3xx responses:/ { non2xx = $NF }
+      /^  Socket errors:/ { for (i = 4; i <= NF; i += 2) { v = $i; sub(/,/, "", v); sockerr += v } }
+      END {
+        cpu = ticks / hz
+        n = split(split_ticks, parts, ",")  # "gateway:123,server:45" in ticks, to seconds
+        split_s = ""
+        for (i = 1; i <= n; i++) {
+          split(parts[i], kv, ":"); split_s = split_s (i > 1 ? "," : "") sprintf("%s:%.2fs", kv[1], kv[2] / hz) }
+        printf "proxy=%s round=%d rps=%.0f requests=%d p50_ms=%.3f p99_ms=%.3f non2xx=%d sockerr=%d cpu_s=%.2f cpu_s_per_1k=%.4f upstream_requests=%d v2_share=%.3f%s\n",
+          proxy, round, rps, requests, p50, p99, non2xx, sockerr, cpu, cpu * 1000 / requests,
+          v1 + v2, (v1 + v2) ? v2 / (v1 + v2) : 0, n ? " cpu_split=" split_s : "" }' "$work/$proxy.$r.wrk" | tee -a "$work/runs.txt"
+  done
+done
+
+out="$root/bench/results/proxy_compare.md"
+mkdir -p "$root/bench/results"
+{
+  echo "# Proxy comparison: sluice vs nginx vs HAProxy"
+  echo
+  echo "$(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)), commit $(git -C "$root" describe --always --dirty 2>/dev/null || echo unknown)"
+  echo "nginx $(nginx -v 2>&1 | cut -d/ -f2), HAProxy $(haproxy -v | head -1 | cut -d' ' -f3), $(wrk -v 2>&1 | head -1 | cut -d' ' -f1-2)"
+  echo "Loopback; $pinning. One worker/thread per proxy; sluice is sluice-gateway (1 worker) + sluice-server."
+  echo "wrk -t1 -c$connections -d$duration --latency -H 'Host: shop' after a ${warmup} warm-up; $rounds round(s), medians."
+  echo "Proxy CPU is utime+stime from /proc/PID/stat over the measured run (sluice: gateway + server)."
+  echo "Load average when the runs started: $loadavg (anything else running on the machine shows here)."
+  echo
+  echo "| proxy | requests/s | p50 | p99 | non-2xx/3xx | socket errors | proxy CPU s per 1k req | req/s vs HAProxy | CPU/1k vs HAProxy | upstream share v2 |"
+  echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
+  awk -v order="${proxies[*]}" '
+    { for (i = 1; i <= NF; i++) { split($i, kv, "="); f[kv[1]] = kv[2] }
+      p = f["proxy"]; k = ++n[p]
+      rps[p, k] = f["rps"]; p50[p, k] = f["p50_ms"]; p99[p, k] = f["p99_ms"]
+      cpu[p, k] = f["cpu_s_per_1k"]; share[p, k] = f["v2_share"]
+      non2xx[p] += f["non2xx"]; sockerr[p] += f["sockerr"] }
+    function median(a, p,   k, i, j, t, v) {
+      k = n[p]; for (i = 1; i <= k; i++) v[i] = a[p, i]
+      for (i = 1; i <= k; i++) for (j = i + 1; j <= k; j++) if (v[j] + 0 < v[i] + 0) { t = v[i]; v[i] = v[j]; v[j] = t }
+      return v[int((k + 1) / 2)] }
+    END {
+      m = split(order, names, " ")
+      base = ("haproxy" in n)
+      for (o = 1; o <= m; o++) {
+        p = names[o]; r = median(rps, p); c = median(cpu, p)
+        rr = base ? sprintf("%.2fx", r / median(rps, "haproxy")) : "n/a"
+        cr = base ? sprintf("%.2fx", c / median(cpu, "haproxy")) : "n/a"
+        if (p == "haproxy") { rr = "1 (baseline)"; cr = "1 (baseline)" }
+        printf "| %s | %.0f | %.2f ms | %.2f ms | %d | %d | %.4f s | %s | %s | %.1f%% |\n",
+          p, r, median(p50, p), median(p99, p), non2xx[p], sockerr[p], c, rr, cr, 100 * median(share, p)
+      }
+    }' "$work/runs.txt"
+  echo
+  echo "Raw runs:"
+  echo
+  echo '```'
+  cat "$work/runs.txt"
+  echo '```'
+  echo
+  echo "wrk output of the measured runs:"
+  for ((r = 1; r <= rounds; r++)); do
+    for proxy in "${proxies[@]}"; do
+      echo
+      echo "$proxy, round $r:"
+      echo
+      echo '```'
+      cat "$work/$proxy.$r.wrk"
+      echo '```'
+    done
+  done
+} >"$out"
+cat "$out"
+
+# Anything a proxy said on stderr (errors, warnings) belongs with its figures.
+for name in sluice server nginx haproxy; do
+  if [[ -s "$work/$name.err" ]]; then
+    echo
+    echo "$name stderr (last 10 lines):"
+    tail -n 10 "$work/$name.err"
+  fi
+done

@@ -1,0 +1,589 @@
+// sluice-gateway end to end: real sluice-server, sluice-gateway and sluice-stub processes on
+// loopback ports the kernel picks. Each test writes the Istio configuration it needs, with
+// durations shortened so the timing checks run in well under a second each.
+
+#include <signal.h>
+
+#include <atomic>
+#include <cmath>
+#include <cstdlib>
+#include <fstream>
+#include <iterator>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <thread>
+
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "tests/integration/process.h"
+
+namespace sluice {
+namespace {
+
+using ::testing::HasSubstr;
+using ::testing::StartsWith;
+using Headers = std::vector<std::pair<std::string, std::string>>;
+
+constexpr char kFaultBody[] = "fault filter abort";
+
+class GatewayTest : public ::testing::Test {
+ protected:
+  struct Stub {
+    testing::Process process;
+    std::string address;
+    std::string port;
+  };
+
+  // Stubs shop-v1 and shop-v2 (subsets v1 and v2), one endpoint each.
+  void StartStubs() {
+    for (const char* subset : {"v1", "v2"}) {
+      auto stub = std::make_unique<Stub>();
+      ASSERT_TRUE(stub->process.Start({SLUICE_STUB_BINARY, "--listen", "127.0.0.1:0", "--name",
+                                       absl::StrCat("shop-", subset), "--subset", subset},
+                                      "listening "))
+          << stub->process.error();
+      stub->address = stub->process.Field("http");
+      stub->port = stub->address.substr(stub->address.rfind(':') + 1);
+      stubs_.push_back(std::move(stub));
+    }
+  }
+
+  // The shop service's ServiceEntry and DestinationRule; `policy` is the DestinationRule's
+  // trafficPolicy block (indented by four spaces) or empty.
+  std::string ShopService(const std::string& policy = "") const {
+    return absl::StrCat(R"(apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata:
+  name: shop
+spec:
+  hosts: [shop]
+  location: MESH_INTERNAL
+  resolution: STATIC
+  ports:
+  - {number: 8080, name: http, protocol: HTTP}
+  endpoints:
+  - address: 127.0.0.1
+    ports: {http: )",
+                        stubs_[0]->port, R"(}
+    labels: {version: v1}
+  - address: 127.0.0.1
+    ports: {http: )",
+                        stubs_[1]->port, R"(}
+    labels: {version: v2}
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata:
+  name: shop
+spec:
+  host: shop
+)",
+                        policy.empty() ? "" : absl::StrCat("  trafficPolicy:\n", policy),
+                        R"(  subsets:
+  - {name: v1, labels: {version: v1}}
+  - {name: v2, labels: {version: v2}}
+)");
+  }
+
+  static std::string VirtualService(const std::string& http) {
+    return absl::StrCat(R"(---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata:
+  name: shop
+spec:
+  hosts: [shop]
+  http:
+)",
+                        http);
+  }
+
+  // Weighted v1/v2 route with the given extra route fields (indented by four spaces).
+  static std::string SplitRoute(int v1, int v2, const std::string& extra = "") {
+    return absl::StrCat("  - name: split\n    route:\n",
+                        "    - destination: {host: shop, subset: v1}\n      weight: ", v1, "\n",
+                        "    - destination: {host: shop, subset: v2}\n      weight: ", v2, "\n",
+                        extra);
+  }
+
+  void StartServer(const std::string& config, const std::string& listen = "127.0.0.1:0") {
+    config_path_ = dir_.Write("shop.yaml", config);
+    ASSERT_TRUE(server_.Start({SLUICE_SERVER_BINARY, "--config", config_path_, "--listen", listen,
+                               "--metrics", "127.0.0.1:0"},
+                              "listening "))
+        << server_.error();
+    grpc_ = server_.Field("grpc");
+  }
+
+  void StartGateway(std::vector<std::string> extra = {}) {
+    access_log_ = dir_.path() + "/access.log";
+    std::vector<std::string> argv = {SLUICE_GATEWAY_BINARY, "--listen",     "127.0.0.1:0",
+                                     "--decision",          grpc_,          "--metrics",
+                                     "127.0.0.1:0",         "--access-log", access_log_};
+    argv.insert(argv.end(), extra.begin(), extra.end());
+    ASSERT_TRUE(gateway_.Start(argv, "listening ")) << gateway_.error();
+    gateway_address_ = gateway_.Field("http");
+    admin_ = gateway_.Field("metrics");
+    WaitHealthy();
+  }
+
+  void WaitHealthy() {
+    const absl::Time give_up = absl::Now() + absl::Seconds(10);
+    while (absl::Now() < give_up) {
+      if (absl::StrContains(testing::HttpGet(admin_, "/healthz"), "\"serving\"")) return;
+      absl::SleepFor(absl::Milliseconds(20));
+    }
+    FAIL() << "gateway never connected to the decision service: "
+           << testing::HttpGet(admin_, "/healthz") << gateway_.Log();
+  }
+
+  testing::HttpResult Get(const std::string& target, Headers headers = {},
+                          const std::string& host = "shop") {
+    headers.emplace_back("Host", host);
+    return testing::HttpExchange(gateway_address_, "GET", target, headers);
+  }
+
+  // Repeats until the answer is not an injected abort (routes with fault injection).
+  testing::HttpResult GetPastFaults(const std::string& target, Headers headers = {}) {
+    testing::HttpResult r;
+    for (int i = 0; i < 100; ++i) {
+      r = Get(target, headers);
+      if (r.body != kFaultBody) break;
+    }
+    return r;
+  }
+
+  int64_t Received(size_t stub) const {
+    const std::string stats = testing::HttpGet(stubs_[stub]->address, "/stub/stats");
+    const size_t at = stats.find("\"received\":");
+    int64_t n = -1;
+    if (at != std::string::npos) {
+      const size_t start = at + 11;
+      absl::SimpleAtoi(stats.substr(start, stats.find(',', start) - start), &n);
+    }
+    return n;
+  }
+  int64_t ReceivedByAll() const { return Received(0) + Received(1); }
+
+  std::string AccessLog() const {
+    std::ifstream in(access_log_);
+    return std::string(std::istreambuf_iterator<char>(in), {});
+  }
+
+  void Apply(const std::string& config) {
+    const std::string path = dir_.Write("apply.yaml", config);
+    const std::string command = absl::StrCat(SLUICECTL_BINARY, " apply -f ", path, " --server ",
+                                             grpc_, " > ", dir_.path(), "/apply.out 2>&1");
+    ASSERT_EQ(std::system(command.c_str()), 0) << command;
+  }
+
+  testing::TempDir dir_;
+  std::vector<std::unique_ptr<Stub>> stubs_;
+  testing::Process server_;
+  testing::Process gateway_;
+  std::string config_path_, grpc_, gateway_address_, admin_, access_log_;
+};
+
+// The classic exercise: 5s timeout, 3 retries on 5xx,reset,connect-failure,retriable-4xx with
+// a 2s per-try timeout, and 10% injected aborts.
+constexpr char kClassicRoute[] = R"(    timeout: 5s
+    retries:
+      attempts: 3
+      perTryTimeout: 2s
+      retryOn: 5xx,reset,connect-failure,retriable-4xx
+    fault:
+      abort:
+        percentage: {value: 10}
+        httpStatus: 503
+)";
+
+TEST_F(GatewayTest, ClassicExerciseFaultShareSplitAndRetries) {
+  StartStubs();
+  StartServer(ShopService() + VirtualService(SplitRoute(50, 50, kClassicRoute)));
+  StartGateway();
+
+  // 1,000 requests: aborts are 10% within 4 binomial standard deviations (sd = 9.5), and
+  // never reach an upstream; the rest are answered 200 and split 50/50 (sd 15 of 900).
+  constexpr int kRequests = 1000;
+  int aborted = 0, ok = 0, v1 = 0, other = 0;
+  for (int i = 0; i < kRequests; ++i) {
+    testing::HttpResult r = Get("/item");
+    if (r.status == 503 && r.body == kFaultBody) {
+      ++aborted;
+    } else if (r.status == 200) {
+      ++ok;
+      if (r.Header("x-stub-subset") == "v1") ++v1;
+      EXPECT_FALSE(r.Header("x-envoy-upstream-service-time").empty());
+    } else {
+      ++other;
+    }
+  }
+  EXPECT_EQ(other, 0);
+  EXPECT_NEAR(aborted, 100, 38);
+  EXPECT_NEAR(v1, ok / 2.0, 4 * std::sqrt(ok * 0.25));
+  EXPECT_EQ(ReceivedByAll(), ok) << "aborted requests must not reach an upstream";
+
+  // Retries as the upstreams count them (the stub answers by x-envoy-attempt-count).
+  int64_t before = ReceivedByAll();
+  testing::HttpResult r = GetPastFaults("/r?status=503,503,200");
+  EXPECT_EQ(r.status, 200);
+  EXPECT_EQ(ReceivedByAll() - before, 3);
+
+  before = ReceivedByAll();
+  r = GetPastFaults("/r?status=409,200");
+  EXPECT_EQ(r.status, 200) << "retriable-4xx retries 409";
+  EXPECT_EQ(ReceivedByAll() - before, 2);
+
+  before = ReceivedByAll();
+  r = GetPastFaults("/r?status=429,200");
+  EXPECT_EQ(r.status, 429) << "retriable-4xx does not retry 429 (Envoy: 409 only)";
+  EXPECT_EQ(ReceivedByAll() - before, 1);
+
+  // Every attempt fails: 1 + 3 retries, then the last upstream answer with flag URX.
+  before = ReceivedByAll();
+  r = GetPastFaults("/r?status=503");
+  EXPECT_EQ(r.status, 503);
+  EXPECT_EQ(ReceivedByAll() - before, 4);
+  EXPECT_THAT(AccessLog(), HasSubstr("\"GET /r?status=503 HTTP/1.1\" 503 URX"));
+
+  // Resets before a response are retried ("reset"), then UC with URX.
+  before = ReceivedByAll();
+  r = GetPastFaults("/r?reset=before");
+  EXPECT_EQ(r.status, 503);
+  EXPECT_THAT(r.body, HasSubstr("reset reason: connection termination"));
+  EXPECT_EQ(ReceivedByAll() - before, 4);
+  EXPECT_THAT(AccessLog(), HasSubstr("503 UC,URX"));
+
+  // Istio's metrics carry the flags.
+  const std::string metrics = testing::HttpGet(admin_, "/metrics");
+  EXPECT_THAT(metrics, HasSubstr("response_flags=\"FI\""));
+  EXPECT_THAT(metrics, HasSubstr("destination_version=\"v2\""));
+  EXPECT_THAT(metrics, HasSubstr("sluice_gateway_retries_total{"));
+}
+
+TEST_F(GatewayTest, BareStatusCodeInRetryOnRetries429) {
+  StartStubs();
+  StartServer(ShopService() +
+              VirtualService(SplitRoute(100, 0, "    retries: {attempts: 2, retryOn: \"429\"}\n")));
+  StartGateway();
+  const int64_t before = ReceivedByAll();
+  EXPECT_EQ(Get("/r?status=429,200").status, 200);
+  EXPECT_EQ(ReceivedByAll() - before, 2);
+}
+
+TEST_F(GatewayTest, PerTryAndRouteTimeoutsAtTheirBoundaries) {
+  StartStubs();
+  StartServer(ShopService() + VirtualService(R"(  - name: route-timeout
+    match: [{headers: {x-case: {exact: route}}}]
+    route: [{destination: {host: shop, subset: v1}}]
+    timeout: 300ms
+    retries: {attempts: 0}
+  - name: per-try
+    route: [{destination: {host: shop, subset: v1}}]
+    timeout: 2s
+    retries: {attempts: 2, perTryTimeout: 150ms, retryOn: 5xx}
+)"));
+  StartGateway();
+
+  // Inside the per-try timeout: answered.
+  EXPECT_EQ(Get("/t?delay=50ms").status, 200);
+
+  // Each attempt hangs past 150ms: three attempts, each cut at 150ms, then 504 UT,URX.
+  int64_t before = ReceivedByAll();
+  absl::Time start = absl::Now();
+  testing::HttpResult r = Get("/t?hang=5s");
+  absl::Duration took = absl::Now() - start;
+  EXPECT_EQ(r.status, 504);
+  EXPECT_EQ(r.body, "upstream request timeout");
+  EXPECT_GE(took, absl::Milliseconds(450));
+  EXPECT_LT(took, absl::Milliseconds(1500));
+  EXPECT_EQ(ReceivedByAll() - before, 3);
+  EXPECT_THAT(AccessLog(), HasSubstr("504 UT,URX"));
+
+  // The route timeout ends the request at 300ms whatever the upstream does.
+  start = absl::Now();
+  r = Get("/t?delay=2s", {{"x-case", "route"}});
+  took = absl::Now() - start;
+  EXPECT_EQ(r.status, 504);
+  EXPECT_EQ(r.body, "upstream request timeout");
+  EXPECT_GE(took, absl::Milliseconds(300));
+  EXPECT_LT(took, absl::Milliseconds(1200));
+  // Just inside the route timeout.
+  EXPECT_EQ(Get("/t?delay=100ms", {{"x-case", "route"}}).status, 200);
+}
+
+TEST_F(GatewayTest, ConnectionPoolOverflowAnswersUO) {
+  StartStubs();
+  StartServer(ShopService("    connectionPool:\n"
+                          "      tcp: {maxConnections: 1}\n"
+                          "      http: {http1MaxPendingRequests: 1}\n") +
+              VirtualService(SplitRoute(100, 0, "    retries: {attempts: 0}\n")));
+  StartGateway({"--workers", "1"});
+
+  // Three at once against one connection and one pending slot: the third overflows.
+  std::vector<testing::HttpResult> results(3);
+  std::vector<std::thread> clients;
+  for (int i = 0; i < 3; ++i) {
+    clients.emplace_back([&, i] {
+      absl::SleepFor(absl::Milliseconds(30 * i));
+      results[i] = Get("/slow?delay=600ms");
+    });
+  }
+  for (auto& c : clients) c.join();
+  int ok = 0, overflow = 0;
+  for (const auto& r : results) {
+    if (r.status == 200) ++ok;
+    if (r.status == 503 && r.Header("x-envoy-overloaded") == "true") {
+      ++overflow;
+      EXPECT_THAT(r.body, HasSubstr("overflow"));
+    }
+  }
+  EXPECT_EQ(ok, 2);
+  EXPECT_EQ(overflow, 1);
+  EXPECT_THAT(AccessLog(), HasSubstr(" 503 UO "));
+  EXPECT_THAT(testing::HttpGet(admin_, "/metrics"), HasSubstr("sluice_gateway_overflows_total{"));
+}
+
+TEST_F(GatewayTest, NoRouteAndNoClusterAndMirror) {
+  StartStubs();
+  StartServer(ShopService() + VirtualService(R"(  - name: missing-subset
+    match: [{headers: {x-case: {exact: nc}}}]
+    route: [{destination: {host: shop, subset: v9}}]
+  - name: mirrored
+    route: [{destination: {host: shop, subset: v1}}]
+    mirror: {host: shop, subset: v2}
+)"));
+  StartGateway();
+
+  testing::HttpResult r = Get("/", {}, "nothing.example");
+  EXPECT_EQ(r.status, 404);
+  EXPECT_EQ(Get("/", {{"x-case", "nc"}}).status, 503);
+  const std::string log = AccessLog();
+  EXPECT_THAT(log, HasSubstr(" 404 NR "));
+  EXPECT_THAT(log, HasSubstr(" 503 NC "));
+
+  // Mirroring: v1 answers, v2 gets a copy whose answer is dropped.
+  r = Get("/m");
+  EXPECT_EQ(r.status, 200);
+  EXPECT_EQ(r.Header("x-stub-subset"), "v1");
+  const absl::Time give_up = absl::Now() + absl::Seconds(5);
+  while (Received(1) < 1 && absl::Now() < give_up) absl::SleepFor(absl::Milliseconds(10));
+  EXPECT_EQ(Received(1), 1);
+}
+
+TEST_F(GatewayTest, DecisionServiceDownDeniesFastThenRecovers) {
+  StartStubs();
+  StartServer(ShopService() + VirtualService(SplitRoute(100, 0)));
+  StartGateway();
+  EXPECT_EQ(Get("/").status, 200);
+
+  const std::string grpc = grpc_;
+  server_.Stop();
+  const absl::Time start = absl::Now();
+  testing::HttpResult r = Get("/");
+  EXPECT_LT(absl::Now() - start, absl::Seconds(1)) << "a client is never left hanging";
+  EXPECT_EQ(r.status, 503);
+  EXPECT_EQ(r.body, "no routing decision: decision service unavailable");
+  EXPECT_THAT(AccessLog(), HasSubstr(" 503 DSU "));
+  absl::SleepFor(absl::Milliseconds(300));
+  EXPECT_THAT(testing::HttpGet(admin_, "/healthz"), HasSubstr("\"unavailable\""));
+  EXPECT_THAT(testing::HttpGet(admin_, "/metrics"),
+              HasSubstr("sluice_gateway_decision_failures_total{reason=\"unavailable\"}"));
+
+  // The server comes back on the same address; the gateway reconnects by itself.
+  StartServer(ShopService() + VirtualService(SplitRoute(100, 0)), grpc);
+  WaitHealthy();
+  EXPECT_EQ(Get("/").status, 200);
+}
+
+TEST_F(GatewayTest, DecisionServiceDownWithFallbackForwards) {
+  StartStubs();
+  StartServer(ShopService() + VirtualService(SplitRoute(0, 100)));
+  StartGateway({"--decision-failure", "fallback=" + stubs_[0]->address});
+  EXPECT_EQ(Get("/").Header("x-stub-subset"), "v2");
+  server_.Stop();
+  testing::HttpResult r = Get("/");
+  EXPECT_EQ(r.status, 200);
+  EXPECT_EQ(r.Header("x-stub-subset"), "v1") << "the fallback address answers";
+  absl::SleepFor(absl::Milliseconds(300));
+  EXPECT_THAT(testing::HttpGet(admin_, "/healthz"), HasSubstr("\"degraded\""));
+}
+
+TEST_F(GatewayTest, MalformedHttpIsAnsweredAndClosed) {
+  StartStubs();
+  StartServer(ShopService() + VirtualService(SplitRoute(100, 0)));
+  StartGateway({"--max-request-body", "1k", "--max-request-headers", "8k"});
+
+  struct Case {
+    const char* name;
+    std::string bytes;
+    const char* status_line;
+  };
+  const std::vector<Case> cases = {
+      {"content-length with chunked",
+       "POST / HTTP/1.1\r\nHost: shop\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n"
+       "0\r\n\r\n",
+       "HTTP/1.1 400"},
+      {"two different lengths",
+       "POST / HTTP/1.1\r\nHost: shop\r\nContent-Length: 4\r\nContent-Length: 5\r\n\r\nabcde",
+       "HTTP/1.1 400"},
+      {"bad chunk size",
+       "POST / HTTP/1.1\r\nHost: shop\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n0\r\n\r\n",
+       "HTTP/1.1 400"},
+      {"no Host", "GET / HTTP/1.1\r\n\r\n", "HTTP/1.1 400"},
+      {"not HTTP", "HELLO THERE\r\n\r\n", "HTTP/1.1 400"},
+      {"headers too large",
+       absl::StrCat("GET / HTTP/1.1\r\nHost: shop\r\nx-big: ", std::string(10000, 'a'), "\r\n\r\n"),
+       "HTTP/1.1 431"},
+      {"body too large",
+       absl::StrCat("POST / HTTP/1.1\r\nHost: shop\r\nContent-Length: 5000\r\n\r\n",
+                    std::string(5000, 'b')),
+       "HTTP/1.1 413"},
+  };
+  for (const Case& c : cases) {
+    testing::RawResult r = testing::RawExchange(gateway_address_, c.bytes);
+    ASSERT_TRUE(r.connected) << c.name;
+    EXPECT_THAT(r.received, StartsWith(c.status_line)) << c.name;
+    EXPECT_TRUE(r.closed_by_peer) << c.name << ": the connection must be closed";
+  }
+  EXPECT_EQ(ReceivedByAll(), 0) << "nothing malformed reaches an upstream";
+}
+
+TEST_F(GatewayTest, KeepAlivePipeliningChunkedBodiesAndSlowClients) {
+  StartStubs();
+  StartServer(ShopService() + VirtualService(SplitRoute(100, 0)));
+  StartGateway(
+      {"--request-header-timeout", "300ms", "--idle-timeout", "400ms", "--retry-buffer", "1k"});
+
+  // Two pipelined requests in one write: answered in order on one connection.
+  testing::RawResult r = testing::RawExchange(
+      gateway_address_,
+      "GET /first HTTP/1.1\r\nHost: shop\r\n\r\n"
+      "POST /second HTTP/1.1\r\nHost: shop\r\nTransfer-Encoding: chunked\r\nConnection: close"
+      "\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n");
+  const size_t first = r.received.find("\"path\":\"/first\"");
+  const size_t second = r.received.find("\"path\":\"/second\"");
+  ASSERT_NE(first, std::string::npos) << r.received;
+  ASSERT_NE(second, std::string::npos) << r.received;
+  EXPECT_LT(first, second);
+  EXPECT_THAT(r.received, HasSubstr("\"request_bytes\":11"));
+  EXPECT_TRUE(r.closed_by_peer);
+
+  // A body past the retry buffer is streamed upstream whole.
+  const std::string big(200000, 'z');
+  testing::HttpResult posted =
+      testing::HttpExchange(gateway_address_, "POST", "/upload", {{"Host", "shop"}}, big);
+  EXPECT_EQ(posted.status, 200);
+  EXPECT_THAT(posted.body, HasSubstr("\"request_bytes\":200000"));
+  // A response body is streamed back whole (chunked when the upstream gave no length).
+  EXPECT_EQ(Get("/download?body=300000").body.size(), 300000u);
+
+  // A client that never finishes its headers gets 408 and is closed.
+  absl::Time start = absl::Now();
+  r = testing::RawExchange(gateway_address_, "GET / HTTP/1.1\r\nHost: sh");
+  EXPECT_THAT(r.received, StartsWith("HTTP/1.1 408"));
+  EXPECT_TRUE(r.closed_by_peer);
+  EXPECT_LT(absl::Now() - start, absl::Seconds(2));
+  // An idle keep-alive connection is closed after the idle timeout.
+  start = absl::Now();
+  r = testing::RawExchange(gateway_address_, "");
+  EXPECT_TRUE(r.closed_by_peer);
+  EXPECT_TRUE(r.received.empty());
+  EXPECT_GE(absl::Now() - start, absl::Milliseconds(350));
+}
+
+// The point of the whole exercise: weights and match rules change under steady load
+// without one failed or hung request, and the split follows each change at once.
+TEST_F(GatewayTest, ZeroDowntimeWeightAndMatchChangesUnderLoad) {
+  StartStubs();
+  StartServer(ShopService() + VirtualService(SplitRoute(100, 0)));
+  StartGateway({"--workers", "2"});
+
+  std::atomic<bool> stop{false};
+  std::atomic<int> sent{0}, failed{0};
+  std::mutex mu;
+  std::string first_failure;
+  std::vector<std::thread> load;
+  for (int t = 0; t < 4; ++t) {
+    load.emplace_back([&] {
+      // Bounded: stops when told, and after 20 s whatever happens.
+      const absl::Time give_up = absl::Now() + absl::Seconds(20);
+      while (!stop.load() && absl::Now() < give_up) {
+        testing::HttpResult r = Get("/load");
+        ++sent;
+        if (r.status != 200) {
+          ++failed;
+          std::lock_guard<std::mutex> lock(mu);
+          if (first_failure.empty()) {
+            first_failure = absl::StrCat(r.status, " ", r.body, " after ", sent.load(), " at ",
+                                         absl::FormatTime(absl::Now()));
+          }
+        }
+      }
+    });
+  }
+  auto share_v1 = [&](int n, const Headers& headers = {}) {
+    int v1 = 0;
+    for (int i = 0; i < n; ++i) v1 += Get("/probe", headers).Header("x-stub-subset") == "v1";
+    return v1;
+  };
+  struct Step {
+    int v1, v2;
+  };
+  for (const Step s : {Step{100, 0}, Step{90, 10}, Step{50, 50}, Step{0, 100}, Step{100, 0}}) {
+    Apply(ShopService() + VirtualService(SplitRoute(s.v1, s.v2)));
+    // 60 probes right after the change: exact for 100/0 and 0/100, within 4 sd otherwise.
+    const int v1 = share_v1(60);
+    const double expected = 60.0 * s.v1 / 100;
+    const double sd = std::sqrt(60.0 * s.v1 / 100 * s.v2 / 100);
+    EXPECT_NEAR(v1, expected, 4 * sd + 1e-9) << s.v1 << "/" << s.v2;
+    absl::SleepFor(absl::Seconds(1));  // the load runs on under this split
+  }
+  // A change of match rules: jason goes to v2, everyone else stays on v1.
+  Apply(ShopService() + VirtualService(R"(  - name: jason
+    match: [{headers: {end-user: {exact: jason}}}]
+    route: [{destination: {host: shop, subset: v2}}]
+)" + SplitRoute(100, 0)));
+  EXPECT_EQ(share_v1(30, {{"end-user", "jason"}}), 0);
+  EXPECT_EQ(share_v1(30), 30);
+
+  stop = true;
+  for (auto& t : load) t.join();
+  EXPECT_GT(sent.load(), 100);
+  EXPECT_EQ(failed.load(), 0) << "first failure: " << first_failure << "\n"
+                              << AccessLog() << gateway_.Log();
+}
+
+TEST_F(GatewayTest, SigtermUnderLoadCompletesRequestsInFlight) {
+  StartStubs();
+  StartServer(ShopService() + VirtualService(SplitRoute(100, 0)));
+  StartGateway({"--workers", "2"});
+
+  constexpr int kInFlight = 8;
+  std::vector<testing::HttpResult> results(kInFlight);
+  std::vector<std::thread> clients;
+  for (int i = 0; i < kInFlight; ++i) {
+    clients.emplace_back([&, i] { results[i] = Get("/slow?delay=700ms"); });
+  }
+  absl::SleepFor(absl::Milliseconds(250));  // all of them are now waiting on the upstream
+  ASSERT_EQ(kill(gateway_.pid(), SIGTERM), 0);
+  absl::SleepFor(absl::Milliseconds(100));
+  // Draining: no new connections.
+  EXPECT_FALSE(testing::RawExchange(gateway_address_, "GET / HTTP/1.1\r\nHost: shop\r\n\r\n",
+                                    absl::Seconds(1))
+                   .connected);
+  for (auto& c : clients) c.join();
+  for (int i = 0; i < kInFlight; ++i) {
+    EXPECT_EQ(results[i].status, 200) << "request " << i << " in flight at SIGTERM";
+    EXPECT_EQ(results[i].Header("connection"), "close");
+  }
+  EXPECT_EQ(gateway_.Stop(absl::Seconds(5)), 0) << gateway_.Log();
+}
+
+}  // namespace
+}  // namespace sluice
