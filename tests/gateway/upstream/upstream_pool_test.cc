@@ -1,0 +1,111 @@
+// UpstreamPool on real loopback sockets: which idle connections it hands out and which it
+// drops, and how it frees connection slots.
+
+#include "gateway/upstream/upstream_pool.h"
+
+#include "absl/time/clock.h"
+#include "gtest/gtest.h"
+
+namespace sluice::gateway {
+namespace {
+
+namespace asio = net::asio;
+using net::tcp;
+
+class UpstreamPoolTest : public ::testing::Test {
+ protected:
+  UpstreamPoolTest() : acceptor_(io_, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0)) {}
+
+  // A connected pair: the pool's side, and the upstream's side (kept to close it at will).
+  std::unique_ptr<UpstreamConnection> Connect(const std::string& cluster = "c") {
+    auto c = std::make_unique<UpstreamConnection>(io_.get_executor());
+    c->stream.socket().connect(acceptor_.local_endpoint());
+    peers_.push_back(acceptor_.accept());
+    c->cluster = cluster;
+    c->endpoint = cluster + "-endpoint";
+    c->ticket = limits_.TryConnection();
+    return c;
+  }
+
+  asio::io_context io_;
+  tcp::acceptor acceptor_;
+  std::vector<tcp::socket> peers_;
+  ClusterLimits limits_{PoolLimits{.max_connections = 2}};
+  UpstreamPool pool_{io_};
+  const absl::Time t0_ = absl::FromUnixSeconds(1000);
+};
+
+TEST_F(UpstreamPoolTest, ReusesMostRecentlyReleased) {
+  auto a = Connect();
+  auto b = Connect();
+  UpstreamConnection* second = b.get();
+  pool_.Release(std::move(a), 0, t0_);
+  pool_.Release(std::move(b), 0, t0_);
+  EXPECT_EQ(pool_.idle_count(), 2u);
+  EXPECT_EQ(pool_.TakeIdle("c-endpoint", absl::ZeroDuration(), t0_).get(), second);
+  EXPECT_EQ(pool_.idle_count(), 1u);
+  EXPECT_EQ(pool_.TakeIdle("other", absl::ZeroDuration(), t0_), nullptr);
+}
+
+TEST_F(UpstreamPoolTest, DropsConnectionsIdlePastTheTimeoutAndFreesTheirSlot) {
+  pool_.Release(Connect(), 0, t0_);
+  EXPECT_EQ(limits_.connections(), 1u);
+  EXPECT_NE(pool_.TakeIdle("c-endpoint", absl::Seconds(5), t0_ + absl::Seconds(4)), nullptr);
+  pool_.Release(Connect(), 0, t0_);
+  EXPECT_EQ(pool_.TakeIdle("c-endpoint", absl::Seconds(5), t0_ + absl::Seconds(5)), nullptr);
+  EXPECT_EQ(pool_.idle_count(), 0u);
+}
+
+TEST_F(UpstreamPoolTest, DropsConnectionsTheUpstreamClosed) {
+  pool_.Release(Connect(), 0, t0_);
+  peers_.back().close();
+  absl::SleepFor(absl::Milliseconds(20));  // the FIN needs a moment, even on loopback
+  EXPECT_EQ(pool_.TakeIdle("c-endpoint", absl::ZeroDuration(), t0_), nullptr);
+  EXPECT_EQ(limits_.connections(), 0u);
+}
+
+TEST_F(UpstreamPoolTest, DropsConnectionsWithUnsolicitedBytes) {
+  pool_.Release(Connect(), 0, t0_);
+  asio::write(peers_.back(), asio::buffer("HTTP/1.1 200 OK\r\n", 17));
+  absl::SleepFor(absl::Milliseconds(20));
+  EXPECT_EQ(pool_.TakeIdle("c-endpoint", absl::ZeroDuration(), t0_), nullptr);
+}
+
+TEST_F(UpstreamPoolTest, ClosesConnectionsThatServedMaxRequests) {
+  auto c = Connect();
+  c->requests = 3;
+  pool_.Release(std::move(c), 3, t0_);
+  EXPECT_EQ(pool_.idle_count(), 0u);
+  EXPECT_EQ(limits_.connections(), 0u);
+  c = Connect();
+  c->requests = 2;
+  pool_.Release(std::move(c), 3, t0_);
+  EXPECT_EQ(pool_.idle_count(), 1u);
+}
+
+TEST_F(UpstreamPoolTest, CloseOneIdleFreesASlotOfThatClusterOnly) {
+  pool_.Release(Connect("a"), 0, t0_);
+  EXPECT_FALSE(pool_.CloseOneIdle("b"));
+  EXPECT_TRUE(pool_.CloseOneIdle("a"));
+  EXPECT_EQ(pool_.idle_count(), 0u);
+  EXPECT_EQ(limits_.connections(), 0u);
+}
+
+TEST_F(UpstreamPoolTest, AReleaseWakesAWaiterOfTheSameCluster) {
+  absl::Time woke = absl::InfiniteFuture();
+  const absl::Time start = absl::Now();
+  asio::co_spawn(
+      io_,
+      [&]() -> asio::awaitable<void> {
+        co_await pool_.WaitForRelease("c", absl::Seconds(10));
+        woke = absl::Now();
+      },
+      asio::detached);
+  auto c = Connect();
+  asio::post(io_, [&] { pool_.Discard(std::move(c)); });
+  io_.run_for(std::chrono::seconds(2));
+  EXPECT_LT(woke - start, absl::Seconds(1)) << "woken by the release, not by the poll";
+}
+
+}  // namespace
+}  // namespace sluice::gateway
