@@ -597,7 +597,10 @@ asio::awaitable<void> Session::Forward(RequestParser& parser, Exchange& ex, Targ
     ex.flags = flow.flags();
     ex.upstream_service_time =
         std::to_string(absl::ToInt64Milliseconds(last.headers_at - first_sent));
+    // The route timer still runs while the body streams: it ends the response mid-way.
+    interrupt->connection = last.connection.get();
     const bool complete = co_await Relay(last, ex, target);
+    interrupt->connection = nullptr;
     if (!complete) {
       ex.close = true;
       if (interrupt->fired) ex.flags = JoinFlags(ex.flags, "UT");
