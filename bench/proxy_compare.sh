@@ -12,8 +12,8 @@
 #          CONNECTIONS (32) wrk connections
 #          ROUNDS (1)       interleaved rounds; the table gives medians
 #          PROXIES ("haproxy nginx sluice")
-#          PIN (1)          on 2+ cores: wrk on CPU 1, proxies, stubs and sluice-server on
-#                           CPU 0; PIN=0 lets the scheduler place everything
+#          PIN (0)          PIN=1 (2+ cores): wrk on CPU 1, proxies, stubs and
+#                           sluice-server on CPU 0; by default the scheduler places all
 set -euo pipefail
 build=${1:-build}
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -47,12 +47,14 @@ if ((${#missing[@]} > 0)); then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y --no-install-recommends "${missing[@]}"
 fi
 
-# With 2 cores and the load generator on the same machine, wrk and the proxy fight for the
-# same CPUs unless they are kept apart; pinning makes the proxy's core the bottleneck for all
-# three alike and the runs steadier. The stubs and sluice-server share the proxy's core, so
-# every proxy pays for its upstreams the same way.
+# Pinning is off by default because it did not make runs steadier on the 2-core machine
+# it was tried on (bench/README.md has the figures): with wrk alone on CPU 1, the proxy and
+# both stubs time-share CPU 0, every request switches between them on that core, and
+# HAProxy's and nginx's rounds spread wider than unpinned, while throughput drops by 40%.
+# PIN=1 keeps it for comparing with such runs; the stubs and sluice-server then share the
+# proxy's core, so every proxy pays for its upstreams the same way.
 pin_wrk=() pin_rest=()
-if [[ ${PIN:-1} == 1 ]] && (($(nproc) >= 2)); then
+if [[ ${PIN:-0} == 1 ]] && (($(nproc) >= 2)); then
   pin_wrk=(taskset -c 1) pin_rest=(taskset -c 0)
   pinning="wrk pinned to CPU 1; proxies, stubs and sluice-server pinned to CPU 0"
 else
@@ -60,9 +62,9 @@ else
 fi
 
 work=$(mktemp -d)
-pids=()
+pids=() wrk_pid=
 cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  for p in "${pids[@]}" $wrk_pid; do kill "$p" 2>/dev/null || true; done
   wait 2>/dev/null || true
   rm -rf "$work"
 }
@@ -79,8 +81,9 @@ fail() {  # fail NAME MESSAGE: print what the process said, then stop
 # names when there are several (the split is reported too).
 declare -A port pid cpu_pids cpu_names
 
-# start NAME KEY CMD...: runs CMD on the proxies' core and waits for its "listening KEY=H:P"
-# line (sluice's binaries pick a free port and say which); sets port[NAME] and pid[NAME].
+# start NAME KEY CMD...: runs CMD (on the proxies' core when pinned) and waits for its
+# "listening KEY=H:P" line (sluice's binaries pick a free port and say which); sets
+# port[NAME] and pid[NAME].
 start() {
   local name=$1 key=$2; shift 2
   "${pin_rest[@]}" "$@" >"$work/$name.out" 2>"$work/$name.err" &
@@ -312,6 +315,16 @@ EOF
   wait_ready "$proxy"
 done
 
+# run_wrk OUT ARGS...: wrk ARGS > OUT. wrk runs in the background and the script waits for
+# it, so that SIGINT or SIGTERM stop everything at once rather than when wrk is done.
+run_wrk() {
+  local out=$1; shift
+  "${pin_wrk[@]}" wrk "$@" >"$out" &
+  wrk_pid=$!
+  wait "$wrk_pid"
+  wrk_pid=
+}
+
 stub_count() {  # stub_count PORT: requests the stub received since its last reset
   curl -s "http://127.0.0.1:$1/stub/stats" | grep -o '"received":[0-9]*' | cut -d: -f2
 }
@@ -321,20 +334,21 @@ loadavg=$(cut -d' ' -f1-3 /proc/loadavg)
 for ((r = 1; r <= rounds; r++)); do
   for proxy in "${proxies[@]}"; do
     url="http://127.0.0.1:${port[$proxy]}/"
-    "${pin_wrk[@]}" wrk -t1 -c"$connections" -d"$warmup" -H 'Host: shop' "$url" >/dev/null
+    run_wrk /dev/null -t1 -c"$connections" -d"$warmup" -H 'Host: shop' "$url"
     curl -s -X POST "http://127.0.0.1:${port[stub_v1]}/stub/reset" >/dev/null
     curl -s -X POST "http://127.0.0.1:${port[stub_v2]}/stub/reset" >/dev/null
     # shellcheck disable=SC2086  # the list of pids is meant to split
     read -r -a before <<<"$(cpu_ticks ${cpu_pids[$proxy]})"
-    "${pin_wrk[@]}" wrk -t1 -c"$connections" -d"$duration" --latency -H 'Host: shop' "$url" \
-      >"$work/$proxy.$r.wrk"
+    run_wrk "$work/$proxy.$r.wrk" -t1 -c"$connections" -d"$duration" --latency -H 'Host: shop' "$url"
     # shellcheck disable=SC2086
     read -r -a after <<<"$(cpu_ticks ${cpu_pids[$proxy]})"
     read -r -a names <<<"${cpu_names[$proxy]:-}"
     ticks=0 split=
     for i in "${!before[@]}"; do
       ticks=$((ticks + after[i] - before[i]))
-      ((${#names[@]} > 1)) && split+="${split:+,}${names[i]}:$((after[i] - before[i]))"
+      if ((${#names[@]} > 1)); then
+        split+="${split:+,}${names[i]}:$((after[i] - before[i]))"
+      fi
     done
     v1=$(stub_count "${port[stub_v1]}") v2=$(stub_count "${port[stub_v2]}")
     awk -v proxy="$proxy" -v round="$r" -v ticks="$ticks" -v hz="$hz" -v split_ticks="$split" \
