@@ -139,6 +139,9 @@ struct Session::Exchange {
   std::string body;             // the retry buffer: the whole body unless `streaming`
   bool streaming = false;       // the body outgrew the retry buffer; the rest is streamed
   bool had_length = false;      // the client framed a body (Content-Length or chunked)
+  bool chunked = false;         // ... with Transfer-Encoding: chunked
+  std::string content_length;   // ... or with this Content-Length
+  bool head = false;            // a HEAD request: the response has no body
   uint64_t bytes_received = 0;  // body bytes
   uint64_t bytes_sent = 0;      // body bytes
   unsigned response_code = 0;
@@ -238,16 +241,23 @@ asio::awaitable<bool> Session::HandleOne() {
   error_code ec;
   stream_.expires_never();
   header_timed_out_ = false;
-  header_timer_.expires_after(absl::ToChronoMilliseconds(options.request_header_timeout));
-  header_timer_.async_wait([weak = weak_from_this()](error_code timer_ec) {
-    auto self = weak.lock();
-    if (timer_ec || self == nullptr) return;
-    self->header_timed_out_ = true;
-    error_code ignored;
-    self->stream_.socket().cancel(ignored);
-  });
-  co_await http::async_read_header(stream_, buffer_, parser, Await(ec));
-  header_timer_.cancel();
+  // Fast path: a keep-alive client's whole header usually arrived with the read that woke
+  // us; parse it in place, with no asynchronous read and no timer.
+  const size_t used = parser.put(buffer_.data(), ec);
+  buffer_.consume(used);
+  if (ec == http::error::need_more) ec = {};
+  if (!ec && !parser.is_header_done()) {
+    header_timer_.expires_after(absl::ToChronoMilliseconds(options.request_header_timeout));
+    header_timer_.async_wait([weak = weak_from_this()](error_code timer_ec) {
+      auto self = weak.lock();
+      if (timer_ec || self == nullptr) return;
+      self->header_timed_out_ = true;
+      error_code ignored;
+      self->stream_.socket().cancel(ignored);
+    });
+    co_await http::async_read_header(stream_, buffer_, parser, Await(ec));
+    header_timer_.cancel();
+  }
   if (ec) {
     if (header_timed_out_) ec = beast::error::timeout;
     if (ec == http::error::end_of_stream || ec == asio::error::operation_aborted) co_return false;
@@ -273,6 +283,9 @@ asio::awaitable<bool> Session::HandleOne() {
   ex.authority = HeaderValue(request, "host");
   ex.user_agent = HeaderValue(request, "user-agent");
   ex.had_length = request.has_content_length() || request.chunked();
+  ex.chunked = request.chunked();
+  ex.content_length = HeaderValue(request, "content-length");
+  ex.head = request.method() == http::verb::head;
   if (request.version() == 11 && request.find(http::field::host) == request.end()) {
     ex.close = true;
     ex.flags = "DPE";
@@ -372,7 +385,9 @@ asio::awaitable<void> Session::Execute(RequestParser& parser, Exchange& ex) {
       co_await AsyncDecide(worker_.io(), worker_.decisions(), std::move(ask), asio::use_awaitable);
 
   // The request as it goes upstream, whichever way it goes.
-  ex.upstream_header = request.base();
+  // Moved, not copied (a copy allocates every field again); what is still needed of the
+  // original was kept in `ex`. The parser goes on reading the body into its own buffer.
+  ex.upstream_header = std::move(request.base());
   ex.upstream_header.version(11);
   StripHopByHop(ex.upstream_header);
   ForwardContext forward;
@@ -681,12 +696,11 @@ asio::awaitable<Session::AttemptOutcome> Session::RunAttempt(RequestParser& pars
   // The request: the buffered body in one go, or the buffered part then the rest streamed.
   http::request<http::buffer_body> upstream{ex.upstream_header};
   upstream.set("x-envoy-attempt-count", std::to_string(attempt));
-  const auto& downstream = parser.get();
   if (ex.streaming) {
-    if (downstream.chunked()) {
+    if (ex.chunked) {
       upstream.chunked(true);
-    } else if (downstream.has_content_length()) {
-      upstream.set(http::field::content_length, HeaderValue(downstream, "content-length"));
+    } else if (!ex.content_length.empty()) {
+      upstream.set(http::field::content_length, ex.content_length);
     }
   } else if (ex.had_length || !ex.body.empty()) {
     upstream.content_length(ex.body.size());
@@ -694,11 +708,27 @@ asio::awaitable<Session::AttemptOutcome> Session::RunAttempt(RequestParser& pars
   upstream.body().data = ex.body.empty() ? nullptr : ex.body.data();
   upstream.body().size = ex.body.size();
   upstream.body().more = ex.streaming;
+  // The per-try timer: one timer for the whole try, which closes the connection when it
+  // fires (the stream's own expiry would arm and cancel a timer for every operation).
   const absl::Duration per_try = target.plan.retry.per_try_timeout;
+  conn.stream.expires_never();
+  auto per_try_state = std::make_shared<Interrupt>();
+  per_try_state->connection = &conn;
+  asio::steady_timer per_try_timer(worker_.io());
+  struct DisarmOnExit {
+    Interrupt& state;
+    asio::steady_timer& timer;
+    ~DisarmOnExit() { Disarm(); }
+    void Disarm() {
+      state.done = true;
+      timer.cancel();
+    }
+  } per_try_guard{*per_try_state, per_try_timer};
   if (per_try > absl::ZeroDuration()) {
-    conn.stream.expires_after(absl::ToChronoMicroseconds(per_try));
-  } else {
-    conn.stream.expires_never();
+    per_try_timer.expires_after(absl::ToChronoMicroseconds(per_try));
+    per_try_timer.async_wait([per_try_state](error_code timer_ec) {
+      if (!timer_ec) per_try_state->Fire();
+    });
   }
   http::request_serializer<http::buffer_body> serializer{upstream};
   size_t written = co_await http::async_write(conn.stream, serializer, Await(ec));
@@ -736,7 +766,7 @@ asio::awaitable<Session::AttemptOutcome> Session::RunAttempt(RequestParser& pars
     for (;;) {
       out.parser->header_limit(kUpstreamHeaderLimit);
       out.parser->body_limit(kNoBodyLimit);
-      if (downstream.method() == http::verb::head) out.parser->skip(true);
+      if (ex.head) out.parser->skip(true);
       co_await http::async_read_header(conn.stream, conn.buffer, *out.parser, Await(ec));
       if (ec) break;
       const unsigned status = out.parser->get().result_int();
@@ -745,14 +775,14 @@ asio::awaitable<Session::AttemptOutcome> Session::RunAttempt(RequestParser& pars
       out.parser = std::make_unique<http::response_parser<http::buffer_body>>();
     }
   }
-  conn.stream.expires_never();  // the per-try timeout ends with the response headers
+  per_try_guard.Disarm();  // the per-try timeout ends with the response headers
   if (interrupt.fired) {
     out.route_timed_out = true;
     co_return out;
   }
   if (ec) {
-    out.result.kind = ec == beast::error::timeout ? AttemptResult::Kind::kPerTryTimeout
-                                                  : AttemptResult::Kind::kReset;
+    out.result.kind =
+        per_try_state->fired ? AttemptResult::Kind::kPerTryTimeout : AttemptResult::Kind::kReset;
     out.result.request_sent = written > 0;
     pool.Discard(std::move(out.connection));
     co_return out;
@@ -792,16 +822,25 @@ asio::awaitable<bool> Session::Relay(AttemptOutcome& outcome, Exchange& ex, Targ
   response.body().data = nullptr;
   response.body().size = 0;
   response.body().more = !parser.is_done();
+  // The header goes out with the first piece of body, in one write (one syscall less per
+  // request than writing the header alone first).
   http::response_serializer<http::buffer_body> serializer{response};
-  co_await http::async_write_header(stream_, serializer, Await(ec));
   bool upstream_ok = true;
-  bool client_ok = !ec;
+  bool client_ok = true;
   while (client_ok && !serializer.is_done()) {
     if (!parser.is_done()) {
       response.body().data = chunk.data();
       response.body().size = chunk.size();
-      co_await http::async_read(outcome.connection->stream, outcome.connection->buffer, parser,
-                                Await(ec));
+      // Fast path: a small body usually came in with the headers; take it from the buffer
+      // without an asynchronous read.
+      beast::flat_buffer& in = outcome.connection->buffer;
+      if (in.size() > 0) {
+        in.consume(parser.put(in.data(), ec));
+        if (ec == http::error::need_more) ec = {};
+      }
+      if (!ec && !parser.is_done() && response.body().size == chunk.size()) {
+        co_await http::async_read(outcome.connection->stream, in, parser, Await(ec));
+      }
       if (ec == http::error::need_buffer) ec = {};
       if (ec) {
         upstream_ok = false;  // reset mid-body: the client's response cannot be finished
@@ -827,7 +866,7 @@ asio::awaitable<bool> Session::Relay(AttemptOutcome& outcome, Exchange& ex, Targ
   } else {
     worker_.pool().Discard(std::move(outcome.connection));
   }
-  co_return upstream_ok&& client_ok;
+  co_return (upstream_ok && client_ok);
 }
 
 asio::awaitable<void> Session::LocalReply(Exchange& ex, unsigned status, std::string body,
