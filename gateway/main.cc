@@ -21,6 +21,7 @@
 #include "gateway/worker/worker.h"
 #include "grpcpp/grpcpp.h"
 #include "prometheus/registry.h"
+#include "server/common/signals.h"
 
 namespace {
 
@@ -194,14 +195,7 @@ int main(int argc, char** argv) {
     return 2;
   }
 
-  // Signals are taken by sigwait on the main thread only; every thread made from here on
-  // (gRPC's included) inherits the mask.
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGINT);
-  sigaddset(&signals, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
-  signal(SIGPIPE, SIG_IGN);
+  const sigset_t signals = sluice::BlockTerminationSignals();
 
   auto registry = std::make_shared<prometheus::Registry>();
   IstioMetrics istio_metrics(*registry, options.gateway_name, "default");
@@ -283,8 +277,7 @@ int main(int argc, char** argv) {
               options.workers, options.decision_address.c_str());
   std::fflush(stdout);
 
-  int sig = 0;
-  sigwait(&signals, &sig);
+  const int sig = sluice::WaitForTerminationSignal(signals);
   // Graceful drain: refuse new connections, finish what is in flight, then stop.
   std::fprintf(stderr, "sluice-gateway: signal %d, draining (at most %s)\n", sig,
                absl::FormatDuration(options.drain_timeout).c_str());

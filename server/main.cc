@@ -23,6 +23,7 @@
 #include "server/api/decision_service.h"
 #include "server/api/server_metrics.h"
 #include "server/common/log.h"
+#include "server/common/signals.h"
 #include "server/config/duration.h"
 #include "server/routing/snapshot_printer.h"
 #include "server/store/config_store.h"
@@ -121,11 +122,7 @@ int main(int argc, char** argv) {
   }
 
   // Signals are taken by this thread only; every thread started below inherits the mask.
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGINT);
-  sigaddset(&signals, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  const sigset_t signals = sluice::BlockTerminationSignals();
 
   sluice::store::ConfigStore::Options options;
   options.config_paths = flags.config_paths;

@@ -38,6 +38,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/time/time.h"
 #include "gateway/http/beast.h"
+#include "server/common/signals.h"
 
 namespace {
 
@@ -287,11 +288,7 @@ int main(int argc, char** argv) {
                  "[--error-rate F] [--latency DURATION] [--threads N] [--seed N]\n";
     return 2;
   }
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGINT);
-  sigaddset(&signals, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  const sigset_t signals = sluice::BlockTerminationSignals();
 
   const size_t colon = options.listen.rfind(':');
   uint32_t port = 0;
@@ -320,8 +317,7 @@ int main(int argc, char** argv) {
   asio::co_spawn(io, Accept(acceptor, state), asio::detached);
   std::vector<std::thread> threads;
   for (int i = 0; i < std::max(1, options.threads); ++i) threads.emplace_back([&] { io.run(); });
-  int sig = 0;
-  sigwait(&signals, &sig);
+  sluice::WaitForTerminationSignal(signals);
   io.stop();
   for (auto& t : threads) t.join();
   return 0;
