@@ -26,7 +26,7 @@ std::unique_ptr<UpstreamConnection> UpstreamPool::TakeIdle(const std::string& en
     std::unique_ptr<UpstreamConnection> c = std::move(stack.back());
     stack.pop_back();
     const bool expired = idle_timeout > absl::ZeroDuration() && now - c->idle_since >= idle_timeout;
-    if (!expired && !PeerClosedOrDirty(c->stream.socket())) return c;
+    if (!expired && c->buffer.size() == 0 && !PeerClosedOrDirty(c->stream.socket())) return c;
     Discard(std::move(c));
   }
   return nullptr;
@@ -55,6 +55,9 @@ void UpstreamPool::Discard(std::unique_ptr<UpstreamConnection> connection) {
   connection->stream.socket().shutdown(net::tcp::socket::shutdown_both, ec);
   connection->stream.close();
   connection->ticket.Release();
+  if (auto it = open_.find(connection->endpoint); it != open_.end() && --it->second == 0) {
+    open_.erase(it);
+  }
   Wake(connection->cluster);
 }
 
@@ -89,6 +92,11 @@ void UpstreamPool::Wake(const std::string& cluster) {
       return;
     }
   }
+}
+
+uint32_t UpstreamPool::OpenCount(const std::string& endpoint) const {
+  auto it = open_.find(endpoint);
+  return it == open_.end() ? 0 : it->second;
 }
 
 size_t UpstreamPool::idle_count() const {

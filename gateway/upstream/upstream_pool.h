@@ -53,6 +53,12 @@ class UpstreamPool {
   // by other workers are not signalled; the poll catches them).
   net::asio::awaitable<void> WaitForRelease(const std::string& cluster, absl::Duration poll);
 
+  // Connections to `endpoint` this worker has open (idle or busy). Envoy opens a connection
+  // past maxConnections when its pool for a host has none, so that a request queued there
+  // is never left without a connection to wait for.
+  uint32_t OpenCount(const std::string& endpoint) const;
+  void NoteOpened(const std::string& endpoint) { ++open_[endpoint]; }
+
   size_t idle_count() const;
   void CloseAll();
 
@@ -67,6 +73,7 @@ class UpstreamPool {
     bool woken = false;
   };
   std::list<Waiter> waiters_;
+  absl::flat_hash_map<std::string, uint32_t> open_;
 };
 
 // True when the peer closed the connection or sent bytes nobody asked for: a pooled

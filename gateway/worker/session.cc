@@ -142,6 +142,8 @@ struct Session::Exchange {
   bool chunked = false;         // ... with Transfer-Encoding: chunked
   std::string content_length;   // ... or with this Content-Length
   bool head = false;            // a HEAD request: the response has no body
+  unsigned version = 11;        // the client's HTTP version (10 or 11)
+  bool body_pending = false;    // part of the client's body is still unread
   uint64_t bytes_received = 0;  // body bytes
   uint64_t bytes_sent = 0;      // body bytes
   unsigned response_code = 0;
@@ -173,6 +175,8 @@ struct Session::Target {
 struct Session::AttemptOutcome {
   AttemptResult result;
   bool route_timed_out = false;
+  // The client broke off while its body was being streamed: not the endpoint's doing.
+  error_code client_error;
   std::unique_ptr<UpstreamConnection> connection;
   std::unique_ptr<http::response_parser<http::buffer_body>> parser;
   absl::Time headers_at;
@@ -222,7 +226,15 @@ asio::awaitable<void> Session::Run() {
       if (ec) break;
       buffer_.commit(n);
     }
-    if (!co_await HandleOne()) break;
+    // Nothing on the request path throws by design; should a library call do it, the
+    // connection ends here and the worker still learns that the session is gone.
+    bool more = false;
+    try {
+      more = co_await HandleOne();
+    } catch (const std::exception& e) {
+      LogError(absl::StrCat("gateway session ended by an exception: ", e.what()));
+    }
+    if (!more) break;
     ++served_;
   }
   error_code ec;
@@ -248,14 +260,17 @@ asio::awaitable<bool> Session::HandleOne() {
   if (ec == http::error::need_more) ec = {};
   if (!ec && !parser.is_header_done()) {
     header_timer_.expires_after(absl::ToChronoMilliseconds(options.request_header_timeout));
-    header_timer_.async_wait([weak = weak_from_this()](error_code timer_ec) {
+    const uint64_t generation = ++header_generation_;
+    header_timer_.async_wait([weak = weak_from_this(), generation](error_code timer_ec) {
       auto self = weak.lock();
-      if (timer_ec || self == nullptr) return;
+      // An expiry already queued when the read completed must not cancel a later read.
+      if (timer_ec || self == nullptr || self->header_generation_ != generation) return;
       self->header_timed_out_ = true;
       error_code ignored;
       self->stream_.socket().cancel(ignored);
     });
     co_await http::async_read_header(stream_, buffer_, parser, Await(ec));
+    ++header_generation_;
     header_timer_.cancel();
   }
   if (ec) {
@@ -293,7 +308,17 @@ asio::awaitable<bool> Session::HandleOne() {
     Finish(ex);
     co_return false;
   }
-  if (request.version() < 11 && !request.keep_alive()) ex.close = true;
+  // A Transfer-Encoding that does not end in chunked cannot be framed (RFC 9112 6.3), and
+  // Beast would read it as no body: refuse it, or a proxy in front could disagree with us on
+  // where the request ends.
+  if (request.find(http::field::transfer_encoding) != request.end() && !request.chunked()) {
+    ex.close = true;
+    ex.flags = "DPE";
+    co_await LocalReply(ex, 400, "Bad Request: unsupported Transfer-Encoding");
+    Finish(ex);
+    co_return false;
+  }
+  ex.version = request.version();
   if (!request.keep_alive()) ex.close = true;
 
   if (absl::EqualsIgnoreCase(HeaderValue(request, "expect"), "100-continue")) {
@@ -334,6 +359,7 @@ asio::awaitable<bool> Session::HandleOne() {
     ex.bytes_received += n;
     if (ex.body.size() > options.retry_buffer_bytes) {
       ex.streaming = true;
+      ex.body_pending = true;
       break;
     }
   }
@@ -435,6 +461,7 @@ asio::awaitable<void> Session::Execute(RequestParser& parser, Exchange& ex) {
   if (decision.cluster_id() >= static_cast<uint32_t>(table.clusters_size()) ||
       decision.route_id() >= static_cast<uint32_t>(table.routes_size())) {
     LogError("decision refers to a cluster or route missing from its route table");
+    ReportNotSent(ex, "-");
     co_await LocalReply(ex, 503, "no route table for this decision");
     co_return;
   }
@@ -458,6 +485,7 @@ asio::awaitable<void> Session::Execute(RequestParser& parser, Exchange& ex) {
   if (decision.fault().abort_http_status() > 0) {
     context.sluice_metrics->CountFault(decision.host(), "abort");
     ex.flags = JoinFlags(fault_flags, "FI");
+    ReportNotSent(ex, "FI");
     co_await LocalReply(ex, decision.fault().abort_http_status(), kFaultAbortBody);
     co_return;
   }
@@ -513,18 +541,7 @@ asio::awaitable<void> Session::Forward(RequestParser& parser, Exchange& ex, Targ
   // A body that outgrew the retry buffer cannot be replayed: one attempt only.
   if (ex.streaming) target.plan.retry.num_retries = 0;
 
-  ClusterLimits::Ticket request_ticket = target.limits->TryRequest();
-  if (!request_ticket) {
-    context.sluice_metrics->CountOverflow(target.cluster, "requests");
-    ex.flags = "UO";
-    co_await LocalReply(ex, 503,
-                        "upstream connect error or disconnect/reset before headers. "
-                        "reset reason: overflow",
-                        /*overloaded=*/true);
-    co_return;
-  }
-
-  auto report = [&](uint32_t endpoint, uint32_t attempt, const AttemptResult& result,
+  auto report = [&](uint32_t endpoint, uint32_t attempt, v1::Outcome outcome, uint32_t status,
                     absl::Duration latency, const std::string& flags, bool final) {
     if (!ex.decision.has_value()) return;
     v1::AttemptReport r;
@@ -533,14 +550,26 @@ asio::awaitable<void> Session::Forward(RequestParser& parser, Exchange& ex, Targ
     r.set_cluster_id(target.cluster_id);
     r.set_endpoint_index(endpoint);
     r.set_attempt(attempt);
-    r.set_outcome(ToOutcome(result.kind));
-    r.set_status_code(result.status);
+    r.set_outcome(outcome);
+    r.set_status_code(status);
     r.set_latency_us(
         static_cast<uint32_t>(std::max<int64_t>(0, absl::ToInt64Microseconds(latency))));
     r.set_response_flags(flags);
     r.set_final(final);
     worker_.decisions().Report(std::move(r));
   };
+
+  ClusterLimits::Ticket request_ticket = target.limits->TryRequest();
+  if (!request_ticket) {
+    context.sluice_metrics->CountOverflow(target.cluster, "requests");
+    report(target.plan.primary, 0, v1::OVERFLOW, 0, absl::ZeroDuration(), "UO", true);
+    ex.flags = "UO";
+    co_await LocalReply(ex, 503,
+                        "upstream connect error or disconnect/reset before headers. "
+                        "reset reason: overflow",
+                        /*overloaded=*/true);
+    co_return;
+  }
 
   RequestFlow flow(target.plan, worker_.rng());
   auto interrupt = std::make_shared<Interrupt>();
@@ -563,11 +592,24 @@ asio::awaitable<void> Session::Forward(RequestParser& parser, Exchange& ex, Targ
       last = co_await RunAttempt(parser, ex, target, step.endpoint, step.attempt, *interrupt);
       const auto& [address, port] = target.endpoints[step.endpoint % target.endpoints.size()];
       ex.upstream_host = absl::StrCat(address, ":", port);
+      if (last.client_error) {
+        report(last_endpoint, flow.attempts(), v1::NOT_SENT, 0, absl::Now() - attempt_start, "DC",
+               true);
+        interrupt->done = true;
+        route_timer.cancel();
+        ex.close = true;
+        if (last.client_error == http::error::body_limit) {
+          ex.flags = "DPE";
+          co_await LocalReply(ex, 413, "Payload Too Large");
+        } else {
+          ex.flags = "DC";  // the client went away mid-body: nobody to answer
+        }
+        co_return;
+      }
       if (last.route_timed_out) {
         step = flow.OnRouteTimeout();
-        AttemptResult timeout;
-        timeout.kind = AttemptResult::Kind::kPerTryTimeout;
-        report(last_endpoint, flow.attempts(), timeout, absl::Now() - attempt_start, "UT", true);
+        report(last_endpoint, flow.attempts(), v1::TIMEOUT, 0, absl::Now() - attempt_start, "UT",
+               true);
         if (last.connection) worker_.pool().Discard(std::move(last.connection));
         continue;
       }
@@ -583,8 +625,8 @@ asio::awaitable<void> Session::Forward(RequestParser& parser, Exchange& ex, Targ
       if (last.result.kind == AttemptResult::Kind::kOverflow) {
         context.sluice_metrics->CountOverflow(target.cluster, "pending");
       }
-      report(last_endpoint, flow.attempts(), last.result, absl::Now() - attempt_start,
-             retrying ? "-" : flow.flags(), !retrying);
+      report(last_endpoint, flow.attempts(), ToOutcome(last.result.kind), last.result.status,
+             absl::Now() - attempt_start, retrying ? "-" : flow.flags(), !retrying);
       if (retrying) {
         // The response (if any) is not used: Envoy resets the upstream stream, which for
         // HTTP/1.1 means the connection goes.
@@ -647,7 +689,8 @@ asio::awaitable<Session::AttemptOutcome> Session::RunAttempt(RequestParser& pars
       break;
     }
     ClusterLimits::Ticket slot = target.limits->TryConnection();
-    if (slot) {
+    if (slot || pool.OpenCount(key) == 0) {
+      pool.NoteOpened(key);
       out.connection = std::make_unique<UpstreamConnection>(worker_.io().get_executor());
       out.connection->cluster = target.cluster;
       out.connection->endpoint = key;
@@ -741,16 +784,20 @@ asio::awaitable<Session::AttemptOutcome> Session::RunAttempt(RequestParser& pars
         client.body().data = chunk.data();
         client.body().size = chunk.size();
         error_code read_ec;
+        stream_.expires_after(absl::ToChronoMilliseconds(worker_.context().options.idle_timeout));
         co_await http::async_read(stream_, buffer_, parser, Await(read_ec));
+        stream_.expires_never();
         if (read_ec == http::error::need_buffer) read_ec = {};
         if (read_ec) {
           ex.close = true;
-          ec = read_ec;
-          break;
+          out.client_error = read_ec;
+          pool.Discard(std::move(out.connection));
+          co_return out;
         }
         upstream.body().data = chunk.data();
         upstream.body().size = chunk.size() - client.body().size;
         upstream.body().more = !parser.is_done();
+        if (parser.is_done()) ex.body_pending = false;
         ex.bytes_received += upstream.body().size;
       } else {
         upstream.body().data = nullptr;
@@ -814,8 +861,18 @@ asio::awaitable<bool> Session::Relay(AttemptOutcome& outcome, Exchange& ex, Targ
   const unsigned status = response.result_int();
   const bool bodyless =
       ex.method == "HEAD" || status == 204 || status == 304 || (status >= 100 && status < 200);
-  if (!upstream_length && !bodyless) response.chunked(true);
+  if (!upstream_length && !bodyless) {
+    // HTTP/1.0 has no chunked coding: the end of the body is the end of the connection.
+    if (ex.version >= 11) {
+      response.chunked(true);
+    } else {
+      ex.close = true;
+    }
+  }
+  if (ex.body_pending || worker_.context().draining.load()) ex.close = true;
   response.keep_alive(!ex.close);
+  // A client that stops reading is given the idle timeout per write, then closed.
+  const auto write_timeout = absl::ToChronoMilliseconds(worker_.context().options.idle_timeout);
 
   error_code ec;
   std::array<char, kChunk> chunk;
@@ -855,12 +912,17 @@ asio::awaitable<bool> Session::Relay(AttemptOutcome& outcome, Exchange& ex, Targ
       response.body().more = false;
     }
     ex.bytes_sent += response.body().size;
+    stream_.expires_after(write_timeout);
     co_await http::async_write(stream_, serializer, Await(ec));
+    stream_.expires_never();
     if (ec == http::error::need_buffer) ec = {};
     if (ec) client_ok = false;
   }
   if (!client_ok) ex.flags = JoinFlags(ex.flags, "DC");
-  if (upstream_ok && client_ok && parser.is_done() && parser.keep_alive()) {
+  // Bytes past the response's end mean the upstream's framing cannot be trusted: such a
+  // connection must not carry another client's request.
+  if (upstream_ok && client_ok && parser.is_done() && parser.keep_alive() &&
+      outcome.connection->buffer.size() == 0) {
     worker_.pool().Release(std::move(outcome.connection), target.max_requests_per_connection,
                            absl::Now());
   } else {
@@ -871,17 +933,24 @@ asio::awaitable<bool> Session::Relay(AttemptOutcome& outcome, Exchange& ex, Targ
 
 asio::awaitable<void> Session::LocalReply(Exchange& ex, unsigned status, std::string body,
                                           bool overloaded, std::string location) {
+  // 1xx, 204 and 304 carry no body (Beast's prepare_payload throws if they do).
+  if (status < 200 || status == 204 || status == 304) body.clear();
   http::response<http::string_body> response{static_cast<http::status>(status), 11};
   if (!body.empty()) response.set(http::field::content_type, "text/plain");
   if (overloaded) response.set("x-envoy-overloaded", "true");
   if (!location.empty()) response.set(http::field::location, location);
-  ex.bytes_sent = body.size();
   response.body() = std::move(body);
   response.prepare_payload();
+  if (ex.head) response.body().clear();  // HEAD: the length of what GET would get, no body
+  ex.bytes_sent = response.body().size();
+  // Unread request body bytes, or a drain: this is the connection's last response.
+  if (ex.body_pending || worker_.context().draining.load()) ex.close = true;
   response.keep_alive(!ex.close);
   ex.response_code = status;
   error_code ec;
+  stream_.expires_after(absl::ToChronoMilliseconds(worker_.context().options.idle_timeout));
   co_await http::async_write(stream_, response, Await(ec));
+  stream_.expires_never();
   if (ec) ex.close = true;
 }
 
@@ -908,6 +977,19 @@ void Session::Mirror(const Exchange& ex, std::string address, uint32_t port) {
         stream.socket().shutdown(tcp::socket::shutdown_both, ec);
       },
       asio::detached);
+}
+
+void Session::ReportNotSent(const Exchange& ex, const char* flags) {
+  if (!ex.decision.has_value()) return;
+  v1::AttemptReport r;
+  r.set_id(ex.decision->id());
+  r.set_config_version(ex.decision->config_version());
+  r.set_cluster_id(ex.decision->cluster_id());
+  r.set_endpoint_index(ex.decision->endpoint_index());
+  r.set_outcome(v1::NOT_SENT);
+  r.set_response_flags(flags);
+  r.set_final(true);
+  worker_.decisions().Report(std::move(r));
 }
 
 void Session::Finish(Exchange& ex) {

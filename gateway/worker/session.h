@@ -40,6 +40,9 @@ class Session : public std::enable_shared_from_this<Session> {
                                         bool overloaded = false, std::string location = "");
   void Mirror(const Exchange& ex, std::string address, uint32_t port);
   void Finish(Exchange& ex);
+  // A decided request that never reached its endpoint still ends its decision on the server
+  // (which counts it as in flight until then).
+  void ReportNotSent(const Exchange& ex, const char* flags);
 
   Worker& worker_;
   net::beast::tcp_stream stream_;
@@ -48,6 +51,7 @@ class Session : public std::enable_shared_from_this<Session> {
   // expiry would), so that the client still gets its 408.
   net::asio::steady_timer header_timer_;
   bool header_timed_out_ = false;
+  uint64_t header_generation_ = 0;  // a timer handler of an earlier request does nothing
   std::string client_address_;
   bool idle_ = false;
   uint64_t served_ = 0;

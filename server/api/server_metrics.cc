@@ -91,7 +91,7 @@ ServerMetrics::ServerMetrics(prometheus::Registry& registry)
                       .Help("Upstream attempts reported by gateways, by outcome")
                       .Register(registry);
   for (const char* outcome :
-       {"unspecified", "response", "connect_failure", "reset", "timeout", "overflow"}) {
+       {"unspecified", "response", "connect_failure", "reset", "timeout", "overflow", "not_sent"}) {
     attempt_reports.push_back(&reports.Add({{"outcome", outcome}}));
   }
 }

@@ -376,6 +376,49 @@ TEST_F(GatewayTest, NoRouteAndNoClusterAndMirror) {
   EXPECT_EQ(Received(1), 1);
 }
 
+TEST_F(GatewayTest, LocalRepliesKeepPipelinedConnectionsInStep) {
+  StartStubs();
+  StartServer(ShopService() + VirtualService(R"(  - name: no-content
+    match: [{headers: {x-case: {exact: empty}}}]
+    directResponse: {status: 204, body: {string: "ignored"}}
+  - name: main
+    route: [{destination: {host: shop, subset: v1}}]
+)"));
+  StartGateway();
+  // A HEAD answered locally (404 NR) carries no body; a 204 direct response neither, even
+  // when configured with one. The pipelined GET after them must still be read as its own
+  // response.
+  testing::RawResult r =
+      testing::RawExchange(gateway_address_,
+                           "HEAD / HTTP/1.1\r\nHost: nothing.example\r\n\r\n"
+                           "GET / HTTP/1.1\r\nHost: shop\r\nx-case: empty\r\n\r\n"
+                           "GET /third HTTP/1.1\r\nHost: shop\r\nConnection: close\r\n\r\n");
+  EXPECT_THAT(r.received, StartsWith("HTTP/1.1 404"));
+  const size_t no_content = r.received.find("HTTP/1.1 204");
+  const size_t third = r.received.find("HTTP/1.1 200");
+  ASSERT_NE(no_content, std::string::npos) << r.received;
+  ASSERT_NE(third, std::string::npos) << r.received;
+  EXPECT_LT(no_content, third);
+  EXPECT_EQ(r.received.find("ignored"), std::string::npos);
+  EXPECT_THAT(r.received.substr(third), HasSubstr("\"path\":\"/third\""));
+  EXPECT_TRUE(r.closed_by_peer);
+}
+
+TEST_F(GatewayTest, MaxConnectionsNeverStrandsAWorkerWithoutAConnection) {
+  StartStubs();
+  // No route timeout: a request queued with no connection to wait for would hang.
+  StartServer(ShopService("    connectionPool:\n"
+                          "      tcp: {maxConnections: 1}\n") +
+              VirtualService(SplitRoute(100, 0, "    retries: {attempts: 0}\n")));
+  StartGateway({"--workers", "2"});
+  // Fresh connections land on either worker; each worker's first connection to the
+  // endpoint opens even though the other worker's idle one holds the cluster's only slot,
+  // as Envoy opens one when a host's pool has none.
+  const absl::Time start = absl::Now();
+  for (int i = 0; i < 20; ++i) ASSERT_EQ(Get("/").status, 200) << "request " << i;
+  EXPECT_LT(absl::Now() - start, absl::Seconds(5));
+}
+
 TEST_F(GatewayTest, DecisionServiceDownDeniesFastThenRecovers) {
   StartStubs();
   StartServer(ShopService() + VirtualService(SplitRoute(100, 0)));
@@ -436,6 +479,10 @@ TEST_F(GatewayTest, MalformedHttpIsAnsweredAndClosed) {
        "POST / HTTP/1.1\r\nHost: shop\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n0\r\n\r\n",
        "HTTP/1.1 400"},
       {"no Host", "GET / HTTP/1.1\r\n\r\n", "HTTP/1.1 400"},
+      {"transfer-encoding not ending in chunked",
+       "POST / HTTP/1.1\r\nHost: shop\r\nTransfer-Encoding: gzip\r\nContent-Length: 4\r\n\r\n"
+       "abcd",
+       "HTTP/1.1 400"},
       {"not HTTP", "HELLO THERE\r\n\r\n", "HTTP/1.1 400"},
       {"headers too large",
        absl::StrCat("GET / HTTP/1.1\r\nHost: shop\r\nx-big: ", std::string(10000, 'a'), "\r\n\r\n"),
