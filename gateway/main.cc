@@ -230,6 +230,7 @@ int main(int argc, char** argv) {
     // queue behind each other's messages.
     grpc::ChannelArguments args;
     args.SetInt("grpc.use_local_subchannel_pool", 1);
+    args.SetInt(GRPC_ARG_MINIMAL_STACK, 1);  // see server/main.cc
     args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
     args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 2000);
     auto channel = grpc::CreateCustomChannel(options.decision_address,

@@ -155,6 +155,9 @@ int main(int argc, char** argv) {
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
+  // Decisions carry no deadlines or census data: the minimal filter stack saves CPU per
+  // message (measured in bench/README.md).
+  builder.AddChannelArgument(GRPC_ARG_MINIMAL_STACK, 1);
   int grpc_port = 0;
   builder.AddListeningPort(flags.listen, grpc::InsecureServerCredentials(), &grpc_port);
   builder.RegisterService(&decision_service);
