@@ -543,20 +543,7 @@ asio::awaitable<void> Session::Forward(RequestParser& parser, Exchange& ex, Targ
 
   auto report = [&](uint32_t endpoint, uint32_t attempt, v1::Outcome outcome, uint32_t status,
                     absl::Duration latency, const std::string& flags, bool final) {
-    if (!ex.decision.has_value()) return;
-    v1::AttemptReport r;
-    r.set_id(ex.decision->id());
-    r.set_config_version(ex.decision->config_version());
-    r.set_cluster_id(target.cluster_id);
-    r.set_endpoint_index(endpoint);
-    r.set_attempt(attempt);
-    r.set_outcome(outcome);
-    r.set_status_code(status);
-    r.set_latency_us(
-        static_cast<uint32_t>(std::max<int64_t>(0, absl::ToInt64Microseconds(latency))));
-    r.set_response_flags(flags);
-    r.set_final(final);
-    worker_.decisions().Report(std::move(r));
+    Report(ex, target.cluster_id, endpoint, attempt, outcome, status, latency, flags, final);
   };
 
   ClusterLimits::Ticket request_ticket = target.limits->TryRequest();
@@ -979,17 +966,28 @@ void Session::Mirror(const Exchange& ex, std::string address, uint32_t port) {
       asio::detached);
 }
 
-void Session::ReportNotSent(const Exchange& ex, const char* flags) {
-  if (!ex.decision.has_value()) return;
+void Session::Report(const Exchange& ex, uint32_t cluster_id, uint32_t endpoint, uint32_t attempt,
+                     v1::Outcome outcome, uint32_t status, absl::Duration latency,
+                     const std::string& flags, bool final) {
+  if (!ex.decision.has_value()) return;  // the fallback has no decision to report on
   v1::AttemptReport r;
   r.set_id(ex.decision->id());
   r.set_config_version(ex.decision->config_version());
-  r.set_cluster_id(ex.decision->cluster_id());
-  r.set_endpoint_index(ex.decision->endpoint_index());
-  r.set_outcome(v1::NOT_SENT);
+  r.set_cluster_id(cluster_id);
+  r.set_endpoint_index(endpoint);
+  r.set_attempt(attempt);
+  r.set_outcome(outcome);
+  r.set_status_code(status);
+  r.set_latency_us(static_cast<uint32_t>(std::max<int64_t>(0, absl::ToInt64Microseconds(latency))));
   r.set_response_flags(flags);
-  r.set_final(true);
+  r.set_final(final);
   worker_.decisions().Report(std::move(r));
+}
+
+void Session::ReportNotSent(const Exchange& ex, const char* flags) {
+  if (!ex.decision.has_value()) return;
+  Report(ex, ex.decision->cluster_id(), ex.decision->endpoint_index(), 0, v1::NOT_SENT, 0,
+         absl::ZeroDuration(), flags, true);
 }
 
 void Session::Finish(Exchange& ex) {

@@ -3,7 +3,9 @@
 #include <memory>
 #include <string>
 
+#include "absl/time/time.h"
 #include "gateway/http/beast.h"
+#include "sluice/v1/decision.pb.h"
 
 namespace sluice::gateway {
 
@@ -40,6 +42,10 @@ class Session : public std::enable_shared_from_this<Session> {
                                         bool overloaded = false, std::string location = "");
   void Mirror(const Exchange& ex, std::string address, uint32_t port);
   void Finish(Exchange& ex);
+  // One attempt's outcome, on the decision stream (nothing without a decision).
+  void Report(const Exchange& ex, uint32_t cluster_id, uint32_t endpoint, uint32_t attempt,
+              v1::Outcome outcome, uint32_t status, absl::Duration latency,
+              const std::string& flags, bool final);
   // A decided request that never reached its endpoint still ends its decision on the server
   // (which counts it as in flight until then).
   void ReportNotSent(const Exchange& ex, const char* flags);
