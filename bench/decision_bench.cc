@@ -7,7 +7,9 @@
 #include "absl/random/random.h"
 #include "absl/strings/str_cat.h"
 #include "benchmark/benchmark.h"
+#include "absl/time/clock.h"
 #include "server/config/loader.h"
+#include "server/health/health_tracker.h"
 #include "server/routing/decider.h"
 #include "server/routing/snapshot.h"
 
@@ -132,6 +134,26 @@ void BM_Decide_500Routes_LastRule(benchmark::State& state) {
   for (auto _ : state) benchmark::DoNotOptimize(Decide(s, r, gen));
 }
 BENCHMARK(BM_Decide_500Routes_LastRule);
+
+// A decision plus what its attempt report costs the server later: reviews has an
+// outlierDetection block, so the report runs the outlier detector and the success-rate
+// window under the tracker's lock. Two threads show what that lock costs when contended.
+void BM_DecideAndReport_OutlierOn(benchmark::State& state) {
+  const Snapshot& s = Example();
+  static health::HealthTracker* tracker = [&s] {
+    auto* t = new health::HealthTracker([] { return absl::Now(); }, nullptr);
+    t->OnSnapshot(s);
+    return t;
+  }();
+  const RequestAttributes r = Request("reviews:9080", "/reviews/1", {{"end-user", "alice"}});
+  absl::BitGen gen;
+  for (auto _ : state) {
+    const Decision d = Decide(s, r, gen);
+    tracker->OnAttempt({s.version(), d.cluster->id, static_cast<uint32_t>(d.endpoint_index),
+                        {health::AttemptEvent::Kind::kResponse, 200}});
+  }
+}
+BENCHMARK(BM_DecideAndReport_OutlierOn)->Threads(1)->Threads(2);
 
 }  // namespace
 }  // namespace sluice::routing

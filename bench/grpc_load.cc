@@ -3,12 +3,15 @@
 // throughput, latency percentiles and the server's CPU per request (from /proc).
 //
 //   grpc_load --target HOST:PORT --mode MODE --inflight N --seconds S --server-pid PID
-//   MODE: decide-unary | echo-unary | decide-stream | echo-stream
+//   MODE: decide-unary | echo-unary | decide-stream | decide-stream-reports | echo-stream
 //
 // Unary modes run N threads of blocking calls. Stream modes keep N requests outstanding on
 // one stream; decide-stream sends every free slot's request in one message (the coalescing
 // a gateway worker does within one event-loop turn); echo-stream sends one empty message
-// per request, the per-message baseline.
+// per request, the per-message baseline. decide-stream-reports also sends, with the next
+// message, an attempt report (a 200) for every decision received, as a gateway does: the
+// server then also runs outlier detection and success-rate accounting for each request
+// (reviews has an outlierDetection block in deploy/examples).
 
 #include <unistd.h>
 
@@ -128,7 +131,9 @@ void RunStream(const Options& o, const std::shared_ptr<grpc::Channel>& channel, 
   absl::flat_hash_map<uint64_t, Clock::time_point> sent_at;  // decide: by id
   std::deque<Clock::time_point> fifo;                        // echo: in order
   grpc::ClientContext ctx;
-  const bool decide = o.mode == "decide-stream";
+  const bool decide = o.mode == "decide-stream" || o.mode == "decide-stream-reports";
+  const bool reports = o.mode == "decide-stream-reports";
+  std::vector<sluice::v1::AttemptReport> pending_reports;  // guarded by mu
   auto decide_stub = sluice::v1::DecisionService::NewStub(channel);
   auto echo_stub = sluice::bench::Echo::NewStub(channel);
   auto decide_stream = decide ? decide_stub->Stream(&ctx) : nullptr;
@@ -146,6 +151,18 @@ void RunStream(const Options& o, const std::shared_ptr<grpc::Channel>& channel, 
           rec.Add(Micros(now - it->second));
           sent_at.erase(it);
           --outstanding;
+          if (reports && d.action() == sluice::v1::FORWARD) {
+            sluice::v1::AttemptReport& r = pending_reports.emplace_back();
+            r.set_id(d.id());
+            r.set_config_version(d.config_version());
+            r.set_cluster_id(d.cluster_id());
+            r.set_endpoint_index(d.endpoint_index());
+            r.set_attempt(1);
+            r.set_outcome(sluice::v1::RESPONSE);
+            r.set_status_code(200);
+            r.set_latency_us(1000);
+            r.set_final(true);
+          }
         }
         cv.notify_one();
       }
@@ -181,6 +198,8 @@ void RunStream(const Options& o, const std::shared_ptr<grpc::Channel>& channel, 
           *msg.add_decide() = Request(++next_id);
           sent_at[next_id] = now;
         }
+        for (sluice::v1::AttemptReport& r : pending_reports) *msg.add_reports() = std::move(r);
+        pending_reports.clear();
       }
       if (!decide_stream->Write(msg)) break;
     } else {

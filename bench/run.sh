@@ -67,7 +67,7 @@ start server "$build/server/sluice-server" --config "$root/deploy/examples" \
   --listen 127.0.0.1:0 --metrics 127.0.0.1:0
 start echo "$build/bench/echo_server" --listen 127.0.0.1:0
 
-modes=(decide-stream echo-stream decide-unary echo-unary)
+modes=(decide-stream decide-stream-reports echo-stream decide-unary echo-unary)
 for ((r = 1; r <= rounds; r++)); do
   for mode in "${modes[@]}"; do
     case $mode in
@@ -75,7 +75,7 @@ for ((r = 1; r <= rounds; r++)); do
       *) target=$echo_addr; pid=$echo_pid ;;
     esac
     case $mode in
-      *-stream) inflight=$stream_inflight ;;
+      *-stream|*-stream-reports) inflight=$stream_inflight ;;
       *) inflight=$unary_inflight ;;
     esac
     "$build/bench/grpc_load" --target "$target" --mode "$mode" --inflight "$inflight" \
@@ -102,9 +102,9 @@ done
       for (i = 1; i <= k; i++) for (j = i + 1; j <= k; j++) if (v[j] + 0 < v[i] + 0) { t = v[i]; v[i] = v[j]; v[j] = t }
       return v[int((k + 1) / 2)] }
     END {
-      split("decide-stream echo-stream decide-unary echo-unary", order, " ")
-      for (o = 1; o <= 4; o++) {
-        m = order[o]; base = m; sub(/^decide/, "echo", base)
+      split("decide-stream decide-stream-reports echo-stream decide-unary echo-unary", order, " ")
+      for (o = 1; o <= 5; o++) {
+        m = order[o]; base = m; sub(/^decide/, "echo", base); sub(/-reports$/, "", base)
         c = median(cpu, m); q = median(p99, m)
         ratio_c = (m ~ /^decide/) ? sprintf("%.2fx", c / median(cpu, base)) : "1 (baseline)"
         ratio_q = (m ~ /^decide/) ? sprintf("%.2fx", q / median(p99, base)) : "1 (baseline)"

@@ -12,8 +12,11 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "google/protobuf/util/json_util.h"
 #include "grpcpp/grpcpp.h"
 #include "server/config/loader.h"
@@ -48,7 +51,8 @@ commands:
       Show the decision for a request and why: each rule tried, the weight draw, the fault
       draws, the endpoint choice.
   endpoints [HOST] [-o json]
-      Endpoints per cluster (host and subset) with their in-flight count and health.
+      Endpoints per cluster (host and subset): health (ejected since/until and why),
+      in-flight count, success rate over the last minute, ejection count.
 )";
 
 int Usage(int code) {
@@ -410,15 +414,51 @@ int Endpoints(Client& client, const Args& args) {
     std::cout << ToJson(response) << "\n";
     return 0;
   }
+  const absl::Time now = absl::Now();
   for (const sluice::v1::ClusterEndpoints& c : response.clusters()) {
-    std::cout << c.cluster() << "  (" << c.load_balancer() << ")\n";
-    std::printf("  %-24s %-10s %-9s %s\n", "ENDPOINT", "HEALTH", "IN-FLIGHT", "LABELS");
+    std::cout << c.cluster() << "  (" << c.load_balancer();
+    if (c.outlier_detection()) {
+      std::cout << "; outlier detection: " << c.ejected() << " of " << c.endpoints_size()
+                << " ejected";
+      if (c.ejection_overflows() > 0) {
+        std::cout << ", " << c.ejection_overflows() << " overflow(s)";
+      }
+      std::cout << "; min health " << c.min_health_percent() << "%";
+    }
+    std::cout << ")\n";
+    std::printf("  %-24s %-8s %-9s %-16s %-9s %s\n", "ENDPOINT", "HEALTH", "IN-FLIGHT",
+                "SUCCESS(1m)", "EJECTIONS", "LABELS");
     for (const sluice::v1::EndpointState& e : c.endpoints()) {
       std::vector<std::string> labels;
       for (const auto& [k, v] : e.labels()) labels.push_back(absl::StrCat(k, "=", v));
       std::sort(labels.begin(), labels.end());
-      std::printf("  %-24s %-10s %-9d %s\n", absl::StrCat(e.address(), ":", e.port()).c_str(),
-                  e.health().c_str(), e.in_flight(), absl::StrJoin(labels, ",").c_str());
+      const std::string success =
+          e.recent_attempts() == 0
+              ? std::string("-")
+              : absl::StrFormat(
+                    "%.1f%% of %d",
+                    100.0 * (e.recent_attempts() - e.recent_failures()) / e.recent_attempts(),
+                    e.recent_attempts());
+      std::printf("  %-24s %-8s %-9d %-16s %-9u %s\n",
+                  absl::StrCat(e.address(), ":", e.port()).c_str(), e.health().c_str(),
+                  e.in_flight(), success.c_str(), e.ejections(),
+                  absl::StrJoin(labels, ",").c_str());
+      if (e.health() == "ejected" && e.ejected_since_unix_ms() > 0) {
+        const absl::Time since = absl::FromUnixMillis(e.ejected_since_unix_ms());
+        const absl::Time until = absl::FromUnixMillis(e.ejected_until_unix_ms());
+        std::printf(
+            "      %s since %s (%s ago); back at the first interval tick after %s%s\n",
+            e.ejection_reason().c_str(),
+            absl::FormatTime("%H:%M:%E3S", since, absl::UTCTimeZone()).c_str(),
+            absl::FormatDuration(absl::Trunc(now - since, absl::Milliseconds(100))).c_str(),
+            absl::FormatTime("%H:%M:%E3S", until, absl::UTCTimeZone()).c_str(),
+            until > now
+                ? absl::StrCat(
+                      " (in ",
+                      absl::FormatDuration(absl::Trunc(until - now, absl::Milliseconds(100))), ")")
+                      .c_str()
+                : "");
+      }
     }
   }
   return 0;

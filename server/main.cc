@@ -21,10 +21,13 @@
 #include "prometheus/registry.h"
 #include "server/api/admin_service.h"
 #include "server/api/decision_service.h"
+#include "server/api/health_events.h"
 #include "server/api/server_metrics.h"
 #include "server/common/log.h"
 #include "server/common/signals.h"
 #include "server/config/duration.h"
+#include "server/health/health_ticker.h"
+#include "server/health/health_tracker.h"
 #include "server/routing/snapshot_printer.h"
 #include "server/store/config_store.h"
 
@@ -139,6 +142,10 @@ int main(int argc, char** argv) {
   auto registry = std::make_shared<prometheus::Registry>();
   sluice::api::ServerMetrics metrics(*registry);
   (*store)->OnSwap([&metrics](const sluice::routing::Snapshot& s) { metrics.OnSnapshot(s); });
+  sluice::api::HealthEventSink health_events(*registry);
+  sluice::health::HealthTracker health([] { return absl::Now(); }, &health_events);
+  (*store)->OnSwap([&health](const sluice::routing::Snapshot& s) { health.OnSnapshot(s); });
+  sluice::health::HealthTicker health_ticker(health);
 
   std::unique_ptr<prometheus::Exposer> exposer;
   try {
@@ -150,8 +157,8 @@ int main(int argc, char** argv) {
   }
   exposer->RegisterCollectable(registry);
 
-  sluice::api::DecisionServiceImpl decision_service(**store, metrics);
-  sluice::api::AdminServiceImpl admin_service(**store, metrics);
+  sluice::api::DecisionServiceImpl decision_service(**store, metrics, health);
+  sluice::api::AdminServiceImpl admin_service(**store, metrics, health);
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;

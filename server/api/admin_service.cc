@@ -185,13 +185,37 @@ grpc::Status AdminServiceImpl::ListEndpoints(grpc::ServerContext*,
     c->set_host(cluster->host);
     c->set_subset(cluster->subset);
     c->set_load_balancer(routing::LoadBalancerName(cluster->policy.load_balancer));
-    for (const routing::Endpoint& e : cluster->endpoints) {
+    c->set_min_health_percent(cluster->policy.outlier.healthy_panic_threshold);
+    const std::optional<health::ClusterHealth> state = health_.Describe(cluster->name);
+    if (state) {
+      c->set_outlier_detection(state->outlier_detection);
+      c->set_ejected(static_cast<uint32_t>(state->ejected));
+      c->set_ejection_overflows(state->overflows);
+    }
+    for (size_t i = 0; i < cluster->endpoints.size(); ++i) {
+      const routing::Endpoint& e = cluster->endpoints[i];
       v1::EndpointState* s = c->add_endpoints();
       s->set_address(e.address);
       s->set_port(e.port);
       for (const auto& [k, v] : e.labels) (*s->mutable_labels())[k] = v;
       s->set_in_flight(e.runtime->in_flight.load(std::memory_order_relaxed));
       s->set_health(e.runtime->ejected.load(std::memory_order_relaxed) ? "ejected" : "healthy");
+      // The tracker follows the same snapshot order; a change racing this call shows
+      // up as a missing or mismatched id, and that endpoint's details are left out.
+      if (!state || i >= state->endpoints.size() || state->endpoints[i].id != e.id) continue;
+      const health::EndpointHealth& h = state->endpoints[i];
+      if (h.ejected) {
+        s->set_ejection_reason(health::EjectionReasonName(h.reason));
+        s->set_ejected_since_unix_ms(absl::ToUnixMillis(h.ejected_since));
+        s->set_ejected_until_unix_ms(absl::ToUnixMillis(h.ejected_until));
+      }
+      s->set_ejections(h.ejections);
+      s->set_ejection_multiplier(h.multiplier);
+      s->set_consecutive_5xx(h.consecutive_5xx);
+      s->set_consecutive_gateway_errors(h.consecutive_gateway_errors);
+      s->set_consecutive_local_origin_failures(h.consecutive_local_origin_failures);
+      s->set_recent_attempts(h.recent.attempts);
+      s->set_recent_failures(h.recent.failures);
     }
   }
   if (!host.empty() && response->clusters_size() == 0) {

@@ -2,6 +2,7 @@
 
 #include "grpcpp/grpcpp.h"
 #include "server/api/server_metrics.h"
+#include "server/health/health_tracker.h"
 #include "server/store/config_store.h"
 #include "sluice/v1/admin.grpc.pb.h"
 
@@ -11,8 +12,9 @@ namespace sluice::api {
 // synchronous API is enough.
 class AdminServiceImpl final : public v1::AdminService::Service {
  public:
-  AdminServiceImpl(store::ConfigStore& store, ServerMetrics& metrics)
-      : store_(store), metrics_(metrics) {}
+  AdminServiceImpl(store::ConfigStore& store, ServerMetrics& metrics,
+                   const health::HealthTracker& health)
+      : store_(store), metrics_(metrics), health_(health) {}
 
   // v1::AdminService
   grpc::Status Apply(grpc::ServerContext*, const v1::ApplyRequest* request,
@@ -31,6 +33,7 @@ class AdminServiceImpl final : public v1::AdminService::Service {
  private:
   store::ConfigStore& store_;
   ServerMetrics& metrics_;
+  const health::HealthTracker& health_;
 };
 
 // Diagnostics as the API returns them.

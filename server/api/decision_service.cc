@@ -19,6 +19,25 @@ absl::BitGen& ThreadBitGen() {
   return gen;
 }
 
+// What an attempt's outcome says about its endpoint, in the outlier detector's terms.
+health::AttemptEvent ToAttemptEvent(const v1::AttemptReport& report) {
+  using Kind = health::AttemptEvent::Kind;
+  switch (report.outcome()) {
+    case v1::RESPONSE:
+      return {Kind::kResponse, report.status_code()};
+    case v1::CONNECT_FAILURE:
+      return {Kind::kConnectFailure, 0};
+    case v1::RESET:
+      return {Kind::kReset, 0};
+    case v1::TIMEOUT:
+      return {Kind::kTimeout, 0};
+    default:
+      // Overflows never reached the endpoint (Envoy does not count them either, issue
+      // #25487); NOT_SENT attempts were never sent or not awaited.
+      return {Kind::kNotCounted, 0};
+  }
+}
+
 double SecondsSince(Clock::time_point start) {
   return std::chrono::duration<double>(Clock::now() - start).count();
 }
@@ -90,6 +109,8 @@ class StreamReactor final : public grpc::ServerBidiReactor<v1::GatewayMessage, v
       it->second->in_flight.fetch_sub(1, std::memory_order_relaxed);
       outstanding_.erase(it);
     }
+    service_.health().OnAttempt({report.config_version(), report.cluster_id(),
+                                 report.endpoint_index(), ToAttemptEvent(report)});
   }
 
   void Process() {

@@ -2,6 +2,7 @@
 
 #include "grpcpp/grpcpp.h"
 #include "server/api/server_metrics.h"
+#include "server/health/health_tracker.h"
 #include "server/store/config_store.h"
 #include "sluice/v1/decision.grpc.pb.h"
 
@@ -10,8 +11,10 @@ namespace sluice::api {
 // Adapts DecisionService over gRPC's callback API to the decider: translation only.
 class DecisionServiceImpl final : public v1::DecisionService::CallbackService {
  public:
-  DecisionServiceImpl(store::ConfigStore& store, ServerMetrics& metrics)
-      : store_(store), metrics_(metrics) {}
+  // Attempt reports feed `health`.
+  DecisionServiceImpl(store::ConfigStore& store, ServerMetrics& metrics,
+                      health::HealthTracker& health)
+      : store_(store), metrics_(metrics), health_(health) {}
 
   // v1::DecisionService
   grpc::ServerUnaryReactor* Decide(grpc::CallbackServerContext* context,
@@ -22,10 +25,12 @@ class DecisionServiceImpl final : public v1::DecisionService::CallbackService {
 
   store::ConfigStore& store() { return store_; }
   ServerMetrics& metrics() { return metrics_; }
+  health::HealthTracker& health() { return health_; }
 
  private:
   store::ConfigStore& store_;
   ServerMetrics& metrics_;
+  health::HealthTracker& health_;
 };
 
 }  // namespace sluice::api

@@ -24,6 +24,13 @@ OutlierDetector::OutlierDetector(const routing::OutlierPolicy& policy, size_t ho
       max_ejection_time_(std::max(policy.max_ejection_time, policy.base_ejection_time)),
       hosts_(hosts) {}
 
+OutlierDetector::OutlierDetector(const routing::OutlierPolicy& policy, std::vector<Host> hosts)
+    : OutlierDetector(policy, size_t{0}) {
+  hosts_ = std::move(hosts);
+  active_ejections_ =
+      std::count_if(hosts_.begin(), hosts_.end(), [](const Host& h) { return h.ejected; });
+}
+
 absl::Duration OutlierDetector::EjectionTime(size_t host) const {
   return std::min(policy_.base_ejection_time * static_cast<int64_t>(hosts_[host].multiplier),
                   max_ejection_time_);

@@ -50,6 +50,8 @@ class OutlierDetector {
   };
 
   OutlierDetector(const routing::OutlierPolicy& policy, size_t hosts);
+  // Carries endpoint state over a configuration change (new policy or endpoint set).
+  OutlierDetector(const routing::OutlierPolicy& policy, std::vector<Host> hosts);
 
   // Counts the attempt's outcome; returns true when it ejected the endpoint just now.
   bool OnAttempt(size_t host, const AttemptEvent& event, absl::Time now);
@@ -60,6 +62,8 @@ class OutlierDetector {
   // How long the current (or next) ejection of `host` lasts.
   absl::Duration EjectionTime(size_t host) const;
   const Host& host(size_t i) const { return hosts_[i]; }
+  const std::vector<Host>& hosts() const { return hosts_; }
+  const routing::OutlierPolicy& policy() const { return policy_; }
   size_t size() const { return hosts_.size(); }
   size_t ejected_count() const { return active_ejections_; }
   uint64_t overflows() const { return overflows_; }

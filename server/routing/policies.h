@@ -69,6 +69,8 @@ struct OutlierPolicy {
   // Envoy's healthy_panic_threshold: Istio writes minHealthPercent (default 0, panic off)
   // whenever an outlierDetection block exists; otherwise Envoy's 50% stands.
   uint32_t healthy_panic_threshold = 50;
+
+  bool operator==(const OutlierPolicy&) const = default;
 };
 
 enum class LoadBalancer { kLeastRequest, kRoundRobin, kRandom };

@@ -208,8 +208,10 @@ ChangeResult ConfigStore::Commit(config::ConfigSet files, config::ConfigSet appl
         files_ = std::move(files);
         applied_ = std::move(applied);
         ++version_;
-        current_.Store(*snapshot);
+        // Listeners first: health state must know the new snapshot's clusters before the
+        // first decision on it, or that decision's reports would find nothing.
         for (const auto& listener : listeners_) listener(**snapshot);
+        current_.Store(*snapshot);
         result.applied = true;
         result.version = version_;
       } else {

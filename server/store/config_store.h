@@ -76,7 +76,8 @@ class ConfigStore {
   std::vector<StoredResource> List(absl::string_view kind) const;
   std::optional<StoredResource> Get(const ResourceKey& key) const;
 
-  // Called after every swap with the new snapshot (metrics, logs).
+  // Called with every new snapshot just before it starts serving (metrics, health), and
+  // at once with the current one.
   void OnSwap(std::function<void(const routing::Snapshot&)> listener);
 
   routing::RuntimeStore& runtime() { return runtime_; }
