@@ -6,8 +6,8 @@
 
 #include "absl/random/random.h"
 #include "absl/strings/str_cat.h"
-#include "benchmark/benchmark.h"
 #include "absl/time/clock.h"
+#include "benchmark/benchmark.h"
 #include "server/config/loader.h"
 #include "server/health/health_tracker.h"
 #include "server/routing/decider.h"
@@ -149,7 +149,9 @@ void BM_DecideAndReport_OutlierOn(benchmark::State& state) {
   absl::BitGen gen;
   for (auto _ : state) {
     const Decision d = Decide(s, r, gen);
-    tracker->OnAttempt({s.version(), d.cluster->id, static_cast<uint32_t>(d.endpoint_index),
+    tracker->OnAttempt({s.version(),
+                        d.cluster->id,
+                        static_cast<uint32_t>(d.endpoint_index),
                         {health::AttemptEvent::Kind::kResponse, 200}});
   }
 }
