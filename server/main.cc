@@ -144,7 +144,10 @@ int main(int argc, char** argv) {
   (*store)->OnSwap([&metrics](const sluice::routing::Snapshot& s) { metrics.OnSnapshot(s); });
   sluice::api::HealthEventSink health_events(*registry);
   sluice::health::HealthTracker health([] { return absl::Now(); }, &health_events);
-  (*store)->OnSwap([&health](const sluice::routing::Snapshot& s) { health.OnSnapshot(s); });
+  (*store)->OnSwap([&health, &health_events](const sluice::routing::Snapshot& s) {
+    health_events.DeclareClusters(s);
+    health.OnSnapshot(s);
+  });
   sluice::health::HealthTicker health_ticker(health);
 
   std::unique_ptr<prometheus::Exposer> exposer;

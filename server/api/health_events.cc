@@ -18,6 +18,13 @@ HealthEventSink::HealthEventSink(prometheus::Registry& registry)
                      .Help("Detections not ejected because of maxEjectionPercent, per cluster")
                      .Register(registry)) {}
 
+void HealthEventSink::DeclareClusters(const routing::Snapshot& snapshot) {
+  for (const auto& cluster : snapshot.clusters()) {
+    // Family::Add returns the existing series unchanged when there is one.
+    if (cluster->policy.outlier.enabled) active_.Add({{"cluster_name", cluster->name}});
+  }
+}
+
 void HealthEventSink::OnEjected(const std::string& cluster, const std::string& endpoint,
                                 health::EjectionReason reason, uint32_t ejections,
                                 absl::Duration duration) {

@@ -19,6 +19,10 @@ class HealthEventSink final : public health::HealthEvents {
  public:
   explicit HealthEventSink(prometheus::Registry& registry);
 
+  // Creates the ejections_active series (at 0) of every cluster with outlier detection, so
+  // dashboards and alerts see the series before the first ejection.
+  void DeclareClusters(const routing::Snapshot& snapshot);
+
   // health::HealthEvents
   void OnEjected(const std::string& cluster, const std::string& endpoint,
                  health::EjectionReason reason, uint32_t ejections,

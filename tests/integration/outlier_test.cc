@@ -193,6 +193,10 @@ TEST_F(OutlierTest, EjectsAfterExactlyTheThresholdAcrossTwoGatewaysAndReturnsWhe
   StartAll(absl::StrCat("{consecutive5xxErrors: ", kThreshold,
                         ", interval: 200ms, baseEjectionTime: 2s, maxEjectionPercent: 50}"),
            2);
+  // The gauge exists, at 0, before any ejection, for dashboards and alerts.
+  EXPECT_THAT(testing::HttpGet(server_metrics_, "/metrics"),
+              HasSubstr(absl::StrCat("sluice_outlier_ejections_active{cluster_name=\"", kCluster,
+                                     "\"} 0")));
   SetErrorRate(1, 1.0);  // stub 1 starts failing
 
   // One request at a time, alternating gateways, each report taken in before the next
