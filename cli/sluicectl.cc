@@ -11,6 +11,7 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
@@ -53,6 +54,15 @@ commands:
   endpoints [HOST] [-o json]
       Endpoints per cluster (host and subset): health (ejected since/until and why),
       in-flight count, success rate over the last minute, ejection count.
+  canary status [NAME] [-n NAMESPACE] [--watch] [-o json]
+      Phase, weight, step, failed checks, each metric's last value against its threshold,
+      the sequential judge's progress. --watch prints a progress line whenever it changes,
+      until the canary finishes (Succeeded or Failed) or Ctrl-C.
+  canary promote|rollback|pause|resume|restart NAME [-n NAMESPACE]
+  canary set-weight NAME WEIGHT [-n NAMESPACE]
+      Manual control: promote sends everything to the canary, rollback nothing; pause holds
+      the weights, resume continues; set-weight pauses at WEIGHT (resume continues from the
+      next step above it); restart begins the analysis again from 0%.
 )";
 
 int Usage(int code) {
@@ -464,6 +474,147 @@ int Endpoints(Client& client, const Args& args) {
   return 0;
 }
 
+std::string FormatCheck(const sluice::v1::CanaryCheck& c) {
+  const std::string value = c.has_value() ? absl::StrFormat("%.4g", c.value()) : "-";
+  std::string line = absl::StrCat(c.name(), " ", value, " (", c.threshold(), ") ", c.outcome());
+  if (!c.detail().empty()) absl::StrAppend(&line, ": ", c.detail());
+  return line;
+}
+
+// One line that fits a terminal: what a watcher needs to see change.
+std::string ProgressLine(const sluice::v1::CanaryState& c, int64_t now_ms) {
+  std::string bar;
+  for (int i = 0; i < 20; ++i) bar += i < c.weight() / 5 ? '#' : '.';
+  std::string line = absl::StrCat(c.namespace_(), "/", c.name(), " [", bar, "] ", c.weight(), "% ",
+                                  c.phase(), " failed ", c.failed_checks(), "/", c.threshold());
+  for (const auto& check : c.last_checks()) {
+    absl::StrAppend(&line, " | ", check.name(), " ",
+                    check.has_value() ? absl::StrFormat("%.4g", check.value()) : "-", " ",
+                    check.outcome());
+  }
+  if (c.judge() == "sequential") {
+    absl::StrAppend(&line, absl::StrFormat(" | judge %.0f%%", 100 * c.judge_progress()));
+  }
+  if (c.next_check_unix_ms() > 0) {
+    absl::StrAppend(
+        &line, " | next check in ",
+        absl::StrFormat("%.1fs", std::max<int64_t>(0, c.next_check_unix_ms() - now_ms) / 1000.0));
+  }
+  return line;
+}
+
+void PrintCanary(const sluice::v1::CanaryState& c, int64_t now_ms) {
+  std::vector<std::string> steps;
+  for (int32_t w : c.step_weights()) steps.push_back(absl::StrCat(w));
+  std::cout << "canary       " << c.namespace_() << "/" << c.name() << "\n";
+  std::cout << "host         " << c.host() << ": " << c.stable_subset() << " (stable) -> "
+            << c.canary_subset() << " (canary)\n";
+  std::cout << "phase        " << c.phase() << "\n";
+  std::cout << "weight       " << c.weight() << "% to " << c.canary_subset() << ", steps "
+            << absl::StrJoin(steps, ",") << "\n";
+  std::cout << "checks       " << c.checks_passed() << " passed, " << c.checks_failed()
+            << " failed, " << c.checks_no_evidence() << " without evidence; failed "
+            << c.failed_checks() << " of threshold " << c.threshold() << "\n";
+  std::cout << "judge        " << c.judge();
+  if (c.judge() == "sequential") {
+    std::cout << absl::StrFormat(" (%.0f%% of the way to a rollback)", 100 * c.judge_progress());
+  }
+  std::cout << "\n";
+  for (const auto& check : c.last_checks())
+    std::cout << "metric       " << FormatCheck(check) << "\n";
+  if (c.next_check_unix_ms() > 0) {
+    std::cout << absl::StrFormat("next check   in %.1fs (every %.1fs)\n",
+                                 std::max<int64_t>(0, c.next_check_unix_ms() - now_ms) / 1000.0,
+                                 c.interval_ms() / 1000.0);
+  }
+  std::cout << "last         " << c.message() << "\n";
+}
+
+int Canary(Client& client, const Args& args) {
+  if (args.positional.empty()) {
+    std::cerr << "sluicectl canary: give status, promote, rollback, pause, resume, restart or "
+                 "set-weight\n";
+    return 2;
+  }
+  const std::string& verb = args.positional[0];
+  const std::string name = args.positional.size() > 1 ? args.positional[1] : "";
+  const std::string ns = args.One("-n", "default");
+  const bool json = args.One("-o") == "json";
+  if (verb == "status") {
+    sluice::v1::CanaryStatusRequest request;
+    request.set_name(name);
+    request.set_namespace_(ns);
+    const bool watch = args.Has("--watch");
+    std::string last_line;
+    while (true) {
+      sluice::v1::CanaryStatusResponse response;
+      grpc::Status status = client.stub().CanaryStatus(client.Context().get(), request, &response);
+      if (!status.ok()) return RpcFailure(status);
+      if (!watch) {
+        if (json) {
+          std::cout << ToJson(response) << "\n";
+        } else if (response.canaries_size() == 0) {
+          std::cout << "no canaries\n";
+        }
+        for (int i = 0; i < response.canaries_size() && !json; ++i) {
+          if (i > 0) std::cout << "\n";
+          PrintCanary(response.canaries(i), response.now_unix_ms());
+        }
+        return 0;
+      }
+      // --watch: a line per change (every line is kept, so a log of the rollout remains).
+      bool running = false;
+      std::vector<std::string> lines;
+      for (const auto& c : response.canaries()) {
+        lines.push_back(ProgressLine(c, response.now_unix_ms()));
+        running = running || (c.phase() != "Succeeded" && c.phase() != "Failed");
+      }
+      std::string joined = absl::StrJoin(lines, "\n");
+      // The countdown changes every redraw; compare without it.
+      std::string key = joined;
+      for (size_t at; (at = key.find(" | next check in ")) != std::string::npos;) {
+        key.erase(at, key.find('\n', at) == std::string::npos ? std::string::npos
+                                                              : key.find('\n', at) - at);
+      }
+      if (key != last_line) {
+        std::cout << absl::FormatTime("%H:%M:%S ", absl::Now(), absl::LocalTimeZone()) << joined
+                  << std::endl;
+        last_line = key;
+      }
+      if (!running) return 0;
+      absl::SleepFor(absl::Milliseconds(200));
+    }
+  }
+  if (name.empty()) {
+    std::cerr << "sluicectl canary " << verb << ": give the Canary's NAME\n";
+    return 2;
+  }
+  sluice::v1::CanaryActionRequest request;
+  request.set_name(name);
+  request.set_namespace_(ns);
+  request.set_action(verb);
+  if (verb == "set-weight") {
+    int weight = -1;
+    if (args.positional.size() < 3 || !absl::SimpleAtoi(args.positional[2], &weight)) {
+      std::cerr << "sluicectl canary set-weight: give NAME and a WEIGHT from 0 to 100\n";
+      return 2;
+    }
+    request.set_weight(weight);
+  }
+  sluice::v1::CanaryStatusResponse response;
+  grpc::Status status = client.stub().CanaryAction(client.Context().get(), request, &response);
+  if (!status.ok()) return RpcFailure(status);
+  if (json) {
+    std::cout << ToJson(response) << "\n";
+  } else {
+    for (const auto& c : response.canaries()) {
+      std::cout << c.namespace_() << "/" << c.name() << ": " << c.phase() << " at " << c.weight()
+                << "%: " << c.message() << "\n";
+    }
+  }
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -502,6 +653,7 @@ int main(int argc, char** argv) {
   if (command == "delete") return Delete(client, args);
   if (command == "explain") return Explain(client, args);
   if (command == "endpoints") return Endpoints(client, args);
+  if (command == "canary") return Canary(client, args);
   std::cerr << "sluicectl: unknown command \"" << command << "\"\n";
   return Usage(2);
 }

@@ -14,6 +14,8 @@ packages=(
   clang libclang-rt-14-dev
   # used by the demo and integration tests
   curl
+  # the real Prometheus server the canary tests query (evidence from PromQL)
+  prometheus
 )
 
 missing=()

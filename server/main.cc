@@ -23,6 +23,8 @@
 #include "server/api/decision_service.h"
 #include "server/api/health_events.h"
 #include "server/api/server_metrics.h"
+#include "server/canary/canary_manager.h"
+#include "server/canary/traffic_recorder.h"
 #include "server/common/log.h"
 #include "server/common/signals.h"
 #include "server/config/duration.h"
@@ -44,6 +46,8 @@ constexpr char kUsage[] = R"(usage: sluice-server [options]
   --reload-interval DUR   how often config files are checked for changes (default 1s)
   --shutdown-grace DUR    on SIGTERM, how long RPCs in progress may finish; gateway streams
                           open longer are cancelled and reconnect elsewhere (default 1s)
+  --prometheus-url URL    Prometheus server for canary metrics with `source: prometheus` or a
+                          `query` (e.g. http://127.0.0.1:9090); default: none
 
 On start it prints one line to stdout:
   listening grpc=HOST:PORT metrics=HOST:PORT version=N
@@ -56,6 +60,7 @@ struct Flags {
   std::string metrics = "127.0.0.1:9464";
   absl::Duration reload_interval = absl::Seconds(1);
   absl::Duration shutdown_grace = absl::Seconds(1);
+  std::string prometheus_url;
 };
 
 bool ParseFlags(int argc, char** argv, Flags& flags, std::string& error) {
@@ -101,6 +106,8 @@ bool ParseFlags(int argc, char** argv, Flags& flags, std::string& error) {
         return false;
       }
       flags.shutdown_grace = *d;
+    } else if (arg == "--prometheus-url") {
+      flags.prometheus_url = value;
     } else {
       error = absl::StrCat("unknown flag ", arg);
       return false;
@@ -149,6 +156,18 @@ int main(int argc, char** argv) {
     health.OnSnapshot(s);
   });
   sluice::health::HealthTicker health_ticker(health);
+  sluice::canary::TrafficRecorder traffic([] { return absl::Now(); });
+  (*store)->OnSwap([&traffic](const sluice::routing::Snapshot& s) { traffic.OnSnapshot(s); });
+  sluice::canary::CanaryManager::Options canary_options;
+  canary_options.state_dir = flags.state_dir;
+  canary_options.prometheus_url = flags.prometheus_url;
+  auto canaries =
+      sluice::canary::CanaryManager::Create(**store, traffic, *registry, canary_options);
+  if (!canaries.ok()) {
+    std::cerr << "sluice-server: --prometheus-url: " << canaries.status().message() << "\n";
+    return 2;
+  }
+  (*store)->OnSwap([&canaries](const sluice::routing::Snapshot& s) { (*canaries)->OnSnapshot(s); });
 
   std::unique_ptr<prometheus::Exposer> exposer;
   try {
@@ -160,8 +179,8 @@ int main(int argc, char** argv) {
   }
   exposer->RegisterCollectable(registry);
 
-  sluice::api::DecisionServiceImpl decision_service(**store, metrics, health);
-  sluice::api::AdminServiceImpl admin_service(**store, metrics, health);
+  sluice::api::DecisionServiceImpl decision_service(**store, metrics, health, traffic);
+  sluice::api::AdminServiceImpl admin_service(**store, metrics, health, **canaries);
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
@@ -189,6 +208,7 @@ int main(int argc, char** argv) {
                   sluice::routing::FormatSummary(sluice::routing::Summarize(*snapshot)));
   sluice::LogInfo("decisions and administration on ", grpc_address, " (gRPC); metrics on http://",
                   metrics_address, "/metrics");
+  (*canaries)->Start();
   std::printf("listening grpc=%s metrics=%s version=%llu\n", grpc_address.c_str(),
               metrics_address.c_str(), static_cast<unsigned long long>(snapshot->version()));
   std::fflush(stdout);

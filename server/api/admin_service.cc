@@ -225,4 +225,31 @@ grpc::Status AdminServiceImpl::ListEndpoints(grpc::ServerContext*,
   return grpc::Status::OK;
 }
 
+grpc::Status AdminServiceImpl::CanaryStatus(grpc::ServerContext*,
+                                            const v1::CanaryStatusRequest* request,
+                                            v1::CanaryStatusResponse* response) {
+  const std::string ns = request->namespace_().empty() ? "default" : request->namespace_();
+  *response = canaries_.Status(request->name(), ns);
+  if (!request->name().empty() && response->canaries_size() == 0) {
+    return grpc::Status(grpc::StatusCode::NOT_FOUND,
+                        absl::StrCat("no Canary ", ns, "/", request->name()));
+  }
+  return grpc::Status::OK;
+}
+
+grpc::Status AdminServiceImpl::CanaryAction(grpc::ServerContext*,
+                                            const v1::CanaryActionRequest* request,
+                                            v1::CanaryStatusResponse* response) {
+  absl::StatusOr<v1::CanaryStatusResponse> result = canaries_.Act(*request);
+  if (!result.ok()) {
+    const grpc::StatusCode code = absl::IsNotFound(result.status()) ? grpc::StatusCode::NOT_FOUND
+                                  : absl::IsInvalidArgument(result.status())
+                                      ? grpc::StatusCode::INVALID_ARGUMENT
+                                      : grpc::StatusCode::FAILED_PRECONDITION;
+    return grpc::Status(code, std::string(result.status().message()));
+  }
+  *response = *std::move(result);
+  return grpc::Status::OK;
+}
+
 }  // namespace sluice::api

@@ -2,6 +2,7 @@
 
 #include "grpcpp/grpcpp.h"
 #include "server/api/server_metrics.h"
+#include "server/canary/canary_manager.h"
 #include "server/health/health_tracker.h"
 #include "server/store/config_store.h"
 #include "sluice/v1/admin.grpc.pb.h"
@@ -13,8 +14,8 @@ namespace sluice::api {
 class AdminServiceImpl final : public v1::AdminService::Service {
  public:
   AdminServiceImpl(store::ConfigStore& store, ServerMetrics& metrics,
-                   const health::HealthTracker& health)
-      : store_(store), metrics_(metrics), health_(health) {}
+                   const health::HealthTracker& health, canary::CanaryManager& canaries)
+      : store_(store), metrics_(metrics), health_(health), canaries_(canaries) {}
 
   // v1::AdminService
   grpc::Status Apply(grpc::ServerContext*, const v1::ApplyRequest* request,
@@ -29,11 +30,16 @@ class AdminServiceImpl final : public v1::AdminService::Service {
                        v1::ExplainResponse* response) override;
   grpc::Status ListEndpoints(grpc::ServerContext*, const v1::ListEndpointsRequest* request,
                              v1::ListEndpointsResponse* response) override;
+  grpc::Status CanaryStatus(grpc::ServerContext*, const v1::CanaryStatusRequest* request,
+                            v1::CanaryStatusResponse* response) override;
+  grpc::Status CanaryAction(grpc::ServerContext*, const v1::CanaryActionRequest* request,
+                            v1::CanaryStatusResponse* response) override;
 
  private:
   store::ConfigStore& store_;
   ServerMetrics& metrics_;
   const health::HealthTracker& health_;
+  canary::CanaryManager& canaries_;
 };
 
 // Diagnostics as the API returns them.

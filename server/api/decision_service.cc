@@ -109,8 +109,15 @@ class StreamReactor final : public grpc::ServerBidiReactor<v1::GatewayMessage, v
       it->second->in_flight.fetch_sub(1, std::memory_order_relaxed);
       outstanding_.erase(it);
     }
-    service_.health().OnAttempt({report.config_version(), report.cluster_id(),
-                                 report.endpoint_index(), ToAttemptEvent(report)});
+    const health::AttemptEvent event = ToAttemptEvent(report);
+    service_.health().OnAttempt(
+        {report.config_version(), report.cluster_id(), report.endpoint_index(), event});
+    if (event.kind != health::AttemptEvent::Kind::kNotCounted) {
+      const bool failed =
+          event.kind != health::AttemptEvent::Kind::kResponse || event.status >= 500;
+      service_.traffic().OnAttempt(report.config_version(), report.cluster_id(), failed,
+                                   report.latency_us() / 1000.0);
+    }
   }
 
   void Process() {

@@ -36,7 +36,24 @@ CanaryMetric ParseMetric(const Field& f, const ParseContext& ctx) {
   }
   if (auto v = m.Get("interval")) out.interval = ReadIstioDuration(*v, ctx);
   std::optional<Field> query = m.Get("query");
-  if (query) out.query = ReadString(*query, ctx).value_or("");
+  if (query) {
+    out.query = ReadString(*query, ctx).value_or("");
+    out.source = MetricSource::kPrometheus;  // a query only runs on Prometheus
+  }
+  if (auto v = m.Get("source")) {
+    const std::string source = ReadString(*v, ctx).value_or("");
+    if (source == "prometheus") {
+      out.source = MetricSource::kPrometheus;
+    } else if (source == "builtin") {
+      if (query) {
+        ctx.Error(v->node, v->path, "must be prometheus for a metric with a query");
+      }
+      out.source = MetricSource::kBuiltin;
+    } else {
+      ctx.Error(v->node, v->path,
+                absl::StrCat("\"", source, "\" is not a source: builtin or prometheus"));
+    }
+  }
   if (!range) {
     ctx.Error(f.node, JoinPath(f.path, "thresholdRange"), "is required");
     return out;
@@ -121,6 +138,25 @@ void ParseAnalysis(const Field& f, const ParseContext& ctx, CanaryAnalysis& out)
     out.step_weights.clear();
     for (int32_t w = *s; w < *mx; w += *s) out.step_weights.push_back(w);
     out.step_weights.push_back(*mx);
+  }
+  if (auto v = m.Get("judge")) {
+    const std::string judge = ReadString(*v, ctx).value_or("");
+    if (judge == "sequential") {
+      out.judge = CanaryJudge::kSequential;
+    } else if (judge == "threshold") {
+      out.judge = CanaryJudge::kThreshold;
+    } else {
+      ctx.Error(v->node, v->path,
+                absl::StrCat("\"", judge, "\" is not a judge: threshold or sequential"));
+    }
+  }
+  if (auto v = m.Get("falseRollbackRate")) {
+    std::optional<double> rate = ReadDouble(*v, ctx);
+    if (rate && (*rate <= 0 || *rate > 0.5)) {
+      ctx.Error(v->node, v->path, "must be greater than 0 and at most 0.5 (e.g. 0.01 for 1%)");
+    } else if (rate) {
+      out.false_rollback_rate = *rate;
+    }
   }
   if (auto v = m.Get("metrics")) {
     ForEachItem(*v, ctx,

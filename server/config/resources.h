@@ -282,8 +282,14 @@ struct WorkloadEntry {
 // ---------------------------------------------------------------------------------------------
 // Canary (sluice.dev/v1), with Flagger's field names.
 
+enum class MetricSource { kBuiltin, kPrometheus };
+enum class CanaryJudge { kThreshold, kSequential };
+
 struct CanaryMetric {
   std::string name;
+  // Where the value comes from: the server's own windows of the gateways' reports (the
+  // default for the built-in metrics), or PromQL against --prometheus-url (custom queries).
+  MetricSource source = MetricSource::kBuiltin;
   std::optional<double> threshold_min;
   std::optional<double> threshold_max;
   std::optional<absl::Duration> interval;
@@ -298,6 +304,10 @@ struct CanaryAnalysis {
   std::vector<int32_t> step_weights;  // resolved: explicit list or stepWeight up to maxWeight
   int64_t min_requests = 0;
   std::vector<CanaryMetric> metrics;
+  // threshold: Flagger's checks only. sequential: the checks, plus a sequential comparison
+  // of canary and stable failures that may roll back between checks (server/canary/JUDGE.md).
+  CanaryJudge judge = CanaryJudge::kThreshold;
+  double false_rollback_rate = 0.01;
 };
 
 struct Canary {

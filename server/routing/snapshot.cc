@@ -32,6 +32,28 @@ WeightTable::WeightTable(std::vector<RouteDestination> destinations) {
   }
 }
 
+bool ApplyCanaryWeights(const std::vector<CanaryWeight>& weights,
+                        std::vector<RouteDestination>& destinations) {
+  bool changed = false;
+  for (const CanaryWeight& w : weights) {
+    RouteDestination* stable = nullptr;
+    RouteDestination* canary = nullptr;
+    for (RouteDestination& d : destinations) {
+      if (d.host != w.host) continue;
+      if (d.subset == w.stable_subset && stable == nullptr) stable = &d;
+      if (d.subset == w.canary_subset && canary == nullptr) canary = &d;
+    }
+    if (stable == nullptr || canary == nullptr) continue;
+    uint32_t total = stable->weight + canary->weight;
+    if (total == 0) total = 100;
+    const uint32_t share = static_cast<uint32_t>(std::clamp(w.weight, 0, 100)) * total / 100;
+    canary->weight = share;
+    stable->weight = total - share;
+    changed = true;
+  }
+  return changed;
+}
+
 size_t WeightTable::Pick(uint64_t random) const {
   const uint64_t point = random % total_;
   // Few destinations in practice; a linear walk is Envoy's algorithm and cache-friendly.
@@ -221,6 +243,7 @@ class SnapshotCompiler {
         dest.headers = d.headers;
         destinations.push_back(std::move(dest));
       }
+      ApplyCanaryWeights(options_.canary_weights, destinations);
       r.weights = WeightTable(std::move(destinations));
     }
     r.timeout = in.timeout.value_or(absl::ZeroDuration());

@@ -107,9 +107,19 @@ struct VirtualHost {
   std::vector<Route> routes;
 };
 
+// The canary subset's share, set by a canary controller, of every route that splits a host's
+// traffic between its stable and canary subsets (the route's declared weights are replaced).
+struct CanaryWeight {
+  std::string host;  // FQDN
+  std::string stable_subset;
+  std::string canary_subset;
+  int32_t weight = 0;  // percent of the split's total to the canary
+};
+
 struct CompileOptions {
   // Short names (`reviews`) resolve to services of this namespace, as for a client there.
   std::string client_namespace = "default";
+  std::vector<CanaryWeight> canary_weights;
   // Where endpoint load and health live across snapshots; nullptr: fresh state.
   RuntimeStore* runtime_store = nullptr;
 };
@@ -153,6 +163,12 @@ class Snapshot {
 absl::StatusOr<std::shared_ptr<const Snapshot>> CompileSnapshot(
     config::ConfigSet config, uint64_t version, config::Diagnostics* diagnostics = nullptr,
     const CompileOptions& options = {});
+
+// Applies `weights` to `destinations` (one route's) where they split a host between its stable
+// and canary subsets: the canary gets `weight` percent of the pair's total (100 when both
+// are declared 0) and the stable subset the rest. Returns whether anything changed.
+bool ApplyCanaryWeights(const std::vector<CanaryWeight>& weights,
+                        std::vector<RouteDestination>& destinations);
 
 // "outbound|9080|v1|reviews.default.svc.cluster.local"
 std::string ClusterName(absl::string_view host, absl::string_view subset, uint32_t port);

@@ -14,7 +14,9 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "server/common/files.h"
 #include "server/common/log.h"
+#include "server/config/host_names.h"
 #include "server/config/loader.h"
 #include "server/config/validation.h"
 
@@ -67,47 +69,6 @@ bool EraseFrom(config::ConfigSet& set, const ResourceKey& key) {
   if (key.kind == "WorkloadEntry") return EraseKey(set.workload_entries, key);
   if (key.kind == "Canary") return EraseKey(set.canaries, key);
   return false;
-}
-
-// Writes `contents` to `path` so that a crash leaves either the old or the new file: write
-// a temporary file, fsync it, rename it over the old one, fsync the folder.
-absl::Status WriteFileAtomically(const fs::path& path, absl::string_view contents) {
-  const fs::path tmp = path.string() + ".tmp";
-  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) {
-    return absl::InternalError(absl::StrCat("open ", tmp.string(), ": ", std::strerror(errno)));
-  }
-  size_t written = 0;
-  while (written < contents.size()) {
-    const ssize_t n = ::write(fd, contents.data() + written, contents.size() - written);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) {
-      const int err = errno;
-      ::close(fd);
-      return absl::InternalError(absl::StrCat("write ", tmp.string(), ": ", std::strerror(err)));
-    }
-    written += static_cast<size_t>(n);
-  }
-  if (::fsync(fd) != 0 || ::close(fd) != 0) {
-    return absl::InternalError(absl::StrCat("fsync ", tmp.string(), ": ", std::strerror(errno)));
-  }
-  if (::rename(tmp.c_str(), path.c_str()) != 0) {
-    return absl::InternalError(
-        absl::StrCat("rename to ", path.string(), ": ", std::strerror(errno)));
-  }
-  const int dir = ::open(path.parent_path().c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dir >= 0) {
-    ::fsync(dir);
-    ::close(dir);
-  }
-  return absl::OkStatus();
-}
-
-std::string ReadFile(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream buffer;
-  buffer << in.rdbuf();
-  return buffer.str();
 }
 
 }  // namespace
@@ -184,13 +145,90 @@ absl::StatusOr<std::unique_ptr<ConfigStore>> ConfigStore::Open(Options options) 
   return store;
 }
 
+namespace {
+
+// One route's declared split between a canary's two subsets.
+struct DeclaredSplit {
+  std::string route;  // "VirtualService default/shop spec.http[0]"
+  config::SourceLocation location;
+  int64_t stable = 0;
+  int64_t canary = 0;
+  bool operator==(const DeclaredSplit& o) const {
+    return route == o.route && stable == o.stable && canary == o.canary;
+  }
+};
+
+std::vector<DeclaredSplit> DeclaredSplits(const config::ConfigSet& set,
+                                          const ConfigStore::CanaryLock& lock) {
+  std::vector<DeclaredSplit> out;
+  for (const config::VirtualService& vs : set.virtual_services) {
+    for (size_t i = 0; i < vs.http.size(); ++i) {
+      DeclaredSplit split;
+      bool stable = false, canary = false;
+      for (const config::HTTPRouteDestination& d : vs.http[i].route) {
+        if (config::ResolveHost(d.destination.host, vs.meta.namespace_name) != lock.host) continue;
+        if (d.destination.subset == lock.stable_subset && !stable) {
+          stable = true;
+          split.stable = d.weight;
+        } else if (d.destination.subset == lock.canary_subset && !canary) {
+          canary = true;
+          split.canary = d.weight;
+        }
+      }
+      if (!stable || !canary) continue;
+      split.route = absl::StrCat("VirtualService ", vs.meta.namespace_name, "/", vs.meta.name,
+                                 " spec.http[", i, "]");
+      split.location = vs.http[i].location;
+      out.push_back(std::move(split));
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+ChangeResult ConfigStore::SetCanaryWeights(std::vector<routing::CanaryWeight> weights,
+                                           std::vector<CanaryLock> locks) {
+  absl::MutexLock lock(&mu_);
+  canary_locks_ = std::move(locks);
+  options_.compile.canary_weights = std::move(weights);
+  return Commit(files_, applied_, {}, /*dry_run=*/false, /*persist=*/false,
+                /*weights_only=*/true);
+}
+
 ChangeResult ConfigStore::Commit(config::ConfigSet files, config::ConfigSet applied,
-                                 config::Diagnostics diagnostics, bool dry_run, bool persist) {
+                                 config::Diagnostics diagnostics, bool dry_run, bool persist,
+                                 bool weights_only) {
   ChangeResult result;
   result.version = version_;
   if (!diagnostics.HasErrors()) {
     config::ConfigSet effective = Overlay(files, applied);
     config::ValidateConfigSet(effective, diagnostics);
+    if (!weights_only && !canary_locks_.empty()) {
+      // A running canary owns its split's weights: an edit to them would be silently
+      // overridden at the next step, so it is refused with what to do instead.
+      const config::ConfigSet current = Overlay(files_, applied_);
+      for (const CanaryLock& lock : canary_locks_) {
+        const std::vector<DeclaredSplit> before = DeclaredSplits(current, lock);
+        const std::vector<DeclaredSplit> after = DeclaredSplits(effective, lock);
+        if (before == after) continue;
+        config::SourceLocation where = after.empty() ? config::SourceLocation{} : after[0].location;
+        std::string route = after.empty() ? before.empty() ? "" : before[0].route : after[0].route;
+        for (size_t i = 0; i < after.size(); ++i) {
+          if (i >= before.size() || !(after[i] == before[i])) {
+            where = after[i].location;
+            route = after[i].route;
+            break;
+          }
+        }
+        diagnostics.Error(
+            where, route,
+            absl::StrCat("changes the weights of ", lock.host, "'s ", lock.stable_subset, "/",
+                         lock.canary_subset, " split, which ", lock.description,
+                         " drives; use `sluicectl canary set-weight|pause|rollback|promote`, "
+                         "or delete the Canary first"));
+      }
+    }
     if (!diagnostics.HasErrors()) {
       auto snapshot = routing::CompileSnapshot(std::move(effective), version_ + 1, &diagnostics,
                                                options_.compile);

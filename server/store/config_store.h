@@ -76,6 +76,19 @@ class ConfigStore {
   std::vector<StoredResource> List(absl::string_view kind) const;
   std::optional<StoredResource> Get(const ResourceKey& key) const;
 
+  // A running canary's claim on the weights of its host's stable/canary split: while it
+  // holds, a change that edits those declared weights is rejected with `description`.
+  struct CanaryLock {
+    std::string host;  // FQDN
+    std::string stable_subset;
+    std::string canary_subset;
+    std::string description;  // e.g. "Canary default/shop is Progressing with the canary at 25%"
+  };
+  // Recompiles the current configuration with these canary weights (routing::CanaryWeight)
+  // and swaps it in as a new version; `locks` replace the previous ones.
+  ChangeResult SetCanaryWeights(std::vector<routing::CanaryWeight> weights,
+                                std::vector<CanaryLock> locks);
+
   // Called with every new snapshot just before it starts serving (metrics, health), and
   // at once with the current one.
   void OnSwap(std::function<void(const routing::Snapshot&)> listener);
@@ -86,9 +99,10 @@ class ConfigStore {
   explicit ConfigStore(Options options);
 
   // Validates and compiles `files` + `applied`; swaps it in unless `dry_run`. Caller holds mu_.
+  // `weights_only`: the change is a canary's weight step, not an edit (no lock checks).
   ChangeResult Commit(config::ConfigSet files, config::ConfigSet applied,
-                      config::Diagnostics diagnostics, bool dry_run, bool persist)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+                      config::Diagnostics diagnostics, bool dry_run, bool persist,
+                      bool weights_only = false) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status Persist(const config::ConfigSet& applied, uint64_t version) const;
   std::string FilesFingerprint() const;
 
@@ -100,6 +114,7 @@ class ConfigStore {
   std::string files_fingerprint_ ABSL_GUARDED_BY(mu_);
   uint64_t version_ ABSL_GUARDED_BY(mu_) = 0;
   std::vector<std::function<void(const routing::Snapshot&)>> listeners_ ABSL_GUARDED_BY(mu_);
+  std::vector<CanaryLock> canary_locks_ ABSL_GUARDED_BY(mu_);
   SnapshotCell current_;
 };
 

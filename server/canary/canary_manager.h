@@ -1,0 +1,115 @@
+#pragma once
+
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
+#include "absl/time/time.h"
+#include "prometheus/counter.h"
+#include "prometheus/family.h"
+#include "prometheus/gauge.h"
+#include "prometheus/registry.h"
+#include "server/canary/canary_run.h"
+#include "server/canary/prometheus_client.h"
+#include "server/canary/traffic_recorder.h"
+#include "server/store/config_store.h"
+#include "sluice/v1/admin.pb.h"
+
+namespace sluice::canary {
+
+// Runs every Canary of the configuration: one CanaryRun each, fed with evidence from the
+// server's own traffic windows or from Prometheus, its weights applied through the config
+// store (a new snapshot per step, swapped atomically like any change), its progress kept in
+// the state directory, its metrics exported. A thread ticks it; the admin API reads and acts.
+class CanaryManager {
+ public:
+  struct Options {
+    std::string state_dir;       // empty: progress is not kept across restarts
+    std::string prometheus_url;  // empty: metrics with source prometheus have no evidence
+    absl::Duration prometheus_timeout = absl::Seconds(2);
+    absl::Duration tick = absl::Milliseconds(100);
+    std::function<absl::Time()> clock = [] { return absl::Now(); };
+  };
+
+  // Fails when the Prometheus URL is unusable.
+  static absl::StatusOr<std::unique_ptr<CanaryManager>> Create(store::ConfigStore& store,
+                                                               TrafficRecorder& recorder,
+                                                               prometheus::Registry& registry,
+                                                               Options options);
+  ~CanaryManager();
+
+  // The config store's listener: takes note of the Canary resources (never calls the store).
+  void OnSnapshot(const routing::Snapshot& snapshot);
+  // Starts the ticking thread.
+  void Start();
+  // One pass: follow the configuration's Canaries, feed traffic, run due checks, apply
+  // weights, persist and export. The thread calls it every `tick`.
+  void RunOnce();
+
+  v1::CanaryStatusResponse Status(const std::string& name, const std::string& namespace_name);
+  absl::StatusOr<v1::CanaryStatusResponse> Act(const v1::CanaryActionRequest& request);
+
+ private:
+  struct Entry {
+    std::unique_ptr<CanaryRun> run;
+    std::string host;                                 // FQDN
+    absl::Time traffic_until = absl::InfinitePast();  // fed to the sequential judge up to here
+    int64_t exported_passed = 0, exported_failed = 0, exported_no_evidence = 0;
+  };
+
+  CanaryManager(store::ConfigStore& store, TrafficRecorder& recorder,
+                prometheus::Registry& registry, Options options,
+                std::optional<PrometheusClient> prometheus);
+
+  void Reconcile(absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void FeedTraffic(Entry& entry, absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  std::vector<MetricCheck> Gather(const Entry& entry, absl::Time now)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  MetricCheck GatherOne(const Entry& entry, const config::CanaryMetric& metric, absl::Time now)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Pushes weights and locks to the store when they changed; persists; exports.
+  void Publish(absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void Export(const std::string& key, Entry& entry) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void Unexport(const std::string& key, const Entry& entry) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  v1::CanaryState ToProto(const Entry& entry) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void Log(const std::string& key, const CanaryState& before, const CanaryState& after) const;
+
+  store::ConfigStore& store_;
+  TrafficRecorder& recorder_;
+  Options options_;
+  std::optional<PrometheusClient> prometheus_;
+
+  absl::Mutex specs_mu_;
+  std::vector<config::Canary> specs_ ABSL_GUARDED_BY(specs_mu_);
+  uint64_t specs_generation_ ABSL_GUARDED_BY(specs_mu_) = 0;
+
+  absl::Mutex mu_;
+  uint64_t reconciled_generation_ ABSL_GUARDED_BY(mu_) = 0;
+  std::map<std::string, Entry> entries_ ABSL_GUARDED_BY(mu_);              // by "namespace/name"
+  std::map<std::string, v1::CanaryState> persisted_ ABSL_GUARDED_BY(mu_);  // read at start
+  std::string pushed_ ABSL_GUARDED_BY(mu_);  // weights and locks last given to the store
+  std::string persisted_text_ ABSL_GUARDED_BY(mu_);
+
+  prometheus::Family<prometheus::Gauge>& weight_;
+  prometheus::Family<prometheus::Gauge>& phase_;
+  prometheus::Family<prometheus::Counter>& checks_;
+  prometheus::Family<prometheus::Gauge>& judge_progress_;
+  prometheus::Family<prometheus::Gauge>& flagger_status_;
+  prometheus::Family<prometheus::Gauge>& flagger_weight_;
+
+  absl::Notification stop_;
+  std::thread thread_;
+};
+
+// What identifies a Canary's analysis: a change to any of it restarts the run.
+std::string Fingerprint(const config::Canary& canary);
+
+}  // namespace sluice::canary

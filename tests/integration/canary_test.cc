@@ -1,0 +1,432 @@
+// Automated canary analysis end to end: a real sluice-server, sluice-gateway, stub upstreams
+// v1 and v2, and a request loop; with the server's own evidence and with a real Prometheus
+// server scraping the gateway. A healthy v2 is promoted through every step, a v2 failing 20%
+// of its requests is rolled back and clients stop seeing its errors, progress survives a
+// server restart, and an apply that edits the weights a canary drives is refused.
+// Intervals are shortened to a second.
+
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstdlib>
+#include <fstream>
+#include <iterator>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "absl/time/clock.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "tests/integration/process.h"
+
+namespace sluice {
+namespace {
+
+using ::testing::HasSubstr;
+
+int FreePort() {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof(addr);
+  int port = 0;
+  if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0 &&
+      ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0) {
+    port = ntohs(addr.sin_port);
+  }
+  ::close(fd);
+  return port;
+}
+
+enum class Evidence { kBuiltin, kPrometheus };
+
+class CanaryTest : public ::testing::TestWithParam<Evidence> {
+ protected:
+  void TearDown() override { StopTraffic(); }
+
+  void StartStubs() {
+    for (const char* subset : {"v1", "v2"}) {
+      auto stub = std::make_unique<testing::Process>();
+      ASSERT_TRUE(stub->Start({SLUICE_STUB_BINARY, "--listen", "127.0.0.1:0", "--name",
+                               absl::StrCat("shop-", subset), "--subset", subset},
+                              "listening "))
+          << stub->error();
+      stub_addresses_.push_back(stub->Field("http"));
+      stubs_.push_back(std::move(stub));
+    }
+  }
+
+  std::string Port(size_t stub) const {
+    return stub_addresses_[stub].substr(stub_addresses_[stub].rfind(':') + 1);
+  }
+
+  // shop: v1 and v2, one route splitting them (declared 100/0, retries off so clients see
+  // every failure), and the Canary with 1 s intervals.
+  std::string Config(int threshold = 2) const {
+    const bool prom = GetParam() == Evidence::kPrometheus;
+    // rate() needs two scrapes inside its range: Prometheus windows are longer.
+    const std::string window = prom ? "5s" : "3s";
+    const std::string source = prom ? "\n      source: prometheus" : "";
+    return absl::StrCat(R"(apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: shop}
+spec:
+  hosts: [shop]
+  ports: [{number: 8080, name: http, protocol: HTTP}]
+  endpoints:
+  - {address: 127.0.0.1, ports: {http: )",
+                        Port(0), R"(}, labels: {version: v1}}
+  - {address: 127.0.0.1, ports: {http: )",
+                        Port(1), R"(}, labels: {version: v2}}
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: shop}
+spec:
+  host: shop
+  subsets:
+  - {name: v1, labels: {version: v1}}
+  - {name: v2, labels: {version: v2}}
+---
+)",
+                        VirtualService(100, 0), R"(---
+apiVersion: sluice.dev/v1
+kind: Canary
+metadata: {name: shop}
+spec:
+  host: shop
+  stableSubset: v1
+  canarySubset: v2
+  analysis:
+    interval: 1s
+    threshold: )",
+                        threshold, R"(
+    minRequests: 10
+    metrics:
+    - name: request-success-rate
+      thresholdRange: {min: 95}
+      interval: )",
+                        window, source, R"(
+    - name: request-duration
+      thresholdRange: {max: 500}
+      interval: )",
+                        window, source, "\n");
+  }
+
+  static std::string VirtualService(int v1, int v2) {
+    return absl::StrCat(R"(apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: shop}
+spec:
+  hosts: [shop]
+  http:
+  - name: split
+    route:
+    - {destination: {host: shop, subset: v1}, weight: )",
+                        v1, R"(}
+    - {destination: {host: shop, subset: v2}, weight: )",
+                        v2, R"(}
+    retries: {attempts: 0}
+)");
+  }
+
+  void StartServer() {
+    config_path_ = dir_.Write("shop.yaml", Config(threshold_));
+    std::vector<std::string> argv = {SLUICE_SERVER_BINARY, "--config",    config_path_,
+                                     "--listen",           grpc_listen_,  "--metrics",
+                                     "127.0.0.1:0",        "--state-dir", dir_.path() + "/state"};
+    if (GetParam() == Evidence::kPrometheus) {
+      argv.push_back("--prometheus-url");
+      argv.push_back(prometheus_url_);
+    }
+    ASSERT_TRUE(server_.Start(argv, "listening ")) << server_.error();
+    grpc_ = server_.Field("grpc");
+    grpc_listen_ = grpc_;  // a restart comes back on the same port, for the gateway
+  }
+
+  void StartGateway() {
+    ASSERT_TRUE(gateway_.Start({SLUICE_GATEWAY_BINARY, "--listen", "127.0.0.1:0", "--decision",
+                                grpc_, "--metrics", "127.0.0.1:0"},
+                               "listening "))
+        << gateway_.error();
+    gateway_address_ = gateway_.Field("http");
+    gateway_admin_ = gateway_.Field("metrics");
+    const absl::Time give_up = absl::Now() + absl::Seconds(10);
+    while (!absl::StrContains(testing::HttpGet(gateway_admin_, "/healthz"), "\"serving\"") &&
+           absl::Now() < give_up) {
+      absl::SleepFor(absl::Milliseconds(20));
+    }
+  }
+
+  void StartPrometheus() {
+    const int port = FreePort();
+    ASSERT_GT(port, 0);
+    prometheus_url_ = absl::StrCat("http://127.0.0.1:", port);
+    const std::string config = dir_.Write("prometheus.yml", absl::StrCat(R"(global:
+  scrape_interval: 1s
+  evaluation_interval: 1s
+scrape_configs:
+- job_name: sluice-gateway
+  static_configs:
+  - targets: [')",
+                                                                         gateway_admin_, "']\n"));
+    // Prometheus prints nothing on stdout; the shell says it is starting, then becomes it.
+    ASSERT_TRUE(prometheus_.Start(
+        {"/bin/sh", "-c",
+         absl::StrCat("echo listening; exec prometheus --config.file=", config,
+                      " --storage.tsdb.path=", dir_.path(),
+                      "/tsdb --web.listen-address=127.0.0.1:", port, " --log.level=warn")},
+        "listening"))
+        << prometheus_.error();
+    const absl::Time give_up = absl::Now() + absl::Seconds(30);
+    while (testing::HttpGet(absl::StrCat("127.0.0.1:", port), "/-/ready").empty() &&
+           absl::Now() < give_up) {
+      absl::SleepFor(absl::Milliseconds(100));
+    }
+    ASSERT_FALSE(testing::HttpGet(absl::StrCat("127.0.0.1:", port), "/-/ready").empty())
+        << prometheus_.Log();
+  }
+
+  // Everything, in the order each needs the other.
+  void StartAll() {
+    StartStubs();
+    grpc_listen_ = absl::StrCat("127.0.0.1:", FreePort());
+    if (GetParam() == Evidence::kPrometheus) {
+      // The gateway needs the server's address and Prometheus the gateway's: start the
+      // gateway against the server's future port, then Prometheus, then the server.
+      grpc_ = grpc_listen_;
+      StartGatewayBeforeServer();
+      StartPrometheus();
+      StartServer();
+    } else {
+      StartServer();
+      StartGateway();
+    }
+  }
+
+  void StartGatewayBeforeServer() {
+    ASSERT_TRUE(gateway_.Start({SLUICE_GATEWAY_BINARY, "--listen", "127.0.0.1:0", "--decision",
+                                grpc_, "--metrics", "127.0.0.1:0"},
+                               "listening "))
+        << gateway_.error();
+    gateway_address_ = gateway_.Field("http");
+    gateway_admin_ = gateway_.Field("metrics");
+  }
+
+  // Two loops of requests through the gateway until StopTraffic; counts by subset.
+  void StartTraffic() {
+    stop_ = false;
+    for (int i = 0; i < 2; ++i) {
+      loops_.emplace_back([this] {
+        while (!stop_) {
+          const testing::HttpResult r =
+              testing::HttpExchange(gateway_address_, "GET", "/item", {{"Host", "shop"}});
+          const std::string subset = r.Header("x-stub-subset");
+          if (subset == "v2") {
+            ++to_v2_;
+            if (r.status >= 500) ++v2_errors_;
+          } else if (subset == "v1") {
+            ++to_v1_;
+          }
+        }
+      });
+    }
+  }
+  void StopTraffic() {
+    stop_ = true;
+    for (std::thread& t : loops_) t.join();
+    loops_.clear();
+  }
+
+  std::string Sluicectl(const std::string& args, int* exit_code = nullptr) const {
+    const std::string out = dir_.path() + "/ctl.out";
+    const std::string command =
+        absl::StrCat(SLUICECTL_BINARY, " ", args, " --server ", grpc_, " > ", out, " 2>&1");
+    const int status = std::system(command.c_str());
+    if (exit_code != nullptr) *exit_code = WEXITSTATUS(status);
+    std::ifstream in(out);
+    return std::string(std::istreambuf_iterator<char>(in), {});
+  }
+
+  // "phase weight" from the status JSON, e.g. "Progressing 25".
+  std::string PhaseAndWeight() const {
+    const std::string json = Sluicectl("canary status shop -o json");
+    const auto field = [&](const std::string& name) -> std::string {
+      const size_t at = json.find(absl::StrCat("\"", name, "\": "));
+      if (at == std::string::npos) return "";
+      size_t start = at + name.size() + 4;
+      if (json[start] == '"') ++start;
+      const size_t end = json.find_first_of("\",\n", start);
+      return json.substr(start, end - start);
+    };
+    const std::string weight = field("weight");
+    return absl::StrCat(field("phase"), " ", weight.empty() ? "0" : weight);
+  }
+
+  // Polls until the phase is `phase` (bounded); returns the phases and weights seen.
+  std::vector<std::string> WaitForPhase(const std::string& phase, absl::Duration timeout) {
+    std::vector<std::string> seen;
+    const absl::Time give_up = absl::Now() + timeout;
+    while (absl::Now() < give_up) {
+      const std::string now = PhaseAndWeight();
+      if (seen.empty() || seen.back() != now) seen.push_back(now);
+      if (absl::StartsWith(now, phase + " ")) break;
+      absl::SleepFor(absl::Milliseconds(100));
+    }
+    return seen;
+  }
+
+  void SetErrorRate(size_t stub, double rate) {
+    const testing::HttpResult r = testing::HttpExchange(
+        stub_addresses_[stub], "POST", absl::StrCat("/stub/config?error-rate=", rate));
+    ASSERT_EQ(r.status, 200);
+  }
+
+  absl::Duration PhaseTimeout() const {
+    return GetParam() == Evidence::kPrometheus ? absl::Seconds(90) : absl::Seconds(40);
+  }
+
+  testing::TempDir dir_;
+  std::vector<std::unique_ptr<testing::Process>> stubs_;
+  std::vector<std::string> stub_addresses_;
+  testing::Process prometheus_;
+  testing::Process server_;
+  testing::Process gateway_;
+  int threshold_ = 2;
+  std::string config_path_, grpc_, grpc_listen_, gateway_address_, gateway_admin_, prometheus_url_;
+  std::atomic<bool> stop_{false};
+  std::atomic<int64_t> to_v1_{0}, to_v2_{0}, v2_errors_{0};
+  std::vector<std::thread> loops_;
+};
+
+TEST_P(CanaryTest, HealthyCanaryIsPromotedThroughEveryStep) {
+  StartAll();
+  StartTraffic();
+  // While it runs, the canary owns the split's weights: an edit to them is refused.
+  std::vector<std::string> seen = WaitForPhase("Progressing", absl::Seconds(20));
+  int code = 0;
+  const std::string refused =
+      Sluicectl(absl::StrCat("apply -f ", dir_.Write("edit.yaml", VirtualService(50, 50))), &code);
+  EXPECT_EQ(code, 1) << refused;
+  EXPECT_THAT(refused, HasSubstr("drives"));
+  EXPECT_THAT(refused, HasSubstr("Canary default/shop"));
+
+  const std::vector<std::string> rest = WaitForPhase("Succeeded", PhaseTimeout());
+  seen.insert(seen.end(), rest.begin(), rest.end());
+  StopTraffic();
+  ASSERT_EQ(PhaseAndWeight(), "Succeeded 100") << absl::StrJoin(seen, " | ") << server_.Log();
+  // Every step was taken, in order.
+  std::vector<int> weights;
+  for (const std::string& s : seen) {
+    int w = 0;
+    absl::SimpleAtoi(s.substr(s.find(' ') + 1), &w);
+    if (weights.empty() || weights.back() != w) weights.push_back(w);
+  }
+  EXPECT_THAT(weights, ::testing::IsSupersetOf({10, 25, 50, 75, 100}))
+      << absl::StrJoin(seen, " | ");
+  EXPECT_TRUE(std::is_sorted(weights.begin(), weights.end())) << absl::StrJoin(seen, " | ");
+  EXPECT_THAT(server_.Log(), HasSubstr("canary default/shop: Succeeded at 100%"));
+  // v2 now takes everything.
+  const int64_t v1_before = to_v1_;
+  StartTraffic();
+  absl::SleepFor(absl::Milliseconds(500));
+  StopTraffic();
+  EXPECT_EQ(to_v1_, v1_before);
+  const std::string metrics = testing::HttpGet(server_.Field("metrics"), "/metrics");
+  EXPECT_THAT(metrics, HasSubstr("flagger_canary_status{name=\"shop\",namespace=\"default\"} 1"));
+  EXPECT_THAT(metrics, HasSubstr("sluice_canary_weight{host=\"shop.default.svc.cluster.local\","
+                                 "name=\"shop\",namespace=\"default\"} 100"));
+}
+
+TEST_P(CanaryTest, FailingCanaryIsRolledBackAndClientsStopSeeingItsErrors) {
+  StartStubs();
+  SetErrorRate(1, 0.2);
+  grpc_listen_ = absl::StrCat("127.0.0.1:", FreePort());
+  if (GetParam() == Evidence::kPrometheus) {
+    grpc_ = grpc_listen_;
+    StartGatewayBeforeServer();
+    StartPrometheus();
+    StartServer();
+  } else {
+    StartServer();
+    StartGateway();
+  }
+  StartTraffic();
+  const std::vector<std::string> seen = WaitForPhase("Failed", PhaseTimeout());
+  ASSERT_EQ(PhaseAndWeight(), "Failed 0") << absl::StrJoin(seen, " | ") << server_.Log();
+  EXPECT_GT(v2_errors_, 0);  // the canary's errors were real, and seen
+  EXPECT_THAT(Sluicectl("canary status shop"), HasSubstr("rolled back"));
+  // After the rollback swap no request reaches v2 and none fails.
+  absl::SleepFor(absl::Milliseconds(200));
+  const int64_t v2_before = to_v2_;
+  const int64_t errors_before = v2_errors_;
+  const int64_t v1_before = to_v1_;
+  absl::SleepFor(absl::Seconds(1));
+  StopTraffic();
+  EXPECT_EQ(to_v2_, v2_before);
+  EXPECT_EQ(v2_errors_, errors_before);
+  EXPECT_GT(to_v1_, v1_before + 50);
+  const std::string metrics = testing::HttpGet(server_.Field("metrics"), "/metrics");
+  EXPECT_THAT(metrics, HasSubstr("flagger_canary_status{name=\"shop\",namespace=\"default\"} 2"));
+}
+
+INSTANTIATE_TEST_SUITE_P(Evidence, CanaryTest,
+                         ::testing::Values(Evidence::kBuiltin, Evidence::kPrometheus),
+                         [](const auto& info) {
+                           return info.param == Evidence::kBuiltin ? "Builtin" : "Prometheus";
+                         });
+
+class CanaryRestartTest : public CanaryTest {};
+
+TEST_P(CanaryRestartTest, ProgressSurvivesAServerRestart) {
+  threshold_ = 5;
+  StartAll();
+  StartTraffic();
+  const std::vector<std::string> seen = WaitForPhase("Progressing", absl::Seconds(20));
+  // Hold it at 50% by hand, then restart the server on the same state directory.
+  int code = 0;
+  Sluicectl("canary set-weight shop 50", &code);
+  ASSERT_EQ(code, 0);
+  ASSERT_EQ(PhaseAndWeight(), "Paused 50");
+  ASSERT_EQ(server_.Stop(), 0);
+  StartServer();
+  EXPECT_EQ(PhaseAndWeight(), "Paused 50") << server_.Log();
+  // The gateway reconnects (with back-off) before the split can be measured.
+  const absl::Time give_up = absl::Now() + absl::Seconds(10);
+  while (!absl::StrContains(testing::HttpGet(gateway_admin_, "/healthz"), "\"serving\"") &&
+         absl::Now() < give_up) {
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  EXPECT_THAT(server_.Log(), HasSubstr("resumes Paused at 50% from the state directory"));
+  // The restored weight is what the gateway routes by.
+  absl::SleepFor(absl::Milliseconds(500));
+  const int64_t v1 = to_v1_, v2 = to_v2_;
+  absl::SleepFor(absl::Seconds(1));
+  const double share =
+      static_cast<double>(to_v2_ - v2) / static_cast<double>(to_v1_ - v1 + to_v2_ - v2);
+  EXPECT_NEAR(share, 0.5, 0.15);  // ~500+ requests: 0.15 is over 6 standard deviations
+  // Resumed, it carries on from the next step to the end.
+  Sluicectl("canary resume shop", &code);
+  ASSERT_EQ(code, 0);
+  const std::vector<std::string> rest = WaitForPhase("Succeeded", PhaseTimeout());
+  StopTraffic();
+  EXPECT_EQ(PhaseAndWeight(), "Succeeded 100") << absl::StrJoin(rest, " | ");
+  EXPECT_EQ(rest.front(), "Progressing 50") << absl::StrJoin(rest, " | ");
+}
+
+INSTANTIATE_TEST_SUITE_P(Evidence, CanaryRestartTest, ::testing::Values(Evidence::kBuiltin),
+                         [](const auto&) { return std::string("Builtin"); });
+
+}  // namespace
+}  // namespace sluice
