@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # The main job: sluice-server, sluice-gateway and two stub upstreams (shop v1 and v2) on
 # loopback, with the example canary configuration (5s timeout, 3 retries, 10% injected
-# aborts). Requests go through the gateway as a person would send them with curl, while v2
-# is rolled out step by step (10, 25, 50, 75, 100%), then goes bad and is rolled back.
-# Everything picks free ports and stops by itself (about a minute).
+# aborts, and a Canary) with its intervals shortened to seconds. curl loops send traffic
+# through the gateway while the canary controller promotes v2 step by step (10, 25, 50, 75,
+# 100%) on its metrics, shown live by `sluicectl canary status --watch`; then a bad v2 is
+# rolled out again and rolled back by the controller. Everything picks free ports and stops
+# by itself (about a minute).
 #   usage: scripts/demo.sh BUILD_DIR
 set -euo pipefail
 build_dir=$(cd "${1:-build}" && pwd)
@@ -39,9 +41,11 @@ start stub-v1 "$build_dir/tools/sluice-stub" --listen 127.0.0.1:0 --name shop-v1
 start stub-v2 "$build_dir/tools/sluice-stub" --listen 127.0.0.1:0 --name shop-v2 --subset v2
 v1=$(field stub-v1 http)
 v2=$(field stub-v2 http)
-# The example configuration, pointed at the stubs' ports.
-sed -e "s/18081/${v1##*:}/" -e "s/18082/${v2##*:}/" "$root/deploy/examples/canary.yaml" \
-  >"$work/shop.yaml"
+# The example configuration, pointed at the stubs' ports, with the Canary's analysis
+# interval (30s) and metric windows (1m) shortened for a demo.
+sed -e "s/18081/${v1##*:}/" -e "s/18082/${v2##*:}/" -e 's/interval: 30s/interval: 2s/' \
+  -e 's/interval: 1m/interval: 10s/' -e 's/minRequests: 50/minRequests: 20/' \
+  "$root/deploy/examples/canary.yaml" >"$work/shop.yaml"
 start server "$build_dir/server/sluice-server" --config "$work/shop.yaml" \
   --state-dir "$work/state" --listen 127.0.0.1:0 --metrics 127.0.0.1:0
 export SLUICE_SERVER=$(field server grpc)
@@ -95,26 +99,77 @@ YAML
   "$ctl" apply -f "$work/vs.yaml" 2>/dev/null | tail -1
 }
 
-step "200 requests at v1 100% / v2 0% (the 503s are the route's 10% injected aborts, flag FI)"
-traffic 200
+# Two curl loops, as clients would send requests, until stopped; each answer's code and
+# subset go to a file.
+loops=()
+start_traffic() {
+  : >"$work/codes"
+  for _ in 1 2; do
+    (while :; do
+      curl -s -o /dev/null -H 'Host: shop' -w '%{http_code} %header{x-stub-subset}\n' \
+        "http://$gateway/cart" >>"$work/codes" || true
+    done) &
+    loops+=($!)
+    pids+=($!)
+  done
+}
+stop_traffic() {
+  for pid in "${loops[@]}"; do kill "$pid" 2>/dev/null || true; done
+  wait "${loops[@]}" 2>/dev/null || true
+  loops=()
+  awk '{ if ($1 == 200) ok[$2]++; else err[$1]++ }
+       END {
+         printf "  answered by v1: %4d   by v2: %4d", ok["v1"], ok["v2"]
+         for (c in err) printf "   status %s: %d", c, err[c]
+         printf "   (the 503s are the route'"'"'s 10%% injected aborts, flag FI)\n"
+       }' "$work/codes"
+}
 
-step "roll v2 out step by step: each weight change is one atomic apply (the 503s are the 10% aborts)"
-for w in 10 25 50 75 100; do
-  printf 'v2 at %3d%%: ' "$w"
-  weights $((100 - w)) "$w"
-  traffic 200
-done
+step "the Canary (deploy/examples/canary.yaml): v1 stable, v2 canary, steps 10,25,50,75,100"
+"$ctl" canary status shop
 
-step "v2 goes bad: 30% of its answers are 503 (POST http://$v2/stub/config?error-rate=0.3)"
+step "curl loops send traffic; the controller promotes v2 as its checks pass (live)"
+start_traffic
+timeout 90 "$ctl" canary status shop --watch
+stop_traffic
+"$ctl" canary status shop | grep -E 'phase|weight|checks|metric'
+
+step "a bad v2: 30% of its answers are 503 (POST http://$v2/stub/config?error-rate=0.3)"
 curl -s -X POST "http://$v2/stub/config?error-rate=0.3" >/dev/null
-echo "the route's retries (5xx, up to 3) hide most of it from clients:"
-traffic 200
+echo "sluicectl canary restart shop: the analysis begins again from 0%"
+"$ctl" canary restart shop
+start_traffic
+timeout 90 "$ctl" canary status shop --watch
+stop_traffic
+"$ctl" canary status shop | grep -E 'phase|weight|metric|last'
 retries=$(curl -s "http://$admin/metrics" | awk '/^sluice_gateway_retries_total/ {s += $2} END {print s + 0}')
-echo "  retries so far (sluice_gateway_retries_total): $retries"
+echo "the route's retries (5xx, up to 3) hid most of v2's errors from clients meanwhile:"
+echo "  retries (sluice_gateway_retries_total): $retries"
 
-step "roll back: v1 100%, v2 0% (the canary controller will do this by itself, issue 6)"
-weights 100 0
-traffic 200
+step "while a canary runs it owns the split's weights: an edit to them is refused"
+"$ctl" canary restart shop >/dev/null
+cat >"$work/vs.yaml" <<'YAML'
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata:
+  name: shop
+spec:
+  hosts: [shop]
+  http:
+  - name: shop-canary
+    route:
+    - destination: {host: shop, subset: v1}
+      weight: 50
+    - destination: {host: shop, subset: v2}
+      weight: 50
+YAML
+"$ctl" apply -f "$work/vs.yaml" || true
+"$ctl" canary rollback shop
+
+step "the canary's metrics (server): Flagger-compatible and sluice's own"
+curl -s "http://$(field server metrics)/metrics" |
+  grep -E '^(flagger_canary_status|flagger_canary_weight|sluice_canary_weight|sluice_canary_checks_total)' |
+  sed 's/^/  /'
 
 step "the gateway's access log (Envoy's format, with response flags), last lines"
 tail -n 4 "$work/access.log"

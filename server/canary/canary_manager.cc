@@ -274,7 +274,10 @@ MetricCheck CanaryManager::GatherOne(const Entry& entry, const config::CanaryMet
   const config::Canary& spec = entry.run->spec();
   const absl::Duration window = metric.interval.value_or(kDefaultMetricWindow);
   if (metric.source == config::MetricSource::kBuiltin) {
-    const TrafficTotals t = recorder_.Sum(entry.host, spec.canary_subset, now - window, now);
+    // Never before the run started: a restarted analysis must not judge the last run's
+    // traffic.
+    const absl::Time from = std::max(now - window, entry.run->state().started);
+    const TrafficTotals t = recorder_.Sum(entry.host, spec.canary_subset, from, now);
     if (static_cast<int64_t>(t.requests) < spec.analysis.min_requests || t.requests == 0) {
       return EvaluateMetric(
           metric, std::nullopt,

@@ -1,6 +1,7 @@
 // The sequential canary judge: exact unit cases against the documented formula, then seeded
 // simulations of whole rollouts (10, 25, 50, 75 %) for the false-rollback guarantee and for how
-// many canary requests a broken release costs compared with Flagger's threshold checks.
+// many canary requests (and, at Flagger's 1-minute interval, seconds) a broken release costs
+// compared with Flagger's threshold checks.
 //
 // Randomness: std::mt19937_64 with fixed seeds and std::binomial_distribution, so the figures
 // are deterministic for a given standard library.
@@ -348,6 +349,120 @@ TEST(SequentialJudgeSimulationTest, BrokenRolloutsRollBackSoonerThanThresholdChe
   RecordProperty("broken_median_ratio", absl::StrCat(ratio));
   EXPECT_GE(sequential_rollbacks, 0.99 * kRollouts);
   EXPECT_LT(sequential_median, threshold_median);
+}
+
+// ---------------------------------------------------------------------------------------------
+// A realistic Flagger set-up: a check every minute (interval 1m) on 2,000 requests per minute
+// across both arms (~200 canary requests per check at 10 %), minRequests 20, success rate >= 99 %,
+// rollback after 3 failed checks. As in Flagger, a passing check advances one step of the ladder
+// and a failing one holds the weight. The sequential judge gets the same traffic in 1-second
+// ticks, as sluice feeds it: each minute's 2,000 requests spread over its 60 seconds (33 or 34 a
+// second), each second's split between the arms by the weight (binomial). The minute's check is
+// on the sum of its 60 ticks, so both methods see exactly the same requests. Each method's cost
+// is counted on this shared stream up to its own rollback.
+
+constexpr uint64_t kRequestsPerMinute = 2000;
+constexpr int kSecondsPerMinute = 60;
+constexpr int kFlaggerThreshold = 3;
+constexpr int kMaxMinutes = 60;  // a safety net; a broken canary decides within a few minutes
+
+struct TimedRolloutResult {
+  // Canary requests served up to and including the tick (second) or check (minute) that rolled
+  // back, and the seconds since the rollout started; kNever: no rollback.
+  uint64_t sequential_requests = kNever;
+  uint64_t sequential_seconds = kNever;
+  uint64_t threshold_requests = kNever;
+  uint64_t threshold_seconds = kNever;
+};
+
+TimedRolloutResult SimulateMinuteIntervalRollout(std::mt19937_64& rng, double stable_rate,
+                                                 double canary_rate) {
+  std::binomial_distribution<uint64_t> binomial;
+  using Param = std::binomial_distribution<uint64_t>::param_type;
+  SequentialJudge judge({.false_rollback_rate = kAlpha});
+  TimedRolloutResult result;
+  uint64_t canary_requests = 0;
+  int failed_checks = 0;
+  size_t step = 0;
+  for (int minute = 0; minute < kMaxMinutes && step < std::size(kWeights); ++minute) {
+    const double weight = kWeights[step];
+    uint64_t minute_nc = 0, minute_fc = 0;
+    for (int s = 0; s < kSecondsPerMinute; ++s) {
+      const uint64_t n = kRequestsPerMinute * (s + 1) / kSecondsPerMinute -
+                         kRequestsPerMinute * s / kSecondsPerMinute;
+      const uint64_t nc = binomial(rng, Param(n, weight));
+      const uint64_t ns = n - nc;
+      const uint64_t fc = binomial(rng, Param(nc, canary_rate));
+      const uint64_t fs = binomial(rng, Param(ns, stable_rate));
+      canary_requests += nc;
+      minute_nc += nc;
+      minute_fc += fc;
+      if (result.sequential_requests == kNever) {
+        judge.Observe({ns, fs}, {nc, fc});
+        if (judge.rollback()) {
+          result.sequential_requests = canary_requests;
+          result.sequential_seconds = static_cast<uint64_t>(minute * kSecondsPerMinute + s + 1);
+        }
+      }
+    }
+    if (minute_nc < kMinRequests) continue;  // no check: the step holds
+    const double success_rate =
+        static_cast<double>(minute_nc - minute_fc) / static_cast<double>(minute_nc);
+    if (success_rate >= kMinSuccessRate) {
+      ++step;
+    } else if (++failed_checks == kFlaggerThreshold) {
+      result.threshold_requests = canary_requests;
+      result.threshold_seconds = static_cast<uint64_t>((minute + 1) * kSecondsPerMinute);
+    }
+    if (result.sequential_requests != kNever && result.threshold_requests != kNever) break;
+  }
+  return result;
+}
+
+TEST(SequentialJudgeSimulationTest, BrokenRolloutsAtFlaggerMinuteIntervalsRollBackMuchSooner) {
+  constexpr int kRollouts = 2000;
+  std::mt19937_64 rng(6001);
+  std::vector<uint64_t> sequential_requests, threshold_requests, sequential_seconds,
+      threshold_seconds;
+  int sequential_rollbacks = 0, threshold_rollbacks = 0;
+  for (int i = 0; i < kRollouts; ++i) {
+    const TimedRolloutResult r =
+        SimulateMinuteIntervalRollout(rng, /*stable_rate=*/0.001, /*canary_rate=*/0.05);
+    sequential_requests.push_back(r.sequential_requests);
+    threshold_requests.push_back(r.threshold_requests);
+    sequential_seconds.push_back(r.sequential_seconds);
+    threshold_seconds.push_back(r.threshold_seconds);
+    sequential_rollbacks += r.sequential_requests != kNever;
+    threshold_rollbacks += r.threshold_requests != kNever;
+  }
+  const uint64_t sequential_median = Median(sequential_requests);
+  const uint64_t threshold_median = Median(threshold_requests);
+  const uint64_t sequential_median_seconds = Median(sequential_seconds);
+  const uint64_t threshold_median_seconds = Median(threshold_seconds);
+  const double ratio = static_cast<double>(sequential_median) / threshold_median;
+  const double seconds_ratio =
+      static_cast<double>(sequential_median_seconds) / threshold_median_seconds;
+  std::cout << "broken (canary 5% vs stable 0.1%), 1-minute interval, 2000 requests/minute, "
+            << "threshold " << kFlaggerThreshold << ", " << kRollouts << " rollouts: rolled back "
+            << "sequential " << sequential_rollbacks << ", threshold method " << threshold_rollbacks
+            << "; median canary requests until rollback: sequential " << sequential_median
+            << ", threshold method " << threshold_median << ", ratio " << ratio
+            << "; median seconds until rollback: sequential " << sequential_median_seconds
+            << ", threshold method " << threshold_median_seconds << ", ratio " << seconds_ratio
+            << "\n";
+  RecordProperty("minute_broken_sequential_rollbacks", sequential_rollbacks);
+  RecordProperty("minute_broken_threshold_rollbacks", threshold_rollbacks);
+  RecordProperty("minute_broken_sequential_median_canary_requests",
+                 absl::StrCat(sequential_median));
+  RecordProperty("minute_broken_threshold_median_canary_requests", absl::StrCat(threshold_median));
+  RecordProperty("minute_broken_median_ratio", absl::StrCat(ratio));
+  RecordProperty("minute_broken_sequential_median_seconds",
+                 absl::StrCat(sequential_median_seconds));
+  RecordProperty("minute_broken_threshold_median_seconds", absl::StrCat(threshold_median_seconds));
+  RecordProperty("minute_broken_median_seconds_ratio", absl::StrCat(seconds_ratio));
+  EXPECT_GE(sequential_rollbacks, 0.99 * kRollouts);
+  EXPECT_GE(threshold_rollbacks, 0.99 * kRollouts);
+  EXPECT_LE(2 * sequential_median, threshold_median);
 }
 
 }  // namespace
