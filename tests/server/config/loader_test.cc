@@ -214,6 +214,80 @@ spec:
   EXPECT_EQ(c.analysis.metrics.at(0).threshold_min, 99.5);
 }
 
+TEST(LoadText, CanaryJudgeAndMetricSources) {
+  const std::string base = R"(apiVersion: sluice.dev/v1
+kind: Canary
+metadata: {name: shop}
+spec:
+  host: shop
+  stableSubset: v1
+  canarySubset: v2
+  analysis:
+)";
+  // After the Canary, so its line numbers stay put: the split it needs.
+  const std::string split = R"(---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: shop}
+spec:
+  host: shop
+  subsets:
+  - {name: v1, labels: {version: v1}}
+  - {name: v2, labels: {version: v2}}
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: shop}
+spec:
+  hosts: [shop]
+  http:
+  - route:
+    - {destination: {host: shop, subset: v1}, weight: 100}
+    - {destination: {host: shop, subset: v2}, weight: 0}
+)";
+  LoadResult r = LoadText(base + R"yaml(    judge: sequential
+    falseRollbackRate: 0.05
+    metrics:
+    - {name: request-success-rate, thresholdRange: {min: 99}}
+    - {name: request-duration, thresholdRange: {max: 500}, source: prometheus}
+    - {name: errors, query: "sum(x)", thresholdRange: {
+  max:
+    1}
+}
+)yaml" + split,
+                          "c.yaml");
+  ASSERT_TRUE(r.ok()) << r.diagnostics.ToString();
+  const CanaryAnalysis& a = r.config.canaries.at(0).analysis;
+  EXPECT_EQ(a.judge, CanaryJudge::kSequential);
+  EXPECT_DOUBLE_EQ(a.false_rollback_rate, 0.05);
+  EXPECT_EQ(a.metrics.at(0).source, MetricSource::kBuiltin);
+  EXPECT_EQ(a.metrics.at(1).source, MetricSource::kPrometheus);
+  EXPECT_EQ(a.metrics.at(2).source, MetricSource::kPrometheus);  // a query runs on Prometheus
+
+  LoadResult defaults = LoadText(base + "    threshold: 2\n" + split, "d.yaml");
+  ASSERT_TRUE(defaults.ok()) << defaults.diagnostics.ToString();
+  EXPECT_EQ(defaults.config.canaries.at(0).analysis.judge, CanaryJudge::kThreshold);
+  EXPECT_DOUBLE_EQ(defaults.config.canaries.at(0).analysis.false_rollback_rate, 0.01);
+
+  LoadResult bad = LoadText(base + R"yaml(    judge: bayesian
+    falseRollbackRate: 0.9
+    metrics:
+    - {name: request-duration, thresholdRange: {max: 500}, source: graphite}
+    - {name: errors, query: "sum(x)", thresholdRange: {max: 1}, source: builtin
+  }
+)yaml" + split,
+                            "bad.yaml");
+  EXPECT_FALSE(bad.ok());
+  const std::string errors = bad.diagnostics.ToString();
+  EXPECT_THAT(errors, HasSubstr("bad.yaml:9: spec.analysis.judge"));
+  EXPECT_THAT(errors, HasSubstr("\"bayesian\" is not a judge: threshold or sequential"));
+  EXPECT_THAT(errors, HasSubstr("bad.yaml:10: spec.analysis.falseRollbackRate: must be greater"));
+  EXPECT_THAT(errors, HasSubstr("spec.analysis.metrics[0].source: \"graphite\" is not a source"));
+  EXPECT_THAT(errors,
+              HasSubstr("spec.analysis.metrics[1].source: must be prometheus for a metric with a "
+                        "query"));
+}
+
 TEST(LoadText, SkipsOtherKindsWithANoticeAndReadsKubernetesLists) {
   LoadResult r = LoadText(R"(apiVersion: v1
 kind: List

@@ -116,6 +116,52 @@ spec: {host: shop, stableSubset: v1, canarySubset: v2}
                                                          "VirtualService/default/shop"));
 }
 
+TEST_F(ConfigStoreTest, CanaryWeightsReplaceTheDeclaredSplitAndLockIt) {
+  auto store = Open();
+  ASSERT_TRUE(store->Apply({{"split.yaml", Split(100, 0)}}, false).applied);
+  const std::string host = "shop.default.svc.cluster.local";
+  ChangeResult r = store->SetCanaryWeights(
+      {{host, "v1", "v2", 30}}, {{host, "v1", "v2", "Canary default/shop (Progressing)"}});
+  ASSERT_TRUE(r.applied) << r.diagnostics.ToString();
+  EXPECT_EQ(r.version, 3u);
+  ASSERT_EQ(Weights(*store).destinations().size(), 2u);
+  EXPECT_EQ(Weights(*store).destinations()[0].weight, 70u);
+  EXPECT_EQ(Weights(*store).destinations()[1].weight, 30u);
+
+  // An edit of the declared weights is refused while the lock holds, and names why.
+  const auto before = store->Current();
+  r = store->Apply({{"edit.yaml", Split(50, 50)}}, false);
+  EXPECT_FALSE(r.applied);
+  EXPECT_THAT(r.diagnostics.ToString(),
+              HasSubstr("edit.yaml:7: VirtualService default/shop spec.http[0]: changes the "
+                        "weights of shop.default.svc.cluster.local's v1/v2 split, which Canary "
+                        "default/shop (Progressing) drives"));
+  EXPECT_EQ(store->Current(), before);
+  // Other changes go through, and keep the canary's weights.
+  r = store->Apply({{"other.yaml", R"(apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: other}
+spec:
+  hosts: [other.example.com]
+  http:
+  - route:
+    - destination: {host: shop, subset: v1}
+)"}},
+                   false);
+  ASSERT_TRUE(r.applied) << r.diagnostics.ToString();
+  EXPECT_EQ(Weights(*store).destinations()[1].weight, 30u);
+  // Without locks (the canary finished) the edit applies; the weights stay the canary's
+  // until they are cleared.
+  ASSERT_TRUE(store->SetCanaryWeights({{host, "v1", "v2", 100}}, {}).applied);
+  ASSERT_EQ(Weights(*store).destinations().size(), 1u);  // v1 at 0 is dropped
+  EXPECT_EQ(Weights(*store).destinations()[0].subset, "v2");
+  ASSERT_TRUE(store->Apply({{"edit.yaml", Split(50, 50)}}, false).applied);
+  EXPECT_EQ(Weights(*store).destinations()[0].subset, "v2");
+  ASSERT_TRUE(store->SetCanaryWeights({}, {}).applied);
+  EXPECT_EQ(Weights(*store).destinations()[0].weight, 50u);
+  EXPECT_EQ(Weights(*store).destinations()[1].weight, 50u);
+}
+
 TEST_F(ConfigStoreTest, DryRunReportsTheNextVersionWithoutSwapping) {
   auto store = Open();
   ChangeResult r = store->Apply({{"split.yaml", Split(50, 50)}}, /*dry_run=*/true);
