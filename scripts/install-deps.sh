@@ -14,8 +14,10 @@ packages=(
   clang libclang-rt-14-dev
   # used by the demo and integration tests
   curl
-  # the real Prometheus server the canary tests query (evidence from PromQL)
+  # the real Prometheus server the canary and observability tests query, and promtool
   prometheus
+  # renders the canary graph (scripts/render-canary-graph.sh)
+  gnuplot-nox
 )
 
 missing=()

@@ -164,6 +164,13 @@ class StreamReactor final : public grpc::ServerBidiReactor<v1::GatewayMessage, v
           }
         }
         metrics.CountDecision(*snapshot, d);
+        if (d.kind == routing::Decision::Kind::kDirectResponse && d.cluster != nullptr &&
+            d.response_flags[0] == 'U' && d.response_flags[1] == 'H') {
+          // No healthy endpoint: the request fails without an attempt to report, yet it
+          // failed for this subset. The canary's evidence must see it, or a canary whose
+          // every endpoint is ejected would look like one without traffic.
+          service_.traffic().OnAttempt(snapshot->version(), d.cluster->id, /*failed=*/true, 0);
+        }
         latency.Record(SecondsSince(start));
       }
     }

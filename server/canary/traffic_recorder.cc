@@ -71,7 +71,10 @@ void TrafficWindow::Add(bool failed, double latency_ms, absl::Time now) {
 }
 
 TrafficTotals TrafficWindow::Sum(absl::Time from, absl::Time to) const {
-  const int64_t first = SecondOf(from);
+  // A second only partly inside the range is left out at the start: a range that begins
+  // when a run (re)started must not count what came just before.
+  int64_t first = SecondOf(from);
+  if (absl::FromUnixSeconds(first) < from) ++first;
   const int64_t end = SecondOf(to);
   TrafficTotals sum;
   for (const Bucket& b : buckets_) {

@@ -43,7 +43,8 @@ class TrafficWindow {
  public:
   static constexpr int64_t kSeconds = 600;
   void Add(bool failed, double latency_ms, absl::Time now);
-  // Everything recorded in the seconds [from, to), as far back as the window reaches.
+  // Everything recorded in the whole seconds from `from` (rounded up) to `to` (the second
+  // `to` is in excluded), as far back as the window reaches.
   TrafficTotals Sum(absl::Time from, absl::Time to) const;
 
  private:

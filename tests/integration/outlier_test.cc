@@ -147,17 +147,7 @@ spec:
 
   // The sum of every sample of the server's metric `name` whose labels contain `labels`.
   double ServerMetric(const std::string& name, const std::string& labels = "") const {
-    double sum = 0;
-    for (absl::string_view line :
-         absl::StrSplit(testing::HttpGet(server_metrics_, "/metrics"), '\n')) {
-      if (!absl::StartsWith(line, name) || line.size() <= name.size()) continue;
-      const char next = line[name.size()];
-      if (next != '{' && next != ' ') continue;
-      if (!labels.empty() && !absl::StrContains(line, labels)) continue;
-      double value = 0;
-      if (absl::SimpleAtod(line.substr(line.rfind(' ') + 1), &value)) sum += value;
-    }
-    return sum;
+    return testing::SumMetric(testing::HttpGet(server_metrics_, "/metrics"), name, labels);
   }
 
   // Waits until the server has taken in `n` attempt reports: the next decision then sees

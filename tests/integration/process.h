@@ -86,4 +86,15 @@ struct RawResult {
 RawResult RawExchange(const std::string& address, const std::string& bytes,
                       absl::Duration timeout = absl::Seconds(5));
 
+// A loopback TCP port that was free a moment ago (bind to port 0, read it, close): for
+// programs that cannot report the port they picked.
+int FreePort();
+
+// Percent-encodes everything but unreserved characters, for query strings.
+std::string UrlEncode(const std::string& text);
+
+// The sum of every sample of metric `name` in Prometheus text exposition `text` whose label
+// set contains `labels` (e.g. `reason="consecutive_5xx"`); 0 when there is none.
+double SumMetric(const std::string& text, const std::string& name, const std::string& labels = "");
+
 }  // namespace sluice::testing

@@ -98,6 +98,9 @@ TEST(TrafficWindowTest, SumsWholeSecondsAndForgetsPastTheWindow) {
   EXPECT_EQ(w.Sum(kT0, kT0 + absl::Seconds(1)).requests, 2u);
   EXPECT_EQ(w.Sum(kT0, kT0 + absl::Seconds(1)).failures, 1u);
   EXPECT_EQ(w.Sum(kT0 + absl::Seconds(1), kT0 + absl::Seconds(6)).requests, 1u);
+  // A range starting inside a second leaves that second out: what came before a restart of
+  // the analysis is not evidence for the new run.
+  EXPECT_EQ(w.Sum(kT0 + absl::Milliseconds(500), kT0 + absl::Seconds(6)).requests, 1u);
   // The same slot a full window later starts from zero.
   const absl::Time later = kT0 + absl::Seconds(TrafficWindow::kSeconds);
   w.Add(false, 1, later);
