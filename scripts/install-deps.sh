@@ -18,6 +18,8 @@ packages=(
   prometheus
   # renders the canary graph (scripts/render-canary-graph.sh)
   gnuplot-nox
+  # systemd-analyze, which checks deploy/systemd's units
+  systemd
 )
 
 missing=()

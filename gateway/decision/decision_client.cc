@@ -114,6 +114,9 @@ void DecisionClient::Connect() {
   state_ = State::kConnecting;
   reads_ended_ = false;
   write_in_flight_ = false;
+  // A new stream may reach a restarted server (or another replica) whose versions are not
+  // the old one's: tables are only trusted from the stream that sent them.
+  tables_.clear();
   reactor_ = new Reactor(weak_from_this(), io_, *stub_);
   batch_.set_gateway_name(options_.gateway_name);
   ScheduleFlush();

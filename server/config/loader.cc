@@ -240,6 +240,22 @@ LoadResult LoadText(absl::string_view text, absl::string_view file_name) {
   return result;
 }
 
+std::vector<std::string> ConfigFilesIn(const std::string& folder) {
+  namespace fs = std::filesystem;
+  std::vector<std::string> found;
+  std::error_code ec;
+  for (auto it = fs::recursive_directory_iterator(folder, ec);
+       !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
+    if (it->path().filename().string().starts_with(".")) {
+      if (it->is_directory(ec)) it.disable_recursion_pending();
+      continue;
+    }
+    if (it->is_regular_file(ec) && IsYamlFile(it->path())) found.push_back(it->path().string());
+  }
+  std::sort(found.begin(), found.end());
+  return found;
+}
+
 LoadResult LoadPaths(const std::vector<std::string>& paths) {
   namespace fs = std::filesystem;
   LoadResult result;
@@ -247,12 +263,7 @@ LoadResult LoadPaths(const std::vector<std::string>& paths) {
   for (const std::string& path : paths) {
     std::error_code ec;
     if (fs::is_directory(path, ec)) {
-      std::vector<std::string> found;
-      for (auto it = fs::recursive_directory_iterator(path, ec);
-           !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
-        if (it->is_regular_file() && IsYamlFile(it->path())) found.push_back(it->path().string());
-      }
-      std::sort(found.begin(), found.end());
+      std::vector<std::string> found = ConfigFilesIn(path);
       if (found.empty()) {
         result.diagnostics.Warning({path, 0}, "", "folder holds no .yaml or .yml files");
       }

@@ -26,6 +26,11 @@ LoadResult LoadText(absl::string_view text, absl::string_view file_name);
 
 // Reads files and folders (recursively: every *.yaml and *.yml, in name order), then runs
 // the cross-resource checks over everything read.
+// The .yaml/.yml files under `folder`, recursively, sorted. Hidden entries (names starting
+// with a dot) are skipped, folders included: Kubernetes mounts a ConfigMap as symlinks into
+// a hidden timestamped folder, whose files would otherwise be read twice.
+std::vector<std::string> ConfigFilesIn(const std::string& folder);
+
 LoadResult LoadPaths(const std::vector<std::string>& paths);
 
 }  // namespace sluice::config

@@ -242,6 +242,14 @@ ChangeResult ConfigStore::Commit(config::ConfigSet files, config::ConfigSet appl
             result.diagnostics = std::move(diagnostics);
             return result;
           }
+        } else if (!options_.state_dir.empty()) {
+          // Versions never go back, even across a restart: gateways key route tables by
+          // version, and canary steps and file reloads make versions too.
+          if (absl::Status s = WriteFileAtomically(fs::path(options_.state_dir) / kVersionFile,
+                                                   absl::StrCat(version_ + 1, "\n"));
+              !s.ok()) {
+            LogWarning("could not record configuration version ", version_ + 1, ": ", s.message());
+          }
         }
         files_ = std::move(files);
         applied_ = std::move(applied);
@@ -327,13 +335,8 @@ std::string ConfigStore::FilesFingerprint() const {
       absl::StrAppend(&out, p.string(), ":", size, ":", mtime, ";");
     };
     if (fs::is_directory(path, ec)) {
-      std::vector<fs::path> files;
-      for (auto it = fs::recursive_directory_iterator(path, ec);
-           !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
-        if (it->is_regular_file()) files.push_back(it->path());
-      }
-      std::sort(files.begin(), files.end());
-      for (const fs::path& f : files) add(f);
+      // The files the loader reads; a ConfigMap update changes them through their symlinks.
+      for (const std::string& f : config::ConfigFilesIn(path)) add(f);
     } else {
       add(path);
     }

@@ -69,6 +69,24 @@ TEST_F(LoaderFilesTest, ReadsFoldersRecursivelyInNameOrderAndOnlyYaml) {
   EXPECT_THAT(r.config.service_entries[0].meta.location.file, HasSubstr("nested/a.yml"));
 }
 
+TEST_F(LoaderFilesTest, AConfigMapMountIsReadOnce) {
+  // The kubelet's layout: visible names are symlinks through "..data" into a hidden,
+  // timestamped folder that holds the real files.
+  std::filesystem::create_directories(dir_ / "..2026_11_27_10_00_00.123");
+  Write("..2026_11_27_10_00_00.123/shop.yaml", kServiceEntry);
+  Write("..2026_11_27_10_00_00.123/rules.yaml", kDestinationRule);
+  std::filesystem::create_directory_symlink("..2026_11_27_10_00_00.123", dir_ / "..data");
+  std::filesystem::create_symlink("..data/shop.yaml", dir_ / "shop.yaml");
+  std::filesystem::create_symlink("..data/rules.yaml", dir_ / "rules.yaml");
+  LoadResult r = LoadPaths({dir_.string()});
+  ASSERT_TRUE(r.ok()) << r.diagnostics.ToString();
+  EXPECT_EQ(r.config.service_entries.size(), 1u);
+  EXPECT_EQ(r.config.destination_rules.size(), 1u);
+  EXPECT_EQ(ConfigFilesIn(dir_.string()),
+            (std::vector<std::string>{(dir_ / "rules.yaml").string(),
+                                      (dir_ / "shop.yaml").string()}));
+}
+
 TEST_F(LoaderFilesTest, MissingPathIsAnError) {
   LoadResult r = LoadPaths({(dir_ / "absent.yaml").string()});
   ASSERT_FALSE(r.ok());
