@@ -82,9 +82,9 @@ TEST_F(LoaderFilesTest, AConfigMapMountIsReadOnce) {
   ASSERT_TRUE(r.ok()) << r.diagnostics.ToString();
   EXPECT_EQ(r.config.service_entries.size(), 1u);
   EXPECT_EQ(r.config.destination_rules.size(), 1u);
-  EXPECT_EQ(ConfigFilesIn(dir_.string()),
-            (std::vector<std::string>{(dir_ / "rules.yaml").string(),
-                                      (dir_ / "shop.yaml").string()}));
+  EXPECT_EQ(
+      ConfigFilesIn(dir_.string()),
+      (std::vector<std::string>{(dir_ / "rules.yaml").string(), (dir_ / "shop.yaml").string()}));
 }
 
 TEST_F(LoaderFilesTest, MissingPathIsAnError) {
