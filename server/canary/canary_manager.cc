@@ -243,7 +243,7 @@ void CanaryManager::Reconcile(absl::Time now) {
   }
   for (const auto& [key, gone] : entries_) {
     LogInfo("canary ", key, ": deleted; the VirtualService's own weights apply again");
-    Unexport(key, gone);
+    Unexport(gone);
   }
   entries_ = std::move(next);
   persisted_.clear();  // used once, at start
@@ -334,7 +334,7 @@ void CanaryManager::RunOnce() {
     }
     Log(key, before, entry.run->state());
   }
-  Publish(now);
+  Publish();
 }
 
 void CanaryManager::Log(const std::string& key, const CanaryState& before,
@@ -352,7 +352,7 @@ void CanaryManager::Log(const std::string& key, const CanaryState& before,
   }
 }
 
-void CanaryManager::Publish(absl::Time now) {
+void CanaryManager::Publish() {
   std::vector<routing::CanaryWeight> weights;
   std::vector<store::ConfigStore::CanaryLock> locks;
   for (const auto& [key, entry] : entries_) {
@@ -382,7 +382,7 @@ void CanaryManager::Publish(absl::Time now) {
     v1::CanaryState p = ToProto(entry);
     p.clear_next_check_unix_ms();  // changes every interval; not worth a write
     *states.add_canaries() = std::move(p);
-    Export(key, entry);
+    Export(entry);
   }
   if (options_.state_dir.empty()) return;
   std::string text;
@@ -398,10 +398,9 @@ void CanaryManager::Publish(absl::Time now) {
     return;
   }
   persisted_text_ = std::move(text);
-  (void)now;
 }
 
-void CanaryManager::Export(const std::string& key, Entry& entry) {
+void CanaryManager::Export(Entry& entry) {
   const config::Canary& spec = entry.run->spec();
   const CanaryState& s = entry.run->state();
   const std::string& ns = spec.meta.namespace_name;
@@ -429,10 +428,9 @@ void CanaryManager::Export(const std::string& key, Entry& entry) {
   flagger_weight_.Add({{"workload", absl::StrCat(spec.meta.name, "-primary")}, {"namespace", ns}})
       .Set(100 - s.weight);
   flagger_weight_.Add({{"workload", spec.meta.name}, {"namespace", ns}}).Set(s.weight);
-  (void)key;
 }
 
-void CanaryManager::Unexport(const std::string& key, const Entry& entry) {
+void CanaryManager::Unexport(const Entry& entry) {
   const config::Canary& spec = entry.run->spec();
   const std::string& ns = spec.meta.namespace_name;
   weight_.Remove(&weight_.Add({{"name", spec.meta.name}, {"namespace", ns}, {"host", entry.host}}));
@@ -446,7 +444,6 @@ void CanaryManager::Unexport(const std::string& key, const Entry& entry) {
   flagger_weight_.Remove(&flagger_weight_.Add(
       {{"workload", absl::StrCat(spec.meta.name, "-primary")}, {"namespace", ns}}));
   flagger_weight_.Remove(&flagger_weight_.Add({{"workload", spec.meta.name}, {"namespace", ns}}));
-  (void)key;
 }
 
 v1::CanaryState CanaryManager::ToProto(const Entry& entry) const {
@@ -545,7 +542,7 @@ absl::StatusOr<v1::CanaryStatusResponse> CanaryManager::Act(
           absl::StrCat("canary ", ns, "/", request.name(), ": ", status.message()));
     }
     Log(it->first, before, run.state());
-    Publish(now);
+    Publish();
   }
   return Status(request.name(), ns);
 }

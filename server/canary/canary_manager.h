@@ -76,9 +76,9 @@ class CanaryManager {
   MetricCheck GatherOne(const Entry& entry, const config::CanaryMetric& metric, absl::Time now)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Pushes weights and locks to the store when they changed; persists; exports.
-  void Publish(absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void Export(const std::string& key, Entry& entry) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void Unexport(const std::string& key, const Entry& entry) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void Publish() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void Export(Entry& entry) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void Unexport(const Entry& entry) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   v1::CanaryState ToProto(const Entry& entry) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Log(const std::string& key, const CanaryState& before, const CanaryState& after) const;
 

@@ -138,24 +138,18 @@ spec:
     grpc_listen_ = grpc_;  // a restart comes back on the same port, for the gateway
   }
 
-  void StartGateway() {
+  // `wait`: until its decision streams are up (false when the server is not started yet).
+  void StartGateway(bool wait = true) {
     ASSERT_TRUE(gateway_.Start({SLUICE_GATEWAY_BINARY, "--listen", "127.0.0.1:0", "--decision",
                                 grpc_, "--metrics", "127.0.0.1:0"},
                                "listening "))
         << gateway_.error();
     gateway_address_ = gateway_.Field("http");
     gateway_admin_ = gateway_.Field("metrics");
-    const absl::Time give_up = absl::Now() + absl::Seconds(10);
-    while (!absl::StrContains(testing::HttpGet(gateway_admin_, "/healthz"), "\"serving\"") &&
-           absl::Now() < give_up) {
-      absl::SleepFor(absl::Milliseconds(20));
-    }
+    if (wait) ASSERT_TRUE(testing::WaitForGatewayServing(gateway_admin_)) << gateway_.Log();
   }
 
   void StartPrometheus() {
-    const int port = FreePort();
-    ASSERT_GT(port, 0);
-    prometheus_url_ = absl::StrCat("http://127.0.0.1:", port);
     const std::string config = dir_.Write("prometheus.yml", absl::StrCat(R"(global:
   scrape_interval: 1s
   evaluation_interval: 1s
@@ -164,47 +158,28 @@ scrape_configs:
   static_configs:
   - targets: [')",
                                                                          gateway_admin_, "']\n"));
-    // Prometheus prints nothing on stdout; the shell says it is starting, then becomes it.
-    ASSERT_TRUE(prometheus_.Start(
-        {"/bin/sh", "-c",
-         absl::StrCat("echo listening; exec prometheus --config.file=", config,
-                      " --storage.tsdb.path=", dir_.path(),
-                      "/tsdb --web.listen-address=127.0.0.1:", port, " --log.level=warn")},
-        "listening"))
-        << prometheus_.error();
-    const absl::Time give_up = absl::Now() + absl::Seconds(30);
-    while (testing::HttpGet(absl::StrCat("127.0.0.1:", port), "/-/ready").empty() &&
-           absl::Now() < give_up) {
-      absl::SleepFor(absl::Milliseconds(100));
-    }
-    ASSERT_FALSE(testing::HttpGet(absl::StrCat("127.0.0.1:", port), "/-/ready").empty())
-        << prometheus_.Log();
+    const std::string address =
+        testing::StartPrometheus(prometheus_, config, dir_.path() + "/tsdb");
+    ASSERT_FALSE(address.empty()) << prometheus_.error() << prometheus_.Log();
+    prometheus_url_ = absl::StrCat("http://", address);
   }
 
-  // Everything, in the order each needs the other.
-  void StartAll() {
+  // Everything, in the order each needs the other; v2 fails `v2_error_rate` of its requests.
+  void StartAll(double v2_error_rate = 0) {
     StartStubs();
+    if (v2_error_rate > 0) SetErrorRate(1, v2_error_rate);
     grpc_listen_ = absl::StrCat("127.0.0.1:", FreePort());
     if (GetParam() == Evidence::kPrometheus) {
       // The gateway needs the server's address and Prometheus the gateway's: start the
       // gateway against the server's future port, then Prometheus, then the server.
       grpc_ = grpc_listen_;
-      StartGatewayBeforeServer();
+      StartGateway(/*wait=*/false);
       StartPrometheus();
       StartServer();
     } else {
       StartServer();
       StartGateway();
     }
-  }
-
-  void StartGatewayBeforeServer() {
-    ASSERT_TRUE(gateway_.Start({SLUICE_GATEWAY_BINARY, "--listen", "127.0.0.1:0", "--decision",
-                                grpc_, "--metrics", "127.0.0.1:0"},
-                               "listening "))
-        << gateway_.error();
-    gateway_address_ = gateway_.Field("http");
-    gateway_admin_ = gateway_.Field("metrics");
   }
 
   // Two loops of requests through the gateway until StopTraffic; counts by subset.
@@ -335,18 +310,7 @@ TEST_P(CanaryTest, HealthyCanaryIsPromotedThroughEveryStep) {
 }
 
 TEST_P(CanaryTest, FailingCanaryIsRolledBackAndClientsStopSeeingItsErrors) {
-  StartStubs();
-  SetErrorRate(1, 0.2);
-  grpc_listen_ = absl::StrCat("127.0.0.1:", FreePort());
-  if (GetParam() == Evidence::kPrometheus) {
-    grpc_ = grpc_listen_;
-    StartGatewayBeforeServer();
-    StartPrometheus();
-    StartServer();
-  } else {
-    StartServer();
-    StartGateway();
-  }
+  StartAll(/*v2_error_rate=*/0.2);
   StartTraffic();
   const std::vector<std::string> seen = WaitForPhase("Failed", PhaseTimeout());
   ASSERT_EQ(PhaseAndWeight(), "Failed 0") << absl::StrJoin(seen, " | ") << server_.Log();
@@ -388,11 +352,7 @@ TEST_P(CanaryRestartTest, ProgressSurvivesAServerRestart) {
   StartServer();
   EXPECT_EQ(PhaseAndWeight(), "Paused 50") << server_.Log();
   // The gateway reconnects (with back-off) before the split can be measured.
-  const absl::Time give_up = absl::Now() + absl::Seconds(10);
-  while (!absl::StrContains(testing::HttpGet(gateway_admin_, "/healthz"), "\"serving\"") &&
-         absl::Now() < give_up) {
-    absl::SleepFor(absl::Milliseconds(20));
-  }
+  ASSERT_TRUE(testing::WaitForGatewayServing(gateway_admin_));
   EXPECT_THAT(server_.Log(), HasSubstr("resumes Paused at 50% from the state directory"));
   // The restored weight is what the gateway routes by.
   absl::SleepFor(absl::Milliseconds(500));

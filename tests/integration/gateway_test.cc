@@ -133,13 +133,9 @@ spec:
   }
 
   void WaitHealthy() {
-    const absl::Time give_up = absl::Now() + absl::Seconds(10);
-    while (absl::Now() < give_up) {
-      if (absl::StrContains(testing::HttpGet(admin_, "/healthz"), "\"serving\"")) return;
-      absl::SleepFor(absl::Milliseconds(20));
-    }
-    FAIL() << "gateway never connected to the decision service: "
-           << testing::HttpGet(admin_, "/healthz") << gateway_.Log();
+    ASSERT_TRUE(testing::WaitForGatewayServing(admin_))
+        << "gateway never connected to the decision service: "
+        << testing::HttpGet(admin_, "/healthz") << gateway_.Log();
   }
 
   testing::HttpResult Get(const std::string& target, Headers headers = {},
@@ -158,16 +154,7 @@ spec:
     return r;
   }
 
-  int64_t Received(size_t stub) const {
-    const std::string stats = testing::HttpGet(stubs_[stub]->address, "/stub/stats");
-    const size_t at = stats.find("\"received\":");
-    int64_t n = -1;
-    if (at != std::string::npos) {
-      const size_t start = at + 11;
-      absl::SimpleAtoi(stats.substr(start, stats.find(',', start) - start), &n);
-    }
-    return n;
-  }
+  int64_t Received(size_t stub) const { return testing::StubReceived(stubs_[stub]->address); }
   int64_t ReceivedByAll() const { return Received(0) + Received(1); }
 
   std::string AccessLog() const {

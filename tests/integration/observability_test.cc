@@ -208,21 +208,9 @@ class ObservabilityTest : public ::testing::Test {
     gateway_address_ = gateway_.Field("http");
     gateway_admin_ = gateway_.Field("metrics");
     const std::string prom_dir = PrometheusDir(server_.Field("metrics"), gateway_admin_);
-    const int port = testing::FreePort();
-    prometheus_ = absl::StrCat("127.0.0.1:", port);
-    // Prometheus prints nothing on stdout; the shell says it is starting, then becomes it.
-    ASSERT_TRUE(prometheus_process_.Start(
-        {"/bin/sh", "-c",
-         absl::StrCat("cd ", prom_dir, " && echo listening; exec prometheus",
-                      " --config.file=prometheus.yml --storage.tsdb.path=", dir_.path(),
-                      "/tsdb --web.listen-address=", prometheus_, " --log.level=warn")},
-        "listening"))
-        << prometheus_process_.error();
-    const absl::Time give_up = absl::Now() + absl::Seconds(30);
-    while (testing::HttpGet(prometheus_, "/-/ready").empty() && absl::Now() < give_up) {
-      absl::SleepFor(absl::Milliseconds(100));
-    }
-    ASSERT_FALSE(testing::HttpGet(prometheus_, "/-/ready").empty()) << prometheus_process_.Log();
+    prometheus_ = testing::StartPrometheus(prometheus_process_, prom_dir + "/prometheus.yml",
+                                           dir_.path() + "/tsdb");
+    ASSERT_FALSE(prometheus_.empty()) << prometheus_process_.error() << prometheus_process_.Log();
   }
 
   void StartTraffic() {

@@ -112,12 +112,7 @@ spec:
            "127.0.0.1:0", "--access-log", log, "--name", absl::StrCat("gw-", i)},
           "listening "))
           << gateway->error();
-      const std::string admin = gateway->Field("metrics");
-      const absl::Time give_up = absl::Now() + absl::Seconds(10);
-      while (!absl::StrContains(testing::HttpGet(admin, "/healthz"), "\"serving\"") &&
-             absl::Now() < give_up) {
-        absl::SleepFor(absl::Milliseconds(20));
-      }
+      ASSERT_TRUE(testing::WaitForGatewayServing(gateway->Field("metrics"))) << gateway->Log();
       gateway_addresses_.push_back(gateway->Field("http"));
       access_logs_.push_back(log);
       gateways_.push_back(std::move(gateway));
@@ -134,16 +129,7 @@ spec:
     ASSERT_EQ(r.status, 200);
   }
 
-  int64_t Received(size_t stub) const {
-    const std::string stats = testing::HttpGet(stubs_[stub]->address, "/stub/stats");
-    const size_t at = stats.find("\"received\":");
-    int64_t n = -1;
-    if (at != std::string::npos) {
-      const size_t start = at + 11;
-      absl::SimpleAtoi(stats.substr(start, stats.find(',', start) - start), &n);
-    }
-    return n;
-  }
+  int64_t Received(size_t stub) const { return testing::StubReceived(stubs_[stub]->address); }
 
   // The sum of every sample of the server's metric `name` whose labels contain `labels`.
   double ServerMetric(const std::string& name, const std::string& labels = "") const {

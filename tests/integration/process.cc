@@ -271,4 +271,45 @@ double SumMetric(const std::string& text, const std::string& name, const std::st
   return sum;
 }
 
+int64_t StubReceived(const std::string& address) {
+  const std::string stats = HttpGet(address, "/stub/stats");
+  const size_t at = stats.find("\"received\":");
+  int64_t n = -1;
+  if (at != std::string::npos) {
+    const size_t start = at + 11;
+    absl::SimpleAtoi(stats.substr(start, stats.find(',', start) - start), &n);
+  }
+  return n;
+}
+
+bool WaitForGatewayServing(const std::string& admin, absl::Duration timeout) {
+  const absl::Time give_up = absl::Now() + timeout;
+  while (absl::Now() < give_up) {
+    if (absl::StrContains(HttpGet(admin, "/healthz"), "\"serving\"")) return true;
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  return false;
+}
+
+std::string StartPrometheus(Process& process, const std::string& config_file,
+                            const std::string& data_dir) {
+  const std::filesystem::path config(config_file);
+  const std::string address = absl::StrCat("127.0.0.1:", FreePort());
+  // Prometheus prints nothing on stdout: the shell says it is starting, then becomes it.
+  if (!process.Start({"/bin/sh", "-c",
+                      absl::StrCat("cd ", config.parent_path().string(),
+                                   " && echo listening; exec prometheus --config.file=",
+                                   config.filename().string(), " --storage.tsdb.path=", data_dir,
+                                   " --web.listen-address=", address, " --log.level=warn")},
+                     "listening")) {
+    return "";
+  }
+  const absl::Time give_up = absl::Now() + absl::Seconds(30);
+  while (absl::Now() < give_up) {
+    if (!HttpGet(address, "/-/ready").empty()) return address;
+    absl::SleepFor(absl::Milliseconds(100));
+  }
+  return "";
+}
+
 }  // namespace sluice::testing

@@ -97,4 +97,18 @@ std::string UrlEncode(const std::string& text);
 // set contains `labels` (e.g. `reason="consecutive_5xx"`); 0 when there is none.
 double SumMetric(const std::string& text, const std::string& name, const std::string& labels = "");
 
+// How many requests the sluice-stub at `address` has answered (its /stub/stats), or -1.
+int64_t StubReceived(const std::string& address);
+
+// Waits (at most `timeout`) until the gateway whose admin port is `admin` says "serving" on
+// /healthz, that is, its decision streams are up. Returns whether it did.
+bool WaitForGatewayServing(const std::string& admin, absl::Duration timeout = absl::Seconds(10));
+
+// Starts a real Prometheus (Debian's /usr/bin/prometheus) on a free loopback port with
+// `config_file` (relative paths in it resolve from its folder) and its data in `data_dir`;
+// waits until it is ready. Returns its address, or "" with the reason in `process.error()`
+// or its log.
+std::string StartPrometheus(Process& process, const std::string& config_file,
+                            const std::string& data_dir);
+
 }  // namespace sluice::testing
