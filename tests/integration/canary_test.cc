@@ -56,7 +56,9 @@ class CanaryTest : public ::testing::TestWithParam<Evidence> {
 
   // shop: v1 and v2, one route splitting them (declared 100/0, retries off so clients see
   // every failure), and the Canary with 1 s intervals.
-  std::string Config(int threshold = 2) const {
+  // `analysis`: more fields of the Canary's analysis (indented four spaces), e.g. the judge.
+  std::string Config(int threshold = 2, const std::string& interval = "1s",
+                     const std::string& analysis = "") const {
     const bool prom = GetParam() == Evidence::kPrometheus;
     // rate() needs two scrapes inside its range: Prometheus windows are longer.
     const std::string window = prom ? "5s" : "3s";
@@ -92,11 +94,13 @@ spec:
   stableSubset: v1
   canarySubset: v2
   analysis:
-    interval: 1s
+    interval: )",
+                        interval, R"(
     threshold: )",
                         threshold, R"(
     minRequests: 10
-    metrics:
+)",
+                        analysis, R"(    metrics:
     - name: request-success-rate
       thresholdRange: {min: 95}
       interval: )",
@@ -125,7 +129,7 @@ spec:
   }
 
   void StartServer() {
-    config_path_ = dir_.Write("shop.yaml", Config(threshold_));
+    config_path_ = dir_.Write("shop.yaml", Config(threshold_, interval_, analysis_));
     std::vector<std::string> argv = {SLUICE_SERVER_BINARY, "--config",    config_path_,
                                      "--listen",           grpc_listen_,  "--metrics",
                                      "127.0.0.1:0",        "--state-dir", dir_.path() + "/state"};
@@ -264,6 +268,8 @@ scrape_configs:
   testing::Process server_;
   testing::Process gateway_;
   int threshold_ = 2;
+  std::string interval_ = "1s";
+  std::string analysis_;
   std::string config_path_, grpc_, grpc_listen_, gateway_address_, gateway_admin_, prometheus_url_;
   std::atomic<bool> stop_{false};
   std::atomic<int64_t> to_v1_{0}, to_v2_{0}, v2_errors_{0}, unanswered_{0};
@@ -372,6 +378,32 @@ TEST_P(CanaryRestartTest, ProgressSurvivesAServerRestart) {
   EXPECT_EQ(PhaseAndWeight(), "Succeeded 100") << absl::StrJoin(rest, " | ");
   EXPECT_EQ(rest.front(), "Progressing 50") << absl::StrJoin(rest, " | ");
 }
+
+class SequentialJudgeTest : public CanaryTest {};
+
+TEST_P(SequentialJudgeTest, RollsABrokenCanaryBackBeforeItsFirstCheck) {
+  // With the threshold method this canary could not roll back before interval x threshold
+  // = 30 s. The sequential judge compares it with v1 every second and needs only a handful
+  // of v2's failures (20% of its requests) against v1's none.
+  threshold_ = 3;
+  interval_ = "10s";
+  analysis_ = "    judge: sequential\n    falseRollbackRate: 0.01\n";
+  StartAll(/*v2_error_rate=*/0.2);
+  StartTraffic();
+  const std::vector<std::string> progressing = WaitForPhase("Progressing", absl::Seconds(20));
+  const absl::Time stepped = absl::Now();
+  const std::vector<std::string> seen = WaitForPhase("Failed", absl::Seconds(30));
+  const absl::Duration took = absl::Now() - stepped;
+  StopTraffic();
+  ASSERT_EQ(PhaseAndWeight(), "Failed 0") << absl::StrJoin(seen, " | ") << server_.Log();
+  EXPECT_LT(took, absl::Seconds(10)) << "the first check was due 10 s after the first step";
+  const std::string status = Sluicectl("canary status shop");
+  EXPECT_THAT(status, HasSubstr("rolled back by the sequential judge"));
+  EXPECT_THAT(status, HasSubstr("checks       0 passed, 1 failed"));
+}
+
+INSTANTIATE_TEST_SUITE_P(Evidence, SequentialJudgeTest, ::testing::Values(Evidence::kBuiltin),
+                         [](const auto&) { return std::string("Builtin"); });
 
 INSTANTIATE_TEST_SUITE_P(Evidence, CanaryRestartTest, ::testing::Values(Evidence::kBuiltin),
                          [](const auto&) { return std::string("Builtin"); });
