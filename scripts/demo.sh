@@ -5,7 +5,7 @@
 # through the gateway while the canary controller promotes v2 step by step (10, 25, 50, 75,
 # 100%) on its metrics, shown live by `sluicectl canary status --watch`; then a bad v2 is
 # rolled out again and rolled back by the controller. Everything picks free ports and stops
-# by itself (about a minute).
+# by itself (about 30 seconds).
 #   usage: scripts/demo.sh BUILD_DIR
 set -euo pipefail
 build_dir=$(cd "${1:-build}" && pwd)
