@@ -168,6 +168,9 @@ int main(int argc, char** argv) {
     return 2;
   }
   (*store)->OnSwap([&canaries](const sluice::routing::Snapshot& s) { (*canaries)->OnSnapshot(s); });
+  // One pass before serving: a canary restored at 0% (Failed) must not get its declared
+  // share for the moment before its weights are applied.
+  (*canaries)->RunOnce();
 
   std::unique_ptr<prometheus::Exposer> exposer;
   try {

@@ -169,7 +169,8 @@ class StreamReactor final : public grpc::ServerBidiReactor<v1::GatewayMessage, v
           // No healthy endpoint: the request fails without an attempt to report, yet it
           // failed for this subset. The canary's evidence must see it, or a canary whose
           // every endpoint is ejected would look like one without traffic.
-          service_.traffic().OnAttempt(snapshot->version(), d.cluster->id, /*failed=*/true, 0);
+          service_.traffic().OnAttempt(snapshot->version(), d.cluster->id, /*failed=*/true,
+                                       /*latency_ms=*/std::nullopt);
         }
         latency.Record(SecondsSince(start));
       }

@@ -90,10 +90,14 @@ CanaryState FromProto(const v1::CanaryState& p) {
 }  // namespace
 
 std::string Fingerprint(const config::Canary& c) {
+  return absl::StrCat(config::ResolveHost(c.host, c.meta.namespace_name), "|", c.stable_subset, "|",
+                      c.canary_subset);
+}
+
+std::string FullSpecText(const config::Canary& c) {
   const config::CanaryAnalysis& a = c.analysis;
   std::string out =
-      absl::StrCat(config::ResolveHost(c.host, c.meta.namespace_name), "|", c.stable_subset, "|",
-                   c.canary_subset, "|", absl::FormatDuration(a.interval), "|", a.threshold, "|",
+      absl::StrCat(Fingerprint(c), "|", absl::FormatDuration(a.interval), "|", a.threshold, "|",
                    absl::StrJoin(a.step_weights, ","), "|", a.min_requests, "|",
                    static_cast<int>(a.judge), "|", a.false_rollback_rate);
   for (const config::CanaryMetric& m : a.metrics) {
@@ -177,7 +181,7 @@ void CanaryManager::OnSnapshot(const routing::Snapshot& snapshot) {
     bool same = true;
     for (size_t i = 0; i < specs_.size() && same; ++i) {
       same = KeyOf(specs_[i]) == KeyOf(snapshot.source().canaries[i]) &&
-             Fingerprint(specs_[i]) == Fingerprint(snapshot.source().canaries[i]);
+             FullSpecText(specs_[i]) == FullSpecText(snapshot.source().canaries[i]);
     }
     if (same) return;  // weight steps make snapshots too; nothing changed for the canaries
   }
@@ -198,45 +202,48 @@ void CanaryManager::Reconcile(absl::Time now) {
   std::vector<config::Canary> specs;
   {
     absl::MutexLock lock(&specs_mu_);
-    if (specs_generation_ == reconciled_generation_) return;
+    // The first pass always runs: it is what consumes (or discards) the persisted state.
+    if (specs_generation_ == reconciled_generation_ && persisted_.empty()) return;
     reconciled_generation_ = specs_generation_;
     specs = specs_;
   }
   std::map<std::string, Entry> next;
   for (config::Canary& spec : specs) {
     const std::string key = KeyOf(spec);
-    const std::string fingerprint = Fingerprint(spec);
-    Entry entry;
-    entry.host = config::ResolveHost(spec.host, spec.meta.namespace_name);
+    const std::string identity = Fingerprint(spec);
     auto existing = entries_.find(key);
-    CanaryState state;
-    if (existing != entries_.end() && existing->second.run->state().fingerprint == fingerprint) {
-      next.emplace(key, std::move(existing->second));
+    if (existing != entries_.end() && existing->second.run->state().fingerprint == identity) {
+      // The same rollout: analysis edits (steps, thresholds, metrics, judge) apply to it
+      // from its next check, without starting again.
+      Entry& entry = existing->second;
+      if (FullSpecText(entry.run->spec()) != FullSpecText(spec)) {
+        LogInfo("canary ", key, ": analysis updated; it applies from the next check");
+        entry.run = std::make_unique<CanaryRun>(std::move(spec), entry.run->state());
+      }
+      next.emplace(key, std::move(entry));
       entries_.erase(existing);
       continue;
     }
+    Entry entry;
+    entry.host = config::ResolveHost(spec.host, spec.meta.namespace_name);
+    CanaryState state;
     if (existing != entries_.end()) {
-      LogInfo("canary ", key, ": its spec changed; the analysis starts again from 0%");
-      state = CanaryRun::Fresh(fingerprint, now);
-      entry.exported_passed = existing->second.exported_passed;
-      entry.exported_failed = existing->second.exported_failed;
-      entry.exported_no_evidence = existing->second.exported_no_evidence;
+      LogInfo("canary ", key, ": its host or subsets changed; the analysis starts again from 0%");
+      Unexport(existing->second);
       entries_.erase(existing);
+      state = CanaryRun::Fresh(identity, now);
     } else if (auto kept = persisted_.find(key);
-               kept != persisted_.end() && kept->second.fingerprint() == fingerprint) {
+               kept != persisted_.end() && kept->second.fingerprint() == identity) {
       state = FromProto(kept->second);
       // The windows start empty after a restart: the next check is an interval away.
       state.next_check = now + spec.analysis.interval;
       LogInfo("canary ", key, ": resumes ", PhaseName(state.phase), " at ", state.weight,
               "% from the state directory");
     } else {
-      state = CanaryRun::Fresh(fingerprint, now);
+      state = CanaryRun::Fresh(identity, now);
       LogInfo("canary ", key, ": new; ", entry.host, " ", spec.stable_subset, " -> ",
               spec.canary_subset, ", steps ", absl::StrJoin(spec.analysis.step_weights, ","));
     }
-    entry.exported_passed = std::max(entry.exported_passed, state.checks_passed);
-    entry.exported_failed = std::max(entry.exported_failed, state.checks_failed);
-    entry.exported_no_evidence = std::max(entry.exported_no_evidence, state.checks_no_evidence);
     entry.traffic_until = now;
     entry.run = std::make_unique<CanaryRun>(std::move(spec), std::move(state));
     next.emplace(key, std::move(entry));
@@ -246,7 +253,7 @@ void CanaryManager::Reconcile(absl::Time now) {
     Unexport(gone);
   }
   entries_ = std::move(next);
-  persisted_.clear();  // used once, at start
+  persisted_.clear();  // used once, at start: a Canary applied later starts afresh
 }
 
 void CanaryManager::FeedTraffic(Entry& entry, absl::Time now) {
@@ -262,22 +269,22 @@ void CanaryManager::FeedTraffic(Entry& entry, absl::Time now) {
   entry.traffic_until = until;
   ArmCounts stable_slow, canary_slow;
   if (const config::CanaryMetric* d = DurationMetric(spec)) {
-    stable_slow = {stable.requests, stable.SlowerThan(*d->threshold_max)};
-    canary_slow = {canary.requests, canary.SlowerThan(*d->threshold_max)};
+    stable_slow = {stable.Timed(), stable.SlowerThan(*d->threshold_max)};
+    canary_slow = {canary.Timed(), canary.SlowerThan(*d->threshold_max)};
   }
   entry.run->OnTraffic({stable.requests, stable.failures}, {canary.requests, canary.failures},
                        stable_slow, canary_slow, now);
 }
 
-MetricCheck CanaryManager::GatherOne(const Entry& entry, const config::CanaryMetric& metric,
-                                     absl::Time now) {
-  const config::Canary& spec = entry.run->spec();
+MetricCheck CanaryManager::GatherOne(const CheckJob& job, const config::CanaryMetric& metric,
+                                     absl::Time now) const {
+  const config::Canary& spec = job.spec;
   const absl::Duration window = metric.interval.value_or(kDefaultMetricWindow);
   if (metric.source == config::MetricSource::kBuiltin) {
     // Never before the run started: a restarted analysis must not judge the last run's
     // traffic.
-    const absl::Time from = std::max(now - window, entry.run->state().started);
-    const TrafficTotals t = recorder_.Sum(entry.host, spec.canary_subset, from, now);
+    const absl::Time from = std::max(now - window, job.started);
+    const TrafficTotals t = recorder_.Sum(job.host, spec.canary_subset, from, now);
     if (static_cast<int64_t>(t.requests) < spec.analysis.min_requests || t.requests == 0) {
       return EvaluateMetric(
           metric, std::nullopt,
@@ -294,11 +301,14 @@ MetricCheck CanaryManager::GatherOne(const Entry& entry, const config::CanaryMet
   const std::string& text = !metric.query.empty()         ? metric.query
                             : metric.name == kSuccessRate ? std::string(kSuccessRateQuery)
                                                           : std::string(kDurationQuery);
-  const std::map<std::string, std::string> variables = {
-      {"name", spec.meta.name},       {"namespace", spec.meta.namespace_name},
-      {"host", entry.host},           {"service", entry.host},
-      {"target", spec.canary_subset}, {"canary", spec.canary_subset},
-      {"stable", spec.stable_subset}, {"interval", PromDuration(window)}};
+  const std::map<std::string, std::string> variables = {{"name", spec.meta.name},
+                                                        {"namespace", spec.meta.namespace_name},
+                                                        {"host", job.host},
+                                                        {"service", job.host},
+                                                        {"target", spec.canary_subset},
+                                                        {"canary", spec.canary_subset},
+                                                        {"stable", spec.stable_subset},
+                                                        {"interval", PromDuration(window)}};
   absl::StatusOr<std::string> query = RenderQueryTemplate(text, variables);
   if (!query.ok())
     return EvaluateMetric(metric, std::nullopt, std::string(query.status().message()));
@@ -312,27 +322,52 @@ MetricCheck CanaryManager::GatherOne(const Entry& entry, const config::CanaryMet
   return EvaluateMetric(metric, *value, "Prometheus returned no value (no traffic in the window)");
 }
 
-std::vector<MetricCheck> CanaryManager::Gather(const Entry& entry, absl::Time now) {
+std::vector<MetricCheck> CanaryManager::Gather(const CheckJob& job, absl::Time now) const {
   std::vector<MetricCheck> checks;
-  for (const config::CanaryMetric& metric : entry.run->spec().analysis.metrics) {
-    checks.push_back(GatherOne(entry, metric, now));
+  for (const config::CanaryMetric& metric : job.spec.analysis.metrics) {
+    checks.push_back(GatherOne(job, metric, now));
   }
   return checks;
 }
 
 void CanaryManager::RunOnce() {
   const absl::Time now = options_.clock();
-  absl::MutexLock lock(&mu_);
-  Reconcile(now);
-  for (auto& [key, entry] : entries_) {
-    const CanaryState before = entry.run->state();
-    FeedTraffic(entry, now);
-    if (entry.run->DueForCheck(now)) {
-      std::vector<MetricCheck> checks;
-      if (entry.run->state().phase != Phase::kInitializing) checks = Gather(entry, now);
-      entry.run->OnCheck(std::move(checks), now);
+  std::vector<CheckJob> jobs;
+  {
+    absl::MutexLock lock(&mu_);
+    Reconcile(now);
+    for (auto& [key, entry] : entries_) {
+      const CanaryState before = entry.run->state();
+      FeedTraffic(entry, now);
+      Log(key, before, entry.run->state());
+      if (entry.run->DueForCheck(now)) {
+        jobs.push_back({key, entry.run->spec(), entry.host, entry.run->state().started,
+                        entry.run->state().phase == Phase::kInitializing});
+      }
     }
-    Log(key, before, entry.run->state());
+    if (jobs.empty()) {
+      Publish();
+      return;
+    }
+  }
+  // Evidence is gathered without the lock: a Prometheus query may take seconds, and status
+  // calls or an emergency rollback must not wait behind it.
+  std::vector<std::vector<MetricCheck>> evidence;
+  for (const CheckJob& job : jobs) {
+    evidence.push_back(job.first_step ? std::vector<MetricCheck>{} : Gather(job, now));
+  }
+  absl::MutexLock lock(&mu_);
+  for (size_t i = 0; i < jobs.size(); ++i) {
+    auto it = entries_.find(jobs[i].key);
+    // Deleted, edited or acted on by hand meanwhile: that evidence no longer applies.
+    if (it == entries_.end() ||
+        FullSpecText(it->second.run->spec()) != FullSpecText(jobs[i].spec) ||
+        it->second.run->state().started != jobs[i].started || !it->second.run->DueForCheck(now)) {
+      continue;
+    }
+    const CanaryState before = it->second.run->state();
+    it->second.run->OnCheck(std::move(evidence[i]), now);
+    Log(jobs[i].key, before, it->second.run->state());
   }
   Publish();
 }
@@ -391,6 +426,18 @@ void CanaryManager::Publish() {
   print.preserve_proto_field_names = true;
   if (!google::protobuf::util::MessageToJsonString(states, &text, print).ok()) return;
   if (text == persisted_text_) return;
+  // The sequential judges' state moves every second while traffic flows: on its own it is
+  // written at most every 10 s (a restart loses at most that much of their evidence).
+  v1::CanaryStates without_judges = states;
+  for (v1::CanaryState& c : *without_judges.mutable_canaries()) {
+    c.clear_failure_judge();
+    c.clear_latency_judge();
+    c.clear_judge_progress();
+  }
+  std::string progress;
+  google::protobuf::util::MessageToJsonString(without_judges, &progress, print);
+  const absl::Time now = options_.clock();
+  if (progress == persisted_progress_ && now - persisted_at_ < absl::Seconds(10)) return;
   if (absl::Status s =
           WriteFileAtomically(std::filesystem::path(options_.state_dir) / kStateFile, text);
       !s.ok()) {
@@ -398,6 +445,8 @@ void CanaryManager::Publish() {
     return;
   }
   persisted_text_ = std::move(text);
+  persisted_progress_ = std::move(progress);
+  persisted_at_ = now;
 }
 
 void CanaryManager::Export(Entry& entry) {
@@ -532,6 +581,8 @@ absl::StatusOr<v1::CanaryStatusResponse> CanaryManager::Act(
     } else if (action == "restart") {
       run.Restart(now);
       it->second.traffic_until = now;
+      // The run's counts start again from 0; so does what was exported of them.
+      it->second.exported_passed = it->second.exported_failed = it->second.exported_no_evidence = 0;
     } else {
       return absl::InvalidArgumentError(
           absl::StrCat("unknown action \"", action,

@@ -65,16 +65,25 @@ class CanaryManager {
     int64_t exported_passed = 0, exported_failed = 0, exported_no_evidence = 0;
   };
 
+  // A due check, taken out of the lock to gather its evidence.
+  struct CheckJob {
+    std::string key;
+    config::Canary spec;
+    std::string host;
+    absl::Time started;
+    bool first_step = false;  // Initializing: nothing to judge yet
+  };
+
   CanaryManager(store::ConfigStore& store, TrafficRecorder& recorder,
                 prometheus::Registry& registry, Options options,
                 std::optional<PrometheusClient> prometheus);
 
   void Reconcile(absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void FeedTraffic(Entry& entry, absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  std::vector<MetricCheck> Gather(const Entry& entry, absl::Time now)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  MetricCheck GatherOne(const Entry& entry, const config::CanaryMetric& metric, absl::Time now)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Without the lock: reads only the job, the recorder and Prometheus.
+  std::vector<MetricCheck> Gather(const CheckJob& job, absl::Time now) const;
+  MetricCheck GatherOne(const CheckJob& job, const config::CanaryMetric& metric,
+                        absl::Time now) const;
   // Pushes weights and locks to the store when they changed; persists; exports.
   void Publish() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Export(Entry& entry) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -95,8 +104,10 @@ class CanaryManager {
   uint64_t reconciled_generation_ ABSL_GUARDED_BY(mu_) = 0;
   std::map<std::string, Entry> entries_ ABSL_GUARDED_BY(mu_);              // by "namespace/name"
   std::map<std::string, v1::CanaryState> persisted_ ABSL_GUARDED_BY(mu_);  // read at start
-  std::string pushed_ ABSL_GUARDED_BY(mu_);  // weights and locks last given to the store
-  std::string persisted_text_ ABSL_GUARDED_BY(mu_);
+  std::string pushed_ ABSL_GUARDED_BY(mu_);          // weights and locks last given to the store
+  std::string persisted_text_ ABSL_GUARDED_BY(mu_);  // canaries.json as last written
+  std::string persisted_progress_ ABSL_GUARDED_BY(mu_);  // the same without judge state
+  absl::Time persisted_at_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
 
   prometheus::Family<prometheus::Gauge>& weight_;
   prometheus::Family<prometheus::Gauge>& phase_;
@@ -109,7 +120,9 @@ class CanaryManager {
   std::thread thread_;
 };
 
-// What identifies a Canary's analysis: a change to any of it restarts the run.
+// What identifies a Canary's rollout (host and subsets): a change to it restarts the run.
 std::string Fingerprint(const config::Canary& canary);
+// Everything of the spec: a change to the rest (the analysis) applies to the running run.
+std::string FullSpecText(const config::Canary& canary);
 
 }  // namespace sluice::canary

@@ -264,9 +264,16 @@ absl::Status CanaryRun::Resume(absl::Time now) {
     return absl::FailedPreconditionError(
         absl::StrCat("the canary is not paused (", PhaseName(state_.phase), ")"));
   }
-  Transition(state_.weight >= 100 ? Phase::kPromoting : state_.paused_from, state_.weight,
+  // Where to go on follows from the weight, whatever the phase was: at 0% the canary has
+  // no traffic to judge, so it takes its next step at once; at 100% it is judged a last
+  // time; in between it goes on from the step above its weight.
+  if (state_.weight <= 0) {
+    Transition(Phase::kInitializing, 0, "resumed at 0%: the next step is taken at once", now);
+    state_.next_check = now;
+    return absl::OkStatus();
+  }
+  Transition(state_.weight >= 100 ? Phase::kPromoting : Phase::kProgressing, state_.weight,
              absl::StrCat("resumed at ", WeightText()), now);
-  if (state_.phase == Phase::kInitializing) state_.phase = Phase::kProgressing;
   state_.next_check = now + spec_.analysis.interval;
   return absl::OkStatus();
 }

@@ -32,9 +32,16 @@ std::optional<double> TrafficTotals::SuccessRatePercent() const {
   return 100.0 * static_cast<double>(requests - failures) / static_cast<double>(requests);
 }
 
+uint64_t TrafficTotals::Timed() const {
+  uint64_t n = 0;
+  for (uint64_t b : latency_buckets) n += b;
+  return n;
+}
+
 std::optional<double> TrafficTotals::LatencyQuantileMs(double q) const {
-  if (requests == 0) return std::nullopt;
-  const double rank = q * static_cast<double>(requests);
+  const uint64_t timed = Timed();
+  if (timed == 0) return std::nullopt;
+  const double rank = q * static_cast<double>(timed);
   uint64_t below = 0;
   for (size_t i = 0; i < latency_buckets.size(); ++i) {
     const uint64_t in_bucket = latency_buckets[i];
@@ -60,13 +67,15 @@ uint64_t TrafficTotals::SlowerThan(double ms) const {
   return slow;
 }
 
-void TrafficWindow::Add(bool failed, double latency_ms, absl::Time now) {
+void TrafficWindow::Add(bool failed, std::optional<double> latency_ms, absl::Time now) {
   const int64_t second = SecondOf(now);
   Bucket& b = buckets_[static_cast<size_t>(((second % kSeconds) + kSeconds) % kSeconds)];
   if (b.second != second) b = Bucket{second, {}};
   ++b.totals.requests;
   if (failed) ++b.totals.failures;
-  const auto bound = std::lower_bound(kLatencyBoundsMs.begin(), kLatencyBoundsMs.end(), latency_ms);
+  if (!latency_ms) return;
+  const auto bound =
+      std::lower_bound(kLatencyBoundsMs.begin(), kLatencyBoundsMs.end(), *latency_ms);
   ++b.totals.latency_buckets[static_cast<size_t>(bound - kLatencyBoundsMs.begin())];
 }
 
@@ -120,7 +129,7 @@ void TrafficRecorder::OnSnapshot(const routing::Snapshot& snapshot) {
 }
 
 void TrafficRecorder::OnAttempt(uint64_t version, uint32_t cluster_id, bool failed,
-                                double latency_ms) {
+                                std::optional<double> latency_ms) {
   const absl::Time now = clock_();
   absl::MutexLock lock(&mu_);
   TrafficWindow* window = nullptr;

@@ -36,13 +36,16 @@ struct TrafficTotals {
   std::optional<double> LatencyQuantileMs(double q) const;
   // Requests in buckets entirely above `ms` (slower than it): exact when `ms` is a bucket bound.
   uint64_t SlowerThan(double ms) const;
+  // Requests with a latency (the histogram's count): local failures such as UH have none.
+  uint64_t Timed() const;
 };
 
 // One cluster's traffic in one-second buckets over the last kSeconds. Not thread-safe.
 class TrafficWindow {
  public:
   static constexpr int64_t kSeconds = 600;
-  void Add(bool failed, double latency_ms, absl::Time now);
+  // `latency_ms` nullopt: a request that failed without an upstream attempt (UH).
+  void Add(bool failed, std::optional<double> latency_ms, absl::Time now);
   // Everything recorded in the whole seconds from `from` (rounded up) to `to` (the second
   // `to` is in excluded), as far back as the window reaches.
   TrafficTotals Sum(absl::Time from, absl::Time to) const;
@@ -66,7 +69,8 @@ class TrafficRecorder {
   void OnSnapshot(const routing::Snapshot& snapshot);
   // An attempt decided on snapshot `version`. The current and the previous version are
   // known; older reports are dropped (requests in flight across two changes).
-  void OnAttempt(uint64_t version, uint32_t cluster_id, bool failed, double latency_ms);
+  void OnAttempt(uint64_t version, uint32_t cluster_id, bool failed,
+                 std::optional<double> latency_ms);
   // The traffic of `host`'s `subset` (every port) in [from, to).
   TrafficTotals Sum(const std::string& host, const std::string& subset, absl::Time from,
                     absl::Time to) const;

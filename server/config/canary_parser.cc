@@ -54,6 +54,11 @@ CanaryMetric ParseMetric(const Field& f, const ParseContext& ctx) {
                 absl::StrCat("\"", source, "\" is not a source: builtin or prometheus"));
     }
   }
+  if (out.source == MetricSource::kBuiltin && out.interval && *out.interval > absl::Minutes(10)) {
+    ctx.Error(f.node, JoinPath(f.path, "interval"),
+              "must be at most 10m: the server keeps 10 minutes of its own traffic windows "
+              "(use source: prometheus for a longer window)");
+  }
   if (!range) {
     ctx.Error(f.node, JoinPath(f.path, "thresholdRange"), "is required");
     return out;

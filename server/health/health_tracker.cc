@@ -72,7 +72,13 @@ std::unique_ptr<HealthTracker::Cluster> HealthTracker::Rebuild(const routing::Cl
     auto slot = previous->slot_by_id.find(endpoint.id);
     if (slot == previous->slot_by_id.end()) continue;
     cluster->recent[i] = previous->recent[slot->second];
-    if (cluster->policy.enabled) hosts[i] = previous->detector.host(slot->second);
+    if (!cluster->policy.enabled) continue;
+    hosts[i] = previous->detector.host(slot->second);
+    if (!(previous->policy == cluster->policy)) {
+      // Counters fire when they equal the threshold: kept across a lower threshold they
+      // would never fire again. Ejections and multipliers stay.
+      hosts[i].consecutive_5xx = hosts[i].consecutive_gateway = hosts[i].consecutive_local = 0;
+    }
   }
   const size_t ejected_before = previous != nullptr ? previous->detector.ejected_count() : 0;
   if (previous != nullptr && events_ != nullptr && !cluster->policy.enabled) {

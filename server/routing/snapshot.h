@@ -114,6 +114,7 @@ struct CanaryWeight {
   std::string stable_subset;
   std::string canary_subset;
   int32_t weight = 0;  // percent of the split's total to the canary
+  bool operator==(const CanaryWeight&) const = default;
 };
 
 struct CompileOptions {

@@ -10,6 +10,7 @@
 #include <filesystem>
 #include <fstream>
 #include <sstream>
+#include <tuple>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -149,15 +150,16 @@ namespace {
 
 // One route's declared split between a canary's two subsets.
 struct DeclaredSplit {
-  std::string route;  // "VirtualService default/shop spec.http[0]"
+  std::string virtual_service;  // "default/shop"
+  std::string route;            // "VirtualService default/shop spec.http[0]", for messages
   config::SourceLocation location;
   int64_t stable = 0;
   int64_t canary = 0;
-  bool operator==(const DeclaredSplit& o) const {
-    return route == o.route && stable == o.stable && canary == o.canary;
-  }
+  // Where a route sits in its list does not matter: moving it changes no weight.
+  auto Key() const { return std::tie(virtual_service, stable, canary); }
 };
 
+// The splits of `lock`'s subsets in `set`, in a canonical order.
 std::vector<DeclaredSplit> DeclaredSplits(const config::ConfigSet& set,
                                           const ConfigStore::CanaryLock& lock) {
   std::vector<DeclaredSplit> out;
@@ -176,13 +178,35 @@ std::vector<DeclaredSplit> DeclaredSplits(const config::ConfigSet& set,
         }
       }
       if (!stable || !canary) continue;
-      split.route = absl::StrCat("VirtualService ", vs.meta.namespace_name, "/", vs.meta.name,
-                                 " spec.http[", i, "]");
+      split.virtual_service = absl::StrCat(vs.meta.namespace_name, "/", vs.meta.name);
+      split.route = absl::StrCat("VirtualService ", split.virtual_service, " spec.http[", i, "]");
       split.location = vs.http[i].location;
       out.push_back(std::move(split));
     }
   }
+  std::stable_sort(out.begin(), out.end(), [](const DeclaredSplit& a, const DeclaredSplit& b) {
+    return a.Key() < b.Key();
+  });
   return out;
+}
+
+// Why `after` is not the split `before` was, for the lock's message; "" when it is.
+std::string SplitChange(const std::vector<DeclaredSplit>& before,
+                        const std::vector<DeclaredSplit>& after, config::SourceLocation* where,
+                        std::string* route) {
+  for (size_t i = 0; i < after.size(); ++i) {
+    if (i >= before.size() || after[i].Key() != before[i].Key()) {
+      *where = after[i].location;
+      *route = after[i].route;
+      return "changes the weights of";
+    }
+  }
+  if (after.size() < before.size()) {
+    *where = {};
+    *route = before[after.size()].route;
+    return "removes the route that holds";
+  }
+  return "";
 }
 
 }  // namespace
@@ -190,7 +214,18 @@ std::vector<DeclaredSplit> DeclaredSplits(const config::ConfigSet& set,
 ChangeResult ConfigStore::SetCanaryWeights(std::vector<routing::CanaryWeight> weights,
                                            std::vector<CanaryLock> locks) {
   absl::MutexLock lock(&mu_);
+  if (locks != canary_locks_ && files_refused_) {
+    // The files were refused, perhaps for editing a split a canary held: read them again.
+    files_fingerprint_.clear();
+  }
   canary_locks_ = std::move(locks);
+  if (weights == options_.compile.canary_weights) {
+    // Only the locks changed (a phase): routing is the same, so no new version.
+    ChangeResult unchanged;
+    unchanged.applied = true;
+    unchanged.version = version_;
+    return unchanged;
+  }
   options_.compile.canary_weights = std::move(weights);
   return Commit(files_, applied_, {}, /*dry_run=*/false, /*persist=*/false,
                 /*weights_only=*/true);
@@ -211,20 +246,14 @@ ChangeResult ConfigStore::Commit(config::ConfigSet files, config::ConfigSet appl
       for (const CanaryLock& lock : canary_locks_) {
         const std::vector<DeclaredSplit> before = DeclaredSplits(current, lock);
         const std::vector<DeclaredSplit> after = DeclaredSplits(effective, lock);
-        if (before == after) continue;
-        config::SourceLocation where = after.empty() ? config::SourceLocation{} : after[0].location;
-        std::string route = after.empty() ? before.empty() ? "" : before[0].route : after[0].route;
-        for (size_t i = 0; i < after.size(); ++i) {
-          if (i >= before.size() || !(after[i] == before[i])) {
-            where = after[i].location;
-            route = after[i].route;
-            break;
-          }
-        }
+        config::SourceLocation where;
+        std::string route;
+        const std::string change = SplitChange(before, after, &where, &route);
+        if (change.empty()) continue;
         diagnostics.Error(
             where, route,
-            absl::StrCat("changes the weights of ", lock.host, "'s ", lock.stable_subset, "/",
-                         lock.canary_subset, " split, which ", lock.description,
+            absl::StrCat(change, " ", lock.host, "'s ", lock.stable_subset, "/", lock.canary_subset,
+                         " split, which ", lock.description,
                          " drives; use `sluicectl canary set-weight|pause|rollback|promote`, "
                          "or delete the Canary first"));
       }
@@ -351,8 +380,10 @@ std::optional<ChangeResult> ConfigStore::ReloadFilesIfChanged() {
   if (fingerprint == files_fingerprint_) return std::nullopt;
   files_fingerprint_ = fingerprint;
   config::LoadResult loaded = config::LoadPaths(options_.config_paths);
-  return Commit(std::move(loaded.config), applied_, std::move(loaded.diagnostics), false,
-                /*persist=*/false);
+  ChangeResult result = Commit(std::move(loaded.config), applied_, std::move(loaded.diagnostics),
+                               false, /*persist=*/false);
+  files_refused_ = !result.applied;
+  return result;
 }
 
 std::vector<StoredResource> ConfigStore::List(absl::string_view kind) const {

@@ -83,6 +83,7 @@ class ConfigStore {
     std::string stable_subset;
     std::string canary_subset;
     std::string description;  // e.g. "Canary default/shop is Progressing with the canary at 25%"
+    bool operator==(const CanaryLock&) const = default;
   };
   // Recompiles the current configuration with these canary weights (routing::CanaryWeight)
   // and swaps it in as a new version; `locks` replace the previous ones.
@@ -115,6 +116,7 @@ class ConfigStore {
   uint64_t version_ ABSL_GUARDED_BY(mu_) = 0;
   std::vector<std::function<void(const routing::Snapshot&)>> listeners_ ABSL_GUARDED_BY(mu_);
   std::vector<CanaryLock> canary_locks_ ABSL_GUARDED_BY(mu_);
+  bool files_refused_ ABSL_GUARDED_BY(mu_) = false;  // the last file reload was not applied
   SnapshotCell current_;
 };
 

@@ -240,6 +240,30 @@ TEST_F(CanaryRunTest, ManualActions) {
   EXPECT_EQ(weight(), 0);
 }
 
+TEST_F(CanaryRunTest, ResumeGoesOnFromTheWeightWhateverThePhaseWas) {
+  Start(Spec(/*threshold=*/2, {10, 25, 50, 75, 100}));
+  Check({});
+  // set-weight 0 then resume: nothing to judge at 0%, so the next step comes at once.
+  ASSERT_TRUE(run_->SetWeight(0, now_).ok());
+  ASSERT_TRUE(run_->Resume(now_).ok());
+  EXPECT_EQ(phase(), Phase::kInitializing);
+  EXPECT_TRUE(run_->DueForCheck(now_));
+  run_->OnCheck({}, now_);
+  EXPECT_EQ(phase(), Phase::kProgressing);
+  EXPECT_EQ(weight(), 10);
+  // Paused while Promoting at 100%, set to 50%: resume continues at 75%, not straight to
+  // Succeeded.
+  for (int i = 0; i < 4; ++i) Check(Healthy());
+  ASSERT_EQ(phase(), Phase::kPromoting);
+  ASSERT_TRUE(run_->Pause(now_).ok());
+  ASSERT_TRUE(run_->SetWeight(50, now_).ok());
+  ASSERT_TRUE(run_->Resume(now_).ok());
+  EXPECT_EQ(phase(), Phase::kProgressing);
+  Check(Healthy());
+  EXPECT_EQ(weight(), 75);
+  EXPECT_EQ(phase(), Phase::kProgressing);
+}
+
 TEST_F(CanaryRunTest, ARunRebuiltFromItsSavedStateCarriesOn) {
   config::Canary spec = Spec(/*threshold=*/2);
   spec.analysis.judge = config::CanaryJudge::kSequential;

@@ -88,6 +88,13 @@ TEST(TrafficTotalsTest, SuccessRateAndQuantilesLikePrometheus) {
   EXPECT_NEAR(*t.LatencyQuantileMs(0.5), 10 + 15.0 * 50 / 90, 1e-9);
   EXPECT_EQ(t.SlowerThan(250), 10u);
   EXPECT_EQ(t.SlowerThan(500), 0u);
+  // Failures without an attempt (no healthy upstream) count, but have no latency to skew p99.
+  for (int i = 0; i < 100; ++i) w.Add(true, std::nullopt, kT0);
+  t = w.Sum(kT0, kT0 + absl::Seconds(1));
+  EXPECT_EQ(t.requests, 200u);
+  EXPECT_EQ(t.Timed(), 100u);
+  EXPECT_DOUBLE_EQ(*t.SuccessRatePercent(), 48.0);
+  EXPECT_DOUBLE_EQ(*t.LatencyQuantileMs(0.99), 475.0);
 }
 
 TEST(TrafficWindowTest, SumsWholeSecondsAndForgetsPastTheWindow) {

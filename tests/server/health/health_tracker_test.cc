@@ -235,23 +235,39 @@ TEST_F(HealthTrackerTest, EachClusterTicksOnItsOwnInterval) {
 }
 
 TEST_F(HealthTrackerTest, StateSurvivesAChangeThatKeepsTheEndpoint) {
-  Serve(
-      Rule("{consecutive5xxErrors: 3, interval: 1s, baseEjectionTime: 30s, "
-           "maxEjectionPercent: 100}"));
+  const std::string rule = Rule(
+      "{consecutive5xxErrors: 3, interval: 1s, baseEjectionTime: 30s, maxEjectionPercent: 100}");
+  Serve(rule);
   Report(kV1, 19091, k503, 2);  // two of three
   Report(kV1, 19092, k503, 3);  // ejected
-  // Another endpoint joins v1 and the interval changes: the new snapshot orders endpoints
-  // differently, yet counters and the ejection follow the address.
-  Serve(Rule("{consecutive5xxErrors: 3, interval: 2s, baseEjectionTime: 30s, "
-             "maxEjectionPercent: 100}"),
-        kServicesPlusOne);
+  // Another endpoint joins v1: the new snapshot orders endpoints differently, yet counters
+  // and the ejection follow the address.
+  Serve(rule, kServicesPlusOne);
   ASSERT_EQ(ClusterOf(kV1).endpoints.size(), 4u);
   EXPECT_TRUE(Ejected(kV1, 19092));
   Report(kV1, 19091, k503);  // the third in a row: ejected
   EXPECT_TRUE(Ejected(kV1, 19091));
-  // The shorter interval applies from the next tick on; the old one was due at T0+1s.
+  // The interval timer keeps its phase: due at T0+1s as before.
   TickAt(kT0);
   EXPECT_EQ(next_tick_, kT0 + absl::Seconds(1));
+  // A shorter interval in a new policy applies at once.
+  Serve(Rule("{consecutive5xxErrors: 3, interval: 500ms, baseEjectionTime: 30s, "
+             "maxEjectionPercent: 100}"),
+        kServicesPlusOne);
+  TickAt(kT0);
+  EXPECT_EQ(next_tick_, kT0 + absl::Milliseconds(500));
+  EXPECT_TRUE(Ejected(kV1, 19092));  // a new policy keeps ejections
+}
+
+TEST_F(HealthTrackerTest, ANewPolicyStartsTheCountersAgain) {
+  Serve(Rule("{consecutive5xxErrors: 10, maxEjectionPercent: 100}"));
+  Report(kV1, 19091, k503, 5);
+  // Lowered below the count: kept, the counter would pass 3 without ever equalling it.
+  Serve(Rule("{consecutive5xxErrors: 3, maxEjectionPercent: 100}"));
+  Report(kV1, 19091, k503, 2);
+  EXPECT_FALSE(Ejected(kV1, 19091));
+  Report(kV1, 19091, k503);
+  EXPECT_TRUE(Ejected(kV1, 19091));
 }
 
 TEST_F(HealthTrackerTest, ReportsOfAnOlderSnapshotFindTheirEndpointByAddress) {

@@ -1,6 +1,7 @@
 #include "server/store/snapshot_cell.h"
 
 #include <atomic>
+#include <new>
 #include <thread>
 #include <vector>
 
@@ -51,6 +52,19 @@ TEST(SnapshotCell, TwoCellsOnOneThreadDoNotShareTheCache) {
   EXPECT_EQ(a.Load()->version(), 10u);
   EXPECT_EQ(b.Load()->version(), 20u);
   EXPECT_EQ(a.Load()->version(), 10u);
+}
+
+TEST(SnapshotCell, ANewCellWhereADeadOneWasIsNotServedItsCache) {
+  // Same storage, same number of stores: only the cell's identity tells them apart.
+  alignas(SnapshotCell) unsigned char storage[sizeof(SnapshotCell)];
+  auto* first = new (storage) SnapshotCell;
+  first->Store(Version(7));
+  ASSERT_EQ(first->Load()->version(), 7u);
+  first->~SnapshotCell();
+  auto* second = new (storage) SnapshotCell;
+  second->Store(Version(1));
+  EXPECT_EQ(second->Load()->version(), 1u);
+  second->~SnapshotCell();
 }
 
 }  // namespace

@@ -1,0 +1,205 @@
+// The canary manager against a real config store, on a simulated clock: what it keeps or
+// starts again across restarts and spec edits, and which changes make a new configuration
+// version.
+
+#include "server/canary/canary_manager.h"
+
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <string>
+
+#include "absl/strings/str_cat.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace sluice::canary {
+namespace {
+
+namespace fs = std::filesystem;
+using ::testing::HasSubstr;
+
+constexpr char kShop[] = R"(apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: shop}
+spec:
+  hosts: [shop]
+  ports: [{number: 8080, name: http, protocol: HTTP}]
+  endpoints:
+  - {address: 127.0.0.1, ports: {http: 18081}, labels: {version: v1}}
+  - {address: 127.0.0.1, ports: {http: 18082}, labels: {version: v2}}
+  - {address: 127.0.0.1, ports: {http: 18083}, labels: {version: v3}}
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: shop}
+spec:
+  host: shop
+  subsets:
+  - {name: v1, labels: {version: v1}}
+  - {name: v2, labels: {version: v2}}
+  - {name: v3, labels: {version: v3}}
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: shop}
+spec:
+  hosts: [shop]
+  http:
+  - route:
+    - {destination: {host: shop, subset: v1}, weight: 100}
+    - {destination: {host: shop, subset: v2}, weight: 0}
+    - {destination: {host: shop, subset: v3}, weight: 0}
+)";
+
+std::string CanaryYaml(const std::string& canary_subset = "v2", int threshold = 2) {
+  return absl::StrCat(R"(apiVersion: sluice.dev/v1
+kind: Canary
+metadata: {name: shop}
+spec:
+  host: shop
+  stableSubset: v1
+  canarySubset: )",
+                      canary_subset, R"(
+  analysis:
+    interval: 10s
+    threshold: )",
+                      threshold, R"(
+    metrics:
+    - {name: request-success-rate, thresholdRange: {min: 99}}
+)");
+}
+
+class CanaryManagerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = fs::temp_directory_path() /
+           absl::StrCat("sluice-canary-manager-", ::getpid(), "-",
+                        ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    fs::remove_all(dir_);
+    fs::create_directories(dir_ / "config");
+    std::ofstream(dir_ / "config/shop.yaml") << kShop;
+  }
+  void TearDown() override {
+    manager_.reset();
+    store_.reset();
+    fs::remove_all(dir_);
+  }
+
+  // A server's worth of store, recorder and manager on the state directory, as at start-up.
+  void Start() {
+    manager_.reset();
+    store_.reset();
+    store::ConfigStore::Options options;
+    options.config_paths = {(dir_ / "config").string()};
+    options.state_dir = (dir_ / "state").string();
+    auto store = store::ConfigStore::Open(options);
+    ASSERT_TRUE(store.ok()) << store.status();
+    store_ = *std::move(store);
+    recorder_ = std::make_unique<TrafficRecorder>([this] { return now_; });
+    registry_ = std::make_unique<prometheus::Registry>();
+    CanaryManager::Options canary_options;
+    canary_options.state_dir = (dir_ / "state").string();
+    canary_options.clock = [this] { return now_; };
+    auto manager = CanaryManager::Create(*store_, *recorder_, *registry_, canary_options);
+    ASSERT_TRUE(manager.ok()) << manager.status();
+    manager_ = *std::move(manager);
+    store_->OnSwap([this](const routing::Snapshot& s) {
+      recorder_->OnSnapshot(s);
+      manager_->OnSnapshot(s);
+    });
+    manager_->RunOnce();
+  }
+
+  void Apply(const std::string& yaml) {
+    const store::ChangeResult r = store_->Apply({{"canary.yaml", yaml}}, false);
+    ASSERT_TRUE(r.applied) << r.diagnostics.ToString();
+    manager_->RunOnce();
+  }
+
+  void Act(const std::string& action, int weight = 0) {
+    v1::CanaryActionRequest request;
+    request.set_name("shop");
+    request.set_action(action);
+    request.set_weight(weight);
+    ASSERT_TRUE(manager_->Act(request).ok());
+  }
+
+  std::string PhaseAndWeight() {
+    const v1::CanaryStatusResponse status = manager_->Status("shop", "default");
+    if (status.canaries_size() != 1) return "none";
+    return absl::StrCat(status.canaries(0).phase(), " ", status.canaries(0).weight());
+  }
+
+  fs::path dir_;
+  absl::Time now_ = absl::FromUnixSeconds(4'000'000);
+  std::unique_ptr<store::ConfigStore> store_;
+  std::unique_ptr<TrafficRecorder> recorder_;
+  std::unique_ptr<prometheus::Registry> registry_;
+  std::unique_ptr<CanaryManager> manager_;
+};
+
+TEST_F(CanaryManagerTest, ProgressComesBackAfterARestart) {
+  Start();
+  Apply(CanaryYaml());
+  EXPECT_EQ(PhaseAndWeight(), "Progressing 10");
+  Act("set-weight", 50);
+  Start();  // the same state directory; the Canary was applied, so it is there too
+  EXPECT_EQ(PhaseAndWeight(), "Paused 50");
+}
+
+TEST_F(CanaryManagerTest, SavedProgressOfACanaryDeletedMeanwhileIsNotResumedLater) {
+  Start();
+  Apply(CanaryYaml());
+  Act("promote");
+  ASSERT_EQ(PhaseAndWeight(), "Succeeded 100");
+  // Gone while the server was down, then the server starts without it.
+  manager_.reset();
+  store_.reset();
+  fs::remove_all(dir_ / "state/applied.yaml");
+  Start();
+  EXPECT_EQ(PhaseAndWeight(), "none");
+  // Applied again later: a new rollout from 0%, not "resumed Succeeded at 100%".
+  Apply(CanaryYaml());
+  EXPECT_EQ(PhaseAndWeight(), "Progressing 10");
+}
+
+TEST_F(CanaryManagerTest, AnalysisEditsApplyInPlaceAndNewSubsetsStartAgain) {
+  Start();
+  Apply(CanaryYaml());
+  Act("set-weight", 50);
+  Apply(CanaryYaml("v2", /*threshold=*/5));
+  EXPECT_EQ(PhaseAndWeight(), "Paused 50");
+  EXPECT_EQ(manager_->Status("shop", "default").canaries(0).threshold(), 5);
+  Apply(CanaryYaml("v3"));
+  EXPECT_EQ(PhaseAndWeight(), "Progressing 10");
+  EXPECT_EQ(manager_->Status("shop", "default").canaries(0).canary_subset(), "v3");
+}
+
+TEST_F(CanaryManagerTest, OnlyWeightChangesMakeNewVersions) {
+  Start();
+  Apply(CanaryYaml());
+  const uint64_t at_ten = store_->version();
+  Act("pause");  // the lock's description changes; routing does not
+  Act("resume");
+  EXPECT_EQ(store_->version(), at_ten);
+  Act("set-weight", 30);
+  EXPECT_EQ(store_->version(), at_ten + 1);
+  // And the store refuses edits of the split it drives, naming the Canary.
+  const store::ChangeResult r = store_->Apply({{"vs.yaml", R"(apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: shop}
+spec:
+  hosts: [shop]
+  http:
+  - route:
+    - {destination: {host: shop, subset: v1}, weight: 50}
+    - {destination: {host: shop, subset: v2}, weight: 50}
+)"}},
+                                              false);
+  EXPECT_FALSE(r.applied);
+  EXPECT_THAT(r.diagnostics.ToString(), HasSubstr("Canary default/shop (Paused, canary at 30%)"));
+}
+
+}  // namespace
+}  // namespace sluice::canary
