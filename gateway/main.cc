@@ -21,6 +21,7 @@
 #include "gateway/worker/worker.h"
 #include "grpcpp/grpcpp.h"
 #include "prometheus/registry.h"
+#include "server/common/mutex_mode.h"
 #include "server/common/signals.h"
 
 namespace {
@@ -195,6 +196,7 @@ int main(int argc, char** argv) {
     return 2;
   }
 
+  sluice::DisableMutexDeadlockDetection();
   const sigset_t signals = sluice::BlockTerminationSignals();
 
   auto registry = std::make_shared<prometheus::Registry>();

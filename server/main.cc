@@ -26,6 +26,7 @@
 #include "server/canary/canary_manager.h"
 #include "server/canary/traffic_recorder.h"
 #include "server/common/log.h"
+#include "server/common/mutex_mode.h"
 #include "server/common/signals.h"
 #include "server/config/duration.h"
 #include "server/health/health_ticker.h"
@@ -131,6 +132,7 @@ int main(int argc, char** argv) {
     return 2;
   }
 
+  sluice::DisableMutexDeadlockDetection();
   // Signals are taken by this thread only; every thread started below inherits the mask.
   const sigset_t signals = sluice::BlockTerminationSignals();
 

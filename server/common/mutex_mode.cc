@@ -1,0 +1,11 @@
+#include "server/common/mutex_mode.h"
+
+#include "absl/synchronization/mutex.h"
+
+namespace sluice {
+
+void DisableMutexDeadlockDetection() {
+  absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
+}
+
+}  // namespace sluice
