@@ -156,7 +156,9 @@ struct Session::Exchange {
   // The decision, for reports; none with the fallback.
   std::optional<v1::Decision> decision;
   std::shared_ptr<const v1::RouteTable> table;
-  http::request_header<> upstream_header;  // what goes upstream, without the attempt count
+  // What goes upstream. Each attempt sets its attempt count and body in place and writes it:
+  // a copy per attempt would allocate every header field again.
+  http::request<http::buffer_body> upstream;
   const v1::HeaderMutation* route_response_headers = nullptr;
 };
 
@@ -413,9 +415,9 @@ asio::awaitable<void> Session::Execute(RequestParser& parser, Exchange& ex) {
   // The request as it goes upstream, whichever way it goes.
   // Moved, not copied (a copy allocates every field again); what is still needed of the
   // original was kept in `ex`. The parser goes on reading the body into its own buffer.
-  ex.upstream_header = std::move(request.base());
-  ex.upstream_header.version(11);
-  StripHopByHop(ex.upstream_header);
+  ex.upstream.base() = std::move(request.base());
+  ex.upstream.version(11);
+  StripHopByHop(ex.upstream);
   ForwardContext forward;
   forward.client_address = client_address_;
   forward.request_id = ex.request_id;
@@ -435,7 +437,7 @@ asio::awaitable<void> Session::Execute(RequestParser& parser, Exchange& ex) {
     target.endpoints.emplace_back(policy.fallback_host, policy.fallback_port);
     target.limits = context.limits.Get(target.cluster);
     ex.destination_host = absl::StrCat(policy.fallback_host, ":", policy.fallback_port);
-    SetForwardingHeaders(ex.upstream_header, forward);
+    SetForwardingHeaders(ex.upstream, forward);
     co_await Forward(parser, ex, target);
     co_return;
   }
@@ -493,12 +495,12 @@ asio::awaitable<void> Session::Execute(RequestParser& parser, Exchange& ex) {
   // The request's upstream form: rewrites, Istio's header operations, forwarding headers.
   if (!decision.path().empty()) {
     forward.original_path = ex.path;
-    ex.upstream_header.target(decision.path());
+    ex.upstream.target(decision.path());
   }
   forward.authority = decision.authority();
-  ApplyHeaderMutation(ex.upstream_header, decision.request_headers());
-  ApplyHeaderMutation(ex.upstream_header, route.request_headers());
-  SetForwardingHeaders(ex.upstream_header, forward);
+  ApplyHeaderMutation(ex.upstream, decision.request_headers());
+  ApplyHeaderMutation(ex.upstream, route.request_headers());
+  SetForwardingHeaders(ex.upstream, forward);
   ex.route_response_headers = &route.response_headers();
 
   if (decision.has_mirror() && !ex.streaming &&
@@ -724,7 +726,7 @@ asio::awaitable<Session::AttemptOutcome> Session::RunAttempt(RequestParser& pars
   ++conn.requests;
 
   // The request: the buffered body in one go, or the buffered part then the rest streamed.
-  http::request<http::buffer_body> upstream{ex.upstream_header};
+  http::request<http::buffer_body>& upstream = ex.upstream;
   upstream.set("x-envoy-attempt-count", std::to_string(attempt));
   if (ex.streaming) {
     if (ex.chunked) {
@@ -943,7 +945,7 @@ asio::awaitable<void> Session::LocalReply(Exchange& ex, unsigned status, std::st
 
 void Session::Mirror(const Exchange& ex, std::string address, uint32_t port) {
   // Fire and forget: its own connection, its response read and dropped, bounded in time.
-  auto header = std::make_shared<http::request<http::string_body>>(ex.upstream_header);
+  auto header = std::make_shared<http::request<http::string_body>>(ex.upstream.base());
   header->body() = ex.body;
   if (ex.had_length || !ex.body.empty()) header->content_length(ex.body.size());
   header->set(http::field::host, ShadowAuthority(HeaderValue(*header, "host")));

@@ -1,6 +1,7 @@
 #include "gateway/http/headers.h"
 
 #include <set>
+#include <vector>
 
 #include "absl/random/random.h"
 #include "absl/strings/string_view.h"
@@ -102,6 +103,29 @@ TEST(HeadersTest, RequestIdsAreVersion4UuidsAndUnique) {
     seen.insert(id);
   }
   EXPECT_EQ(seen.size(), 1000u);
+}
+
+// A generator that returns the given words in turn: the id's every digit is then known.
+class FixedWords {
+ public:
+  using result_type = uint64_t;
+  explicit FixedWords(std::vector<uint64_t> words) : words_(std::move(words)) {}
+  static constexpr result_type min() { return 0; }
+  static constexpr result_type max() { return ~result_type{0}; }
+  result_type operator()() { return words_[next_++ % words_.size()]; }
+
+ private:
+  std::vector<uint64_t> words_;
+  size_t next_ = 0;
+};
+
+TEST(HeadersTest, RequestIdDigitsComeFromTheRandomBitsWithVersionAndVariantSet) {
+  FixedWords words({0x0123456789abcdefULL, 0xfedcba9876543210ULL});
+  EXPECT_EQ(NewRequestId(words), "01234567-89ab-4def-bedc-ba9876543210");
+  FixedWords zeros({0});
+  EXPECT_EQ(NewRequestId(zeros), "00000000-0000-4000-8000-000000000000");
+  FixedWords ones({~0ULL});
+  EXPECT_EQ(NewRequestId(ones), "ffffffff-ffff-4fff-bfff-ffffffffffff");
 }
 
 }  // namespace
