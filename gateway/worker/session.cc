@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <array>
 #include <cstring>
+#include <functional>
 #include <limits>
 #include <optional>
 
@@ -191,6 +192,8 @@ struct Session::Interrupt {
   bool done = false;
   UpstreamConnection* connection = nullptr;
   asio::steady_timer* backoff = nullptr;
+  // For a streamed request body: what starts the route timer once the upload has ended.
+  std::function<void()> on_request_complete;
   void Fire() {
     if (done) return;
     fired = true;
@@ -565,11 +568,19 @@ asio::awaitable<void> Session::Forward(RequestParser& parser, Exchange& ex, Targ
   asio::steady_timer route_timer(worker_.io());
   const absl::Time first_sent = absl::Now();
   RequestFlow::Step step = flow.Start(first_sent);
-  if (flow.deadline() != absl::InfiniteFuture()) {
-    route_timer.expires_after(absl::ToChronoMicroseconds(flow.deadline() - absl::Now()));
+  auto arm_route_timer = [&route_timer, interrupt, timeout = target.plan.route_timeout] {
+    if (timeout <= absl::ZeroDuration()) return;
+    route_timer.expires_after(absl::ToChronoMicroseconds(timeout));
     route_timer.async_wait([interrupt](error_code ec) {
       if (!ec) interrupt->Fire();
     });
+  };
+  // Envoy arms the route timeout when it has the whole request. A buffered body is whole
+  // already; a streamed one is whole when its upload ends, inside the (only) attempt.
+  if (ex.streaming) {
+    interrupt->on_request_complete = arm_route_timer;
+  } else {
+    arm_route_timer();
   }
   ClusterLimits::Ticket retry_ticket;
   AttemptOutcome last;
@@ -756,12 +767,16 @@ asio::awaitable<Session::AttemptOutcome> Session::RunAttempt(RequestParser& pars
       timer.cancel();
     }
   } per_try_guard{*per_try_state, per_try_timer};
-  if (per_try > absl::ZeroDuration()) {
+  // Envoy's per-try timer starts once the whole request is in the router and the connection
+  // is ready: now for a buffered body, after the upload for a streamed one.
+  auto arm_per_try_timer = [&per_try_timer, per_try_state, per_try] {
+    if (per_try <= absl::ZeroDuration()) return;
     per_try_timer.expires_after(absl::ToChronoMicroseconds(per_try));
     per_try_timer.async_wait([per_try_state](error_code timer_ec) {
       if (!timer_ec) per_try_state->Fire();
     });
-  }
+  };
+  if (!ex.streaming) arm_per_try_timer();
   http::request_serializer<http::buffer_body> serializer{upstream};
   size_t written = co_await http::async_write(conn.stream, serializer, Await(ec));
   if (ec == http::error::need_buffer) ec = {};
@@ -795,6 +810,10 @@ asio::awaitable<Session::AttemptOutcome> Session::RunAttempt(RequestParser& pars
       }
       written += co_await http::async_write(conn.stream, serializer, Await(ec));
       if (ec == http::error::need_buffer) ec = {};
+    }
+    if (!ec) {
+      arm_per_try_timer();
+      if (interrupt.on_request_complete) std::exchange(interrupt.on_request_complete, nullptr)();
     }
   }
   out.parser = std::make_unique<http::response_parser<http::buffer_body>>();

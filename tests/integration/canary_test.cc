@@ -150,7 +150,9 @@ spec:
         << gateway_.error();
     gateway_address_ = gateway_.Field("http");
     gateway_admin_ = gateway_.Field("metrics");
-    if (wait) ASSERT_TRUE(testing::WaitForGatewayServing(gateway_admin_)) << gateway_.Log();
+    if (wait) {
+      ASSERT_TRUE(testing::WaitForGatewayServing(gateway_admin_)) << gateway_.Log();
+    }
   }
 
   void StartPrometheus() {

@@ -488,6 +488,53 @@ TEST_F(GatewayTest, MalformedHttpIsAnsweredAndClosed) {
   EXPECT_EQ(ReceivedByAll(), 0) << "nothing malformed reaches an upstream";
 }
 
+// Envoy arms the route timeout when the whole request is in, and the per-try timeout when
+// the whole request is in and the connection is ready. A body past the retry buffer is
+// streamed upstream while it arrives, so a slow upload must not eat either timeout.
+TEST_F(GatewayTest, TimeoutsStartWhenAStreamedUploadEnds) {
+  StartStubs();
+  StartServer(ShopService() + VirtualService(R"(  - name: route-timeout
+    match: [{headers: {x-case: {exact: route}}}]
+    route: [{destination: {host: shop, subset: v1}}]
+    timeout: 400ms
+    retries: {attempts: 0}
+  - name: per-try
+    route: [{destination: {host: shop, subset: v1}}]
+    timeout: 5s
+    retries: {attempts: 2, perTryTimeout: 300ms, retryOn: 5xx}
+)"));
+  StartGateway({"--retry-buffer", "1k"});
+
+  // 80 kB in two halves 900ms apart: past the 1 KiB retry buffer and the gateway's 16 KiB
+  // read chunk, so the first half is on its way upstream while the second is awaited.
+  const std::string half(40000, 'u');
+  auto upload = [&](const std::string& query, const std::string& extra_header) {
+    const std::string head =
+        absl::StrCat("POST /upload", query, " HTTP/1.1\r\nHost: shop\r\n", extra_header,
+                     "Content-Length: 80000\r\n", "Connection: close\r\n\r\n");
+    return testing::RawExchangeInPieces(gateway_address_, {head + half, half},
+                                        absl::Milliseconds(900));
+  };
+
+  // Longer than both timeouts, yet answered: neither runs while the body streams.
+  testing::RawResult r = upload("", "x-case: route\r\n");
+  EXPECT_THAT(r.received, StartsWith("HTTP/1.1 200")) << r.received;
+  EXPECT_THAT(r.received, HasSubstr("\"request_bytes\":80000"));
+  r = upload("", "");
+  EXPECT_THAT(r.received, StartsWith("HTTP/1.1 200")) << r.received;
+  EXPECT_THAT(r.received, HasSubstr("\"request_bytes\":80000"));
+
+  // The route timeout still bounds the wait for the answer, counted from the upload's end.
+  const absl::Time start = absl::Now();
+  r = upload("?delay=3s", "x-case: route\r\n");
+  const absl::Duration took = absl::Now() - start;
+  EXPECT_THAT(r.received, StartsWith("HTTP/1.1 504")) << r.received;
+  EXPECT_THAT(r.received, HasSubstr("upstream request timeout"));
+  EXPECT_GE(took, absl::Milliseconds(900 + 400));
+  EXPECT_LT(took, absl::Milliseconds(900 + 2000));
+  EXPECT_THAT(AccessLog(), HasSubstr("504 UT"));
+}
+
 TEST_F(GatewayTest, KeepAlivePipeliningChunkedBodiesAndSlowClients) {
   StartStubs();
   StartServer(ShopService() + VirtualService(SplitRoute(100, 0)));

@@ -5,6 +5,7 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -36,6 +37,9 @@ bool Process::Start(const std::vector<std::string>& argv, const std::string& rea
   log_path_ = log_template;
   pid_ = fork();
   if (pid_ == 0) {
+    // Should the test binary die (a crash, ctest's timeout), its servers die with it
+    // instead of living on with their ports.
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
     dup2(out[1], STDOUT_FILENO);
     dup2(log_fd, STDERR_FILENO);
     std::vector<char*> args;
@@ -201,6 +205,11 @@ HttpResult HttpExchange(const std::string& address, const std::string& method,
 
 RawResult RawExchange(const std::string& address, const std::string& bytes,
                       absl::Duration timeout) {
+  return RawExchangeInPieces(address, {bytes}, absl::ZeroDuration(), timeout);
+}
+
+RawResult RawExchangeInPieces(const std::string& address, const std::vector<std::string>& pieces,
+                              absl::Duration pause, absl::Duration timeout) {
   RawResult result;
   const int fd = Connect(address);
   if (fd < 0) return result;
@@ -208,7 +217,10 @@ RawResult RawExchange(const std::string& address, const std::string& bytes,
   timeval tv{static_cast<time_t>(absl::ToInt64Seconds(timeout)),
              static_cast<suseconds_t>(absl::ToInt64Microseconds(timeout) % 1000000)};
   setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-  (void)write(fd, bytes.data(), bytes.size());
+  for (size_t i = 0; i < pieces.size(); ++i) {
+    if (i > 0) absl::SleepFor(pause);
+    (void)write(fd, pieces[i].data(), pieces[i].size());
+  }
   char buf[4096];
   for (;;) {
     const ssize_t n = read(fd, buf, sizeof(buf));

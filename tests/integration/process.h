@@ -85,6 +85,9 @@ struct RawResult {
 };
 RawResult RawExchange(const std::string& address, const std::string& bytes,
                       absl::Duration timeout = absl::Seconds(5));
+// The same with `pieces` written one by one, `pause` apart: for slow uploads.
+RawResult RawExchangeInPieces(const std::string& address, const std::vector<std::string>& pieces,
+                              absl::Duration pause, absl::Duration timeout = absl::Seconds(5));
 
 // A loopback TCP port that was free a moment ago (bind to port 0, read it, close): for
 // programs that cannot report the port they picked.
