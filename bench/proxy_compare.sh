@@ -11,7 +11,8 @@
 #          WARMUP (2s)      wrk warm-up before each measured run
 #          CONNECTIONS (32) wrk connections
 #          ROUNDS (1)       interleaved rounds; the table gives medians
-#          PROXIES ("haproxy nginx sluice")
+#          PROXIES ("haproxy nginx sluice"; add "floor" for bench/floor_proxy.cc, the
+#                           bare Beast/Asio proxy that is the floor of sluice-gateway's stack)
 #          PIN (0)          PIN=1 (2+ cores): wrk on CPU 1, proxies, stubs and
 #                           sluice-server on CPU 0; by default the scheduler places all
 set -euo pipefail
@@ -310,7 +311,16 @@ EOF
       pids+=("${pid[haproxy]}")
       cpu_pids[haproxy]=${pid[haproxy]}
       ;;
-    *) echo "unknown proxy $proxy (want haproxy, nginx, sluice)" >&2; exit 2 ;;
+    floor)
+      # Not a product: bench/floor_proxy.cc, the least a proxy on sluice-gateway's stack
+      # (Beast + Asio coroutines, one thread) costs, with none of its features. Opt-in:
+      # PROXIES="haproxy sluice floor".
+      [[ -x "$build/bench/floor_proxy" ]] || { echo "missing $build/bench/floor_proxy" >&2; exit 1; }
+      start floor http "$build/bench/floor_proxy" --listen 127.0.0.1:0 \
+        --upstream "127.0.0.1:${port[stub_v1]}:90" --upstream "127.0.0.1:${port[stub_v2]}:10"
+      cpu_pids[floor]=${pid[floor]}
+      ;;
+    *) echo "unknown proxy $proxy (want haproxy, nginx, sluice, floor)" >&2; exit 2 ;;
   esac
   wait_ready "$proxy"
 done
