@@ -99,6 +99,26 @@ uint32_t UpstreamPool::OpenCount(const std::string& endpoint) const {
   return it == open_.end() ? 0 : it->second;
 }
 
+size_t UpstreamPool::CloseIdle(absl::Time now) {
+  size_t closed = 0;
+  for (auto& [endpoint, stack] : idle_) {
+    for (auto it = stack.begin(); it != stack.end();) {
+      UpstreamConnection& c = **it;
+      const bool expired =
+          c.idle_timeout > absl::ZeroDuration() && now - c.idle_since >= c.idle_timeout;
+      if (!expired && c.buffer.size() == 0 && !PeerClosedOrDirty(c.stream.socket())) {
+        ++it;
+        continue;
+      }
+      std::unique_ptr<UpstreamConnection> gone = std::move(*it);
+      it = stack.erase(it);
+      Discard(std::move(gone));
+      ++closed;
+    }
+  }
+  return closed;
+}
+
 size_t UpstreamPool::idle_count() const {
   size_t n = 0;
   for (const auto& [endpoint, stack] : idle_) n += stack.size();

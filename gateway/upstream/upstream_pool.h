@@ -22,6 +22,9 @@ struct UpstreamConnection {
   std::string endpoint;  // "address:port", the pool key
   uint32_t requests = 0;
   absl::Time idle_since;
+  // Its cluster's idleTimeout as of its last request (zero: none): past it, an idle
+  // connection is closed, as Envoy closes it, whether or not a request comes for it.
+  absl::Duration idle_timeout = absl::ZeroDuration();
   ClusterLimits::Ticket ticket;
 };
 
@@ -58,6 +61,11 @@ class UpstreamPool {
   // is never left without a connection to wait for.
   uint32_t OpenCount(const std::string& endpoint) const;
   void NoteOpened(const std::string& endpoint) { ++open_[endpoint]; }
+
+  // Closes the idle connections that have been idle for their idle timeout, or that the
+  // upstream closed or wrote to unasked; returns how many. The worker runs it every second,
+  // so that idle connections do not outlive their timeout at the upstream.
+  size_t CloseIdle(absl::Time now);
 
   size_t idle_count() const;
   void CloseAll();

@@ -715,6 +715,7 @@ asio::awaitable<Session::AttemptOutcome> Session::RunAttempt(RequestParser& pars
   }
   pending.Release();
   UpstreamConnection& conn = *out.connection;
+  conn.idle_timeout = target.idle_timeout;
   interrupt.connection = &conn;
   struct ClearOnExit {
     Interrupt& interrupt;

@@ -24,6 +24,7 @@ void Worker::Start(tcp protocol, int listener) {
   asio::post(io_, [this] {
     decisions_->Start();
     WatchDecisionState();
+    ReapIdleConnections();
   });
   asio::co_spawn(io_, Accept(), asio::detached);
   thread_ = std::thread([this] { io_.run(); });
@@ -54,6 +55,14 @@ void Worker::WatchDecisionState() {
   state_timer_.expires_after(std::chrono::milliseconds(100));
   state_timer_.async_wait([this](boost::system::error_code ec) {
     if (!ec) WatchDecisionState();
+  });
+}
+
+void Worker::ReapIdleConnections() {
+  pool_.CloseIdle(absl::Now());
+  reaper_timer_.expires_after(std::chrono::seconds(1));
+  reaper_timer_.async_wait([this](boost::system::error_code ec) {
+    if (!ec) ReapIdleConnections();
   });
 }
 
@@ -105,6 +114,7 @@ void Worker::Stop() {
     decisions_->Stop();
     state_timer_.cancel();
     drain_timer_.cancel();
+    reaper_timer_.cancel();
     pool_.CloseAll();
     boost::system::error_code ec;
     if (acceptor_) acceptor_->close(ec);

@@ -59,6 +59,8 @@ class Worker {
  private:
   net::asio::awaitable<void> Accept();
   void WatchDecisionState();
+  // Every second: closes pooled connections past their idle timeout or closed upstream.
+  void ReapIdleConnections();
 
   const int index_;
   GatewayContext& context_;
@@ -73,6 +75,7 @@ class Worker {
   std::atomic<DecisionClient::State> decision_state_{DecisionClient::State::kConnecting};
   net::asio::steady_timer state_timer_{io_};
   net::asio::steady_timer drain_timer_{io_};
+  net::asio::steady_timer reaper_timer_{io_};
   std::thread thread_;
 };
 

@@ -535,6 +535,57 @@ TEST_F(GatewayTest, TimeoutsStartWhenAStreamedUploadEnds) {
   EXPECT_THAT(AccessLog(), HasSubstr("504 UT"));
 }
 
+// Envoy closes an upstream connection idle for the cluster's idleTimeout (1h when unset),
+// whether or not another request comes: the upstream does not hold it open meanwhile.
+TEST_F(GatewayTest, IdleUpstreamConnectionsCloseAtTheirIdleTimeout) {
+  StartStubs();
+  std::string config = ShopService();
+  const std::string subsets = "  - {name: v1, labels: {version: v1}}\n";
+  const size_t at = config.find(subsets);
+  ASSERT_NE(at, std::string::npos);
+  config.replace(at, subsets.size(), R"(  - name: v1
+    labels: {version: v1}
+    trafficPolicy:
+      connectionPool:
+        http: {idleTimeout: 1s}
+)");
+  StartServer(config + VirtualService(R"(  - name: by-subset
+    match: [{headers: {x-subset: {exact: v2}}}]
+    route: [{destination: {host: shop, subset: v2}}]
+  - name: default
+    route: [{destination: {host: shop, subset: v1}}]
+)"));
+  StartGateway();
+  auto open = [&](size_t stub) {
+    return testing::StubStat(stubs_[stub]->address, "open_connections");
+  };
+
+  const absl::Time sent = absl::Now();
+  ASSERT_EQ(Get("/one").status, 200);
+  ASSERT_EQ(Get("/two", {{"x-subset", "v2"}}).status, 200);
+  EXPECT_EQ(open(0), 1) << "kept alive after the request";
+  EXPECT_EQ(open(1), 1);
+
+  // v1's connection closes within a second of its 1s idle timeout (the reaper runs each
+  // second); v2's, with Envoy's 1h default, stays.
+  absl::Time closed = absl::InfiniteFuture();
+  while (absl::Now() - sent < absl::Seconds(5)) {
+    if (open(0) == 0) {
+      closed = absl::Now();
+      break;
+    }
+    absl::SleepFor(absl::Milliseconds(50));
+  }
+  ASSERT_NE(closed, absl::InfiniteFuture()) << "v1's idle connection was never closed";
+  EXPECT_GE(closed - sent, absl::Milliseconds(950));
+  EXPECT_LT(closed - sent, absl::Milliseconds(3000));
+  EXPECT_EQ(open(1), 1);
+
+  // The next request opens a new connection, and is answered as before.
+  EXPECT_EQ(Get("/three").status, 200);
+  EXPECT_EQ(open(0), 1);
+}
+
 TEST_F(GatewayTest, KeepAlivePipeliningChunkedBodiesAndSlowClients) {
   StartStubs();
   StartServer(ShopService() + VirtualService(SplitRoute(100, 0)));

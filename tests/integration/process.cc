@@ -283,16 +283,20 @@ double SumMetric(const std::string& text, const std::string& name, const std::st
   return sum;
 }
 
-int64_t StubReceived(const std::string& address) {
+int64_t StubStat(const std::string& address, const std::string& key) {
   const std::string stats = HttpGet(address, "/stub/stats");
-  const size_t at = stats.find("\"received\":");
+  const std::string field = absl::StrCat("\"", key, "\":");
+  const size_t at = stats.find(field);
   int64_t n = -1;
   if (at != std::string::npos) {
-    const size_t start = at + 11;
-    absl::SimpleAtoi(stats.substr(start, stats.find(',', start) - start), &n);
+    const size_t start = at + field.size();
+    const size_t end = stats.find_first_of(",}", start);
+    absl::SimpleAtoi(stats.substr(start, end - start), &n);
   }
   return n;
 }
+
+int64_t StubReceived(const std::string& address) { return StubStat(address, "received"); }
 
 bool WaitForGatewayServing(const std::string& admin, absl::Duration timeout) {
   const absl::Time give_up = absl::Now() + timeout;

@@ -102,6 +102,8 @@ double SumMetric(const std::string& text, const std::string& name, const std::st
 
 // How many requests the sluice-stub at `address` has answered (its /stub/stats), or -1.
 int64_t StubReceived(const std::string& address);
+// Any numeric field of that stub's /stub/stats ("received", "open_connections"), or -1.
+int64_t StubStat(const std::string& address, const std::string& key);
 
 // Waits (at most `timeout`) until the gateway whose admin port is `admin` says "serving" on
 // /healthz, that is, its decision streams are up. Returns whether it did.

@@ -16,8 +16,8 @@
 //   hang=DURATION      accept the request and say nothing for that long, then close
 //   body=N             answer with N bytes of body
 // Instance: --error-rate F answers 503 to that share of requests; --latency adds a delay.
-// Control:  GET /stub/stats (counts as JSON), POST /stub/reset, POST /stub/config?error-rate=F
-//           &latency=D (not counted).
+// Control:  GET /stub/stats (counts and open connections as JSON), POST /stub/reset,
+//           POST /stub/config?error-rate=F&latency=D (not counted).
 
 #include <signal.h>
 
@@ -67,6 +67,10 @@ class State {
     ++by_status_[status];
     return ++received_;
   }
+  // Connections that have carried a counted request and are still open (control requests'
+  // own connections are not counted): what a proxy's pool holds open here.
+  void ConnectionOpened() { ++open_connections_; }
+  void ConnectionClosed() { --open_connections_; }
   void Reset() {
     std::lock_guard<std::mutex> lock(mu_);
     received_ = 0;
@@ -80,7 +84,8 @@ class State {
     return absl::StrCat("{\"name\":\"", name_, "\",\"subset\":\"", subset_,
                         "\",\"received\":", received_, ",\"by_status\":{",
                         absl::StrJoin(statuses, ","), "},\"error_rate\":", error_rate_.load(),
-                        ",\"latency_ms\":", latency_ms_.load(), "}");
+                        ",\"latency_ms\":", latency_ms_.load(),
+                        ",\"open_connections\":", open_connections_.load(), "}");
   }
   bool DrawError() {
     const double rate = error_rate_.load();
@@ -103,6 +108,7 @@ class State {
   std::mt19937_64 rng_;
   uint64_t received_ = 0;
   std::map<unsigned, uint64_t> by_status_;
+  std::atomic<int64_t> open_connections_{0};
 };
 
 // The value of query parameter `key`, else of header `x-stub-<key>`, else "".
@@ -152,6 +158,7 @@ asio::awaitable<void> Session(tcp::socket socket, State& state) {
   beast::tcp_stream stream(std::move(socket));
   beast::flat_buffer buffer;
   boost::system::error_code ec;
+  bool counted_connection = false;
   for (;;) {
     http::request_parser<http::string_body> parser;
     parser.body_limit(64 * 1024 * 1024);
@@ -194,6 +201,10 @@ asio::awaitable<void> Session(tcp::socket socket, State& state) {
     const absl::Duration hang = ParseDurationOr(Control(req, "hang"), absl::ZeroDuration());
     unsigned status = PickStatus(Control(req, "status"), req);
     if (state.DrawError()) status = 503;
+    if (!counted_connection) {
+      counted_connection = true;
+      state.ConnectionOpened();
+    }
     const uint64_t count =
         state.Count(reset == "before" || hang > absl::ZeroDuration() ? 0 : status);
 
@@ -231,6 +242,7 @@ asio::awaitable<void> Session(tcp::socket socket, State& state) {
   }
   stream.socket().shutdown(tcp::socket::shutdown_both, ec);
   stream.socket().close(ec);
+  if (counted_connection) state.ConnectionClosed();
 }
 
 asio::awaitable<void> Accept(tcp::acceptor& acceptor, State& state) {

@@ -56,6 +56,34 @@ TEST_F(UpstreamPoolTest, DropsConnectionsIdlePastTheTimeoutAndFreesTheirSlot) {
   EXPECT_EQ(pool_.idle_count(), 0u);
 }
 
+TEST_F(UpstreamPoolTest, CloseIdleClosesConnectionsPastTheirOwnIdleTimeoutOnly) {
+  auto short_lived = Connect();
+  short_lived->idle_timeout = absl::Seconds(1);
+  auto long_lived = Connect();
+  long_lived->idle_timeout = absl::Hours(1);
+  pool_.Release(std::move(short_lived), 0, t0_);
+  pool_.Release(std::move(long_lived), 0, t0_);
+  EXPECT_EQ(pool_.CloseIdle(t0_ + absl::Milliseconds(999)), 0u);
+  EXPECT_EQ(pool_.idle_count(), 2u);
+  EXPECT_EQ(pool_.CloseIdle(t0_ + absl::Seconds(1)), 1u);
+  EXPECT_EQ(pool_.idle_count(), 1u);
+  EXPECT_EQ(limits_.connections(), 1u) << "the closed connection's slot frees";
+  EXPECT_EQ(pool_.CloseIdle(t0_ + absl::Minutes(59)), 0u);
+  EXPECT_EQ(pool_.CloseIdle(t0_ + absl::Hours(1)), 1u);
+  EXPECT_EQ(pool_.idle_count(), 0u);
+  EXPECT_EQ(limits_.connections(), 0u);
+}
+
+TEST_F(UpstreamPoolTest, CloseIdleClosesConnectionsTheUpstreamClosedWithoutARequest) {
+  pool_.Release(Connect(), 0, t0_);  // no idle timeout
+  pool_.Release(Connect(), 0, t0_);
+  peers_.front().close();
+  absl::SleepFor(absl::Milliseconds(20));  // the FIN needs a moment, even on loopback
+  EXPECT_EQ(pool_.CloseIdle(t0_ + absl::Hours(100)), 1u);
+  EXPECT_EQ(pool_.idle_count(), 1u);
+  EXPECT_EQ(limits_.connections(), 1u);
+}
+
 TEST_F(UpstreamPoolTest, DropsConnectionsTheUpstreamClosed) {
   pool_.Release(Connect(), 0, t0_);
   peers_.back().close();
