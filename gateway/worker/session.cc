@@ -779,7 +779,13 @@ asio::awaitable<Session::AttemptOutcome> Session::RunAttempt(RequestParser& pars
   };
   if (!ex.streaming) arm_per_try_timer();
   http::request_serializer<http::buffer_body> serializer{upstream};
+  // No request timer runs while a streamed body uploads; like Envoy's stream idle timeout,
+  // the idle timeout bounds each write to an upstream that stops reading.
+  const auto upload_write_timeout =
+      absl::ToChronoMilliseconds(worker_.context().options.idle_timeout);
+  if (ex.streaming) conn.stream.expires_after(upload_write_timeout);
   size_t written = co_await http::async_write(conn.stream, serializer, Await(ec));
+  conn.stream.expires_never();
   if (ec == http::error::need_buffer) ec = {};
   if (!ec && ex.streaming) {
     std::array<char, kChunk> chunk;
@@ -809,7 +815,9 @@ asio::awaitable<Session::AttemptOutcome> Session::RunAttempt(RequestParser& pars
         upstream.body().size = 0;
         upstream.body().more = false;
       }
+      conn.stream.expires_after(upload_write_timeout);
       written += co_await http::async_write(conn.stream, serializer, Await(ec));
+      conn.stream.expires_never();
       if (ec == http::error::need_buffer) ec = {};
     }
     if (!ec) {
