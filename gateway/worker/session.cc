@@ -178,6 +178,9 @@ struct Session::Target {
 struct Session::AttemptOutcome {
   AttemptResult result;
   bool route_timed_out = false;
+  // A streamed request (no route timer yet) waited for a connection past the idle timeout:
+  // Envoy's stream idle timeout, 408 with flag SI.
+  bool stream_idle_timed_out = false;
   // The client broke off while its body was being streamed: not the endpoint's doing.
   error_code client_error;
   std::unique_ptr<UpstreamConnection> connection;
@@ -439,6 +442,7 @@ asio::awaitable<void> Session::Execute(RequestParser& parser, Exchange& ex) {
     target.cluster = "fallback";
     target.endpoints.emplace_back(policy.fallback_host, policy.fallback_port);
     target.limits = context.limits.Get(target.cluster);
+    target.idle_timeout = absl::Hours(1);  // Envoy's default, as for a cluster without one
     ex.destination_host = absl::StrCat(policy.fallback_host, ":", policy.fallback_port);
     SetForwardingHeaders(ex.upstream, forward);
     co_await Forward(parser, ex, target);
@@ -568,11 +572,14 @@ asio::awaitable<void> Session::Forward(RequestParser& parser, Exchange& ex, Targ
   asio::steady_timer route_timer(worker_.io());
   const absl::Time first_sent = absl::Now();
   RequestFlow::Step step = flow.Start(first_sent);
-  auto arm_route_timer = [&route_timer, interrupt, timeout = target.plan.route_timeout] {
-    if (timeout <= absl::ZeroDuration()) return;
+  // Weak: the Interrupt holds this callback for a streamed body, and must not hold itself.
+  auto arm_route_timer = [&route_timer, weak = std::weak_ptr<Interrupt>(interrupt),
+                          timeout = target.plan.route_timeout] {
+    auto strong = weak.lock();
+    if (strong == nullptr || timeout <= absl::ZeroDuration()) return;
     route_timer.expires_after(absl::ToChronoMicroseconds(timeout));
-    route_timer.async_wait([interrupt](error_code ec) {
-      if (!ec) interrupt->Fire();
+    route_timer.async_wait([strong](error_code ec) {
+      if (!ec) strong->Fire();
     });
   };
   // Envoy arms the route timeout when it has the whole request. A buffered body is whole
@@ -604,6 +611,16 @@ asio::awaitable<void> Session::Forward(RequestParser& parser, Exchange& ex, Targ
         } else {
           ex.flags = "DC";  // the client went away mid-body: nobody to answer
         }
+        co_return;
+      }
+      if (last.stream_idle_timed_out) {
+        report(last_endpoint, flow.attempts(), v1::NOT_SENT, 0, absl::Now() - attempt_start, "SI",
+               true);
+        interrupt->done = true;
+        route_timer.cancel();
+        ex.close = true;  // the rest of the body is still on its way
+        ex.flags = "SI";
+        co_await LocalReply(ex, 408, "stream timeout");
         co_return;
       }
       if (last.route_timed_out) {
@@ -682,6 +699,7 @@ asio::awaitable<Session::AttemptOutcome> Session::RunAttempt(RequestParser& pars
 
   // Envoy's HTTP/1.1 pool admission: idle connection, new connection, pending, overflow.
   ClusterLimits::Ticket pending;
+  const absl::Time queued_at = absl::Now();
   for (;;) {
     const absl::Time now = absl::Now();
     if (auto idle = pool.TakeIdle(key, target.idle_timeout, now)) {
@@ -710,6 +728,10 @@ asio::awaitable<Session::AttemptOutcome> Session::RunAttempt(RequestParser& pars
     co_await pool.WaitForRelease(target.cluster, kPendingPoll);
     if (interrupt.fired) {
       out.route_timed_out = true;
+      co_return out;
+    }
+    if (ex.streaming && absl::Now() - queued_at >= worker_.context().options.idle_timeout) {
+      out.stream_idle_timed_out = true;
       co_return out;
     }
   }
@@ -820,6 +842,9 @@ asio::awaitable<Session::AttemptOutcome> Session::RunAttempt(RequestParser& pars
       conn.stream.expires_never();
       if (ec == http::error::need_buffer) ec = {};
     }
+    // The body pieces lived in `chunk`, which ends with this attempt.
+    upstream.body().data = nullptr;
+    upstream.body().size = 0;
     if (!ec) {
       arm_per_try_timer();
       if (interrupt.on_request_complete) std::exchange(interrupt.on_request_complete, nullptr)();

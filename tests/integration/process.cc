@@ -35,11 +35,13 @@ bool Process::Start(const std::vector<std::string>& argv, const std::string& rea
   char log_template[] = "/tmp/sluice-test-log-XXXXXX";
   const int log_fd = mkstemp(log_template);
   log_path_ = log_template;
+  const pid_t parent = getpid();
   pid_ = fork();
   if (pid_ == 0) {
     // Should the test binary die (a crash, ctest's timeout), its servers die with it
-    // instead of living on with their ports.
+    // instead of living on with their ports; a parent gone before prctl is seen here.
     prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() != parent) _exit(127);
     dup2(out[1], STDOUT_FILENO);
     dup2(log_fd, STDERR_FILENO);
     std::vector<char*> args;
@@ -219,7 +221,15 @@ RawResult RawExchangeInPieces(const std::string& address, const std::vector<std:
   setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
   for (size_t i = 0; i < pieces.size(); ++i) {
     if (i > 0) absl::SleepFor(pause);
-    (void)write(fd, pieces[i].data(), pieces[i].size());
+    // A peer that answered and closed early must fail the write, not kill the test binary
+    // with SIGPIPE; what it answered is still read below.
+    size_t sent = 0;
+    while (sent < pieces[i].size()) {
+      const ssize_t n = ::send(fd, pieces[i].data() + sent, pieces[i].size() - sent, MSG_NOSIGNAL);
+      if (n <= 0) break;
+      sent += static_cast<size_t>(n);
+    }
+    if (sent < pieces[i].size()) break;
   }
   char buf[4096];
   for (;;) {
