@@ -36,7 +36,7 @@ fuzz: deps
 test: fuzz unit-test
 
 format:
-	find cli server gateway tests bench -name '*.h' -o -name '*.cc' | xargs clang-format -i
+	find cli lib server gateway tools tests bench -name '*.h' -o -name '*.cc' | xargs clang-format -i
 
 clean:
 	rm -rf $(BUILD_DIR) $(FUZZ_BUILD_DIR)

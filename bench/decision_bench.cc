@@ -8,10 +8,11 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "benchmark/benchmark.h"
+#include "lib/routing/decider.h"
+#include "lib/routing/snapshot.h"
 #include "server/config/loader.h"
 #include "server/health/health_tracker.h"
-#include "server/routing/decider.h"
-#include "server/routing/snapshot.h"
+#include "server/routing/snapshot_compiler.h"
 
 namespace sluice::routing {
 namespace {

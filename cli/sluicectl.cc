@@ -20,9 +20,10 @@
 #include "absl/time/time.h"
 #include "google/protobuf/util/json_util.h"
 #include "grpcpp/grpcpp.h"
+#include "lib/routing/snapshot.h"
+#include "lib/routing/snapshot_printer.h"
 #include "server/config/loader.h"
-#include "server/routing/snapshot.h"
-#include "server/routing/snapshot_printer.h"
+#include "server/routing/snapshot_compiler.h"
 #include "sluice/v1/admin.grpc.pb.h"
 
 namespace {

@@ -3,6 +3,7 @@
 #include <pthread.h>
 #include <signal.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <iostream>
 #include <memory>
@@ -20,9 +21,9 @@
 #include "gateway/worker/gateway_context.h"
 #include "gateway/worker/worker.h"
 #include "grpcpp/grpcpp.h"
+#include "lib/common/mutex_mode.h"
+#include "lib/common/signals.h"
 #include "prometheus/registry.h"
-#include "server/common/mutex_mode.h"
-#include "server/common/signals.h"
 
 namespace {
 
@@ -38,6 +39,7 @@ constexpr char kUsage[] =
     "         [--max-request-headers BYTES] [--max-request-body BYTES]\n"
     "         [--retry-buffer BYTES] [--request-header-timeout DURATION]\n"
     "         [--idle-timeout DURATION] [--drain-timeout DURATION] [--name NAME]\n"
+    "         [--decisions server|local] [--max-table-age DURATION]\n"
     "Port 0 picks a free port; the chosen ports are printed on start-up.\n";
 
 bool SplitHostPort(const std::string& value, std::string* host, uint16_t* port) {
@@ -130,6 +132,16 @@ std::string ParseFlags(int argc, char** argv, GatewayOptions& o) {
       if (!duration(&o.drain_timeout)) return bad("want a duration such as 30s");
     } else if (flag == "--name") {
       o.gateway_name = value;
+    } else if (flag == "--decisions") {
+      if (value == "server") {
+        o.decision_mode = sluice::v1::DECISION_MODE_SERVER;
+      } else if (value == "local") {
+        o.decision_mode = sluice::v1::DECISION_MODE_LOCAL;
+      } else {
+        return bad("want server or local");
+      }
+    } else if (flag == "--max-table-age") {
+      if (!duration(&o.max_table_age)) return bad("want a duration such as 30s or inf");
     } else {
       return absl::StrCat("unknown flag ", flag);
     }
@@ -242,18 +254,27 @@ int main(int argc, char** argv) {
 
   AdminServer admin(registry, [&] {
     AdminServer::Health health;
-    size_t connected = 0;
+    size_t connected = 0, stale = 0;
+    double table_age = 0;  // the oldest worker's, in seconds; -1: a worker has no table
+    uint64_t table_version = 0;
     for (const auto& w : workers) {
       if (w->decision_state() == DecisionClient::State::kConnected) ++connected;
+      const WorkerTableState t = w->table_state();
+      if (t.stale) ++stale;
+      if (table_age >= 0) table_age = t.age_seconds < 0 ? -1 : std::max(table_age, t.age_seconds);
+      table_version = std::max(table_version, t.version);
     }
     const bool fallback = options.decision_failure.kind == DecisionFailurePolicy::Kind::kFallback;
     std::string state = "serving";
     if (context.draining.load()) {
       state = "draining";
+    } else if (connected < workers.size() && stale + connected == workers.size()) {
+      // Deciding from the last table while the server cannot confirm it (as Envoy does).
+      state = "stale";
     } else if (connected < workers.size()) {
       state = fallback ? "degraded" : "unavailable";
     }
-    health.status = state == "serving" || state == "degraded" ? 200 : 503;
+    health.status = state == "serving" || state == "degraded" || state == "stale" ? 200 : 503;
     const std::string policy =
         fallback ? absl::StrCat("fallback=", options.decision_failure.fallback_host, ":",
                                 options.decision_failure.fallback_port)
@@ -261,7 +282,10 @@ int main(int argc, char** argv) {
     health.body = absl::StrCat(
         "{\"state\":\"", state, "\",\"decision_service\":\"",
         StateName(workers.front()->decision_state()), "\",\"workers_connected\":", connected,
-        ",\"workers\":", workers.size(), ",\"decision_failure\":\"", policy, "\"}\n");
+        ",\"workers\":", workers.size(), ",\"decisions\":\"",
+        options.decision_mode == sluice::v1::DECISION_MODE_LOCAL ? "local" : "server",
+        "\",\"table_version\":", table_version, ",\"table_age_seconds\":", table_age,
+        ",\"decision_failure\":\"", policy, "\"}\n");
     return health;
   });
   if (std::string error; !admin.Start(options.metrics_host, options.metrics_port, &error)) {
@@ -275,9 +299,10 @@ int main(int argc, char** argv) {
     workers[i]->Start(protocol, acceptors[i].release());
   }
 
-  std::printf("listening http=%s:%u metrics=%s:%u workers=%d decision=%s\n",
+  std::printf("listening http=%s:%u metrics=%s:%u workers=%d decision=%s decisions=%s\n",
               options.listen_host.c_str(), http_port, options.metrics_host.c_str(), admin.port(),
-              options.workers, options.decision_address.c_str());
+              options.workers, options.decision_address.c_str(),
+              options.decision_mode == sluice::v1::DECISION_MODE_LOCAL ? "local" : "server");
   std::fflush(stdout);
 
   const int sig = sluice::WaitForTerminationSignal(signals);

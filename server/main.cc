@@ -3,6 +3,7 @@
 
 #include <signal.h>
 
+#include <chrono>
 #include <cstdio>
 #include <iostream>
 #include <memory>
@@ -17,6 +18,11 @@
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/grpcpp.h"
 #include "grpcpp/health_check_service_interface.h"
+#include "lib/common/log.h"
+#include "lib/common/mutex_mode.h"
+#include "lib/common/signals.h"
+#include "lib/config/duration.h"
+#include "lib/routing/snapshot_printer.h"
 #include "prometheus/exposer.h"
 #include "prometheus/registry.h"
 #include "server/api/admin_service.h"
@@ -25,13 +31,8 @@
 #include "server/api/server_metrics.h"
 #include "server/canary/canary_manager.h"
 #include "server/canary/traffic_recorder.h"
-#include "server/common/log.h"
-#include "server/common/mutex_mode.h"
-#include "server/common/signals.h"
-#include "server/config/duration.h"
 #include "server/health/health_ticker.h"
 #include "server/health/health_tracker.h"
-#include "server/routing/snapshot_printer.h"
 #include "server/store/config_store.h"
 
 namespace {
@@ -152,7 +153,13 @@ int main(int argc, char** argv) {
   sluice::api::ServerMetrics metrics(*registry);
   (*store)->OnSwap([&metrics](const sluice::routing::Snapshot& s) { metrics.OnSnapshot(s); });
   sluice::api::HealthEventSink health_events(*registry);
-  sluice::health::HealthTracker health([] { return absl::Now(); }, &health_events);
+  // Every gateway gets the decision table of each version and each health change (local
+  // mode decides from it; server mode keeps it for when this server cannot be reached).
+  sluice::api::GatewayHub hub(
+      [] { return absl::FromChrono(std::chrono::steady_clock::now().time_since_epoch()); },
+      [] { return absl::Now(); });
+  sluice::api::HealthEventFanout health_fanout({&health_events, &hub});
+  sluice::health::HealthTracker health([] { return absl::Now(); }, &health_fanout);
   (*store)->OnSwap([&health, &health_events](const sluice::routing::Snapshot& s) {
     health_events.DeclareClusters(s);
     health.OnSnapshot(s);
@@ -184,8 +191,13 @@ int main(int argc, char** argv) {
   }
   exposer->RegisterCollectable(registry);
 
-  sluice::api::DecisionServiceImpl decision_service(**store, metrics, health, traffic);
-  sluice::api::AdminServiceImpl admin_service(**store, metrics, health, **canaries);
+  sluice::api::DecisionServiceImpl decision_service(**store, metrics, health, traffic, hub);
+  (*store)->OnSwap(
+      [&decision_service](const sluice::routing::Snapshot& s) { decision_service.OnSnapshot(s); });
+  // After the health tracker's listener: the table carries the ejections it carried over.
+  (*store)->OnSwap([&hub](const sluice::routing::Snapshot& s) { hub.OnSnapshot(s); });
+  hub.Start();
+  sluice::api::AdminServiceImpl admin_service(**store, metrics, health, **canaries, hub);
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;

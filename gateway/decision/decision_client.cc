@@ -3,11 +3,16 @@
 #include "absl/random/distributions.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "lib/common/log.h"
 
 namespace sluice::gateway {
 namespace {
 
 constexpr size_t kTablesKept = 4;
+
+std::chrono::steady_clock::time_point SteadyNow() { return std::chrono::steady_clock::now(); }
+
+std::chrono::nanoseconds Chrono(absl::Duration d) { return absl::ToChronoNanoseconds(d); }
 
 }  // namespace
 
@@ -117,25 +122,63 @@ void DecisionClient::Connect() {
   // A new stream may reach a restarted server (or another replica) whose versions are not
   // the old one's: tables are only trusted from the stream that sent them.
   tables_.clear();
+  connect_started_ = SteadyNow();
+  endpoint_changes_applied_ = 0;
   reactor_ = new Reactor(weak_from_this(), io_, *stub_);
   batch_.set_gateway_name(options_.gateway_name);
+  batch_.set_mode(options_.mode);
   ScheduleFlush();
 }
 
+absl::Duration DecisionClient::table_age() const {
+  if (!local_.has_table()) return absl::InfiniteDuration();
+  if (state_ == State::kConnected) return absl::ZeroDuration();
+  return absl::FromChrono(SteadyNow() - last_heard_);
+}
+
+bool DecisionClient::TableUsable() const {
+  return local_.has_table() && table_age() <= options_.max_table_age;
+}
+
+void DecisionClient::AnswerFromTable(const v1::DecideRequest& request, DecisionSource source,
+                                     const Callback& callback, const absl::Status& error) {
+  if (!TableUsable()) {
+    callback(error);
+    return;
+  }
+  std::optional<v1::AttemptReport> no_healthy;
+  Answer answer = local_.Decide(request, &no_healthy);
+  answer.source = source;
+  if (no_healthy.has_value()) Report(*std::move(no_healthy));
+  callback(std::move(answer));
+}
+
 void DecisionClient::Decide(v1::DecideRequest request, Callback callback) {
+  const uint64_t id = ++next_id_;
+  request.set_id(id);
+  const bool connected = state_ == State::kConnected && !stopped_;
+  if (local_.has_table() && (options_.mode == v1::DECISION_MODE_LOCAL || !connected)) {
+    AnswerFromTable(request, connected ? DecisionSource::kLocal : DecisionSource::kStale, callback,
+                    absl::UnavailableError("decision table too old"));
+    return;
+  }
   if (state_ == State::kDisconnected || stopped_) {
     // Fail at once: the caller applies its policy now rather than after the deadline.
     callback(absl::UnavailableError("decision service unreachable"));
     return;
   }
-  const uint64_t id = ++next_id_;
-  request.set_id(id);
+  // Server mode, or no table yet: the server decides.
+  if (latest_table_ != nullptr) request.set_header_names_version(latest_table_->version());
+  Pending& pending = pending_[id];
+  pending.callback = std::move(callback);
+  pending.deadline = SteadyNow() + Chrono(options_.deadline);
+  if (local_.has_table()) pending.request = request;  // for a stale answer if the server fails
   *batch_.add_decide() = std::move(request);
-  pending_.emplace(id, Pending{std::move(callback), absl::Now() + options_.deadline});
   ScheduleFlush();
 }
 
 void DecisionClient::Report(v1::AttemptReport report) {
+  local_.OnReport(report.id());
   if (reactor_ == nullptr) return;  // nobody to tell; the server releases the stream's load
   *batch_.add_reports() = std::move(report);
   ScheduleFlush();
@@ -156,7 +199,8 @@ void DecisionClient::ScheduleFlush() {
 
 void DecisionClient::Flush() {
   if (reactor_ == nullptr || reads_ended_ || write_in_flight_) return;
-  if (batch_.decide_size() == 0 && batch_.reports_size() == 0 && batch_.gateway_name().empty()) {
+  if (batch_.decide_size() == 0 && batch_.reports_size() == 0 && batch_.gateway_name().empty() &&
+      !batch_.has_ack()) {
     return;
   }
   write_in_flight_ = true;
@@ -175,7 +219,42 @@ void DecisionClient::OnWriteDone(bool ok) {
   Flush();  // what queued up while the write was in flight
 }
 
+void DecisionClient::Acknowledge() {
+  v1::TableAck* ack = batch_.mutable_ack();
+  ack->set_table_version(local_.version());
+  ack->set_endpoint_changes(endpoint_changes_applied_);
+  ScheduleFlush();
+}
+
 void DecisionClient::OnMessage(v1::ServerMessage& message) {
+  last_heard_ = SteadyNow();
+  bool installed = false;
+  if (message.has_decision_table()) {
+    if (absl::Status status = local_.Install(message.decision_table()); !status.ok()) {
+      // The previous table keeps serving; the server sees the old version acknowledged.
+      LogError("decision table ", message.decision_table().version(),
+               " not installed: ", status.message());
+    } else {
+      const auto& table = local_.route_table();
+      tables_.try_emplace(table->version(), table);
+      while (tables_.size() > kTablesKept) tables_.erase(tables_.begin());
+      if (latest_table_ == nullptr || latest_table_->version() < table->version() ||
+          options_.mode == v1::DECISION_MODE_LOCAL) {
+        latest_table_ = table;
+      }
+      if (state_ == State::kConnecting) {
+        state_ = State::kConnected;
+        reconnect_delay_ = options_.reconnect_initial;
+      }
+    }
+    installed = true;
+  }
+  for (const v1::EndpointChange& change : message.endpoint_changes()) {
+    local_.Apply(change);
+    ++endpoint_changes_applied_;
+    installed = true;
+  }
+  if (installed) Acknowledge();
   if (message.has_table()) {
     auto table = std::make_shared<v1::RouteTable>();
     table->Swap(message.mutable_table());
@@ -237,7 +316,13 @@ void DecisionClient::OnStreamDone(Reactor* reactor, const grpc::Status& status) 
 void DecisionClient::FailAll(const absl::Status& status) {
   auto pending = std::move(pending_);
   pending_.clear();
-  for (auto& [id, p] : pending) p.callback(status);
+  for (auto& [id, p] : pending) {
+    if (stopped_) {
+      p.callback(status);
+    } else {
+      AnswerFromTable(p.request, DecisionSource::kStale, p.callback, status);
+    }
+  }
 }
 
 void DecisionClient::ScheduleSweep() {
@@ -253,18 +338,30 @@ void DecisionClient::ScheduleSweep() {
 }
 
 void DecisionClient::Sweep() {
-  const absl::Time now = absl::Now();
-  std::vector<Callback> expired;
+  const SteadyTime now = SteadyNow();
+  // A server that stops answering (hung, stopped, or a network that drops everything) keeps
+  // its TCP connection open: only its silence tells. Tear the stream down and subscribe again.
+  if (reactor_ != nullptr && !stopped_) {
+    const SteadyTime since = state_ == State::kConnected ? last_heard_ : connect_started_;
+    if (now - since > Chrono(options_.silence_timeout)) {
+      LogWarning("decision stream silent for ", absl::FormatDuration(options_.silence_timeout),
+                 ": reconnecting");
+      state_ = State::kDisconnected;
+      reactor_->Cancel();
+    }
+  }
+  std::vector<Pending> expired;
   for (auto it = pending_.begin(); it != pending_.end();) {
     if (it->second.deadline <= now) {
-      expired.push_back(std::move(it->second.callback));
+      expired.push_back(std::move(it->second));
       pending_.erase(it++);
     } else {
       ++it;
     }
   }
-  for (Callback& cb : expired) {
-    cb(absl::DeadlineExceededError("no decision within the deadline"));
+  for (Pending& p : expired) {
+    AnswerFromTable(p.request, DecisionSource::kStale, p.callback,
+                    absl::DeadlineExceededError("no decision within the deadline"));
   }
 }
 

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <deque>
 #include <functional>
@@ -11,6 +12,7 @@
 #include "absl/random/random.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "gateway/decision/local_decider.h"
 #include "gateway/http/beast.h"
 #include "grpcpp/grpcpp.h"
 #include "sluice/v1/decision.grpc.pb.h"
@@ -18,15 +20,27 @@
 namespace sluice::gateway {
 
 // A gateway worker's channel to sluice-server: one DecisionService.Stream, used from the
-// worker's io_context only. Requests made during one turn of the event loop travel in one
-// message; gRPC's callbacks, on gRPC's threads, only post back to the loop. Every request
-// gets an answer: the decision, or an error once the deadline passes or the stream breaks,
-// so the gateway can apply its failure policy and never hangs a client. A broken stream is
-// reopened with jittered exponential back-off.
+// worker's io_context only. gRPC's callbacks, on gRPC's threads, only post back to the loop.
+//
+// The server pushes the decision table of every configuration version and every endpoint
+// health change on the stream; the client installs them in its LocalDecider and acknowledges
+// each. In server mode requests made during one turn of the event loop travel in one message
+// and are decided by the server; in local mode they are decided here at once. When the
+// server cannot be reached (stream down, silent, or a decision past its deadline) either
+// mode decides from the last table, as Envoy keeps its last configuration, unless the table
+// is older than `max_table_age`. Every request gets an answer: a decision, or an error when
+// there is no usable table, so the gateway can apply its failure policy and never hangs a
+// client. A broken or silent stream is reopened with jittered exponential back-off.
 class DecisionClient : public std::enable_shared_from_this<DecisionClient> {
  public:
   struct Options {
+    v1::DecisionMode mode = v1::DECISION_MODE_SERVER;
     absl::Duration deadline = absl::Milliseconds(250);
+    // A table whose server has been unreachable for longer is not used.
+    absl::Duration max_table_age = absl::InfiniteDuration();
+    // A stream that brings no message (the server sends keepalives) for this long is torn
+    // down and opened again.
+    absl::Duration silence_timeout = absl::Seconds(3);
     absl::Duration reconnect_initial = absl::Milliseconds(50);
     absl::Duration reconnect_max = absl::Seconds(2);
     std::string gateway_name = "sluice-gateway";
@@ -34,11 +48,7 @@ class DecisionClient : public std::enable_shared_from_this<DecisionClient> {
 
   enum class State { kConnecting, kConnected, kDisconnected };
 
-  // A decision with the route table of its configuration version.
-  struct Answer {
-    v1::Decision decision;
-    std::shared_ptr<const v1::RouteTable> table;
-  };
+  using Answer = DecisionAnswer;
   using Callback = std::function<void(absl::StatusOr<Answer>)>;
 
   static std::shared_ptr<DecisionClient> Create(net::asio::io_context& io,
@@ -55,6 +65,14 @@ class DecisionClient : public std::enable_shared_from_this<DecisionClient> {
   void Report(v1::AttemptReport report);
 
   State state() const { return state_; }
+  v1::DecisionMode mode() const { return options_.mode; }
+  // Version of the installed decision table (0: none yet).
+  uint64_t table_version() const { return local_.version(); }
+  // How long the installed table has gone unconfirmed: zero while the stream is up, else the
+  // time since the server was last heard. InfiniteDuration without a table.
+  absl::Duration table_age() const;
+  // Decisions are being taken from a table the server cannot confirm (within max_table_age).
+  bool stale() const { return state_ != State::kConnected && TableUsable(); }
   // No stream exists (never started, or the last one has finished after Stop).
   bool stream_closed() const { return reactor_ == nullptr; }
   uint64_t messages_sent() const { return messages_sent_; }
@@ -63,9 +81,11 @@ class DecisionClient : public std::enable_shared_from_this<DecisionClient> {
 
  private:
   class Reactor;
+  using SteadyTime = std::chrono::steady_clock::time_point;
   struct Pending {
     Callback callback;
-    absl::Time deadline;
+    SteadyTime deadline;
+    v1::DecideRequest request;  // kept to decide from the table if the server fails us
   };
 
   DecisionClient(net::asio::io_context& io, std::shared_ptr<grpc::Channel> channel,
@@ -78,6 +98,11 @@ class DecisionClient : public std::enable_shared_from_this<DecisionClient> {
   void OnReadsEnded();
   void OnStreamDone(Reactor* reactor, const grpc::Status& status);
   void FailAll(const absl::Status& status);
+  // Answers `callback` from the table when it is usable, else with `error`.
+  void AnswerFromTable(const v1::DecideRequest& request, DecisionSource source,
+                       const Callback& callback, const absl::Status& error);
+  bool TableUsable() const;
+  void Acknowledge();
   void Sweep();
   void ScheduleSweep();
 
@@ -103,6 +128,11 @@ class DecisionClient : public std::enable_shared_from_this<DecisionClient> {
   net::asio::steady_timer reconnect_timer_;
   absl::Duration reconnect_delay_;
   absl::BitGen rng_;
+  absl::InsecureBitGen decide_rng_;  // the local decider's draws: fast, not for secrets
+  LocalDecider local_{decide_rng_};
+  uint64_t endpoint_changes_applied_ = 0;
+  SteadyTime last_heard_{};       // the last message from the server
+  SteadyTime connect_started_{};  // when the current stream was opened
 };
 
 }  // namespace sluice::gateway

@@ -33,7 +33,31 @@ SluiceGatewayMetrics::SluiceGatewayMetrics(prometheus::Registry& registry)
                        .Name("sluice_gateway_decision_service_up")
                        .Help("1 while the gateway's decision streams are connected")
                        .Register(registry)
-                       .Add({})) {}
+                       .Add({})),
+      table_age_(prometheus::BuildGauge()
+                     .Name("sluice_gateway_table_age_seconds")
+                     .Help("Seconds since the worker's decision table was last confirmed by the "
+                           "server (0 while connected; -1: no table yet)")
+                     .Register(registry)) {
+  auto& decisions = Counter(registry, "sluice_gateway_decisions_total",
+                            "Requests decided, by source: the server (server mode), this "
+                            "gateway on the current table (local mode), or on the last table "
+                            "while the server cannot be reached (stale)");
+  decisions_by_source_ = {&decisions.Add({{"source", "server"}}),
+                          &decisions.Add({{"source", "local"}}),
+                          &decisions.Add({{"source", "stale"}})};
+}
+
+void SluiceGatewayMetrics::SetTableAge(int worker, absl::Duration age) {
+  prometheus::Gauge* gauge;
+  {
+    absl::MutexLock lock(&gauges_mu_);
+    prometheus::Gauge*& slot = table_age_by_worker_[worker];
+    if (slot == nullptr) slot = &table_age_.Add({{"worker", absl::StrCat(worker)}});
+    gauge = slot;
+  }
+  gauge->Set(age == absl::InfiniteDuration() ? -1 : absl::ToDoubleSeconds(age));
+}
 
 prometheus::Counter& SluiceGatewayMetrics::Cached(
     prometheus::Family<prometheus::Counter>& family,

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <array>
 #include <string>
 
 #include "absl/container/flat_hash_map.h"
@@ -29,6 +30,13 @@ class SluiceGatewayMetrics {
   void CountDecisionFailure(const char* reason);
   void ObserveDecision(absl::Duration round_trip);
   void SetDecisionServiceUp(bool up) { decision_up_.Set(up ? 1 : 0); }
+  // Decisions by source, indexed as gateway::DecisionSource: 0 server, 1 local, 2 stale.
+  void CountDecision(size_t source) {
+    if (source < decisions_by_source_.size()) decisions_by_source_[source]->Increment();
+  }
+  // Seconds since worker `worker`'s table was last confirmed by the server (0 while
+  // connected); InfiniteDuration (no table yet) is exported as -1.
+  void SetTableAge(int worker, absl::Duration age);
 
  private:
   prometheus::Counter& Cached(prometheus::Family<prometheus::Counter>& family,
@@ -40,6 +48,10 @@ class SluiceGatewayMetrics {
   prometheus::Family<prometheus::Counter>& decision_failures_;
   prometheus::Histogram& decision_seconds_;
   prometheus::Gauge& decision_up_;
+  std::array<prometheus::Counter*, 3> decisions_by_source_{};
+  prometheus::Family<prometheus::Gauge>& table_age_;
+  absl::Mutex gauges_mu_;
+  absl::flat_hash_map<int, prometheus::Gauge*> table_age_by_worker_ ABSL_GUARDED_BY(gauges_mu_);
   absl::Mutex mu_;
   absl::flat_hash_map<std::string, prometheus::Counter*> cache_ ABSL_GUARDED_BY(mu_);
 };

@@ -3,7 +3,7 @@
 #include <algorithm>
 
 #include "absl/random/distributions.h"
-#include "server/routing/retry_on.h"
+#include "lib/routing/retry_on.h"
 
 namespace sluice::gateway {
 namespace {

@@ -12,6 +12,7 @@
 #include "gateway/observability/gateway_metrics.h"
 #include "gateway/observability/sluice_metrics.h"
 #include "gateway/upstream/cluster_limits.h"
+#include "sluice/v1/decision.pb.h"
 
 namespace sluice::gateway {
 
@@ -40,6 +41,11 @@ struct GatewayOptions {
   DecisionFailurePolicy decision_failure;
   std::string access_log;  // path, "-" for stdout, empty for none
   absl::Duration decision_deadline = absl::Milliseconds(250);
+  // server: a decision per request from sluice-server; local: decided here on the table the
+  // server pushes. Either way the last table serves while the server cannot be reached.
+  v1::DecisionMode decision_mode = v1::DECISION_MODE_SERVER;
+  // A table unconfirmed by the server for longer is not used (the failure policy applies).
+  absl::Duration max_table_age = absl::InfiniteDuration();
   // Downstream limits and timers.
   uint32_t max_request_headers_bytes = 60 * 1024;  // Envoy's max_request_headers_kb default
   uint64_t max_request_body_bytes = 16 * 1024 * 1024;

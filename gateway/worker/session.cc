@@ -15,7 +15,7 @@
 #include "gateway/observability/access_log.h"
 #include "gateway/proxy/request_flow.h"
 #include "gateway/worker/worker.h"
-#include "server/common/log.h"
+#include "lib/common/log.h"
 
 namespace sluice::gateway {
 
@@ -388,16 +388,14 @@ asio::awaitable<bool> Session::HandleOne() {
   co_return !ex.close;
 }
 
-asio::awaitable<void> Session::Execute(RequestParser& parser, Exchange& ex) {
-  GatewayContext& context = worker_.context();
-  auto& request = parser.get();
-
+v1::DecideRequest Session::DescribeRequest(const http::fields& request, const Exchange& ex) {
   v1::DecideRequest ask;
   ask.set_authority(ex.authority);
   ask.set_method(ex.method);
   ask.set_path(ex.path);
   ask.set_scheme("http");
   ask.set_request_id(ex.request_id);
+  // Only the headers the rules read: the table's names. Without a table, every header.
   const auto& latest = worker_.decisions().latest_table();
   if (latest != nullptr) {
     for (const std::string& name : latest->match_header_names()) {
@@ -414,9 +412,27 @@ asio::awaitable<void> Session::Execute(RequestParser& parser, Exchange& ex) {
       h->set_value(std::string(field.value()));
     }
   }
+  return ask;
+}
+
+asio::awaitable<void> Session::Execute(RequestParser& parser, Exchange& ex) {
+  GatewayContext& context = worker_.context();
+  auto& request = parser.get();
+
   const absl::Time asked = absl::Now();
-  absl::StatusOr<DecisionClient::Answer> answer =
-      co_await AsyncDecide(worker_.io(), worker_.decisions(), std::move(ask), asio::use_awaitable);
+  absl::StatusOr<DecisionClient::Answer> answer;
+  // The server answers RESEND when the table our header names came from is older than the
+  // rules it decides with; each answer brings the newer table, so a retry or two settles it.
+  for (int asks = 0;; ++asks) {
+    v1::DecideRequest ask = DescribeRequest(request, ex);
+    answer = co_await AsyncDecide(worker_.io(), worker_.decisions(), std::move(ask),
+                                  asio::use_awaitable);
+    if (!answer.ok() || answer->decision.action() != v1::RESEND) break;
+    if (asks == 2) {
+      answer = absl::UnavailableError("configuration changing faster than decisions");
+      break;
+    }
+  }
 
   // The request as it goes upstream, whichever way it goes.
   // Moved, not copied (a copy allocates every field again); what is still needed of the
@@ -448,7 +464,10 @@ asio::awaitable<void> Session::Execute(RequestParser& parser, Exchange& ex) {
     co_await Forward(parser, ex, target);
     co_return;
   }
-  context.sluice_metrics->ObserveDecision(absl::Now() - asked);
+  context.sluice_metrics->CountDecision(static_cast<size_t>(answer->source));
+  if (answer->source == DecisionSource::kServer) {
+    context.sluice_metrics->ObserveDecision(absl::Now() - asked);
+  }
   ex.decision = std::move(answer->decision);
   ex.table = answer->table;
   const v1::Decision& decision = *ex.decision;

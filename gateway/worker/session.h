@@ -32,6 +32,8 @@ class Session : public std::enable_shared_from_this<Session> {
   using RequestParser = net::http::request_parser<net::http::buffer_body>;
 
   net::asio::awaitable<bool> HandleOne();
+  // The request as the decider sees it: the headers the current table's rules read.
+  v1::DecideRequest DescribeRequest(const net::http::fields& request, const Exchange& ex);
   net::asio::awaitable<void> Execute(RequestParser& parser, Exchange& ex);
   net::asio::awaitable<void> Forward(RequestParser& parser, Exchange& ex, Target& target);
   net::asio::awaitable<AttemptOutcome> RunAttempt(RequestParser& parser, Exchange& ex,

@@ -2,7 +2,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "gateway/worker/session.h"
-#include "server/common/log.h"
+#include "lib/common/log.h"
 
 namespace sluice::gateway {
 
@@ -14,6 +14,8 @@ Worker::Worker(int index, GatewayContext& context, std::shared_ptr<grpc::Channel
   DecisionClient::Options options;
   options.deadline = context.options.decision_deadline;
   options.gateway_name = absl::StrCat(context.options.gateway_name, "/", index);
+  options.mode = context.options.decision_mode;
+  options.max_table_age = context.options.max_table_age;
   decisions_ = DecisionClient::Create(io_, std::move(channel), options);
 }
 
@@ -46,8 +48,23 @@ asio::awaitable<void> Worker::Accept() {
   }
 }
 
+WorkerTableState Worker::table_state() const {
+  WorkerTableState state;
+  state.version = table_version_.load(std::memory_order_relaxed);
+  const int64_t age_ms = table_age_ms_.load(std::memory_order_relaxed);
+  state.age_seconds = age_ms < 0 ? -1 : age_ms / 1000.0;
+  state.stale = table_stale_.load(std::memory_order_relaxed);
+  return state;
+}
+
 void Worker::WatchDecisionState() {
   decision_state_.store(decisions_->state(), std::memory_order_relaxed);
+  const absl::Duration age = decisions_->table_age();
+  table_version_.store(decisions_->table_version(), std::memory_order_relaxed);
+  table_age_ms_.store(age == absl::InfiniteDuration() ? -1 : absl::ToInt64Milliseconds(age),
+                      std::memory_order_relaxed);
+  table_stale_.store(decisions_->stale(), std::memory_order_relaxed);
+  context_.sluice_metrics->SetTableAge(index_, age);
   if (index_ == 0) {
     context_.sluice_metrics->SetDecisionServiceUp(decisions_->state() ==
                                                   DecisionClient::State::kConnected);

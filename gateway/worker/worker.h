@@ -24,6 +24,13 @@ struct TableView {
   std::vector<ClusterLimits*> limits;
 };
 
+// What a worker's decision table looks like from outside its thread (health, metrics).
+struct WorkerTableState {
+  uint64_t version = 0;     // 0: no table yet
+  double age_seconds = -1;  // -1: no table; 0: confirmed by a connected server
+  bool stale = false;       // deciding from a table the server cannot confirm
+};
+
 // One event loop on one thread, as Envoy's workers: it owns its downstream connections, its
 // upstream pool and its decision stream; nothing in here is touched from another thread
 // except through Post().
@@ -45,6 +52,7 @@ class Worker {
   DecisionClient::State decision_state() const {
     return decision_state_.load(std::memory_order_relaxed);
   }
+  WorkerTableState table_state() const;
 
   // Used by sessions, on this worker's thread.
   net::asio::io_context& io() { return io_; }
@@ -73,6 +81,9 @@ class Worker {
   absl::flat_hash_set<Session*> sessions_;
   std::atomic<size_t> session_count_{0};
   std::atomic<DecisionClient::State> decision_state_{DecisionClient::State::kConnecting};
+  std::atomic<uint64_t> table_version_{0};
+  std::atomic<int64_t> table_age_ms_{-1};
+  std::atomic<bool> table_stale_{false};
   net::asio::steady_timer state_timer_{io_};
   net::asio::steady_timer drain_timer_{io_};
   net::asio::steady_timer reaper_timer_{io_};

@@ -4,12 +4,17 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "server/api/proto_convert.h"
-#include "server/common/log.h"
-#include "server/config/host_names.h"
-#include "server/routing/decider.h"
+#include "lib/common/log.h"
+#include "lib/config/host_names.h"
+#include "lib/routing/decider.h"
+#include "lib/routing/decision_proto.h"
 
 namespace sluice::api {
+
+using routing::CheckRequest;
+using routing::FillDecision;
+using routing::FillRouteTable;
+using routing::ToAttributes;
 namespace {
 
 store::ResourceKey ToKey(const v1::ResourceRef& ref) {
@@ -249,6 +254,12 @@ grpc::Status AdminServiceImpl::CanaryAction(grpc::ServerContext*,
     return grpc::Status(code, std::string(result.status().message()));
   }
   *response = *std::move(result);
+  return grpc::Status::OK;
+}
+
+grpc::Status AdminServiceImpl::ListGateways(grpc::ServerContext*, const v1::ListGatewaysRequest*,
+                                            v1::ListGatewaysResponse* response) {
+  *response = hub_.List();
   return grpc::Status::OK;
 }
 

@@ -1,6 +1,7 @@
 #pragma once
 
 #include "grpcpp/grpcpp.h"
+#include "server/api/gateway_hub.h"
 #include "server/api/server_metrics.h"
 #include "server/canary/canary_manager.h"
 #include "server/health/health_tracker.h"
@@ -14,8 +15,9 @@ namespace sluice::api {
 class AdminServiceImpl final : public v1::AdminService::Service {
  public:
   AdminServiceImpl(store::ConfigStore& store, ServerMetrics& metrics,
-                   const health::HealthTracker& health, canary::CanaryManager& canaries)
-      : store_(store), metrics_(metrics), health_(health), canaries_(canaries) {}
+                   const health::HealthTracker& health, canary::CanaryManager& canaries,
+                   const GatewayHub& hub)
+      : store_(store), metrics_(metrics), health_(health), canaries_(canaries), hub_(hub) {}
 
   // v1::AdminService
   grpc::Status Apply(grpc::ServerContext*, const v1::ApplyRequest* request,
@@ -34,12 +36,15 @@ class AdminServiceImpl final : public v1::AdminService::Service {
                             v1::CanaryStatusResponse* response) override;
   grpc::Status CanaryAction(grpc::ServerContext*, const v1::CanaryActionRequest* request,
                             v1::CanaryStatusResponse* response) override;
+  grpc::Status ListGateways(grpc::ServerContext*, const v1::ListGatewaysRequest*,
+                            v1::ListGatewaysResponse* response) override;
 
  private:
   store::ConfigStore& store_;
   ServerMetrics& metrics_;
   const health::HealthTracker& health_;
   canary::CanaryManager& canaries_;
+  const GatewayHub& hub_;
 };
 
 // Diagnostics as the API returns them.

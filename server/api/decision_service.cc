@@ -1,15 +1,21 @@
 #include "server/api/decision_service.h"
 
+#include <algorithm>
 #include <chrono>
 #include <deque>
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/random/random.h"
 #include "absl/synchronization/mutex.h"
-#include "server/api/proto_convert.h"
-#include "server/routing/decider.h"
+#include "lib/routing/decider.h"
+#include "lib/routing/decision_proto.h"
 
 namespace sluice::api {
+
+using routing::CheckRequest;
+using routing::FillDecision;
+using routing::FillRouteTable;
+using routing::ToAttributes;
 namespace {
 
 using Clock = std::chrono::steady_clock;
@@ -45,11 +51,26 @@ double SecondsSince(Clock::time_point start) {
 // One gateway worker's stream. Reads are processed one message at a time (gRPC allows one
 // read in flight), so per-stream state touched only while processing needs no lock; the
 // write queue is shared with write completions and is guarded.
-class StreamReactor final : public grpc::ServerBidiReactor<v1::GatewayMessage, v1::ServerMessage> {
+class StreamReactor final : public grpc::ServerBidiReactor<v1::GatewayMessage, v1::ServerMessage>,
+                            public GatewayHub::Stream {
  public:
-  explicit StreamReactor(DecisionServiceImpl& service) : service_(service) {
+  StreamReactor(DecisionServiceImpl& service, std::string peer)
+      : service_(service), peer_(std::move(peer)) {
     service_.metrics().streams_open.Increment();
     StartRead(&in_);
+  }
+
+  // GatewayHub::Stream
+  void Push(v1::ServerMessage message) override {
+    absl::MutexLock lock(&mu_);
+    if (finished_ || write_failed_) return;
+    // A keepalive only matters on a quiet stream.
+    if (message.keepalive() && (writing_ || !queue_.empty())) return;
+    queue_.push_back(std::move(message));
+    if (!writing_) {
+      writing_ = true;
+      StartWrite(&queue_.front());
+    }
   }
 
   // grpc::ServerBidiReactor
@@ -83,6 +104,7 @@ class StreamReactor final : public grpc::ServerBidiReactor<v1::GatewayMessage, v
   }
 
   void OnDone() override {
+    if (hub_id_ != 0) service_.hub().Unregister(hub_id_);
     // Decisions whose attempts will never be reported stop counting as load.
     for (auto& [id, runtime] : outstanding_) {
       runtime->in_flight.fetch_sub(1, std::memory_order_relaxed);
@@ -103,6 +125,13 @@ class StreamReactor final : public grpc::ServerBidiReactor<v1::GatewayMessage, v
     ServerMetrics& metrics = service_.metrics();
     const size_t outcome = static_cast<size_t>(report.outcome());
     if (outcome < metrics.attempt_reports.size()) metrics.attempt_reports[outcome]->Increment();
+    if (report.outcome() == v1::NO_HEALTHY_UPSTREAM) {
+      // A local-mode gateway found every endpoint ejected: the request failed for this
+      // subset without an attempt (the server counts its own UH decisions the same way).
+      service_.traffic().OnAttempt(report.config_version(), report.cluster_id(), /*failed=*/true,
+                                   /*latency_ms=*/std::nullopt);
+      return;
+    }
     // The first report of a decision ends its count as in-flight load.
     auto it = outstanding_.find(report.id());
     if (it != outstanding_.end()) {
@@ -122,9 +151,15 @@ class StreamReactor final : public grpc::ServerBidiReactor<v1::GatewayMessage, v
 
   void Process() {
     for (const v1::AttemptReport& report : in_.reports()) HandleReport(report);
-    // A gateway's first message (its name) is answered with the route table at once: it
-    // then knows the match header names before its first request, and that it is connected.
+    if (in_.has_ack() && hub_id_ != 0) service_.hub().OnAck(hub_id_, in_.ack());
+    // A gateway's first message (its name) subscribes it to the pushed decision table and
+    // is answered with the route table at once: it then knows the match header names before
+    // its first request, and that it is connected.
     const bool hello = sent_version_ == 0 && !in_.gateway_name().empty();
+    if (hello && hub_id_ == 0) {
+      hub_id_ = service_.hub().Register(this, in_.gateway_name(), peer_, in_.mode());
+    }
+    if (hub_id_ != 0) service_.hub().OnTraffic(hub_id_, in_.decide_size(), in_.reports_size());
     if (in_.decide_size() == 0 && !hello) return;
 
     ServerMetrics& metrics = service_.metrics();
@@ -148,6 +183,13 @@ class StreamReactor final : public grpc::ServerBidiReactor<v1::GatewayMessage, v
           out->set_status(400);
           out->set_response_flags("DPE");
           out->set_body(std::string(status.message()));
+          continue;
+        }
+        if (!service_.HeadersCover(request.header_names_version(), *snapshot)) {
+          // Deciding now would read a header the gateway did not send: ask again.
+          metrics.decide_resend.Increment();
+          out->set_config_version(snapshot->version());
+          out->set_action(v1::RESEND);
           continue;
         }
         const Clock::time_point start = Clock::now();
@@ -193,6 +235,8 @@ class StreamReactor final : public grpc::ServerBidiReactor<v1::GatewayMessage, v
   }
 
   DecisionServiceImpl& service_;
+  const std::string peer_;
+  uint64_t hub_id_ = 0;  // registered with the hub once the gateway said hello
   v1::GatewayMessage in_;
   routing::RequestAttributes attributes_;  // reused across requests to keep its buffers
   uint64_t sent_version_ = 0;
@@ -235,8 +279,30 @@ grpc::ServerUnaryReactor* DecisionServiceImpl::Decide(grpc::CallbackServerContex
 }
 
 grpc::ServerBidiReactor<v1::GatewayMessage, v1::ServerMessage>* DecisionServiceImpl::Stream(
-    grpc::CallbackServerContext*) {
-  return new StreamReactor(*this);
+    grpc::CallbackServerContext* context) {
+  return new StreamReactor(*this, context->peer());
+}
+
+void DecisionServiceImpl::OnSnapshot(const routing::Snapshot& snapshot) {
+  absl::MutexLock lock(&header_names_mu_);
+  header_names_.emplace_back(snapshot.version(), snapshot.match_header_names());
+  while (header_names_.size() > kHeaderNameVersionsKept) header_names_.pop_front();
+}
+
+bool DecisionServiceImpl::HeadersCover(uint64_t described_with,
+                                       const routing::Snapshot& current) const {
+  // 0: the gateway had no table and sent every header; the same version: its names.
+  if (described_with == 0 || described_with == current.version()) return true;
+  const auto& needed = current.match_header_names();
+  if (needed.empty()) return true;
+  absl::MutexLock lock(&header_names_mu_);
+  for (const auto& [version, names] : header_names_) {
+    if (version != described_with) continue;
+    return std::all_of(needed.begin(), needed.end(), [&names = names](const std::string& n) {
+      return std::find(names.begin(), names.end(), n) != names.end();
+    });
+  }
+  return false;  // too old to know what it sent
 }
 
 }  // namespace sluice::api

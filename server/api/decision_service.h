@@ -1,6 +1,15 @@
 #pragma once
 
+#include <cstdint>
+#include <deque>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
 #include "grpcpp/grpcpp.h"
+#include "server/api/gateway_hub.h"
 #include "server/api/server_metrics.h"
 #include "server/canary/traffic_recorder.h"
 #include "server/health/health_tracker.h"
@@ -13,9 +22,17 @@ namespace sluice::api {
 class DecisionServiceImpl final : public v1::DecisionService::CallbackService {
  public:
   // Attempt reports feed `health` (outlier detection) and `traffic` (canary evidence).
+  // Gateways subscribe to `hub` for the pushed decision table.
   DecisionServiceImpl(store::ConfigStore& store, ServerMetrics& metrics,
-                      health::HealthTracker& health, canary::TrafficRecorder& traffic)
-      : store_(store), metrics_(metrics), health_(health), traffic_(traffic) {}
+                      health::HealthTracker& health, canary::TrafficRecorder& traffic,
+                      GatewayHub& hub)
+      : store_(store), metrics_(metrics), health_(health), traffic_(traffic), hub_(hub) {}
+
+  // A new snapshot is serving (ConfigStore::OnSwap): remember its match header names.
+  void OnSnapshot(const routing::Snapshot& snapshot);
+  // Whether a request described with the match header names of version `described_with`
+  // carries every header `current`'s rules read.
+  bool HeadersCover(uint64_t described_with, const routing::Snapshot& current) const;
 
   // v1::DecisionService
   grpc::ServerUnaryReactor* Decide(grpc::CallbackServerContext* context,
@@ -28,12 +45,19 @@ class DecisionServiceImpl final : public v1::DecisionService::CallbackService {
   ServerMetrics& metrics() { return metrics_; }
   health::HealthTracker& health() { return health_; }
   canary::TrafficRecorder& traffic() { return traffic_; }
+  GatewayHub& hub() { return hub_; }
 
  private:
   store::ConfigStore& store_;
   ServerMetrics& metrics_;
   health::HealthTracker& health_;
   canary::TrafficRecorder& traffic_;
+  GatewayHub& hub_;
+
+  static constexpr size_t kHeaderNameVersionsKept = 16;
+  mutable absl::Mutex header_names_mu_;
+  std::deque<std::pair<uint64_t, std::vector<std::string>>> header_names_
+      ABSL_GUARDED_BY(header_names_mu_);
 };
 
 }  // namespace sluice::api

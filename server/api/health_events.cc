@@ -1,6 +1,6 @@
 #include "server/api/health_events.h"
 
-#include "server/common/log.h"
+#include "lib/common/log.h"
 
 namespace sluice::api {
 

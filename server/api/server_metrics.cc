@@ -75,6 +75,12 @@ ServerMetrics::ServerMetrics(prometheus::Registry& registry)
                          .Help("Decide requests rejected as malformed")
                          .Register(registry)
                          .Add({})),
+      decide_resend(prometheus::BuildCounter()
+                        .Name("sluice_decide_resend_total")
+                        .Help("Decide requests answered RESEND: described with the header "
+                              "names of an older version that lack one the current rules read")
+                        .Register(registry)
+                        .Add({})),
       decisions_(prometheus::BuildCounter()
                      .Name("sluice_decisions_total")
                      .Help("Decisions by virtual host, route, destination subset, sampled fault "
@@ -90,8 +96,8 @@ ServerMetrics::ServerMetrics(prometheus::Registry& registry)
                       .Name("sluice_attempt_reports_total")
                       .Help("Upstream attempts reported by gateways, by outcome")
                       .Register(registry);
-  for (const char* outcome :
-       {"unspecified", "response", "connect_failure", "reset", "timeout", "overflow", "not_sent"}) {
+  for (const char* outcome : {"unspecified", "response", "connect_failure", "reset", "timeout",
+                              "overflow", "not_sent", "no_healthy_upstream"}) {
     attempt_reports.push_back(&reports.Add({{"outcome", outcome}}));
   }
 }

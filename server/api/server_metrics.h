@@ -4,13 +4,13 @@
 #include <memory>
 #include <vector>
 
+#include "lib/routing/decider.h"
+#include "lib/routing/snapshot.h"
 #include "prometheus/counter.h"
 #include "prometheus/family.h"
 #include "prometheus/gauge.h"
 #include "prometheus/histogram.h"
 #include "prometheus/registry.h"
-#include "server/routing/decider.h"
-#include "server/routing/snapshot.h"
 
 namespace sluice::api {
 
@@ -47,6 +47,7 @@ class ServerMetrics {
   prometheus::Gauge& config_version;
   prometheus::Gauge& streams_open;
   prometheus::Counter& decide_invalid;
+  prometheus::Counter& decide_resend;
   // Attempt reports by outcome, indexed by sluice.v1.Outcome.
   std::vector<prometheus::Counter*> attempt_reports;
 

@@ -8,9 +8,9 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "google/protobuf/util/json_util.h"
-#include "server/common/files.h"
-#include "server/common/log.h"
-#include "server/config/host_names.h"
+#include "lib/common/files.h"
+#include "lib/common/log.h"
+#include "lib/config/host_names.h"
 
 namespace sluice::canary {
 namespace {

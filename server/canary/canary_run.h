@@ -7,8 +7,8 @@
 
 #include "absl/status/status.h"
 #include "absl/time/time.h"
+#include "lib/config/resources.h"
 #include "server/canary/sequential_judge.h"
-#include "server/config/resources.h"
 
 namespace sluice::canary {
 

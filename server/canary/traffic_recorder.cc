@@ -6,7 +6,7 @@
 
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
-#include "server/config/host_names.h"
+#include "lib/config/host_names.h"
 
 namespace sluice::canary {
 namespace {

@@ -12,7 +12,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
-#include "server/routing/snapshot.h"
+#include "lib/routing/snapshot.h"
 
 namespace sluice::canary {
 

@@ -1,7 +1,7 @@
 #include <tuple>
 
 #include "absl/strings/str_cat.h"
-#include "server/config/host_names.h"
+#include "lib/config/host_names.h"
 #include "server/config/parsers.h"
 
 namespace sluice::config {

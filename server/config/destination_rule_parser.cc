@@ -2,8 +2,8 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
-#include "server/config/duration.h"
-#include "server/config/host_names.h"
+#include "lib/config/duration.h"
+#include "lib/config/host_names.h"
 #include "server/config/parsers.h"
 
 namespace sluice::config {

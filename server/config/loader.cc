@@ -9,7 +9,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
-#include "server/config/host_names.h"
+#include "lib/config/host_names.h"
 #include "server/config/parsers.h"
 #include "server/config/validation.h"
 #include "server/config/yaml_reader.h"

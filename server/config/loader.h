@@ -5,8 +5,8 @@
 #include <vector>
 
 #include "absl/strings/string_view.h"
-#include "server/config/diagnostics.h"
-#include "server/config/resources.h"
+#include "lib/config/diagnostics.h"
+#include "lib/config/resources.h"
 
 namespace sluice::config {
 

@@ -6,7 +6,7 @@
 #include <optional>
 
 #include "absl/strings/string_view.h"
-#include "server/config/resources.h"
+#include "lib/config/resources.h"
 #include "server/config/yaml_reader.h"
 
 namespace sluice::config {

@@ -2,7 +2,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
-#include "server/config/host_names.h"
+#include "lib/config/host_names.h"
 #include "server/config/parsers.h"
 
 namespace sluice::config {

@@ -5,8 +5,8 @@
 #include <tuple>
 
 #include "absl/strings/str_cat.h"
-#include "server/config/host_names.h"
-#include "server/config/service_registry.h"
+#include "lib/config/host_names.h"
+#include "lib/config/service_registry.h"
 #include "server/config/yaml_reader.h"
 
 namespace sluice::config {

@@ -3,8 +3,8 @@
 #include <map>
 #include <string>
 
-#include "server/config/diagnostics.h"
-#include "server/config/resources.h"
+#include "lib/config/diagnostics.h"
+#include "lib/config/resources.h"
 
 namespace sluice::config {
 

@@ -9,8 +9,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "lib/config/host_names.h"
 #include "re2/re2.h"
-#include "server/config/host_names.h"
 #include "server/config/http_status.h"
 #include "server/config/parsers.h"
 

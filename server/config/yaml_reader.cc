@@ -5,7 +5,7 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include "server/config/duration.h"
+#include "lib/config/duration.h"
 
 namespace sluice::config {
 namespace {

@@ -11,7 +11,7 @@
 
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
-#include "server/config/diagnostics.h"
+#include "lib/config/diagnostics.h"
 #include "yaml-cpp/yaml.h"
 
 namespace sluice::config {

@@ -12,9 +12,9 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "lib/routing/snapshot.h"
 #include "server/health/outlier_detector.h"
 #include "server/health/recent_outcomes.h"
-#include "server/routing/snapshot.h"
 
 namespace sluice::health {
 

@@ -5,7 +5,7 @@
 #include <vector>
 
 #include "absl/time/time.h"
-#include "server/routing/policies.h"
+#include "lib/routing/policies.h"
 
 namespace sluice::health {
 

@@ -15,9 +15,9 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "server/common/files.h"
-#include "server/common/log.h"
-#include "server/config/host_names.h"
+#include "lib/common/files.h"
+#include "lib/common/log.h"
+#include "lib/config/host_names.h"
 #include "server/config/loader.h"
 #include "server/config/validation.h"
 

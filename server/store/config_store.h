@@ -11,10 +11,11 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
-#include "server/config/diagnostics.h"
-#include "server/config/resources.h"
-#include "server/routing/endpoint_runtime.h"
-#include "server/routing/snapshot.h"
+#include "lib/config/diagnostics.h"
+#include "lib/config/resources.h"
+#include "lib/routing/endpoint_runtime.h"
+#include "lib/routing/snapshot.h"
+#include "server/routing/snapshot_compiler.h"
 #include "server/store/snapshot_cell.h"
 
 namespace sluice::store {

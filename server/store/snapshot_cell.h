@@ -6,7 +6,7 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
-#include "server/routing/snapshot.h"
+#include "lib/routing/snapshot.h"
 
 namespace sluice::store {
 

@@ -5,9 +5,10 @@
 #include <cstdint>
 #include <string>
 
+#include "lib/routing/snapshot.h"
+#include "lib/routing/snapshot_printer.h"
 #include "server/config/loader.h"
-#include "server/routing/snapshot.h"
-#include "server/routing/snapshot_printer.h"
+#include "server/routing/snapshot_compiler.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const std::string text(reinterpret_cast<const char*>(data), size);

@@ -31,7 +31,8 @@ using Headers = std::vector<std::pair<std::string, std::string>>;
 
 constexpr char kFaultBody[] = "fault filter abort";
 
-class GatewayTest : public ::testing::Test {
+// Every test runs in both decision modes: per request from the server, and local.
+class GatewayTest : public ::testing::TestWithParam<std::string> {
  protected:
   struct Stub {
     testing::Process process;
@@ -122,9 +123,9 @@ spec:
 
   void StartGateway(std::vector<std::string> extra = {}) {
     access_log_ = dir_.path() + "/access.log";
-    std::vector<std::string> argv = {SLUICE_GATEWAY_BINARY, "--listen",     "127.0.0.1:0",
-                                     "--decision",          grpc_,          "--metrics",
-                                     "127.0.0.1:0",         "--access-log", access_log_};
+    std::vector<std::string> argv = {
+        SLUICE_GATEWAY_BINARY, "--listen",     "127.0.0.1:0", "--decision",  grpc_,     "--metrics",
+        "127.0.0.1:0",         "--access-log", access_log_,   "--decisions", GetParam()};
     argv.insert(argv.end(), extra.begin(), extra.end());
     ASSERT_TRUE(gateway_.Start(argv, "listening ")) << gateway_.error();
     gateway_address_ = gateway_.Field("http");
@@ -189,7 +190,7 @@ constexpr char kClassicRoute[] = R"(    timeout: 5s
         httpStatus: 503
 )";
 
-TEST_F(GatewayTest, ClassicExerciseFaultShareSplitAndRetries) {
+TEST_P(GatewayTest, ClassicExerciseFaultShareSplitAndRetries) {
   StartStubs();
   StartServer(ShopService() + VirtualService(SplitRoute(50, 50, kClassicRoute)));
   StartGateway();
@@ -253,7 +254,7 @@ TEST_F(GatewayTest, ClassicExerciseFaultShareSplitAndRetries) {
   EXPECT_THAT(metrics, HasSubstr("sluice_gateway_retries_total{"));
 }
 
-TEST_F(GatewayTest, BareStatusCodeInRetryOnRetries429) {
+TEST_P(GatewayTest, BareStatusCodeInRetryOnRetries429) {
   StartStubs();
   StartServer(ShopService() +
               VirtualService(SplitRoute(100, 0, "    retries: {attempts: 2, retryOn: \"429\"}\n")));
@@ -263,7 +264,7 @@ TEST_F(GatewayTest, BareStatusCodeInRetryOnRetries429) {
   EXPECT_EQ(ReceivedByAll() - before, 2);
 }
 
-TEST_F(GatewayTest, PerTryAndRouteTimeoutsAtTheirBoundaries) {
+TEST_P(GatewayTest, PerTryAndRouteTimeoutsAtTheirBoundaries) {
   StartStubs();
   StartServer(ShopService() + VirtualService(R"(  - name: route-timeout
     match: [{headers: {x-case: {exact: route}}}]
@@ -304,7 +305,7 @@ TEST_F(GatewayTest, PerTryAndRouteTimeoutsAtTheirBoundaries) {
   EXPECT_EQ(Get("/t?delay=100ms", {{"x-case", "route"}}).status, 200);
 }
 
-TEST_F(GatewayTest, ConnectionPoolOverflowAnswersUO) {
+TEST_P(GatewayTest, ConnectionPoolOverflowAnswersUO) {
   StartStubs();
   StartServer(ShopService("    connectionPool:\n"
                           "      tcp: {maxConnections: 1}\n"
@@ -339,7 +340,7 @@ TEST_F(GatewayTest, ConnectionPoolOverflowAnswersUO) {
 // A streamed request has no route timer while its body uploads; queued behind a full
 // connection pool it waits at most the idle timeout, then gets Envoy's stream idle timeout
 // answer (408, flag SI) instead of waiting for as long as the pool stays full.
-TEST_F(GatewayTest, StreamedRequestQueuedBehindAFullPoolEndsAtTheIdleTimeout) {
+TEST_P(GatewayTest, StreamedRequestQueuedBehindAFullPoolEndsAtTheIdleTimeout) {
   StartStubs();
   StartServer(ShopService("    connectionPool:\n"
                           "      tcp: {maxConnections: 1}\n"
@@ -368,7 +369,7 @@ TEST_F(GatewayTest, StreamedRequestQueuedBehindAFullPoolEndsAtTheIdleTimeout) {
   EXPECT_THAT(AccessLog(), HasSubstr(" 408 SI "));
 }
 
-TEST_F(GatewayTest, NoRouteAndNoClusterAndMirror) {
+TEST_P(GatewayTest, NoRouteAndNoClusterAndMirror) {
   StartStubs();
   StartServer(ShopService() + VirtualService(R"(  - name: missing-subset
     match: [{headers: {x-case: {exact: nc}}}]
@@ -395,7 +396,7 @@ TEST_F(GatewayTest, NoRouteAndNoClusterAndMirror) {
   EXPECT_EQ(Received(1), 1);
 }
 
-TEST_F(GatewayTest, LocalRepliesKeepPipelinedConnectionsInStep) {
+TEST_P(GatewayTest, LocalRepliesKeepPipelinedConnectionsInStep) {
   StartStubs();
   StartServer(ShopService() + VirtualService(R"(  - name: no-content
     match: [{headers: {x-case: {exact: empty}}}]
@@ -423,7 +424,7 @@ TEST_F(GatewayTest, LocalRepliesKeepPipelinedConnectionsInStep) {
   EXPECT_TRUE(r.closed_by_peer);
 }
 
-TEST_F(GatewayTest, MaxConnectionsNeverStrandsAWorkerWithoutAConnection) {
+TEST_P(GatewayTest, MaxConnectionsNeverStrandsAWorkerWithoutAConnection) {
   StartStubs();
   // No route timeout: a request queued with no connection to wait for would hang.
   StartServer(ShopService("    connectionPool:\n"
@@ -438,10 +439,10 @@ TEST_F(GatewayTest, MaxConnectionsNeverStrandsAWorkerWithoutAConnection) {
   EXPECT_LT(absl::Now() - start, absl::Seconds(5));
 }
 
-TEST_F(GatewayTest, DecisionServiceDownDeniesFastThenRecovers) {
+TEST_P(GatewayTest, DecisionServiceDownDeniesFastThenRecovers) {
   StartStubs();
   StartServer(ShopService() + VirtualService(SplitRoute(100, 0)));
-  StartGateway();
+  StartGateway({"--max-table-age", "0s"});  // no stale table: the failure policy applies
   EXPECT_EQ(Get("/").status, 200);
 
   const std::string grpc = grpc_;
@@ -463,10 +464,10 @@ TEST_F(GatewayTest, DecisionServiceDownDeniesFastThenRecovers) {
   EXPECT_EQ(Get("/").status, 200);
 }
 
-TEST_F(GatewayTest, DecisionServiceDownWithFallbackForwards) {
+TEST_P(GatewayTest, DecisionServiceDownWithFallbackForwards) {
   StartStubs();
   StartServer(ShopService() + VirtualService(SplitRoute(0, 100)));
-  StartGateway({"--decision-failure", "fallback=" + stubs_[0]->address});
+  StartGateway({"--decision-failure", "fallback=" + stubs_[0]->address, "--max-table-age", "0s"});
   EXPECT_EQ(Get("/").Header("x-stub-subset"), "v2");
   server_.Stop();
   testing::HttpResult r = Get("/");
@@ -476,7 +477,7 @@ TEST_F(GatewayTest, DecisionServiceDownWithFallbackForwards) {
   EXPECT_THAT(testing::HttpGet(admin_, "/healthz"), HasSubstr("\"degraded\""));
 }
 
-TEST_F(GatewayTest, MalformedHttpIsAnsweredAndClosed) {
+TEST_P(GatewayTest, MalformedHttpIsAnsweredAndClosed) {
   StartStubs();
   StartServer(ShopService() + VirtualService(SplitRoute(100, 0)));
   StartGateway({"--max-request-body", "1k", "--max-request-headers", "8k"});
@@ -523,7 +524,7 @@ TEST_F(GatewayTest, MalformedHttpIsAnsweredAndClosed) {
 // Envoy arms the route timeout when the whole request is in, and the per-try timeout when
 // the whole request is in and the connection is ready. A body past the retry buffer is
 // streamed upstream while it arrives, so a slow upload must not eat either timeout.
-TEST_F(GatewayTest, TimeoutsStartWhenAStreamedUploadEnds) {
+TEST_P(GatewayTest, TimeoutsStartWhenAStreamedUploadEnds) {
   StartStubs();
   StartServer(ShopService() + VirtualService(R"(  - name: route-timeout
     match: [{headers: {x-case: {exact: route}}}]
@@ -574,7 +575,7 @@ TEST_F(GatewayTest, TimeoutsStartWhenAStreamedUploadEnds) {
 
 // Envoy closes an upstream connection idle for the cluster's idleTimeout (1h when unset),
 // whether or not another request comes: the upstream does not hold it open meanwhile.
-TEST_F(GatewayTest, IdleUpstreamConnectionsCloseAtTheirIdleTimeout) {
+TEST_P(GatewayTest, IdleUpstreamConnectionsCloseAtTheirIdleTimeout) {
   StartStubs();
   std::string config = ShopService();
   const std::string subsets = "  - {name: v1, labels: {version: v1}}\n";
@@ -623,7 +624,7 @@ TEST_F(GatewayTest, IdleUpstreamConnectionsCloseAtTheirIdleTimeout) {
   EXPECT_EQ(open(0), 1);
 }
 
-TEST_F(GatewayTest, KeepAlivePipeliningChunkedBodiesAndSlowClients) {
+TEST_P(GatewayTest, KeepAlivePipeliningChunkedBodiesAndSlowClients) {
   StartStubs();
   StartServer(ShopService() + VirtualService(SplitRoute(100, 0)));
   StartGateway(
@@ -668,7 +669,7 @@ TEST_F(GatewayTest, KeepAlivePipeliningChunkedBodiesAndSlowClients) {
 
 // The point of the whole exercise: weights and match rules change under steady load
 // without one failed or hung request, and the split follows each change at once.
-TEST_F(GatewayTest, ZeroDowntimeWeightAndMatchChangesUnderLoad) {
+TEST_P(GatewayTest, ZeroDowntimeWeightAndMatchChangesUnderLoad) {
   StartStubs();
   StartServer(ShopService() + VirtualService(SplitRoute(100, 0)));
   StartGateway({"--workers", "2"});
@@ -728,7 +729,7 @@ TEST_F(GatewayTest, ZeroDowntimeWeightAndMatchChangesUnderLoad) {
                               << AccessLog() << gateway_.Log();
 }
 
-TEST_F(GatewayTest, SigtermUnderLoadCompletesRequestsInFlight) {
+TEST_P(GatewayTest, SigtermUnderLoadCompletesRequestsInFlight) {
   StartStubs();
   StartServer(ShopService() + VirtualService(SplitRoute(100, 0)));
   StartGateway({"--workers", "2"});
@@ -753,6 +754,100 @@ TEST_F(GatewayTest, SigtermUnderLoadCompletesRequestsInFlight) {
   }
   EXPECT_EQ(gateway_.Stop(absl::Seconds(5)), 0) << gateway_.Log();
 }
+
+// The server dies (kill -9) under load: every gateway keeps deciding from its last table, as
+// Envoy keeps its last configuration, says so, and returns to the server when it is back.
+TEST_P(GatewayTest, ServerKilledUnderLoadServesFromTheLastTable) {
+  StartStubs();
+  StartServer(ShopService() + VirtualService(SplitRoute(0, 100)));
+  const std::string grpc = grpc_;
+  StartGateway({"--workers", "2"});
+
+  std::atomic<bool> stop{false};
+  std::atomic<int> sent{0}, failed{0}, not_v2{0};
+  std::vector<std::thread> load;
+  for (int t = 0; t < 4; ++t) {
+    load.emplace_back([&] {
+      const absl::Time give_up = absl::Now() + absl::Seconds(20);  // bounded whatever happens
+      while (!stop.load() && absl::Now() < give_up) {
+        testing::HttpResult r = Get("/load");
+        ++sent;
+        if (r.status != 200) ++failed;
+        if (r.Header("x-stub-subset") != "v2") ++not_v2;
+      }
+    });
+  }
+  absl::SleepFor(absl::Milliseconds(500));
+  const int before_kill = sent.load();
+  ASSERT_EQ(kill(server_.pid(), SIGKILL), 0);
+  server_.Stop();
+  absl::SleepFor(absl::Seconds(1));
+  EXPECT_THAT(testing::HttpGet(admin_, "/healthz"), HasSubstr("\"stale\""));
+  absl::SleepFor(absl::Milliseconds(500));
+  stop = true;
+  for (auto& t : load) t.join();
+  EXPECT_GT(before_kill, 20);
+  EXPECT_GT(sent.load() - before_kill, 20) << "traffic went on after the kill";
+  EXPECT_EQ(failed.load(), 0) << AccessLog() << gateway_.Log();
+  EXPECT_EQ(not_v2.load(), 0) << "the last table's route kept serving";
+  EXPECT_THAT(testing::HttpGet(admin_, "/metrics"),
+              HasSubstr("sluice_gateway_decisions_total{source=\"stale\"}"));
+
+  StartServer(ShopService() + VirtualService(SplitRoute(100, 0)), grpc);
+  WaitHealthy();
+  // The new server's table replaces the last one.
+  for (int i = 0; i < 50 && Get("/").Header("x-stub-subset") != "v1"; ++i) {
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  EXPECT_EQ(Get("/").Header("x-stub-subset"), "v1");
+  EXPECT_THAT(testing::HttpGet(admin_, "/healthz"), HasSubstr("\"serving\""));
+}
+
+// With no table ever received (no server since start), the failure policy answers within the
+// decision deadline.
+TEST_P(GatewayTest, WithoutAnyTableTheFailurePolicyAnswersWithinTheDeadline) {
+  StartStubs();
+  StartServer(ShopService() + VirtualService(SplitRoute(100, 0)));
+  server_.Stop();  // its address now leads nowhere
+  access_log_ = dir_.path() + "/access.log";
+  ASSERT_TRUE(gateway_.Start({SLUICE_GATEWAY_BINARY, "--listen", "127.0.0.1:0", "--decision", grpc_,
+                              "--metrics", "127.0.0.1:0", "--access-log", access_log_,
+                              "--decisions", GetParam(), "--decision-deadline", "200ms"},
+                             "listening "))
+      << gateway_.error();
+  gateway_address_ = gateway_.Field("http");
+  for (int i = 0; i < 3; ++i) {
+    const absl::Time start = absl::Now();
+    testing::HttpResult r = Get("/");
+    EXPECT_LT(absl::Now() - start, absl::Milliseconds(900)) << "deadline 200ms";
+    EXPECT_EQ(r.status, 503);
+    EXPECT_EQ(r.body, "no routing decision: decision service unavailable");
+  }
+}
+
+// A rule that reads a header no earlier rule read is honoured from the first request after
+// the change: a request described with the old header names is never decided on the new
+// version (server mode answers RESEND and the gateway describes it again).
+TEST_P(GatewayTest, ANewHeaderMatchAppliesFromTheFirstRequest) {
+  StartStubs();
+  StartServer(ShopService() + VirtualService(SplitRoute(100, 0)));
+  StartGateway();
+  for (int round = 0; round < 8; ++round) {
+    const std::string header = absl::StrCat("x-round-", round);
+    Apply(ShopService() + VirtualService(absl::StrCat("  - name: r", round, R"(
+    match: [{headers: {)",
+                                                      header, R"(: {exact: "yes"}}}]
+    route: [{destination: {host: shop, subset: v2}}]
+)") + SplitRoute(100, 0)));
+    EXPECT_EQ(Get("/", {{header, "yes"}}).Header("x-stub-subset"), "v2") << header;
+    EXPECT_EQ(Get("/").Header("x-stub-subset"), "v1");
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Modes, GatewayTest, ::testing::Values("server", "local"),
+                         [](const ::testing::TestParamInfo<std::string>& info) {
+                           return info.param;
+                         });
 
 }  // namespace
 }  // namespace sluice

@@ -38,7 +38,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/time/time.h"
 #include "gateway/http/beast.h"
-#include "server/common/signals.h"
+#include "lib/common/signals.h"
 
 namespace {
 

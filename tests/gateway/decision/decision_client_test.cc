@@ -54,11 +54,14 @@ class DecisionClientTest : public ::testing::Test {
         << server_.error();
   }
 
-  std::shared_ptr<DecisionClient> Client(absl::Duration deadline = absl::Milliseconds(500)) {
+  std::shared_ptr<DecisionClient> Client(
+      absl::Duration deadline = absl::Milliseconds(500),
+      const std::function<void(DecisionClient::Options&)>& configure = nullptr) {
     DecisionClient::Options options;
     options.deadline = deadline;
     options.reconnect_initial = absl::Milliseconds(20);
     options.reconnect_max = absl::Milliseconds(200);
+    if (configure) configure(options);
     auto client = DecisionClient::Create(
         io_, grpc::CreateChannel(address_, grpc::InsecureChannelCredentials()), options);
     client->Start();
@@ -128,18 +131,52 @@ TEST_F(DecisionClientTest, NoServerMeansAQuickErrorNotAHang) {
   client->Stop();
 }
 
-TEST_F(DecisionClientTest, ReconnectsAfterTheServerComesBack) {
+TEST_F(DecisionClientTest, DecidesFromTheLastTableWhileTheServerIsDownAndReconnects) {
   StartServer();
   auto client = Client();
   bool first = false;
   net::asio::post(io_, [&] {
     client->Decide(Request(), [&](absl::StatusOr<DecisionClient::Answer> a) {
       ASSERT_TRUE(a.ok()) << a.status();
+      EXPECT_EQ(a->source, DecisionSource::kServer);
       first = true;
     });
   });
   RunUntil([&] { return first; });
+  EXPECT_GT(client->table_version(), 0u) << "the server pushes its table on connect";
 
+  server_.Stop();
+  RunUntil([&] { return client->state() == DecisionClient::State::kDisconnected; });
+  EXPECT_TRUE(client->stale());
+  bool answered = false;
+  client->Decide(Request(), [&](absl::StatusOr<DecisionClient::Answer> a) {
+    ASSERT_TRUE(a.ok()) << a.status();
+    EXPECT_EQ(a->source, DecisionSource::kStale);
+    EXPECT_EQ(a->decision.action(), v1::FORWARD);
+    EXPECT_EQ(a->decision.host(), "reviews.default.svc.cluster.local");
+    answered = true;
+  });
+  EXPECT_TRUE(answered) << "a request while disconnected is decided at once from the table";
+
+  StartServer();
+  bool again = false;
+  RunUntil([&] {
+    if (client->state() == DecisionClient::State::kConnected && !again) {
+      client->Decide(Request(), [&](absl::StatusOr<DecisionClient::Answer> a) {
+        again = a.ok() && a->source == DecisionSource::kServer;
+      });
+    }
+    return again;
+  });
+  EXPECT_FALSE(client->stale());
+  client->Stop();
+}
+
+TEST_F(DecisionClientTest, PastTheMaxTableAgeARequestFailsAtOnce) {
+  StartServer();
+  auto client = Client(absl::Milliseconds(500),
+                       [](DecisionClient::Options& o) { o.max_table_age = absl::ZeroDuration(); });
+  RunUntil([&] { return client->table_version() > 0; });
   server_.Stop();
   RunUntil([&] { return client->state() == DecisionClient::State::kDisconnected; });
   absl::Status while_down;
@@ -150,16 +187,26 @@ TEST_F(DecisionClientTest, ReconnectsAfterTheServerComesBack) {
   });
   EXPECT_TRUE(failed) << "a request while disconnected must fail at once";
   EXPECT_EQ(while_down.code(), absl::StatusCode::kUnavailable);
+  client->Stop();
+}
 
+TEST_F(DecisionClientTest, LocalModeDecidesWithoutAskingTheServer) {
   StartServer();
-  bool again = false;
-  RunUntil([&] {
-    if (client->state() != DecisionClient::State::kDisconnected && !again) {
-      client->Decide(Request(), [&](absl::StatusOr<DecisionClient::Answer> a) { again = a.ok(); });
-    }
-    return again;
-  });
-  EXPECT_EQ(client->state(), DecisionClient::State::kConnected);
+  auto client = Client(absl::Milliseconds(500),
+                       [](DecisionClient::Options& o) { o.mode = v1::DECISION_MODE_LOCAL; });
+  RunUntil([&] { return client->state() == DecisionClient::State::kConnected; });
+  const uint64_t sent_before = client->messages_sent();
+  int local = 0, v2 = 0;
+  for (int i = 0; i < 200; ++i) {
+    client->Decide(Request("jason"), [&](absl::StatusOr<DecisionClient::Answer> a) {
+      ASSERT_TRUE(a.ok()) << a.status();
+      if (a->source == DecisionSource::kLocal) ++local;
+      if (a->decision.subset() == "v2") ++v2;
+    });
+  }
+  EXPECT_EQ(local, 200) << "every answer comes at once, from the table";
+  EXPECT_EQ(v2, 200) << "bookinfo sends end-user jason to v2";
+  EXPECT_LE(client->messages_sent(), sent_before + 1) << "at most an acknowledgement went out";
   client->Stop();
 }
 

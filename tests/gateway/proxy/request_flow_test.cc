@@ -8,7 +8,7 @@
 #include "absl/random/random.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "server/routing/retry_on.h"
+#include "lib/routing/retry_on.h"
 
 namespace sluice::gateway {
 namespace {

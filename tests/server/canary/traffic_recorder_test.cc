@@ -5,6 +5,7 @@
 
 #include "gtest/gtest.h"
 #include "server/config/loader.h"
+#include "server/routing/snapshot_compiler.h"
 
 namespace sluice::canary {
 namespace {

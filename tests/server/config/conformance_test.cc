@@ -11,8 +11,9 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "lib/routing/snapshot.h"
 #include "server/config/loader.h"
-#include "server/routing/snapshot.h"
+#include "server/routing/snapshot_compiler.h"
 #include "yaml-cpp/yaml.h"
 
 namespace sluice::config {

@@ -17,9 +17,9 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "server/config/diagnostics.h"
+#include "lib/config/diagnostics.h"
+#include "lib/config/resources.h"
 #include "server/config/loader.h"
-#include "server/config/resources.h"
 
 namespace sluice::config {
 namespace {

@@ -14,6 +14,7 @@
 #include "gtest/gtest.h"
 #include "server/config/loader.h"
 #include "server/health/recent_outcomes.h"
+#include "server/routing/snapshot_compiler.h"
 
 namespace sluice::health {
 namespace {

@@ -1,7 +1,7 @@
 // CompileSnapshot: virtual hosts and their aliases, weighted destinations, clusters and
 // endpoints, rule ordering, defaults, and the printer (routing-semantics.md sections 1-3).
 
-#include "server/routing/snapshot.h"
+#include "lib/routing/snapshot.h"
 
 #include <memory>
 #include <string>
@@ -10,9 +10,10 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "lib/routing/request.h"
+#include "lib/routing/snapshot_printer.h"
 #include "server/config/loader.h"
-#include "server/routing/request.h"
-#include "server/routing/snapshot_printer.h"
+#include "server/routing/snapshot_compiler.h"
 
 namespace sluice::routing {
 namespace {
