@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# The main job: sluice-server, sluice-gateway and two stub upstreams (shop v1 and v2) on
+# The main job: sluice-server, two sluice-gateways (one asking the server per request, one
+# deciding locally from the table the server pushes) and two stub upstreams (shop v1 and v2) on
 # loopback, with the example canary configuration (5s timeout, 3 retries, 10% injected
 # aborts, and a Canary) with its intervals shortened to seconds. curl loops send traffic
 # through the gateway while the canary controller promotes v2 step by step (10, 25, 50, 75,
 # 100%) on its metrics, shown live by `sluicectl canary status --watch`; then a bad v2 is
-# rolled out again and rolled back by the controller. Everything picks free ports and stops
-# by itself (about 30 seconds).
+# rolled out again and rolled back by the controller. At the end the server is stopped and both
+# gateways go on serving from their last table. Everything picks free ports and stops by
+# itself (about a minute).
 #   usage: scripts/demo.sh BUILD_DIR
 set -euo pipefail
 build_dir=$(cd "${1:-build}" && pwd)
@@ -36,7 +38,7 @@ field() { grep -o "$2=[^ ]*" "$work/$1.out" | cut -d= -f2; }
 step "sluicectl validate -f deploy/examples"
 "$ctl" validate -f "$root/deploy/examples"
 
-step "start two stub upstreams, sluice-server and sluice-gateway (ports picked by the kernel)"
+step "start two stub upstreams, sluice-server and two sluice-gateways (ports picked by the kernel)"
 start stub-v1 "$build_dir/tools/sluice-stub" --listen 127.0.0.1:0 --name shop-v1 --subset v1
 start stub-v2 "$build_dir/tools/sluice-stub" --listen 127.0.0.1:0 --name shop-v2 --subset v2
 v1=$(field stub-v1 http)
@@ -48,13 +50,25 @@ sed -e "s/18081/${v1##*:}/" -e "s/18082/${v2##*:}/" -e 's/interval: 30s/interval
   "$root/deploy/examples/canary.yaml" >"$work/shop.yaml"
 start server "$build_dir/server/sluice-server" --config "$work/shop.yaml" \
   --state-dir "$work/state" --listen 127.0.0.1:0 --metrics 127.0.0.1:0
+server_pid=${pids[-1]}
 export SLUICE_SERVER=$(field server grpc)
 start gateway "$build_dir/gateway/sluice-gateway" --listen 127.0.0.1:0 \
   --decision "$SLUICE_SERVER" --metrics 127.0.0.1:0 --workers 2 --access-log "$work/access.log"
 gateway=$(field gateway http)
 admin=$(field gateway metrics)
-for _ in $(seq 50); do curl -sf "http://$admin/healthz" >/dev/null && break; sleep 0.1; done
-curl -s "http://$admin/healthz"
+# The second gateway decides locally, on the table the server pushes (no round trip).
+start gateway-local "$build_dir/gateway/sluice-gateway" --listen 127.0.0.1:0 \
+  --decision "$SLUICE_SERVER" --metrics 127.0.0.1:0 --workers 2 --decisions local \
+  --name gateway-local --access-log "$work/access-local.log"
+gateway_local=$(field gateway-local http)
+admin_local=$(field gateway-local metrics)
+for a in "$admin" "$admin_local"; do
+  for _ in $(seq 50); do curl -sf "http://$a/healthz" >/dev/null && break; sleep 0.1; done
+  curl -s "http://$a/healthz"
+done
+
+step "sluicectl gateways: who is connected, in which mode, with which configuration version"
+"$ctl" gateways
 
 step "curl -i -H 'Host: shop' http://$gateway/cart"
 curl -si -H 'Host: shop' "http://$gateway/cart" | tr -d '\r'
@@ -99,15 +113,15 @@ YAML
   "$ctl" apply -f "$work/vs.yaml" 2>/dev/null | tail -1
 }
 
-# Two curl loops, as clients would send requests, until stopped; each answer's code and
-# subset go to a file.
+# Two curl loops, as clients would send requests, one through each gateway, until stopped;
+# each answer's code and subset go to a file.
 loops=()
 start_traffic() {
   : >"$work/codes"
-  for _ in 1 2; do
+  for target in "$gateway" "$gateway_local"; do
     (while :; do
       curl -s -o /dev/null -H 'Host: shop' -w '%{http_code} %header{x-stub-subset}\n' \
-        "http://$gateway/cart" >>"$work/codes" || true
+        "http://$target/cart" >>"$work/codes" || true
     done) &
     loops+=($!)
     pids+=($!)
@@ -183,3 +197,20 @@ curl -s "http://$admin/metrics" | grep '^istio_requests_total' |
 
 step "sluicectl explain --host shop --path /cart"
 "$ctl" explain --host shop --path /cart | head -12
+
+step "sluicectl gateways: both gateways acknowledged every version (the rollback included)"
+"$ctl" gateways
+
+step "the server stops (kill); both gateways keep deciding from their last table"
+kill "$server_pid"
+sleep 4  # a stream silent for 3s is taken for gone
+for target in "$gateway" "$gateway_local"; do
+  ok=0
+  for _ in $(seq 20); do
+    answer=$(curl -s -H 'Host: shop' -w ' %{http_code}' "http://$target/cart")
+    [[ $answer == *" 200" || $answer == "fault filter abort 503" ]] && ok=$((ok + 1))
+  done
+  echo "  $target: $ok of 20 answered (200, or the route's injected 503 aborts)"
+done
+for a in "$admin" "$admin_local"; do curl -s "http://$a/healthz"; done
+curl -s "http://$admin_local/metrics" | grep -E '^sluice_gateway_decisions_total' | sed 's/^/  /'

@@ -3,14 +3,12 @@
 #include <algorithm>
 
 #include "absl/random/distributions.h"
-#include "lib/routing/retry_on.h"
+#include "sluice/v1/decision.pb.h"
 
 namespace sluice::gateway {
 namespace {
 
-using routing::RetryOn;
-
-bool Has(uint32_t bits, RetryOn flag) { return (bits & flag) != 0; }
+bool Has(uint32_t bits, v1::RetryOnBit flag) { return (bits & flag) != 0; }
 
 }  // namespace
 
@@ -18,14 +16,14 @@ bool RetryState::RetriableResponse(const AttemptResult& r) const {
   const uint32_t on = policy_.retry_on;
   // A rate-limited response is retried only for envoy-ratelimited; every other condition
   // is skipped for it.
-  if (r.rate_limited) return Has(on, routing::kRetryOnEnvoyRateLimited);
-  if (Has(on, routing::kRetryOn5xx) && r.status >= 500 && r.status <= 599) return true;
-  if (Has(on, routing::kRetryOnGatewayError) &&
+  if (r.rate_limited) return Has(on, v1::RETRY_ON_ENVOY_RATELIMITED);
+  if (Has(on, v1::RETRY_ON_5XX) && r.status >= 500 && r.status <= 599) return true;
+  if (Has(on, v1::RETRY_ON_GATEWAY_ERROR) &&
       (r.status == 502 || r.status == 503 || r.status == 504)) {
     return true;
   }
-  if (Has(on, routing::kRetryOnRetriable4xx) && r.status == 409) return true;
-  if (Has(on, routing::kRetryOnRetriableStatusCodes) &&
+  if (Has(on, v1::RETRY_ON_RETRIABLE_4XX) && r.status == 409) return true;
+  if (Has(on, v1::RETRY_ON_RETRIABLE_STATUS_CODES) &&
       std::find(policy_.retriable_status_codes.begin(), policy_.retriable_status_codes.end(),
                 r.status) != policy_.retriable_status_codes.end()) {
     return true;
@@ -33,15 +31,15 @@ bool RetryState::RetriableResponse(const AttemptResult& r) const {
   // gRPC conditions look at grpc-status in the response headers only.
   switch (r.grpc_status) {
     case 1:
-      return Has(on, routing::kRetryOnCancelled);
+      return Has(on, v1::RETRY_ON_CANCELLED);
     case 4:
-      return Has(on, routing::kRetryOnDeadlineExceeded);
+      return Has(on, v1::RETRY_ON_DEADLINE_EXCEEDED);
     case 8:
-      return Has(on, routing::kRetryOnResourceExhausted);
+      return Has(on, v1::RETRY_ON_RESOURCE_EXHAUSTED);
     case 13:
-      return Has(on, routing::kRetryOnInternal);
+      return Has(on, v1::RETRY_ON_INTERNAL);
     case 14:
-      return Has(on, routing::kRetryOnUnavailable);
+      return Has(on, v1::RETRY_ON_UNAVAILABLE);
     default:
       return false;
   }
@@ -51,14 +49,14 @@ bool RetryState::RetriableReset(const AttemptResult& r) const {
   const uint32_t on = policy_.retry_on;
   // 5xx, gateway-error and reset cover every upstream reset, per-try timeouts and connect
   // failures included.
-  if (Has(on, routing::kRetryOn5xx) || Has(on, routing::kRetryOnGatewayError) ||
-      Has(on, routing::kRetryOnReset)) {
+  if (Has(on, v1::RETRY_ON_5XX) || Has(on, v1::RETRY_ON_GATEWAY_ERROR) ||
+      Has(on, v1::RETRY_ON_RESET)) {
     return true;
   }
-  if (r.kind == AttemptResult::Kind::kConnectFailure && Has(on, routing::kRetryOnConnectFailure)) {
+  if (r.kind == AttemptResult::Kind::kConnectFailure && Has(on, v1::RETRY_ON_CONNECT_FAILURE)) {
     return true;
   }
-  return Has(on, routing::kRetryOnResetBeforeRequest) && !r.request_sent;
+  return Has(on, v1::RETRY_ON_RESET_BEFORE_REQUEST) && !r.request_sent;
 }
 
 bool RetryState::Retriable(const AttemptResult& r) const {

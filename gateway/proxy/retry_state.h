@@ -12,7 +12,7 @@ namespace sluice::gateway {
 // The retry policy a decision carries (sluice.v1.RetryPolicy), as the gateway uses it.
 struct RetryPolicy {
   uint32_t num_retries = 0;
-  uint32_t retry_on = 0;  // routing::RetryOn bits, same order as the proto documents
+  uint32_t retry_on = 0;  // sluice.v1.RetryOnBit values, or-ed
   std::vector<uint32_t> retriable_status_codes;
   absl::Duration per_try_timeout = absl::ZeroDuration();
   absl::Duration backoff_base = absl::Milliseconds(25);

@@ -2,28 +2,30 @@
 
 #include <cstdint>
 
+#include "sluice/v1/decision.pb.h"
+
 namespace sluice::routing {
 
-// Shared by the server, which resolves retryOn into these bits, and the gateway, which
-// executes them; sluice.v1.RetryPolicy.retry_on carries them in this order.
-// Envoy's retry_on conditions, as bits.
+// Envoy's retry_on conditions as bits. The wire contract is sluice.v1.RetryOnBit: the server
+// resolves retryOn into these bits and every gateway executes them, so the values are the
+// proto's and nothing else.
 enum RetryOn : uint32_t {
-  kRetryOn5xx = 1u << 0,
-  kRetryOnGatewayError = 1u << 1,
-  kRetryOnReset = 1u << 2,
-  kRetryOnResetBeforeRequest = 1u << 3,
-  kRetryOnConnectFailure = 1u << 4,
-  kRetryOnRetriable4xx = 1u << 5,
-  kRetryOnRefusedStream = 1u << 6,
-  kRetryOnRetriableStatusCodes = 1u << 7,
-  kRetryOnRetriableHeaders = 1u << 8,
-  kRetryOnEnvoyRateLimited = 1u << 9,
-  kRetryOnHttp3PostConnectFailure = 1u << 10,
-  kRetryOnCancelled = 1u << 11,
-  kRetryOnDeadlineExceeded = 1u << 12,
-  kRetryOnInternal = 1u << 13,
-  kRetryOnResourceExhausted = 1u << 14,
-  kRetryOnUnavailable = 1u << 15,
+  kRetryOn5xx = v1::RETRY_ON_5XX,
+  kRetryOnGatewayError = v1::RETRY_ON_GATEWAY_ERROR,
+  kRetryOnReset = v1::RETRY_ON_RESET,
+  kRetryOnResetBeforeRequest = v1::RETRY_ON_RESET_BEFORE_REQUEST,
+  kRetryOnConnectFailure = v1::RETRY_ON_CONNECT_FAILURE,
+  kRetryOnRetriable4xx = v1::RETRY_ON_RETRIABLE_4XX,
+  kRetryOnRefusedStream = v1::RETRY_ON_REFUSED_STREAM,
+  kRetryOnRetriableStatusCodes = v1::RETRY_ON_RETRIABLE_STATUS_CODES,
+  kRetryOnRetriableHeaders = v1::RETRY_ON_RETRIABLE_HEADERS,
+  kRetryOnEnvoyRateLimited = v1::RETRY_ON_ENVOY_RATELIMITED,
+  kRetryOnHttp3PostConnectFailure = v1::RETRY_ON_HTTP3_POST_CONNECT_FAILURE,
+  kRetryOnCancelled = v1::RETRY_ON_CANCELLED,
+  kRetryOnDeadlineExceeded = v1::RETRY_ON_DEADLINE_EXCEEDED,
+  kRetryOnInternal = v1::RETRY_ON_INTERNAL,
+  kRetryOnResourceExhausted = v1::RETRY_ON_RESOURCE_EXHAUSTED,
+  kRetryOnUnavailable = v1::RETRY_ON_UNAVAILABLE,
 };
 
 }  // namespace sluice::routing

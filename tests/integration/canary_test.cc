@@ -34,7 +34,19 @@ using testing::FreePort;
 
 enum class Evidence { kBuiltin, kPrometheus };
 
-class CanaryTest : public ::testing::TestWithParam<Evidence> {
+// Where the canary's evidence comes from, and how the gateway takes its decisions (the
+// server drives the weights either way; local-mode gateways get them in the pushed table).
+struct CanaryParam {
+  Evidence evidence = Evidence::kBuiltin;
+  const char* decisions = "server";
+};
+
+std::string ParamName(const ::testing::TestParamInfo<CanaryParam>& info) {
+  return absl::StrCat(info.param.evidence == Evidence::kBuiltin ? "Builtin" : "Prometheus",
+                      info.param.decisions == std::string("local") ? "Local" : "");
+}
+
+class CanaryTest : public ::testing::TestWithParam<CanaryParam> {
  protected:
   void TearDown() override { StopTraffic(); }
 
@@ -59,7 +71,7 @@ class CanaryTest : public ::testing::TestWithParam<Evidence> {
   // `analysis`: more fields of the Canary's analysis (indented four spaces), e.g. the judge.
   std::string Config(int threshold = 2, const std::string& interval = "1s",
                      const std::string& analysis = "") const {
-    const bool prom = GetParam() == Evidence::kPrometheus;
+    const bool prom = GetParam().evidence == Evidence::kPrometheus;
     // rate() needs two scrapes inside its range: Prometheus windows are longer.
     const std::string window = prom ? "5s" : "3s";
     const std::string source = prom ? "\n      source: prometheus" : "";
@@ -133,7 +145,7 @@ spec:
     std::vector<std::string> argv = {SLUICE_SERVER_BINARY, "--config",    config_path_,
                                      "--listen",           grpc_listen_,  "--metrics",
                                      "127.0.0.1:0",        "--state-dir", dir_.path() + "/state"};
-    if (GetParam() == Evidence::kPrometheus) {
+    if (GetParam().evidence == Evidence::kPrometheus) {
       argv.push_back("--prometheus-url");
       argv.push_back(prometheus_url_);
     }
@@ -144,9 +156,10 @@ spec:
 
   // `wait`: until its decision streams are up (false when the server is not started yet).
   void StartGateway(bool wait = true) {
-    ASSERT_TRUE(gateway_.Start({SLUICE_GATEWAY_BINARY, "--listen", "127.0.0.1:0", "--decision",
-                                grpc_, "--metrics", "127.0.0.1:0"},
-                               "listening "))
+    ASSERT_TRUE(
+        gateway_.Start({SLUICE_GATEWAY_BINARY, "--listen", "127.0.0.1:0", "--decision", grpc_,
+                        "--metrics", "127.0.0.1:0", "--decisions", GetParam().decisions},
+                       "listening "))
         << gateway_.error();
     gateway_address_ = gateway_.Field("http");
     gateway_admin_ = gateway_.Field("metrics");
@@ -175,7 +188,7 @@ scrape_configs:
     StartStubs();
     if (v2_error_rate > 0) SetErrorRate(1, v2_error_rate);
     grpc_listen_ = absl::StrCat("127.0.0.1:", FreePort());
-    if (GetParam() == Evidence::kPrometheus) {
+    if (GetParam().evidence == Evidence::kPrometheus) {
       // The gateway needs the server's address and Prometheus the gateway's: start the
       // gateway against the server's future port, then Prometheus, then the server.
       grpc_ = grpc_listen_;
@@ -260,7 +273,7 @@ scrape_configs:
   }
 
   absl::Duration PhaseTimeout() const {
-    return GetParam() == Evidence::kPrometheus ? absl::Seconds(90) : absl::Seconds(40);
+    return GetParam().evidence == Evidence::kPrometheus ? absl::Seconds(90) : absl::Seconds(40);
   }
 
   testing::TempDir dir_;
@@ -339,10 +352,10 @@ TEST_P(CanaryTest, FailingCanaryIsRolledBackAndClientsStopSeeingItsErrors) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Evidence, CanaryTest,
-                         ::testing::Values(Evidence::kBuiltin, Evidence::kPrometheus),
-                         [](const auto& info) {
-                           return info.param == Evidence::kBuiltin ? "Builtin" : "Prometheus";
-                         });
+                         ::testing::Values(CanaryParam{Evidence::kBuiltin, "server"},
+                                           CanaryParam{Evidence::kPrometheus, "server"},
+                                           CanaryParam{Evidence::kBuiltin, "local"}),
+                         ParamName);
 
 class CanaryRestartTest : public CanaryTest {};
 
@@ -404,11 +417,15 @@ TEST_P(SequentialJudgeTest, RollsABrokenCanaryBackBeforeItsFirstCheck) {
   EXPECT_THAT(status, HasSubstr("checks       0 passed, 1 failed"));
 }
 
-INSTANTIATE_TEST_SUITE_P(Evidence, SequentialJudgeTest, ::testing::Values(Evidence::kBuiltin),
-                         [](const auto&) { return std::string("Builtin"); });
+INSTANTIATE_TEST_SUITE_P(Evidence, SequentialJudgeTest,
+                         ::testing::Values(CanaryParam{Evidence::kBuiltin, "server"},
+                                           CanaryParam{Evidence::kBuiltin, "local"}),
+                         ParamName);
 
-INSTANTIATE_TEST_SUITE_P(Evidence, CanaryRestartTest, ::testing::Values(Evidence::kBuiltin),
-                         [](const auto&) { return std::string("Builtin"); });
+INSTANTIATE_TEST_SUITE_P(Evidence, CanaryRestartTest,
+                         ::testing::Values(CanaryParam{Evidence::kBuiltin, "server"},
+                                           CanaryParam{Evidence::kBuiltin, "local"}),
+                         ParamName);
 
 }  // namespace
 }  // namespace sluice

@@ -28,7 +28,9 @@ using ::testing::Not;
 
 constexpr char kCluster[] = "outbound|8080|v1|shop.default.svc.cluster.local";
 
-class OutlierTest : public ::testing::Test {
+// Every test runs with the gateways in both decision modes: ejections reach local-mode
+// gateways as pushed endpoint changes.
+class OutlierTest : public ::testing::TestWithParam<std::string> {
  protected:
   struct Stub {
     testing::Process process;
@@ -107,10 +109,10 @@ spec:
     for (int i = 0; i < gateways; ++i) {
       auto gateway = std::make_unique<testing::Process>();
       const std::string log = absl::StrCat(dir_.path(), "/access-", i, ".log");
-      ASSERT_TRUE(gateway->Start(
-          {SLUICE_GATEWAY_BINARY, "--listen", "127.0.0.1:0", "--decision", grpc_, "--metrics",
-           "127.0.0.1:0", "--access-log", log, "--name", absl::StrCat("gw-", i)},
-          "listening "))
+      ASSERT_TRUE(gateway->Start({SLUICE_GATEWAY_BINARY, "--listen", "127.0.0.1:0", "--decision",
+                                  grpc_, "--metrics", "127.0.0.1:0", "--access-log", log, "--name",
+                                  absl::StrCat("gw-", i), "--decisions", GetParam()},
+                                 "listening "))
           << gateway->error();
       ASSERT_TRUE(testing::WaitForGatewayServing(gateway->Field("metrics"))) << gateway->Log();
       gateway_addresses_.push_back(gateway->Field("http"));
@@ -163,7 +165,7 @@ spec:
   std::string grpc_, server_metrics_;
 };
 
-TEST_F(OutlierTest, EjectsAfterExactlyTheThresholdAcrossTwoGatewaysAndReturnsWhenHealthy) {
+TEST_P(OutlierTest, EjectsAfterExactlyTheThresholdAcrossTwoGatewaysAndReturnsWhenHealthy) {
   constexpr int kThreshold = 5;
   StartStubs(3);
   StartAll(absl::StrCat("{consecutive5xxErrors: ", kThreshold,
@@ -238,7 +240,7 @@ TEST_F(OutlierTest, EjectsAfterExactlyTheThresholdAcrossTwoGatewaysAndReturnsWhe
   EXPECT_THAT(Endpoints(), Not(HasSubstr("ejected  ")));
 }
 
-TEST_F(OutlierTest, EveryEndpointEjectedAnswersNoHealthyUpstreamWithoutHanging) {
+TEST_P(OutlierTest, EveryEndpointEjectedAnswersNoHealthyUpstreamWithoutHanging) {
   StartStubs(3);
   StartAll(
       "{consecutive5xxErrors: 1, interval: 1s, baseEjectionTime: 30s, "
@@ -273,7 +275,7 @@ TEST_F(OutlierTest, EveryEndpointEjectedAnswersNoHealthyUpstreamWithoutHanging) 
   EXPECT_THAT(Endpoints(), HasSubstr("outlier detection: 3 of 3 ejected; min health 0%"));
 }
 
-TEST_F(OutlierTest, MaxEjectionPercentKeepsTheLastEndpointsAndCountsOverflows) {
+TEST_P(OutlierTest, MaxEjectionPercentKeepsTheLastEndpointsAndCountsOverflows) {
   // 3 endpoints at 50%: one may be ejected ((0+1)/3 = 33%), a second may not (67%).
   StartStubs(3);
   StartAll(
@@ -291,6 +293,11 @@ TEST_F(OutlierTest, MaxEjectionPercentKeepsTheLastEndpointsAndCountsOverflows) {
   EXPECT_EQ(ServerMetric("sluice_outlier_ejections_overflow_total"), 8);
   EXPECT_EQ(Received(0) + Received(1) + Received(2), 9);  // never UH: two stay in rotation
 }
+
+INSTANTIATE_TEST_SUITE_P(Modes, OutlierTest, ::testing::Values("server", "local"),
+                         [](const ::testing::TestParamInfo<std::string>& info) {
+                           return info.param;
+                         });
 
 }  // namespace
 }  // namespace sluice

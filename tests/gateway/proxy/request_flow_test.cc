@@ -8,7 +8,7 @@
 #include "absl/random/random.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "lib/routing/retry_on.h"
+#include "sluice/v1/decision.pb.h"
 
 namespace sluice::gateway {
 namespace {
@@ -126,10 +126,9 @@ RequestFlow::Plan Plan(uint32_t retry_on, uint32_t retries, absl::Duration timeo
   return p;
 }
 
-constexpr uint32_t kIstioDefault = routing::kRetryOnConnectFailure |
-                                   routing::kRetryOnRefusedStream | routing::kRetryOnUnavailable |
-                                   routing::kRetryOnCancelled |
-                                   routing::kRetryOnRetriableStatusCodes;
+constexpr uint32_t kIstioDefault = v1::RETRY_ON_CONNECT_FAILURE | v1::RETRY_ON_REFUSED_STREAM |
+                                   v1::RETRY_ON_UNAVAILABLE | v1::RETRY_ON_CANCELLED |
+                                   v1::RETRY_ON_RETRIABLE_STATUS_CODES;
 
 class RequestFlowTest : public ::testing::Test {
  protected:
@@ -139,7 +138,7 @@ class RequestFlowTest : public ::testing::Test {
 // 1. The route timeout spans retries: exactly 3 attempts, 504 UT at 1.0s.
 TEST_F(RequestFlowTest, RouteTimeoutSpansRetries) {
   const Outcome o = Drive(
-      Plan(routing::kRetryOn5xx, 3, absl::Seconds(1), absl::Milliseconds(400)),
+      Plan(v1::RETRY_ON_5XX, 3, absl::Seconds(1), absl::Milliseconds(400)),
       [](uint32_t) { return Hang(); }, gen_);
   EXPECT_EQ(o.status, 504u);
   EXPECT_EQ(o.body, "upstream request timeout");
@@ -162,7 +161,7 @@ TEST_F(RequestFlowTest, PerTryTimeoutNotRetriedUnderTheDefaultPolicy) {
 // 3. A per-try timeout not below the route timeout is dropped by the server (zero here).
 TEST_F(RequestFlowTest, WithoutPerTryTheRouteTimeoutEndsTheOnlyAttempt) {
   const Outcome o = Drive(
-      Plan(routing::kRetryOn5xx, 3, absl::Seconds(1), absl::ZeroDuration()),
+      Plan(v1::RETRY_ON_5XX, 3, absl::Seconds(1), absl::ZeroDuration()),
       [](uint32_t) { return Hang(); }, gen_);
   EXPECT_EQ(o.status, 504u);
   EXPECT_EQ(o.attempts, 1u);
@@ -172,7 +171,7 @@ TEST_F(RequestFlowTest, WithoutPerTryTheRouteTimeoutEndsTheOnlyAttempt) {
 // 4. No route timeout, per-try only: every attempt times out, then URX.
 TEST_F(RequestFlowTest, PerTryOnlyExhaustsRetries) {
   const Outcome o = Drive(
-      Plan(routing::kRetryOnGatewayError, 2, absl::ZeroDuration(), absl::Milliseconds(200)),
+      Plan(v1::RETRY_ON_GATEWAY_ERROR, 2, absl::ZeroDuration(), absl::Milliseconds(200)),
       [](uint32_t) { return Hang(); }, gen_);
   EXPECT_EQ(o.status, 504u);
   EXPECT_EQ(o.flags, "UT,URX");
@@ -194,7 +193,7 @@ TEST_F(RequestFlowTest, DefaultPolicyPassesA503Through) {
 // 6. retriable-4xx is 409 only.
 TEST_F(RequestFlowTest, Retriable4xxRetries409Not429) {
   const RequestFlow::Plan p =
-      Plan(routing::kRetryOnRetriable4xx, 3, absl::ZeroDuration(), absl::ZeroDuration());
+      Plan(v1::RETRY_ON_RETRIABLE_4XX, 3, absl::ZeroDuration(), absl::ZeroDuration());
   Outcome o = Drive(
       p, [](uint32_t) { return Respond(429); }, gen_);
   EXPECT_EQ(o.status, 429u);
@@ -208,7 +207,7 @@ TEST_F(RequestFlowTest, Retriable4xxRetries409Not429) {
 
 // 7. A bare 429 in retryOn retries it, unless the response says x-envoy-ratelimited.
 TEST_F(RequestFlowTest, BareStatusCodeAndTheRateLimitedVeto) {
-  const RequestFlow::Plan p = Plan(routing::kRetryOnRetriableStatusCodes, 2, absl::ZeroDuration(),
+  const RequestFlow::Plan p = Plan(v1::RETRY_ON_RETRIABLE_STATUS_CODES, 2, absl::ZeroDuration(),
                                    absl::ZeroDuration(), {429});
   Outcome o = Drive(
       p, [](uint32_t a) { return a == 1 ? Respond(429) : Respond(200); }, gen_);
@@ -255,7 +254,7 @@ TEST_F(RequestFlowTest, AResetWithoutRetryHasNoRetriedWords) {
 TEST_F(RequestFlowTest, BackoffFollowsEnvoysCodeNotItsOldDocs) {
   for (int i = 0; i < 200; ++i) {
     const Outcome o = Drive(
-        Plan(routing::kRetryOn5xx, 4, absl::ZeroDuration(), absl::ZeroDuration()),
+        Plan(v1::RETRY_ON_5XX, 4, absl::ZeroDuration(), absl::ZeroDuration()),
         [](uint32_t) { return Respond(503); }, gen_);
     ASSERT_EQ(o.attempts, 5u);
     ASSERT_EQ(o.flags, "URX");
@@ -265,7 +264,7 @@ TEST_F(RequestFlowTest, BackoffFollowsEnvoysCodeNotItsOldDocs) {
 
 TEST_F(RequestFlowTest, OverflowIsNeverRetriedAndSaysOverloaded) {
   const Outcome o = Drive(
-      Plan(routing::kRetryOn5xx, 3, absl::ZeroDuration(), absl::ZeroDuration()),
+      Plan(v1::RETRY_ON_5XX, 3, absl::ZeroDuration(), absl::ZeroDuration()),
       [](uint32_t) { return Behaviour{Behaviour::What::kOverflow}; }, gen_);
   EXPECT_EQ(o.status, 503u);
   EXPECT_EQ(o.flags, "UO");
@@ -275,7 +274,7 @@ TEST_F(RequestFlowTest, OverflowIsNeverRetriedAndSaysOverloaded) {
 
 TEST_F(RequestFlowTest, AFullRetryBreakerPassesTheResponseWithUO) {
   const Outcome o = Drive(
-      Plan(routing::kRetryOn5xx, 3, absl::ZeroDuration(), absl::ZeroDuration()),
+      Plan(v1::RETRY_ON_5XX, 3, absl::ZeroDuration(), absl::ZeroDuration()),
       [](uint32_t) { return Respond(503); }, gen_, /*retry_slots=*/false);
   EXPECT_EQ(o.status, 503u);
   EXPECT_EQ(o.flags, "UO");
@@ -283,7 +282,7 @@ TEST_F(RequestFlowTest, AFullRetryBreakerPassesTheResponseWithUO) {
 }
 
 TEST_F(RequestFlowTest, RetriesCycleThroughAlternatesAndFallBackToThePrimary) {
-  RequestFlow::Plan p = Plan(routing::kRetryOn5xx, 4, absl::ZeroDuration(), absl::ZeroDuration());
+  RequestFlow::Plan p = Plan(v1::RETRY_ON_5XX, 4, absl::ZeroDuration(), absl::ZeroDuration());
   Outcome o = Drive(
       p, [](uint32_t) { return Respond(500); }, gen_);
   EXPECT_THAT(o.endpoints, ElementsAre(0, 1, 2, 1, 2));
@@ -295,7 +294,7 @@ TEST_F(RequestFlowTest, RetriesCycleThroughAlternatesAndFallBackToThePrimary) {
 
 TEST_F(RequestFlowTest, ASuccessfulFirstAttemptHasNoFlags) {
   const Outcome o = Drive(
-      Plan(routing::kRetryOn5xx, 3, absl::Seconds(5), absl::Seconds(2)),
+      Plan(v1::RETRY_ON_5XX, 3, absl::Seconds(5), absl::Seconds(2)),
       [](uint32_t) { return Respond(200, absl::Milliseconds(30)); }, gen_);
   EXPECT_EQ(o.status, 200u);
   EXPECT_EQ(o.flags, "-");
