@@ -11,8 +11,10 @@
 #          WARMUP (2s)      wrk warm-up before each measured run
 #          CONNECTIONS (32) wrk connections
 #          ROUNDS (1)       interleaved rounds; the table gives medians
-#          PROXIES ("haproxy nginx sluice"; add "floor" for bench/floor_proxy.cc, the
-#                           bare Beast/Asio proxy that is the floor of sluice-gateway's stack)
+#          PROXIES ("haproxy nginx sluice"; add "sluice-local" for sluice-gateway with
+#                           --decisions local (and its own sluice-server), "floor" for
+#                           bench/floor_proxy.cc, the bare Beast/Asio proxy that is the floor
+#                           of sluice-gateway's stack)
 #          PIN (0)          PIN=1 (2+ cores): wrk on CPU 1, proxies, stubs and
 #                           sluice-server on CPU 0; by default the scheduler places all
 set -euo pipefail
@@ -148,13 +150,13 @@ hz=$(getconf CLK_TCK)
 start stub_v1 http "$build/tools/sluice-stub" --listen 127.0.0.1:0 --name shop-v1 --subset v1
 start stub_v2 http "$build/tools/sluice-stub" --listen 127.0.0.1:0 --name shop-v2 --subset v2
 
-for proxy in "${proxies[@]}"; do
-  case $proxy in
-    sluice)
-      # deploy/examples/canary.yaml without its fault and Canary, split 90/10: 5s route
-      # timeout, 2 retries on 5xx with a 2s per-try timeout. Its outlierDetection stays, as
-      # nginx's passive health check (max_fails=1 by default) stays on nginx's side.
-      cat >"$work/shop.yaml" <<EOF
+# write_shop_yaml: the sluice configuration, deploy/examples/canary.yaml without its fault
+# and Canary, split 90/10: 5s route timeout, 2 retries on 5xx with a 2s per-try timeout. Its
+# outlierDetection stays, as nginx's passive health check (max_fails=1 by default) stays on
+# nginx's side. Both sluice rows use it, each with its own sluice-server.
+write_shop_yaml() {
+  [[ -e "$work/shop.yaml" ]] && return
+  cat >"$work/shop.yaml" <<EOF
 apiVersion: networking.istio.io/v1
 kind: ServiceEntry
 metadata:
@@ -226,6 +228,12 @@ spec:
       perTryTimeout: 2s
       retryOn: 5xx
 EOF
+}
+
+for proxy in "${proxies[@]}"; do
+  case $proxy in
+    sluice)
+      write_shop_yaml
       start server grpc "$build/server/sluice-server" --config "$work/shop.yaml" \
         --listen 127.0.0.1:0 --metrics 127.0.0.1:0
       start sluice http "$build/gateway/sluice-gateway" --listen 127.0.0.1:0 \
@@ -233,6 +241,18 @@ EOF
       # Both processes do the proxy's work: the decision comes from the server.
       cpu_pids[sluice]="${pid[sluice]} ${pid[server]}"
       cpu_names[sluice]="gateway server"
+      ;;
+    sluice-local)
+      # The same, with the gateway deciding from the table its own sluice-server pushes
+      # (--decisions local). The server still counts: it receives the attempt reports.
+      write_shop_yaml
+      start server_local grpc "$build/server/sluice-server" --config "$work/shop.yaml" \
+        --listen 127.0.0.1:0 --metrics 127.0.0.1:0
+      start sluice-local http "$build/gateway/sluice-gateway" --listen 127.0.0.1:0 \
+        --decision "127.0.0.1:${port[server_local]}" --metrics 127.0.0.1:0 --workers 1 \
+        --decisions local
+      cpu_pids[sluice-local]="${pid[sluice-local]} ${pid[server_local]}"
+      cpu_names[sluice-local]="gateway server"
       ;;
     nginx)
       # One process (no master), its own prefix: Debian's build points the error log and
@@ -320,7 +340,7 @@ EOF
         --upstream "127.0.0.1:${port[stub_v1]}:90" --upstream "127.0.0.1:${port[stub_v2]}:10"
       cpu_pids[floor]=${pid[floor]}
       ;;
-    *) echo "unknown proxy $proxy (want haproxy, nginx, sluice, floor)" >&2; exit 2 ;;
+    *) echo "unknown proxy $proxy (want haproxy, nginx, sluice, sluice-local, floor)" >&2; exit 2 ;;
   esac
   wait_ready "$proxy"
 done
@@ -393,9 +413,10 @@ mkdir -p "$root/bench/results"
   echo
   echo "$(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)), commit $(git -C "$root" describe --always --dirty 2>/dev/null || echo unknown)"
   echo "nginx $(nginx -v 2>&1 | cut -d/ -f2), HAProxy $(haproxy -v | head -1 | cut -d' ' -f3), $(wrk -v 2>&1 | head -1 | cut -d' ' -f1-2)"
-  echo "Loopback; $pinning. One worker/thread per proxy; sluice is sluice-gateway (1 worker) + sluice-server."
+  echo "Loopback; $pinning. One worker/thread per proxy; sluice is sluice-gateway (1 worker) + sluice-server;"
+  echo "sluice-local is the same with \`--decisions local\` (decisions in the gateway, from the table its server pushes)."
   echo "wrk -t1 -c$connections -d$duration --latency -H 'Host: shop' after a ${warmup} warm-up; $rounds round(s), medians."
-  echo "Proxy CPU is utime+stime from /proc/PID/stat over the measured run (sluice: gateway + server)."
+  echo "Proxy CPU is utime+stime from /proc/PID/stat over the measured run (sluice, sluice-local: gateway + server)."
   echo "Load average when the runs started: $loadavg (anything else running on the machine shows here)."
   echo
   echo "| proxy | requests/s | p50 | p99 | non-2xx/3xx | socket errors | proxy CPU s per 1k req | req/s vs HAProxy | CPU/1k vs HAProxy | upstream share v2 |"
@@ -444,7 +465,7 @@ mkdir -p "$root/bench/results"
 cat "$out"
 
 # Anything a proxy said on stderr (errors, warnings) belongs with its figures.
-for name in sluice server nginx haproxy; do
+for name in sluice server sluice-local server_local nginx haproxy; do
   if [[ -s "$work/$name.err" ]]; then
     echo
     echo "$name stderr (last 10 lines):"

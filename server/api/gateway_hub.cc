@@ -25,13 +25,14 @@ void GatewayHub::OnSnapshot(const routing::Snapshot& snapshot) {
   // Encoded once for all streams. Endpoint health is read while the hub's lock is held, so a
   // change told after this point is pushed after this table (and a change told before it is
   // already in it): every gateway ends with the server's state.
+  const absl::Duration swapped = monotonic_();  // propagation counts the encoding too
   auto table = std::make_shared<v1::DecisionTable>();
   absl::MutexLock lock(&mu_);
   routing::EncodeTable(snapshot, *table);
   table_ = std::move(table);
   changes_since_table_.clear();
   server_version_ = snapshot.version();
-  swapped_at_.emplace_back(snapshot.version(), monotonic_());
+  swapped_at_.emplace_back(snapshot.version(), swapped);
   while (swapped_at_.size() > kSwapTimesKept) swapped_at_.pop_front();
   for (auto& [id, entry] : streams_) SendTableLocked(entry);
 }
