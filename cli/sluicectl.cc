@@ -55,6 +55,11 @@ commands:
   endpoints [HOST] [-o json]
       Endpoints per cluster (host and subset): health (ejected since/until and why),
       in-flight count, success rate over the last minute, ejection count.
+  gateways [-o json]
+      Gateway workers on the decision stream: mode (server or local), decision table
+      version acknowledged/sent, marked (behind) until a worker installs the server's
+      version, how long that version took to reach it, endpoint health changes
+      acknowledged/sent, when it last reported attempts, its report and decision counts.
   canary status [NAME] [-n NAMESPACE] [--watch] [-o json]
       Phase, weight, step, failed checks, each metric's last value against its threshold,
       the sequential judge's progress. --watch prints a progress line whenever it changes,
@@ -475,6 +480,77 @@ int Endpoints(Client& client, const Args& args) {
   return 0;
 }
 
+// "2s ago", "5m ago", "3h ago"; "-" for never.
+std::string FormatAge(int64_t unix_ms, absl::Time now) {
+  if (unix_ms <= 0) return "-";
+  const int64_t seconds =
+      std::max<int64_t>(0, absl::ToInt64Seconds(now - absl::FromUnixMillis(unix_ms)));
+  if (seconds < 120) return absl::StrCat(seconds, "s ago");
+  if (seconds < 2 * 3600) return absl::StrCat(seconds / 60, "m ago");
+  return absl::StrCat(seconds / 3600, "h ago");
+}
+
+int Gateways(Client& client, const Args& args) {
+  sluice::v1::ListGatewaysRequest request;
+  sluice::v1::ListGatewaysResponse response;
+  grpc::Status status = client.stub().ListGateways(client.Context().get(), request, &response);
+  if (!status.ok()) return RpcFailure(status);
+  if (args.One("-o") == "json") {
+    std::cout << ToJson(response) << "\n";
+    return 0;
+  }
+  std::cout << "server version " << response.server_version() << ", " << response.streams_size()
+            << " gateway worker" << (response.streams_size() == 1 ? "" : "s") << "\n";
+  if (response.streams_size() == 0) return 0;
+  struct Row {
+    std::string name, peer, mode, version, propagation, changes, last_report, reports, decisions;
+  };
+  std::vector<Row> rows;
+  rows.push_back({"NAME", "PEER", "MODE", "VERSION", "PROPAGATION", "CHANGES", "LAST REPORT",
+                  "REPORTS", "DECISIONS"});
+  const absl::Time now = absl::Now();
+  for (const sluice::v1::GatewayStream& s : response.streams()) {
+    Row row;
+    row.name = s.name().empty() ? "-" : s.name();
+    row.peer = s.peer().empty() ? "-" : s.peer();
+    row.mode = s.mode() == sluice::v1::DECISION_MODE_LOCAL ? "local" : "server";
+    row.version = absl::StrCat(s.table_version_acked(), "/", s.table_version_sent());
+    if (s.table_version_acked() < response.server_version()) row.version += " (behind)";
+    // Unknown until the worker acknowledges a table, or when that version is too old.
+    row.propagation = s.table_version_acked() == 0 || s.propagation_us() < 0
+                          ? "-"
+                          : absl::StrFormat("%.1fms", s.propagation_us() / 1000.0);
+    row.changes = absl::StrCat(s.endpoint_changes_acked(), "/", s.endpoint_changes_sent());
+    row.last_report = FormatAge(s.last_report_unix_ms(), now);
+    row.reports = absl::StrCat(s.reports());
+    row.decisions = absl::StrCat(s.decisions());
+    rows.push_back(std::move(row));
+  }
+  std::vector<size_t> widths(9, 0);
+  const auto fields = [](const Row& r) {
+    return std::vector<const std::string*>{&r.name,        &r.peer,        &r.mode,
+                                           &r.version,     &r.propagation, &r.changes,
+                                           &r.last_report, &r.reports,     &r.decisions};
+  };
+  for (const Row& r : rows) {
+    const auto f = fields(r);
+    for (size_t i = 0; i < f.size(); ++i) widths[i] = std::max(widths[i], f[i]->size());
+  }
+  for (const Row& r : rows) {
+    const auto f = fields(r);
+    std::string line;
+    for (size_t i = 0; i < f.size(); ++i) {
+      if (i + 1 == f.size()) {
+        absl::StrAppend(&line, *f[i]);
+      } else {
+        absl::StrAppend(&line, *f[i], std::string(widths[i] - f[i]->size() + 2, ' '));
+      }
+    }
+    std::cout << line << "\n";
+  }
+  return 0;
+}
+
 std::string FormatCheck(const sluice::v1::CanaryCheck& c) {
   const std::string value = c.has_value() ? absl::StrFormat("%.4g", c.value()) : "-";
   std::string line = absl::StrCat(c.name(), " ", value, " (", c.threshold(), ") ", c.outcome());
@@ -654,6 +730,7 @@ int main(int argc, char** argv) {
   if (command == "delete") return Delete(client, args);
   if (command == "explain") return Explain(client, args);
   if (command == "endpoints") return Endpoints(client, args);
+  if (command == "gateways") return Gateways(client, args);
   if (command == "canary") return Canary(client, args);
   std::cerr << "sluicectl: unknown command \"" << command << "\"\n";
   return Usage(2);

@@ -1,5 +1,9 @@
 #include "gateway/decision/local_decider.h"
 
+#include <memory>
+#include <utility>
+#include <vector>
+
 #include "lib/routing/decider.h"
 #include "lib/routing/decision_proto.h"
 #include "lib/routing/table_codec.h"
@@ -19,6 +23,7 @@ const char* DecisionSourceName(DecisionSource source) {
 }
 
 absl::Status LocalDecider::Install(const v1::DecisionTable& table) {
+  // A refused table changes nothing: DecodeTable applies endpoint health only on success.
   absl::StatusOr<std::shared_ptr<const routing::Snapshot>> snapshot =
       routing::DecodeTable(table, &runtime_);
   if (!snapshot.ok()) return snapshot.status();

@@ -640,10 +640,14 @@ class TableDecoder {
       snapshot_->virtual_hosts_.push_back(std::move(host));
     }
     snapshot_->FinishIndex(table_.client_namespace());
+    for (const auto& [runtime, ejected] : health_) {
+      runtime->ejected.store(ejected, std::memory_order_relaxed);
+    }
     return std::shared_ptr<const Snapshot>(std::move(snapshot_));
   }
 
  private:
+  std::vector<std::pair<std::shared_ptr<EndpointRuntime>, bool>> health_;
   absl::Status AddCluster(const v1::TableCluster& in, int index) {
     const std::string path = Indexed("", "clusters", index);
     if (in.id() != static_cast<uint32_t>(index)) {
@@ -674,7 +678,9 @@ class TableDecoder {
       // Keyed as the compiler keys them, so load and health carry over between tables.
       e.runtime = runtime_store_ != nullptr ? runtime_store_->Endpoint(cluster->name, e.id)
                                             : std::make_shared<EndpointRuntime>();
-      e.runtime->ejected.store(ep.ejected(), std::memory_order_relaxed);
+      // Applied only once the whole table decoded: the runtime may be shared with the table
+      // in use, whose health a refused table must not change.
+      health_.emplace_back(e.runtime, ep.ejected());
       cluster->endpoints.push_back(std::move(e));
     }
     cluster->runtime = runtime_store_ != nullptr ? runtime_store_->Cluster(cluster->name)

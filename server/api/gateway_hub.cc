@@ -42,6 +42,7 @@ void GatewayHub::SendTableLocked(Entry& entry) {
   v1::ServerMessage message;
   *message.mutable_decision_table() = *table_;
   entry.info.set_table_version_sent(table_->version());
+  entry.table_sent_at = monotonic_();
   entry.stream->Push(std::move(message));
 }
 
@@ -55,6 +56,7 @@ uint64_t GatewayHub::Register(Stream* stream, std::string name, std::string peer
   entry.info.set_peer(std::move(peer));
   entry.info.set_mode(mode == v1::DECISION_MODE_UNSPECIFIED ? v1::DECISION_MODE_SERVER : mode);
   entry.info.set_connected_unix_ms(UnixMillis(wall_()));
+  entry.info.set_propagation_us(-1);  // unknown until the first acknowledgement
   SendTableLocked(entry);
   if (!changes_since_table_.empty()) {
     v1::ServerMessage changes;
@@ -80,9 +82,11 @@ void GatewayHub::OnAck(uint64_t id, const v1::TableAck& ack) {
     info.set_table_version_acked(ack.table_version());
     info.set_propagation_us(-1);
     for (const auto& [version, at] : swapped_at_) {
-      if (version == ack.table_version()) {
-        info.set_propagation_us(absl::ToInt64Microseconds(now - at));
-      }
+      if (version != ack.table_version()) continue;
+      // From the swap, or from the send for a gateway that connected after it.
+      const absl::Duration from =
+          version == info.table_version_sent() ? std::max(at, it->second.table_sent_at) : at;
+      info.set_propagation_us(absl::ToInt64Microseconds(now - from));
     }
   }
   info.set_endpoint_changes_acked(ack.endpoint_changes());

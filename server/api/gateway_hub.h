@@ -72,6 +72,7 @@ class GatewayHub final : public health::HealthEvents {
   struct Entry {
     Stream* stream = nullptr;
     v1::GatewayStream info;
+    absl::Duration table_sent_at;  // monotonic, when the last table was pushed to it
   };
   void PushChange(const std::string& cluster, const std::string& endpoint, bool ejected);
   void SendTableLocked(Entry& entry) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

@@ -1,14 +1,24 @@
 // sluice-server as a real process on a loopback port chosen by the kernel, driven over
 // real gRPC: decisions (unary and streamed), administration, persistence, file reloads,
-// health, reflection and metrics.
+// health, reflection and metrics; and with real gateways, what sluicectl gateways shows.
 
+#include <sys/wait.h>
+
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <iterator>
 #include <set>
 #include <thread>
 
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 #include "absl/time/clock.h"
 #include "gmock/gmock.h"
+#include "google/protobuf/util/json_util.h"
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
 #include "protos/grpc/health/v1/health.grpc.pb.h"
@@ -497,6 +507,194 @@ TEST_F(ServerTest, MetricsCountDecisionsByRouteAndSubset) {
                         "local\",response_flags=\"-\",route=\"jason\",subset=\"v2\"} 5"));
   EXPECT_THAT(metrics, HasSubstr("host=\"unknown\",response_flags=\"NR\""));
   EXPECT_THAT(metrics, HasSubstr("sluice_decision_duration_seconds_count 6"));
+}
+
+// sluicectl gateways against real gateways: two sluice-gateway processes of two workers each,
+// one deciding locally and one asking the server, on deploy/examples.
+class GatewaysServerTest : public ::testing::Test {
+ protected:
+  struct Row {
+    std::string name, mode, version;  // version: "acked/sent"
+    bool behind = false;
+    std::string propagation;
+  };
+  struct Listing {
+    std::string first_line;
+    std::vector<Row> rows;
+  };
+
+  void SetUp() override {
+    ASSERT_TRUE(server_.Start(
+        {SLUICE_SERVER_BINARY, "--config", absl::StrCat(SLUICE_SOURCE_DIR, "/deploy/examples"),
+         "--state-dir", state_dir_.path(), "--listen", "127.0.0.1:0", "--metrics", "127.0.0.1:0"},
+        "listening "))
+        << server_.error();
+    grpc_ = server_.Field("grpc");
+  }
+
+  void StartGateway(testing::Process& gateway, const std::string& name, const std::string& mode) {
+    ASSERT_TRUE(gateway.Start(
+        {SLUICE_GATEWAY_BINARY, "--listen", "127.0.0.1:0", "--decision", grpc_, "--metrics",
+         "127.0.0.1:0", "--name", name, "--workers", "2", "--decisions", mode},
+        "listening "))
+        << gateway.error();
+    ASSERT_TRUE(testing::WaitForGatewayServing(gateway.Field("metrics")))
+        << name << " never connected: " << gateway.Log();
+  }
+
+  std::string Sluicectl(const std::string& args, int* exit_code = nullptr) const {
+    const std::string out = dir_.path() + "/ctl.out";
+    const std::string command =
+        absl::StrCat(SLUICECTL_BINARY, " ", args, " --server ", grpc_, " > ", out, " 2>&1");
+    const int status = std::system(command.c_str());
+    if (exit_code != nullptr) *exit_code = WEXITSTATUS(status);
+    std::ifstream in(out);
+    return std::string(std::istreambuf_iterator<char>(in), {});
+  }
+
+  // `sluicectl gateways` parsed: the summary line and, per worker, the columns checked here.
+  Listing Gateways(std::string* text = nullptr) const {
+    int exit_code = -1;
+    const std::string out = Sluicectl("gateways", &exit_code);
+    if (text != nullptr) *text = out;
+    Listing listing;
+    EXPECT_EQ(exit_code, 0) << out;
+    const std::vector<std::string> lines = absl::StrSplit(out, '\n', absl::SkipEmpty());
+    if (lines.empty()) return listing;
+    listing.first_line = lines[0];
+    for (size_t i = 2; i < lines.size(); ++i) {  // lines[1] is the header
+      const std::vector<std::string> f = absl::StrSplit(lines[i], ' ', absl::SkipEmpty());
+      if (f.size() < 5) continue;
+      Row row;
+      row.name = f[0];
+      row.mode = f[2];
+      row.version = f[3];
+      row.behind = f[4] == "(behind)";
+      row.propagation = f[row.behind ? 5 : 4];
+      listing.rows.push_back(row);
+    }
+    return listing;
+  }
+
+  static uint64_t ServerVersion(const Listing& listing) {
+    // "server version N, M gateway workers"
+    const std::vector<std::string> f = absl::StrSplit(listing.first_line, ' ');
+    uint64_t version = 0;
+    if (f.size() < 3 || !absl::SimpleAtoi(absl::StripSuffix(f[2], ","), &version)) return 0;
+    return version;
+  }
+
+  // Polls `sluicectl gateways` (at most 10 s) until four workers acknowledged at least
+  // `version` and the server's own version.
+  Listing WaitForAllAcked(uint64_t version, std::string* text) const {
+    const absl::Time give_up = absl::Now() + absl::Seconds(10);
+    Listing listing;
+    while (true) {
+      listing = Gateways(text);
+      const uint64_t server_version = ServerVersion(listing);
+      bool done = listing.rows.size() == 4 && server_version >= version;
+      for (const Row& r : listing.rows) {
+        done = done && !r.behind &&
+               r.version.substr(0, r.version.find('/')) == absl::StrCat(server_version);
+      }
+      if (done || absl::Now() > give_up) return listing;
+      absl::SleepFor(absl::Milliseconds(100));
+    }
+  }
+
+  testing::TempDir dir_;
+  testing::TempDir state_dir_;
+  testing::Process server_;
+  testing::Process gateway_a_;
+  testing::Process gateway_b_;
+  std::string grpc_;
+};
+
+TEST_F(GatewaysServerTest, SluicectlGatewaysShowsEveryWorkerAcknowledgingEachVersion) {
+  std::string text;
+  Listing none = Gateways(&text);
+  EXPECT_THAT(none.first_line, ::testing::StartsWith("server version ")) << text;
+  EXPECT_THAT(none.first_line, HasSubstr(", 0 gateway workers")) << text;
+
+  StartGateway(gateway_a_, "gw-a", "local");
+  StartGateway(gateway_b_, "gw-b", "server");
+
+  Listing listing = WaitForAllAcked(1, &text);
+  const uint64_t first_version = ServerVersion(listing);
+  ASSERT_GE(first_version, 1u) << text;
+  EXPECT_EQ(listing.first_line,
+            absl::StrCat("server version ", first_version, ", 4 gateway workers"))
+      << text;
+  ASSERT_EQ(listing.rows.size(), 4u) << text;
+  const std::vector<std::pair<std::string, std::string>> expected = {
+      {"gw-a/0", "local"}, {"gw-a/1", "local"}, {"gw-b/0", "server"}, {"gw-b/1", "server"}};
+  for (size_t i = 0; i < expected.size(); ++i) {
+    EXPECT_EQ(listing.rows[i].name, expected[i].first) << text;
+    EXPECT_EQ(listing.rows[i].mode, expected[i].second) << text;
+    EXPECT_EQ(listing.rows[i].version, absl::StrCat(first_version, "/", first_version)) << text;
+    EXPECT_FALSE(listing.rows[i].behind) << text;
+    EXPECT_THAT(listing.rows[i].propagation, ::testing::EndsWith("ms")) << text;
+  }
+  EXPECT_THAT(text, HasSubstr("NAME")) << text;
+  EXPECT_THAT(text, HasSubstr("LAST REPORT")) << text;
+
+  // A change: the reviews split of the example goes from 80/20 to 60/40.
+  std::ifstream in(absl::StrCat(SLUICE_SOURCE_DIR, "/deploy/examples/bookinfo.yaml"));
+  std::string yaml((std::istreambuf_iterator<char>(in)), {});
+  ASSERT_NE(yaml.find("weight: 80"), std::string::npos);
+  ASSERT_NE(yaml.find("weight: 20"), std::string::npos);
+  yaml.replace(yaml.find("weight: 80"), 10, "weight: 60");
+  yaml.replace(yaml.find("weight: 20"), 10, "weight: 40");
+  const std::string path = dir_.Write("bookinfo.yaml", yaml);
+  int exit_code = -1;
+  const std::string applied = Sluicectl(absl::StrCat("apply -f ", path), &exit_code);
+  ASSERT_EQ(exit_code, 0) << applied;
+  const size_t at = applied.find("configuration version ");
+  ASSERT_NE(at, std::string::npos) << applied;
+  uint64_t new_version = 0;
+  ASSERT_TRUE(absl::SimpleAtoi(
+      absl::StripAsciiWhitespace(applied.substr(at + std::strlen("configuration version "))),
+      &new_version))
+      << applied;
+  ASSERT_GT(new_version, first_version);
+
+  listing = WaitForAllAcked(new_version, &text);
+  ASSERT_EQ(listing.rows.size(), 4u) << text;
+  const uint64_t server_version = ServerVersion(listing);
+  EXPECT_GE(server_version, new_version) << text;
+  for (const Row& r : listing.rows) {
+    EXPECT_EQ(r.version, absl::StrCat(server_version, "/", server_version)) << text;
+    EXPECT_FALSE(r.behind) << text;
+    EXPECT_THAT(r.propagation, ::testing::EndsWith("ms")) << text;
+  }
+
+  // -o json: the ListGatewaysResponse, field names as in the .proto like every -o json.
+  const std::string json = Sluicectl("gateways -o json", &exit_code);
+  ASSERT_EQ(exit_code, 0) << json;
+  EXPECT_THAT(json, HasSubstr("\"table_version_acked\"")) << json;
+  v1::ListGatewaysResponse parsed;
+  ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(json, &parsed).ok()) << json;
+  EXPECT_GE(parsed.server_version(), new_version);
+  ASSERT_EQ(parsed.streams_size(), 4) << json;
+  for (const v1::GatewayStream& s : parsed.streams()) {
+    EXPECT_GE(s.table_version_acked(), new_version) << s.name();
+    EXPECT_EQ(s.mode(), absl::StartsWith(s.name(), "gw-a/") ? v1::DECISION_MODE_LOCAL
+                                                            : v1::DECISION_MODE_SERVER)
+        << s.name();
+    EXPECT_GE(s.propagation_us(), 0) << s.name();
+  }
+
+  // A gateway that stops leaves the list.
+  gateway_b_.Stop();
+  const absl::Time give_up = absl::Now() + absl::Seconds(10);
+  do {
+    listing = Gateways(&text);
+    if (listing.rows.size() == 2) break;
+    absl::SleepFor(absl::Milliseconds(100));
+  } while (absl::Now() < give_up);
+  ASSERT_EQ(listing.rows.size(), 2u) << text;
+  EXPECT_EQ(listing.rows[0].name, "gw-a/0");
+  EXPECT_EQ(listing.rows[1].name, "gw-a/1");
 }
 
 }  // namespace
