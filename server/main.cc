@@ -204,6 +204,9 @@ int main(int argc, char** argv) {
   // Decisions carry no deadlines or census data: the minimal filter stack saves CPU per
   // message (measured in bench/README.md).
   builder.AddChannelArgument(GRPC_ARG_MINIMAL_STACK, 1);
+  // gRPC sets SO_REUSEPORT by default: a second server started on the same port would bind
+  // too and silently take half of the gateways' connections. Fail instead.
+  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   int grpc_port = 0;
   builder.AddListeningPort(flags.listen, grpc::InsecureServerCredentials(), &grpc_port);
   builder.RegisterService(&decision_service);

@@ -1,5 +1,7 @@
 #include "gateway/decision/decision_client.h"
 
+#include <algorithm>
+
 #include "absl/random/distributions.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
@@ -9,6 +11,10 @@ namespace sluice::gateway {
 namespace {
 
 constexpr size_t kTablesKept = 4;
+// What may wait for one write in flight; past it requests are decided from the table (or
+// fail) and reports are dropped, so a stalled stream cannot grow the gateway without bound.
+constexpr int kMaxQueuedDecisions = 4096;
+constexpr int kMaxQueuedReports = 16384;
 
 std::chrono::steady_clock::time_point SteadyNow() { return std::chrono::steady_clock::now(); }
 
@@ -167,6 +173,13 @@ void DecisionClient::Decide(v1::DecideRequest request, Callback callback) {
     callback(absl::UnavailableError("decision service unreachable"));
     return;
   }
+  if (batch_.decide_size() >= kMaxQueuedDecisions) {
+    // The stream is not keeping up (a write has been in flight for long): do not queue
+    // without bound; decide from the table, or let the failure policy answer.
+    AnswerFromTable(request, DecisionSource::kStale, callback,
+                    absl::ResourceExhaustedError("too many decisions waiting for the server"));
+    return;
+  }
   // Server mode, or no table yet: the server decides.
   if (latest_table_ != nullptr) request.set_header_names_version(latest_table_->version());
   Pending& pending = pending_[id];
@@ -179,7 +192,15 @@ void DecisionClient::Decide(v1::DecideRequest request, Callback callback) {
 
 void DecisionClient::Report(v1::AttemptReport report) {
   local_.OnReport(report.id());
+  QueueReport(std::move(report));
+}
+
+void DecisionClient::QueueReport(v1::AttemptReport report) {
   if (reactor_ == nullptr) return;  // nobody to tell; the server releases the stream's load
+  if (batch_.reports_size() >= kMaxQueuedReports) {
+    ++reports_dropped_;  // a stream that cannot keep up loses reports, never memory
+    return;
+  }
   *batch_.add_reports() = std::move(report);
   ScheduleFlush();
 }
@@ -203,6 +224,12 @@ void DecisionClient::Flush() {
       !batch_.has_ack()) {
     return;
   }
+  // Requests answered at their deadline while they waited for this write are not asked.
+  auto* decide = batch_.mutable_decide();
+  decide->erase(
+      std::remove_if(decide->begin(), decide->end(),
+                     [this](const v1::DecideRequest& r) { return !pending_.contains(r.id()); }),
+      decide->end());
   write_in_flight_ = true;
   ++messages_sent_;
   v1::GatewayMessage message;
@@ -268,7 +295,25 @@ void DecisionClient::OnMessage(v1::ServerMessage& message) {
   }
   for (v1::Decision& d : *message.mutable_decisions()) {
     auto it = pending_.find(d.id());
-    if (it == pending_.end()) continue;  // already timed out
+    if (it == pending_.end()) {
+      // Answered already (from the table, at the deadline). The server counts the endpoint it
+      // chose as loaded until a report names the decision: release it, or least-request
+      // would avoid that endpoint for the life of the stream.
+      if (d.action() == v1::FORWARD) {
+        v1::AttemptReport report;
+        report.set_id(d.id());
+        report.set_config_version(d.config_version());
+        report.set_cluster_id(d.cluster_id());
+        report.set_endpoint_index(d.endpoint_index());
+        report.set_attempt(1);
+        report.set_outcome(v1::NOT_SENT);
+        report.set_final(true);
+        // Not Report(): the id's local in-flight count belongs to the table's answer.
+        QueueReport(std::move(report));
+        ++late_decisions_;
+      }
+      continue;
+    }
     Callback callback = std::move(it->second.callback);
     pending_.erase(it);
     auto table = tables_.find(d.config_version());

@@ -76,6 +76,10 @@ class DecisionClient : public std::enable_shared_from_this<DecisionClient> {
   // No stream exists (never started, or the last one has finished after Stop).
   bool stream_closed() const { return reactor_ == nullptr; }
   uint64_t messages_sent() const { return messages_sent_; }
+  // Decisions that arrived after their request was answered from the table (each reported
+  // NOT_SENT so the server releases its load), and reports dropped by a stalled stream.
+  uint64_t late_decisions() const { return late_decisions_; }
+  uint64_t reports_dropped() const { return reports_dropped_; }
   // Header names the current configuration's match rules read (empty before a table).
   const std::shared_ptr<const v1::RouteTable>& latest_table() const { return latest_table_; }
 
@@ -98,6 +102,7 @@ class DecisionClient : public std::enable_shared_from_this<DecisionClient> {
   void OnReadsEnded();
   void OnStreamDone(Reactor* reactor, const grpc::Status& status);
   void FailAll(const absl::Status& status);
+  void QueueReport(v1::AttemptReport report);
   // Answers `callback` from the table when it is usable, else with `error`.
   void AnswerFromTable(const v1::DecideRequest& request, DecisionSource source,
                        const Callback& callback, const absl::Status& error);
@@ -131,6 +136,8 @@ class DecisionClient : public std::enable_shared_from_this<DecisionClient> {
   absl::InsecureBitGen decide_rng_;  // the local decider's draws: fast, not for secrets
   LocalDecider local_{decide_rng_};
   uint64_t endpoint_changes_applied_ = 0;
+  uint64_t late_decisions_ = 0;
+  uint64_t reports_dropped_ = 0;
   SteadyTime last_heard_{};       // the last message from the server
   SteadyTime connect_started_{};  // when the current stream was opened
 };

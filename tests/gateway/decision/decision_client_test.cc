@@ -4,13 +4,17 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <signal.h>
 #include <sys/socket.h>
 #include <unistd.h>
+
+#include <fstream>
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "sluice/v1/admin.grpc.pb.h"
 #include "tests/integration/process.h"
 
 namespace sluice::gateway {
@@ -207,6 +211,67 @@ TEST_F(DecisionClientTest, LocalModeDecidesWithoutAskingTheServer) {
   EXPECT_EQ(local, 200) << "every answer comes at once, from the table";
   EXPECT_EQ(v2, 200) << "bookinfo sends end-user jason to v2";
   EXPECT_LE(client->messages_sent(), sent_before + 1) << "at most an acknowledgement went out";
+  client->Stop();
+}
+
+// Waits (bounded) until process `pid` is in `state` ('T': stopped): a signal such as SIGSTOP
+// takes effect a little after kill() returns.
+bool WaitForState(pid_t pid, char state) {
+  const absl::Time give_up = absl::Now() + absl::Seconds(2);
+  while (absl::Now() < give_up) {
+    std::ifstream stat(absl::StrCat("/proc/", pid, "/stat"));
+    std::string line;
+    std::getline(stat, line);
+    const size_t paren = line.rfind(')');
+    if (paren != std::string::npos && paren + 2 < line.size() && line[paren + 2] == state) {
+      return true;
+    }
+    absl::SleepFor(absl::Milliseconds(1));
+  }
+  return false;
+}
+
+// In-flight load the server counts on every endpoint of `host`.
+int ServerInFlight(const std::string& address, const std::string& host) {
+  auto stub =
+      v1::AdminService::NewStub(grpc::CreateChannel(address, grpc::InsecureChannelCredentials()));
+  grpc::ClientContext context;
+  v1::ListEndpointsRequest request;
+  request.set_host(host);
+  v1::ListEndpointsResponse response;
+  if (!stub->ListEndpoints(&context, request, &response).ok()) return -1;
+  int total = 0;
+  for (const auto& cluster : response.clusters()) {
+    for (const auto& e : cluster.endpoints()) total += e.in_flight();
+  }
+  return total;
+}
+
+// A decision that comes after its request was answered from the table (the server was
+// stalled past the deadline) is reported NOT_SENT, so the server's in-flight count of the
+// endpoint it chose goes back down; and requests expired while waiting are not sent at all.
+TEST_F(DecisionClientTest, LateDecisionsAreReportedSoTheServerReleasesTheirLoad) {
+  StartServer();
+  auto client = Client(absl::Milliseconds(100));
+  RunUntil([&] { return client->state() == DecisionClient::State::kConnected; });
+  ASSERT_EQ(kill(server_.pid(), SIGSTOP), 0);
+  ASSERT_TRUE(WaitForState(server_.pid(), 'T')) << "the server never stopped";
+  int answered = 0, stale = 0;
+  for (int i = 0; i < 20; ++i) {
+    client->Decide(Request(), [&](absl::StatusOr<DecisionClient::Answer> a) {
+      ASSERT_TRUE(a.ok()) << a.status();
+      ++answered;
+      stale += a->source == DecisionSource::kStale;
+    });
+  }
+  RunUntil([&] { return answered == 20; });
+  EXPECT_EQ(stale, 20) << "a stalled server: every answer came from the table at the deadline";
+  ASSERT_EQ(kill(server_.pid(), SIGCONT), 0);
+  // The server now decides the 20 requests it had queued, counting each as load, and the
+  // client reports each late decision.
+  RunUntil([&] { return client->late_decisions() == 20; });
+  RunUntil([&] { return ServerInFlight(address_, "reviews") == 0; });
+  EXPECT_EQ(ServerInFlight(address_, "reviews"), 0);
   client->Stop();
 }
 
