@@ -308,6 +308,22 @@ int64_t StubStat(const std::string& address, const std::string& key) {
 
 int64_t StubReceived(const std::string& address) { return StubStat(address, "received"); }
 
+bool WaitForProcessState(pid_t pid, char state, absl::Duration timeout) {
+  const absl::Time give_up = absl::Now() + timeout;
+  while (absl::Now() < give_up) {
+    std::ifstream stat(absl::StrCat("/proc/", pid, "/stat"));
+    std::string line;
+    std::getline(stat, line);
+    // "PID (comm) STATE ...": comm may hold spaces and parentheses, the last ')' ends it.
+    const size_t paren = line.rfind(')');
+    if (paren != std::string::npos && paren + 2 < line.size() && line[paren + 2] == state) {
+      return true;
+    }
+    absl::SleepFor(absl::Milliseconds(1));
+  }
+  return false;
+}
+
 bool WaitForGatewayServing(const std::string& admin, absl::Duration timeout) {
   const absl::Time give_up = absl::Now() + timeout;
   while (absl::Now() < give_up) {

@@ -109,6 +109,10 @@ int64_t StubStat(const std::string& address, const std::string& key);
 // /healthz, that is, its decision streams are up. Returns whether it did.
 bool WaitForGatewayServing(const std::string& admin, absl::Duration timeout = absl::Seconds(10));
 
+// Waits until process `pid` is in `state` (/proc/PID/stat: 'T' stopped, 'S' sleeping, ...).
+// A signal such as SIGSTOP takes effect a little after kill() returns.
+bool WaitForProcessState(pid_t pid, char state, absl::Duration timeout = absl::Seconds(2));
+
 // Starts a real Prometheus (Debian's /usr/bin/prometheus) on a free loopback port with
 // `config_file` (relative paths in it resolve from its folder) and its data in `data_dir`;
 // waits until it is ready. Returns its address, or "" with the reason in `process.error()`

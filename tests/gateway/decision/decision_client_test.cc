@@ -8,8 +8,6 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include <fstream>
-
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "gmock/gmock.h"
@@ -214,23 +212,6 @@ TEST_F(DecisionClientTest, LocalModeDecidesWithoutAskingTheServer) {
   client->Stop();
 }
 
-// Waits (bounded) until process `pid` is in `state` ('T': stopped): a signal such as SIGSTOP
-// takes effect a little after kill() returns.
-bool WaitForState(pid_t pid, char state) {
-  const absl::Time give_up = absl::Now() + absl::Seconds(2);
-  while (absl::Now() < give_up) {
-    std::ifstream stat(absl::StrCat("/proc/", pid, "/stat"));
-    std::string line;
-    std::getline(stat, line);
-    const size_t paren = line.rfind(')');
-    if (paren != std::string::npos && paren + 2 < line.size() && line[paren + 2] == state) {
-      return true;
-    }
-    absl::SleepFor(absl::Milliseconds(1));
-  }
-  return false;
-}
-
 // In-flight load the server counts on every endpoint of `host`.
 int ServerInFlight(const std::string& address, const std::string& host) {
   auto stub =
@@ -255,7 +236,7 @@ TEST_F(DecisionClientTest, LateDecisionsAreReportedSoTheServerReleasesTheirLoad)
   auto client = Client(absl::Milliseconds(100));
   RunUntil([&] { return client->state() == DecisionClient::State::kConnected; });
   ASSERT_EQ(kill(server_.pid(), SIGSTOP), 0);
-  ASSERT_TRUE(WaitForState(server_.pid(), 'T')) << "the server never stopped";
+  ASSERT_TRUE(testing::WaitForProcessState(server_.pid(), 'T')) << "the server never stopped";
   int answered = 0, stale = 0;
   for (int i = 0; i < 20; ++i) {
     client->Decide(Request(), [&](absl::StatusOr<DecisionClient::Answer> a) {
