@@ -375,11 +375,21 @@ std::string ConfigStore::FilesFingerprint() const {
 
 std::optional<ChangeResult> ConfigStore::ReloadFilesIfChanged() {
   if (options_.config_paths.empty()) return std::nullopt;
-  const std::string fingerprint = FilesFingerprint();
+  std::string fingerprint = FilesFingerprint();
+  {
+    absl::MutexLock lock(&mu_);
+    if (fingerprint == files_fingerprint_) return std::nullopt;
+  }
+  // Settle: a file being written changes again within moments. Read it only once it has
+  // stayed the same for the settle delay, and only if it did not change while being read;
+  // otherwise the next poll tries again.
+  absl::SleepFor(options_.settle);
+  if (FilesFingerprint() != fingerprint) return std::nullopt;
+  config::LoadResult loaded = config::LoadPaths(options_.config_paths);
+  if (FilesFingerprint() != fingerprint) return std::nullopt;
   absl::MutexLock lock(&mu_);
   if (fingerprint == files_fingerprint_) return std::nullopt;
   files_fingerprint_ = fingerprint;
-  config::LoadResult loaded = config::LoadPaths(options_.config_paths);
   ChangeResult result = Commit(std::move(loaded.config), applied_, std::move(loaded.diagnostics),
                                false, /*persist=*/false);
   files_refused_ = !result.applied;

@@ -53,6 +53,10 @@ class ConfigStore {
     std::vector<std::string> config_paths;
     std::string state_dir;  // empty: applied resources are not persisted
     routing::CompileOptions compile;
+    // A changed file is read only once it has stayed unchanged (size and modification time)
+    // for this long, so a file caught while an editor or `cat > file` writes it is not
+    // loaded half-written.
+    absl::Duration settle = absl::Milliseconds(200);
   };
 
   // Loads the files and the persisted state. Fails, naming every problem, when they do not

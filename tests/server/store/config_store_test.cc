@@ -1,9 +1,15 @@
 #include "server/store/config_store.h"
 
+#include <atomic>
 #include <filesystem>
 #include <fstream>
+#include <thread>
+#include <utility>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
@@ -60,10 +66,11 @@ class ConfigStoreTest : public ::testing::Test {
   }
   void TearDown() override { fs::remove_all(dir_); }
 
-  std::unique_ptr<ConfigStore> Open() {
+  std::unique_ptr<ConfigStore> Open(absl::Duration settle = absl::Milliseconds(20)) {
     ConfigStore::Options options;
     options.config_paths = {(dir_ / "config").string()};
     options.state_dir = (dir_ / "state").string();
+    options.settle = settle;
     auto store = ConfigStore::Open(options);
     EXPECT_TRUE(store.ok()) << store.status();
     return store.ok() ? *std::move(store) : nullptr;
@@ -211,6 +218,60 @@ TEST_F(ConfigStoreTest, ReloadSeesFileEditsAndRefusesBadOnes) {
   ASSERT_TRUE(change.has_value());
   EXPECT_FALSE(change->applied);
   EXPECT_EQ(Weights(*store).destinations().at(1).weight, 30u);
+}
+
+// An in-place edit (`cat new > vs.yaml`) is caught half-written when a poll comes between the
+// truncation and the last write: such a file is never loaded, and each edit makes exactly one
+// version, complete.
+TEST_F(ConfigStoreTest, AFileCaughtMidWriteIsNotLoadedAndEachEditMakesOneVersion) {
+  auto store = Open(absl::Milliseconds(100));
+  std::ofstream(dir_ / "config/vs.yaml") << Split(50, 50);
+  ASSERT_TRUE(store->ReloadFilesIfChanged().has_value());
+  const uint64_t first = store->version();
+
+  absl::Mutex mu;
+  std::vector<std::pair<uint32_t, uint32_t>> served;  // weights of every version swapped in
+  store->OnSwap([&](const routing::Snapshot& s) {
+    const routing::VirtualHost* host = s.FindVirtualHost("shop");
+    absl::MutexLock lock(&mu);
+    if (host == nullptr || host->routes.at(0).weights.destinations().size() != 2) {
+      served.emplace_back(0, 0);  // a route without its split: a half-read file
+      return;
+    }
+    served.emplace_back(host->routes.at(0).weights.destinations().at(0).weight,
+                        host->routes.at(0).weights.destinations().at(1).weight);
+  });
+  std::atomic<bool> stop{false};
+  std::thread poller([&] {  // the server's reload loop, polling faster than it does
+    while (!stop.load()) {
+      store->ReloadFilesIfChanged();
+      absl::SleepFor(absl::Milliseconds(10));
+    }
+  });
+  constexpr int kEdits = 8;
+  for (int i = 1; i <= kEdits; ++i) {
+    const std::string text = Split(90 - i, 10 + i);
+    const size_t cut = text.size() * 6 / 10;
+    {
+      std::ofstream out(dir_ / "config/vs.yaml", std::ios::trunc);
+      out << text.substr(0, cut) << std::flush;
+      absl::SleepFor(absl::Milliseconds(40));  // a slow writer: polls see the partial file
+      out << text.substr(cut);
+    }
+    absl::SleepFor(absl::Milliseconds(400));  // settled and loaded before the next edit
+  }
+  stop = true;
+  poller.join();
+
+  absl::MutexLock lock(&mu);
+  ASSERT_FALSE(served.empty());
+  served.erase(served.begin());  // OnSwap's call with the version serving at registration
+  EXPECT_EQ(store->version(), first + kEdits);
+  ASSERT_EQ(served.size(), static_cast<size_t>(kEdits));
+  for (int i = 1; i <= kEdits; ++i) {
+    const std::pair<uint32_t, uint32_t> expected(90 - i, 10 + i);
+    EXPECT_EQ(served[i - 1], expected) << "edit " << i;
+  }
 }
 
 TEST_F(ConfigStoreTest, AnInvalidStartIsRefusedWithEveryProblem) {
