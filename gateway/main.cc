@@ -35,11 +35,13 @@ using sluice::net::tcp;
 constexpr char kUsage[] =
     "usage: sluice-gateway --listen HOST:PORT --decision HOST:PORT --metrics HOST:PORT\n"
     "         [--workers N] [--decision-failure deny|fallback=HOST:PORT]\n"
-    "         [--access-log PATH|-] [--decision-deadline DURATION]\n"
+    "         [--access-log PATH|-] [--access-log-flush-interval DURATION]\n"
+    "         [--decision-deadline DURATION]\n"
     "         [--max-request-headers BYTES] [--max-request-body BYTES]\n"
     "         [--retry-buffer BYTES] [--request-header-timeout DURATION]\n"
     "         [--idle-timeout DURATION] [--drain-timeout DURATION] [--name NAME]\n"
     "         [--decisions server|local] [--max-table-age DURATION]\n"
+    "         [--shadow-host-suffix[=true|false]]\n"
     "Port 0 picks a free port; the chosen ports are printed on start-up.\n";
 
 bool SplitHostPort(const std::string& value, std::string* host, uint16_t* port) {
@@ -73,6 +75,15 @@ std::string ParseFlags(int argc, char** argv, GatewayOptions& o) {
   for (int i = 1; i < argc; ++i) {
     const std::string flag = argv[i];
     if (flag == "--help" || flag == "-h") return "help";
+    // A boolean flag: alone, or with =true or =false.
+    if (absl::string_view rest = flag;
+        absl::ConsumePrefix(&rest, "--shadow-host-suffix") && (rest.empty() || rest[0] == '=')) {
+      if (!rest.empty() && rest != "=true" && rest != "=false") {
+        return absl::StrCat(flag, ": want true or false");
+      }
+      o.shadow_host_suffix = rest != "=false";
+      continue;
+    }
     if (i + 1 >= argc) return absl::StrCat(flag, " needs a value");
     const std::string value = argv[++i];
     auto bad = [&](const char* what) { return absl::StrCat(flag, " ", value, ": ", what); };
@@ -110,6 +121,11 @@ std::string ParseFlags(int argc, char** argv, GatewayOptions& o) {
       }
     } else if (flag == "--access-log") {
       o.access_log = value;
+    } else if (flag == "--access-log-flush-interval") {
+      if (!duration(&o.access_log_flush_interval) ||
+          o.access_log_flush_interval == absl::ZeroDuration()) {
+        return bad("want a positive duration such as 1s");
+      }
     } else if (flag == "--decision-deadline") {
       if (!duration(&o.decision_deadline) || o.decision_deadline == absl::ZeroDuration()) {
         return bad("want a positive duration such as 250ms");
@@ -209,7 +225,8 @@ int main(int argc, char** argv) {
   }
 
   sluice::DisableMutexDeadlockDetection();
-  const sigset_t signals = sluice::BlockTerminationSignals();
+  // SIGUSR1: reopen the access log (logrotate).
+  const sigset_t signals = sluice::BlockTerminationSignals({SIGUSR1});
 
   auto registry = std::make_shared<prometheus::Registry>();
   IstioMetrics istio_metrics(*registry, options.gateway_name, "default");
@@ -221,7 +238,9 @@ int main(int argc, char** argv) {
   std::unique_ptr<AccessLogWriter> access_log;
   if (!options.access_log.empty()) {
     std::string error;
-    access_log = AccessLogWriter::Open(options.access_log, &error);
+    AccessLogWriterOptions log_options;
+    log_options.flush_interval = options.access_log_flush_interval;
+    access_log = AccessLogWriter::Open(options.access_log, options.workers, log_options, &error);
     if (access_log == nullptr) {
       std::cerr << "sluice-gateway: " << error << "\n";
       return 1;
@@ -247,6 +266,8 @@ int main(int argc, char** argv) {
     args.SetInt(GRPC_ARG_MINIMAL_STACK, 1);  // see server/main.cc
     args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
     args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 2000);
+    // The pushed decision table of a large configuration outgrows gRPC's 4 MiB default.
+    args.SetMaxReceiveMessageSize(256 << 20);
     auto channel = grpc::CreateCustomChannel(options.decision_address,
                                              grpc::InsecureChannelCredentials(), args);
     workers.push_back(std::make_unique<Worker>(i, context, std::move(channel)));
@@ -305,7 +326,10 @@ int main(int argc, char** argv) {
               options.decision_mode == sluice::v1::DECISION_MODE_LOCAL ? "local" : "server");
   std::fflush(stdout);
 
-  const int sig = sluice::WaitForTerminationSignal(signals);
+  int sig = sluice::WaitForSignal(signals);
+  for (; sig == SIGUSR1; sig = sluice::WaitForSignal(signals)) {
+    if (access_log != nullptr) access_log->Reopen();  // done by its flusher
+  }
   // Graceful drain: refuse new connections, finish what is in flight, then stop.
   std::fprintf(stderr, "sluice-gateway: signal %d, draining (at most %s)\n", sig,
                absl::FormatDuration(options.drain_timeout).c_str());
@@ -324,6 +348,7 @@ int main(int argc, char** argv) {
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
   for (auto& w : workers) w->Stop();
+  if (access_log != nullptr) access_log->Stop();  // writes what the workers left
   admin.Stop();
   std::fprintf(stderr, "sluice-gateway: stopped\n");
   return 0;

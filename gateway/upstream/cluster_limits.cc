@@ -25,6 +25,13 @@ ClusterLimits::Ticket ClusterLimits::TryAcquire(std::atomic<uint32_t>& count,
   return Ticket(&count);
 }
 
+bool ClusterLimits::Unused() const {
+  return requests_.load(std::memory_order_acquire) == 0 &&
+         retries_.load(std::memory_order_acquire) == 0 &&
+         connections_.load(std::memory_order_acquire) == 0 &&
+         pending_.load(std::memory_order_acquire) == 0;
+}
+
 ClusterLimits::Admission ClusterLimits::Admit(bool idle_available, Ticket* connection,
                                               Ticket* pending) {
   if (idle_available) return Admission::kUseIdle;
@@ -37,6 +44,38 @@ ClusterLimits::Admission ClusterLimits::Admit(bool idle_available, Ticket* conne
     return Admission::kQueue;
   }
   return Admission::kOverflow;
+}
+
+std::shared_ptr<ClusterLimits> ClusterLimitsRegistry::Get(const std::string& cluster_name) {
+  absl::MutexLock lock(&mu_);
+  std::shared_ptr<ClusterLimits>& slot = limits_[cluster_name];
+  if (slot == nullptr) slot = std::make_shared<ClusterLimits>();
+  return slot;
+}
+
+size_t ClusterLimitsRegistry::Sweep() {
+  absl::MutexLock lock(&mu_);
+  size_t removed = 0;
+  for (auto it = limits_.begin(); it != limits_.end();) {
+    // Held only here: no one can take a new ticket (a ticket is taken through a holder, and
+    // a new holder only through Get, under this lock). The acquire fence pairs with the
+    // holders' releases of their references, so every ticket they took is seen in the
+    // counts; tickets still out keep the entry.
+    const bool unheld = it->second.use_count() == 1;
+    std::atomic_thread_fence(std::memory_order_acquire);
+    if (unheld && it->second->Unused()) {
+      limits_.erase(it++);
+      ++removed;
+    } else {
+      ++it;
+    }
+  }
+  return removed;
+}
+
+size_t ClusterLimitsRegistry::size() const {
+  absl::MutexLock lock(&mu_);
+  return limits_.size();
 }
 
 }  // namespace sluice::gateway

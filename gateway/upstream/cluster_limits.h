@@ -3,6 +3,11 @@
 #include <atomic>
 #include <cstdint>
 #include <limits>
+#include <memory>
+#include <string>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/synchronization/mutex.h"
 
 namespace sluice::gateway {
 
@@ -37,7 +42,8 @@ class ClusterLimits {
     ~Ticket() { Release(); }
     explicit operator bool() const { return counter_ != nullptr; }
     void Release() {
-      if (counter_ != nullptr) counter_->fetch_sub(1, std::memory_order_relaxed);
+      // Release order: ClusterLimitsRegistry::Sweep may free the counter once it reads 0.
+      if (counter_ != nullptr) counter_->fetch_sub(1, std::memory_order_release);
       counter_ = nullptr;
     }
 
@@ -88,6 +94,8 @@ class ClusterLimits {
   uint64_t retry_overflow() const { return retry_overflow_.load(std::memory_order_relaxed); }
   uint64_t cx_overflow() const { return cx_overflow_.load(std::memory_order_relaxed); }
   uint64_t pending_overflow() const { return pending_overflow_.load(std::memory_order_relaxed); }
+  // No ticket of any kind is out (read with acquire order, for ClusterLimitsRegistry::Sweep).
+  bool Unused() const;
 
  private:
   static Ticket TryAcquire(std::atomic<uint32_t>& count, const std::atomic<uint32_t>& max,
@@ -105,6 +113,24 @@ class ClusterLimits {
   std::atomic<uint64_t> retry_overflow_{0};
   std::atomic<uint64_t> cx_overflow_{0};
   std::atomic<uint64_t> pending_overflow_{0};
+};
+
+// Every worker's circuit breakers of one cluster are the same object, as in Envoy. Whoever
+// uses an entry holds it (each worker's table view, a request from its decision until it
+// ends); tickets need not (a pooled connection keeps its maxConnections slot past its
+// request), the entry's counts show them. Sweep() drops the entries nobody holds and no
+// ticket uses, so that clusters gone from the configuration do not stay forever. Thread-safe.
+class ClusterLimitsRegistry {
+ public:
+  std::shared_ptr<ClusterLimits> Get(const std::string& cluster_name);
+  // Removes the entries held by nothing but the registry and with no ticket out; returns
+  // how many. A cluster asked for again later starts from fresh counts.
+  size_t Sweep();
+  size_t size() const;
+
+ private:
+  mutable absl::Mutex mu_;
+  absl::flat_hash_map<std::string, std::shared_ptr<ClusterLimits>> limits_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace sluice::gateway

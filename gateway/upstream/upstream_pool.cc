@@ -22,14 +22,19 @@ std::unique_ptr<UpstreamConnection> UpstreamPool::TakeIdle(const std::string& en
   auto it = idle_.find(endpoint);
   if (it == idle_.end()) return nullptr;
   auto& stack = it->second;
-  while (!stack.empty()) {
+  std::unique_ptr<UpstreamConnection> found;
+  while (!stack.empty() && found == nullptr) {
     std::unique_ptr<UpstreamConnection> c = std::move(stack.back());
     stack.pop_back();
     const bool expired = idle_timeout > absl::ZeroDuration() && now - c->idle_since >= idle_timeout;
-    if (!expired && c->buffer.size() == 0 && !PeerClosedOrDirty(c->stream.socket())) return c;
-    Discard(std::move(c));
+    if (!expired && c->buffer.size() == 0 && !PeerClosedOrDirty(c->stream.socket())) {
+      found = std::move(c);
+    } else {
+      Discard(std::move(c));
+    }
   }
-  return nullptr;
+  if (stack.empty()) idle_.erase(it);  // endpoints come and go: keep no empty entries
+  return found;
 }
 
 bool UpstreamPool::HasIdle(const std::string& endpoint) const {
@@ -62,11 +67,13 @@ void UpstreamPool::Discard(std::unique_ptr<UpstreamConnection> connection) {
 }
 
 bool UpstreamPool::CloseOneIdle(const std::string& cluster) {
-  for (auto& [endpoint, stack] : idle_) {
+  for (auto entry = idle_.begin(); entry != idle_.end(); ++entry) {
+    auto& stack = entry->second;
     for (auto it = stack.begin(); it != stack.end(); ++it) {
       if ((*it)->cluster != cluster) continue;
       std::unique_ptr<UpstreamConnection> c = std::move(*it);
       stack.erase(it);
+      if (stack.empty()) idle_.erase(entry);
       Discard(std::move(c));
       return true;
     }
@@ -101,7 +108,8 @@ uint32_t UpstreamPool::OpenCount(const std::string& endpoint) const {
 
 size_t UpstreamPool::CloseIdle(absl::Time now) {
   size_t closed = 0;
-  for (auto& [endpoint, stack] : idle_) {
+  for (auto entry = idle_.begin(); entry != idle_.end();) {
+    auto& stack = entry->second;
     for (auto it = stack.begin(); it != stack.end();) {
       UpstreamConnection& c = **it;
       const bool expired =
@@ -114,6 +122,11 @@ size_t UpstreamPool::CloseIdle(absl::Time now) {
       it = stack.erase(it);
       Discard(std::move(gone));
       ++closed;
+    }
+    if (stack.empty()) {
+      idle_.erase(entry++);
+    } else {
+      ++entry;
     }
   }
   return closed;

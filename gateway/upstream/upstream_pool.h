@@ -68,6 +68,8 @@ class UpstreamPool {
   size_t CloseIdle(absl::Time now);
 
   size_t idle_count() const;
+  // Endpoints with idle connections (the keys of the idle map: none is kept empty).
+  size_t idle_endpoints() const { return idle_.size(); }
   void CloseAll();
 
  private:

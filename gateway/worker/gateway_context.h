@@ -2,13 +2,13 @@
 
 #include <atomic>
 #include <cstdint>
-#include <cstdio>
 #include <memory>
 #include <string>
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "gateway/observability/access_log_writer.h"
 #include "gateway/observability/gateway_metrics.h"
 #include "gateway/observability/sluice_metrics.h"
 #include "gateway/upstream/cluster_limits.h"
@@ -40,6 +40,8 @@ struct GatewayOptions {
   int workers = 1;
   DecisionFailurePolicy decision_failure;
   std::string access_log;  // path, "-" for stdout, empty for none
+  // Each worker's access-log lines are written at least this often (Envoy's default).
+  absl::Duration access_log_flush_interval = absl::Seconds(1);
   absl::Duration decision_deadline = absl::Milliseconds(250);
   // server: a decision per request from sluice-server; local: decided here on the table the
   // server pushes. Either way the last table serves while the server cannot be reached.
@@ -56,36 +58,9 @@ struct GatewayOptions {
   absl::Duration idle_timeout = absl::Seconds(60);
   absl::Duration drain_timeout = absl::Seconds(30);
   std::string gateway_name = "sluice-gateway";
-};
-
-// Writes access-log lines from every worker; a line is written whole.
-class AccessLogWriter {
- public:
-  // "-" writes to stdout.
-  static std::unique_ptr<AccessLogWriter> Open(const std::string& path, std::string* error);
-  ~AccessLogWriter();
-  void Write(const std::string& line);
-
- private:
-  explicit AccessLogWriter(std::FILE* file, bool owned) : file_(file), owned_(owned) {}
-  absl::Mutex mu_;
-  std::FILE* file_;
-  bool owned_;
-};
-
-// Every worker's circuit breakers of one cluster are the same object, as in Envoy.
-class ClusterLimitsRegistry {
- public:
-  ClusterLimits* Get(const std::string& cluster_name) {
-    absl::MutexLock lock(&mu_);
-    auto& slot = limits_[cluster_name];
-    if (slot == nullptr) slot = std::make_unique<ClusterLimits>();
-    return slot.get();
-  }
-
- private:
-  absl::Mutex mu_;
-  absl::flat_hash_map<std::string, std::unique_ptr<ClusterLimits>> limits_ ABSL_GUARDED_BY(mu_);
+  // Mirrored requests carry Host + "-shadow" (older Envoy and Istio); off by default, as
+  // Istio 1.28 sets Envoy's disable_shadow_host_suffix_append.
+  bool shadow_host_suffix = false;
 };
 
 // What all workers share.
@@ -93,7 +68,7 @@ struct GatewayContext {
   GatewayOptions options;
   IstioMetrics* istio_metrics = nullptr;
   SluiceGatewayMetrics* sluice_metrics = nullptr;
-  AccessLogWriter* access_log = nullptr;  // null: no access log
+  AccessLogWriter* access_log = nullptr;  // null: no access log; a buffer per worker
   ClusterLimitsRegistry limits;
   std::atomic<bool> draining{false};
 };

@@ -168,7 +168,7 @@ struct Session::Target {
   std::string cluster;
   uint32_t cluster_id = 0;
   std::vector<std::pair<std::string, uint32_t>> endpoints;  // address, port
-  ClusterLimits* limits = nullptr;
+  std::shared_ptr<ClusterLimits> limits;  // held: the registry keeps it while in use
   absl::Duration connect_timeout = absl::Seconds(10);
   absl::Duration idle_timeout = absl::ZeroDuration();
   uint32_t max_requests_per_connection = 0;
@@ -495,7 +495,7 @@ asio::awaitable<void> Session::Execute(RequestParser& parser, Exchange& ex) {
   }
   const v1::ClusterInfo& cluster = table.clusters(decision.cluster_id());
   // Taken now: the worker's view moves on to newer tables while this request waits.
-  ClusterLimits* const limits = view.limits[decision.cluster_id()];
+  std::shared_ptr<ClusterLimits> limits = view.limits[decision.cluster_id()];
   const v1::RouteInfo& route = table.routes(decision.route_id());
   ex.destination_host = decision.host();
   ex.subset = decision.subset();
@@ -544,7 +544,7 @@ asio::awaitable<void> Session::Execute(RequestParser& parser, Exchange& ex) {
   for (const v1::Endpoint& e : cluster.endpoints()) {
     target.endpoints.emplace_back(e.address(), e.port());
   }
-  target.limits = limits;
+  target.limits = std::move(limits);
   if (cluster.pool().connect_timeout_ms() > 0) {
     target.connect_timeout = absl::Milliseconds(cluster.pool().connect_timeout_ms());
   }
@@ -1020,7 +1020,11 @@ void Session::Mirror(const Exchange& ex, std::string address, uint32_t port) {
   auto header = std::make_shared<http::request<http::string_body>>(ex.upstream.base());
   header->body() = ex.body;
   if (ex.had_length || !ex.body.empty()) header->content_length(ex.body.size());
-  header->set(http::field::host, ShadowAuthority(HeaderValue(*header, "host")));
+  // The Host as forwarded, as current Istio sends it (1.28 sets Envoy's
+  // disable_shadow_host_suffix_append); "-shadow" appended with --shadow-host-suffix.
+  if (worker_.context().options.shadow_host_suffix) {
+    header->set(http::field::host, ShadowAuthority(HeaderValue(*header, "host")));
+  }
   header->set("x-envoy-attempt-count", "1");
   asio::co_spawn(
       worker_.io(),
@@ -1072,6 +1076,7 @@ void Session::Finish(Exchange& ex) {
     entry.start_time = ex.start;
     entry.method = ex.method;
     entry.path = ex.path;
+    entry.protocol = ex.version == 10 ? "HTTP/1.0" : "HTTP/1.1";  // as the client sent it
     entry.response_code = ex.response_code;
     entry.response_flags = ex.flags;
     entry.bytes_received = ex.bytes_received;
@@ -1083,7 +1088,7 @@ void Session::Finish(Exchange& ex) {
     entry.request_id = ex.request_id;
     entry.authority = ex.authority;
     entry.upstream_host = ex.upstream_host;
-    context.access_log->Write(FormatAccessLog(entry));
+    context.access_log->ForWorker(worker_.index()).Append(FormatAccessLog(entry));
   }
   RequestOutcome outcome;
   outcome.destination_host = ex.destination_host.empty() ? "unknown" : ex.destination_host;

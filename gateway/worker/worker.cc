@@ -1,5 +1,8 @@
 #include "gateway/worker/worker.h"
 
+#include <algorithm>
+#include <chrono>
+
 #include "absl/strings/str_cat.h"
 #include "gateway/worker/session.h"
 #include "lib/common/log.h"
@@ -33,13 +36,35 @@ void Worker::Start(tcp protocol, int listener) {
 }
 
 asio::awaitable<void> Worker::Accept() {
+  // After a failed accept: 10 ms, doubling up to 1 s, back to 10 ms once one succeeds.
+  constexpr std::chrono::milliseconds kFirstBackoff(10);
+  constexpr std::chrono::milliseconds kMaxBackoff(1000);
+  std::chrono::milliseconds backoff = kFirstBackoff;
+  bool failing = false;
   for (;;) {
     boost::system::error_code ec;
     tcp::socket socket =
         co_await acceptor_->async_accept(asio::redirect_error(asio::use_awaitable, ec));
     if (ec) {
       if (ec == asio::error::operation_aborted || !acceptor_->is_open()) co_return;
-      continue;  // EMFILE and friends: keep serving the connections we have
+      // EMFILE and friends: keep serving the connections we have, and wait before the next
+      // try. The connection left in the backlog keeps the listener readable, so trying again
+      // at once would spin at 100% CPU for as long as the shortage lasts.
+      if (!failing) {
+        LogWarning("worker ", index_, ": cannot accept connections (", ec.message(),
+                   "), retrying with back-off up to 1s");
+        failing = true;
+      }
+      accept_backoff_timer_.expires_after(backoff);
+      co_await accept_backoff_timer_.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+      if (ec == asio::error::operation_aborted || !acceptor_->is_open()) co_return;
+      backoff = std::min(backoff * 2, kMaxBackoff);
+      continue;
+    }
+    if (failing) {
+      LogInfo("worker ", index_, ": accepting connections again");
+      failing = false;
+      backoff = kFirstBackoff;
     }
     socket.set_option(tcp::no_delay(true), ec);
     auto session = std::make_shared<Session>(*this, std::move(socket));
@@ -77,6 +102,8 @@ void Worker::WatchDecisionState() {
 
 void Worker::ReapIdleConnections() {
   pool_.CloseIdle(absl::Now());
+  // Circuit breakers of clusters no table, request or connection uses any more.
+  if (index_ == 0) context_.limits.Sweep();
   reaper_timer_.expires_after(std::chrono::seconds(1));
   reaper_timer_.async_wait([this](boost::system::error_code ec) {
     if (!ec) ReapIdleConnections();
@@ -88,14 +115,14 @@ const TableView& Worker::View(const std::shared_ptr<const v1::RouteTable>& table
     view_.table = table;
     view_.limits.assign(table->clusters_size(), nullptr);
     for (const v1::ClusterInfo& cluster : table->clusters()) {
-      ClusterLimits* limits = context_.limits.Get(cluster.name());
+      std::shared_ptr<ClusterLimits> limits = context_.limits.Get(cluster.name());
       PoolLimits pool;
       pool.max_connections = cluster.pool().max_connections();
       pool.max_pending_requests = cluster.pool().max_pending_requests();
       pool.max_requests = cluster.pool().max_requests();
       pool.max_retries = cluster.pool().max_retries();
       limits->Update(pool);
-      if (cluster.id() < view_.limits.size()) view_.limits[cluster.id()] = limits;
+      if (cluster.id() < view_.limits.size()) view_.limits[cluster.id()] = std::move(limits);
     }
   }
   return view_;
@@ -115,6 +142,7 @@ void Worker::BeginDrain() {
   asio::post(io_, [this] {
     boost::system::error_code ec;
     if (acceptor_) acceptor_->close(ec);
+    accept_backoff_timer_.cancel();
     // A connection between requests gets a moment for a request already on its way, then
     // closes; busy ones answer their request with Connection: close and end.
     drain_timer_.expires_after(std::chrono::milliseconds(250));
@@ -132,6 +160,7 @@ void Worker::Stop() {
     state_timer_.cancel();
     drain_timer_.cancel();
     reaper_timer_.cancel();
+    accept_backoff_timer_.cancel();
     pool_.CloseAll();
     boost::system::error_code ec;
     if (acceptor_) acceptor_->close(ec);

@@ -18,10 +18,10 @@ namespace sluice::gateway {
 class Session;
 
 // A route table with the worker's view of it: each cluster's shared circuit breakers, by
-// cluster id.
+// cluster id (held, so the registry keeps them while a table refers to them).
 struct TableView {
   std::shared_ptr<const v1::RouteTable> table;
-  std::vector<ClusterLimits*> limits;
+  std::vector<std::shared_ptr<ClusterLimits>> limits;
 };
 
 // What a worker's decision table looks like from outside its thread (health, metrics).
@@ -56,6 +56,7 @@ class Worker {
 
   // Used by sessions, on this worker's thread.
   net::asio::io_context& io() { return io_; }
+  int index() const { return index_; }
   GatewayContext& context() { return context_; }
   DecisionClient& decisions() { return *decisions_; }
   UpstreamPool& pool() { return pool_; }
@@ -87,6 +88,9 @@ class Worker {
   net::asio::steady_timer state_timer_{io_};
   net::asio::steady_timer drain_timer_{io_};
   net::asio::steady_timer reaper_timer_{io_};
+  // Waits between accepts that fail (EMFILE: the pending connection keeps the listener
+  // readable, and retrying at once would spin).
+  net::asio::steady_timer accept_backoff_timer_{io_};
   std::thread thread_;
 };
 

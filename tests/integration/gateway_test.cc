@@ -2,18 +2,26 @@
 // loopback ports the kernel picks. Each test writes the Istio configuration it needs, with
 // durations shortened so the timing checks run in well under a second each.
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
 #include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <cmath>
+#include <cstdio>
 #include <cstdlib>
 #include <fstream>
 #include <iterator>
 #include <map>
 #include <memory>
 #include <mutex>
+#include <sstream>
 #include <thread>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -26,6 +34,7 @@ namespace sluice {
 namespace {
 
 using ::testing::HasSubstr;
+using ::testing::Not;
 using ::testing::StartsWith;
 using Headers = std::vector<std::pair<std::string, std::string>>;
 
@@ -121,12 +130,16 @@ spec:
     grpc_ = server_.Field("grpc");
   }
 
+  // The access log is written every 50ms (the default, 1s, would slow the tests down); read
+  // it with Logged().
   void StartGateway(std::vector<std::string> extra = {}) {
     access_log_ = dir_.path() + "/access.log";
     std::vector<std::string> argv = {
         SLUICE_GATEWAY_BINARY, "--listen",     "127.0.0.1:0", "--decision",  grpc_,     "--metrics",
         "127.0.0.1:0",         "--access-log", access_log_,   "--decisions", GetParam()};
+    argv.insert(argv.end(), {"--access-log-flush-interval", "50ms"});
     argv.insert(argv.end(), extra.begin(), extra.end());
+    argv.insert(argv.begin(), launcher_.begin(), launcher_.end());
     ASSERT_TRUE(gateway_.Start(argv, "listening ")) << gateway_.error();
     gateway_address_ = gateway_.Field("http");
     admin_ = gateway_.Field("metrics");
@@ -158,9 +171,24 @@ spec:
   int64_t Received(size_t stub) const { return testing::StubReceived(stubs_[stub]->address); }
   int64_t ReceivedByAll() const { return Received(0) + Received(1); }
 
-  std::string AccessLog() const {
-    std::ifstream in(access_log_);
+  std::string AccessLog() const { return ReadFile(access_log_); }
+
+  static std::string ReadFile(const std::string& path) {
+    std::ifstream in(path);
     return std::string(std::istreambuf_iterator<char>(in), {});
+  }
+
+  // Whether the access log comes to contain `text` within 3s: the gateway writes it from
+  // memory every --access-log-flush-interval.
+  ::testing::AssertionResult Logged(const std::string& text) const {
+    const absl::Time give_up = absl::Now() + absl::Seconds(3);
+    std::string log = AccessLog();
+    while (!absl::StrContains(log, text) && absl::Now() < give_up) {
+      absl::SleepFor(absl::Milliseconds(10));
+      log = AccessLog();
+    }
+    if (absl::StrContains(log, text)) return ::testing::AssertionSuccess();
+    return ::testing::AssertionFailure() << "\"" << text << "\" not in the access log:\n" << log;
   }
 
   void Apply(const std::string& config) {
@@ -175,6 +203,7 @@ spec:
   testing::Process server_;
   testing::Process gateway_;
   std::string config_path_, grpc_, gateway_address_, admin_, access_log_;
+  std::vector<std::string> launcher_;  // runs the gateway, e.g. prlimit (absolute path)
 };
 
 // The classic exercise: 5s timeout, 3 retries on 5xx,reset,connect-failure,retriable-4xx with
@@ -237,7 +266,7 @@ TEST_P(GatewayTest, ClassicExerciseFaultShareSplitAndRetries) {
   r = GetPastFaults("/r?status=503");
   EXPECT_EQ(r.status, 503);
   EXPECT_EQ(ReceivedByAll() - before, 4);
-  EXPECT_THAT(AccessLog(), HasSubstr("\"GET /r?status=503 HTTP/1.1\" 503 URX"));
+  EXPECT_TRUE(Logged("\"GET /r?status=503 HTTP/1.1\" 503 URX"));
 
   // Resets before a response are retried ("reset"), then UC with URX.
   before = ReceivedByAll();
@@ -245,7 +274,7 @@ TEST_P(GatewayTest, ClassicExerciseFaultShareSplitAndRetries) {
   EXPECT_EQ(r.status, 503);
   EXPECT_THAT(r.body, HasSubstr("reset reason: connection termination"));
   EXPECT_EQ(ReceivedByAll() - before, 4);
-  EXPECT_THAT(AccessLog(), HasSubstr("503 UC,URX"));
+  EXPECT_TRUE(Logged("503 UC,URX"));
 
   // Istio's metrics carry the flags.
   const std::string metrics = testing::HttpGet(admin_, "/metrics");
@@ -291,7 +320,7 @@ TEST_P(GatewayTest, PerTryAndRouteTimeoutsAtTheirBoundaries) {
   EXPECT_GE(took, absl::Milliseconds(450));
   EXPECT_LT(took, absl::Milliseconds(1500));
   EXPECT_EQ(ReceivedByAll() - before, 3);
-  EXPECT_THAT(AccessLog(), HasSubstr("504 UT,URX"));
+  EXPECT_TRUE(Logged("504 UT,URX"));
 
   // The route timeout ends the request at 300ms whatever the upstream does.
   start = absl::Now();
@@ -333,7 +362,7 @@ TEST_P(GatewayTest, ConnectionPoolOverflowAnswersUO) {
   }
   EXPECT_EQ(ok, 2);
   EXPECT_EQ(overflow, 1);
-  EXPECT_THAT(AccessLog(), HasSubstr(" 503 UO "));
+  EXPECT_TRUE(Logged(" 503 UO "));
   EXPECT_THAT(testing::HttpGet(admin_, "/metrics"), HasSubstr("sluice_gateway_overflows_total{"));
 }
 
@@ -366,7 +395,7 @@ TEST_P(GatewayTest, StreamedRequestQueuedBehindAFullPoolEndsAtTheIdleTimeout) {
   EXPECT_GE(took, absl::Milliseconds(450));
   EXPECT_LT(took, absl::Milliseconds(3000)) << "it waited for the busy connection";
   EXPECT_EQ(held.status, 200);
-  EXPECT_THAT(AccessLog(), HasSubstr(" 408 SI "));
+  EXPECT_TRUE(Logged(" 408 SI "));
 }
 
 TEST_P(GatewayTest, NoRouteAndNoClusterAndMirror) {
@@ -383,9 +412,8 @@ TEST_P(GatewayTest, NoRouteAndNoClusterAndMirror) {
   testing::HttpResult r = Get("/", {}, "nothing.example");
   EXPECT_EQ(r.status, 404);
   EXPECT_EQ(Get("/", {{"x-case", "nc"}}).status, 503);
-  const std::string log = AccessLog();
-  EXPECT_THAT(log, HasSubstr(" 404 NR "));
-  EXPECT_THAT(log, HasSubstr(" 503 NC "));
+  EXPECT_TRUE(Logged(" 404 NR "));
+  EXPECT_TRUE(Logged(" 503 NC "));
 
   // Mirroring: v1 answers, v2 gets a copy whose answer is dropped.
   r = Get("/m");
@@ -394,6 +422,127 @@ TEST_P(GatewayTest, NoRouteAndNoClusterAndMirror) {
   const absl::Time give_up = absl::Now() + absl::Seconds(5);
   while (Received(1) < 1 && absl::Now() < give_up) absl::SleepFor(absl::Milliseconds(10));
   EXPECT_EQ(Received(1), 1);
+}
+
+// An upstream on a loopback port that keeps the head of every request it gets (lower-cased)
+// and answers 200: to see what a mirror carries, whose response the gateway drops.
+class RequestRecorder {
+ public:
+  RequestRecorder() {
+    listener_ = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t length = sizeof(addr);
+    if (bind(listener_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 ||
+        listen(listener_, 16) != 0 ||
+        getsockname(listener_, reinterpret_cast<sockaddr*>(&addr), &length) != 0) {
+      return;
+    }
+    port_ = ntohs(addr.sin_port);
+    thread_ = std::thread([this] { Serve(); });
+  }
+  ~RequestRecorder() {
+    stop_ = true;
+    if (thread_.joinable()) thread_.join();
+    close(listener_);
+  }
+  int port() const { return port_; }
+
+  // The head of the next request not yet returned, waiting up to `timeout`; "" if none.
+  std::string Next(absl::Duration timeout = absl::Seconds(5)) {
+    const absl::Time give_up = absl::Now() + timeout;
+    while (absl::Now() < give_up) {
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        if (!heads_.empty()) {
+          std::string head = heads_.front();
+          heads_.erase(heads_.begin());
+          return head;
+        }
+      }
+      absl::SleepFor(absl::Milliseconds(10));
+    }
+    return "";
+  }
+
+ private:
+  void Serve() {
+    while (!stop_) {
+      pollfd p{listener_, POLLIN, 0};
+      if (poll(&p, 1, 20) <= 0) continue;
+      const int fd = accept4(listener_, nullptr, nullptr, SOCK_CLOEXEC);
+      if (fd < 0) continue;
+      timeval tv{2, 0};
+      setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+      std::string head;
+      char chunk[1024];
+      while (head.find("\r\n\r\n") == std::string::npos) {
+        const ssize_t n = read(fd, chunk, sizeof(chunk));
+        if (n <= 0) break;
+        head.append(chunk, static_cast<size_t>(n));
+      }
+      const std::string reply = "HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n";
+      (void)!write(fd, reply.data(), reply.size());
+      close(fd);
+      std::lock_guard<std::mutex> lock(mu_);
+      heads_.push_back(absl::AsciiStrToLower(head.substr(0, head.find("\r\n\r\n") + 2)));
+    }
+  }
+
+  int listener_ = -1;
+  int port_ = 0;
+  std::atomic<bool> stop_{false};
+  std::thread thread_;
+  std::mutex mu_;
+  std::vector<std::string> heads_;
+};
+
+// Mirrors carry the request's Host as it is forwarded, as current Istio sends them (1.28
+// sets Envoy's disable_shadow_host_suffix_append); --shadow-host-suffix brings back the
+// "-shadow" suffix of older versions, after the host name and before any port.
+TEST_P(GatewayTest, MirrorsKeepTheHostUnlessShadowHostSuffixIsSet) {
+  StartStubs();
+  RequestRecorder sink;
+  ASSERT_NE(sink.port(), 0);
+  const std::string sink_service = absl::StrCat(R"(
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata:
+  name: sink
+spec:
+  hosts: [sink]
+  location: MESH_INTERNAL
+  resolution: STATIC
+  ports:
+  - {number: 8080, name: http, protocol: HTTP}
+  endpoints:
+  - address: 127.0.0.1
+    ports: {http: )",
+                                                sink.port(), "}\n");
+  StartServer(ShopService() + sink_service + VirtualService(R"(  - name: mirrored
+    route: [{destination: {host: shop, subset: v1}}]
+    mirror: {host: sink}
+)"));
+
+  StartGateway();
+  EXPECT_EQ(Get("/m").Header("x-stub-subset"), "v1");
+  std::string head = sink.Next();
+  EXPECT_THAT(head, StartsWith("get /m http/1.1\r\n"));
+  EXPECT_THAT(head, HasSubstr("\r\nhost: shop\r\n"));
+
+  gateway_.Stop();
+  StartGateway({"--shadow-host-suffix"});
+  EXPECT_EQ(Get("/m").Header("x-stub-subset"), "v1");
+  EXPECT_THAT(sink.Next(), HasSubstr("\r\nhost: shop-shadow\r\n"));
+  EXPECT_EQ(Get("/m", {}, "shop:8080").Header("x-stub-subset"), "v1");
+  EXPECT_THAT(sink.Next(), HasSubstr("\r\nhost: shop-shadow:8080\r\n"));
+
+  gateway_.Stop();
+  StartGateway({"--shadow-host-suffix=false"});
+  EXPECT_EQ(Get("/m").Header("x-stub-subset"), "v1");
+  EXPECT_THAT(sink.Next(), HasSubstr("\r\nhost: shop\r\n"));
 }
 
 TEST_P(GatewayTest, LocalRepliesKeepPipelinedConnectionsInStep) {
@@ -452,7 +601,7 @@ TEST_P(GatewayTest, DecisionServiceDownDeniesFastThenRecovers) {
   EXPECT_LT(absl::Now() - start, absl::Seconds(1)) << "a client is never left hanging";
   EXPECT_EQ(r.status, 503);
   EXPECT_EQ(r.body, "no routing decision: decision service unavailable");
-  EXPECT_THAT(AccessLog(), HasSubstr(" 503 DSU "));
+  EXPECT_TRUE(Logged(" 503 DSU "));
   absl::SleepFor(absl::Milliseconds(300));
   EXPECT_THAT(testing::HttpGet(admin_, "/healthz"), HasSubstr("\"unavailable\""));
   EXPECT_THAT(testing::HttpGet(admin_, "/metrics"),
@@ -570,7 +719,7 @@ TEST_P(GatewayTest, TimeoutsStartWhenAStreamedUploadEnds) {
     EXPECT_GE(took, absl::Milliseconds(900 + timeout_ms));
     EXPECT_LT(took, absl::Milliseconds(900 + 2000));
   }
-  EXPECT_THAT(AccessLog(), HasSubstr("504 UT"));
+  EXPECT_TRUE(Logged("504 UT"));
 }
 
 // Envoy closes an upstream connection idle for the cluster's idleTimeout (1h when unset),
@@ -755,6 +904,60 @@ TEST_P(GatewayTest, SigtermUnderLoadCompletesRequestsInFlight) {
   EXPECT_EQ(gateway_.Stop(absl::Seconds(5)), 0) << gateway_.Log();
 }
 
+// logrotate without copytruncate: the log is renamed, then SIGUSR1 makes the gateway reopen
+// its path; earlier lines stay in the renamed file, later ones go to the new one.
+TEST_P(GatewayTest, Sigusr1ReopensTheAccessLogAfterRotation) {
+  StartStubs();
+  StartServer(ShopService() + VirtualService(SplitRoute(100, 0)));
+  StartGateway({"--workers", "2"});
+  EXPECT_EQ(Get("/before-rotation").status, 200);
+  ASSERT_TRUE(Logged("/before-rotation"));
+
+  const std::string rotated = access_log_ + ".1";
+  ASSERT_EQ(std::rename(access_log_.c_str(), rotated.c_str()), 0);
+  ASSERT_EQ(kill(gateway_.pid(), SIGUSR1), 0);
+  // The reopen creates the file at the path again.
+  const absl::Time give_up = absl::Now() + absl::Seconds(2);
+  while (access(access_log_.c_str(), F_OK) != 0 && absl::Now() < give_up) {
+    absl::SleepFor(absl::Milliseconds(5));
+  }
+  ASSERT_EQ(access(access_log_.c_str(), F_OK), 0) << "not reopened\n" << gateway_.Log();
+
+  EXPECT_EQ(Get("/after-rotation").status, 200) << gateway_.Log();
+  EXPECT_TRUE(Logged("\"GET /after-rotation HTTP/1.1\" 200"));
+  EXPECT_THAT(AccessLog(), Not(HasSubstr("/before-rotation")));
+  const std::string old_log = ReadFile(rotated);
+  EXPECT_THAT(old_log, HasSubstr("\"GET /before-rotation HTTP/1.1\" 200"));
+  EXPECT_THAT(old_log, Not(HasSubstr("/after-rotation")));
+  EXPECT_EQ(gateway_.Stop(absl::Seconds(5)), 0) << gateway_.Log();
+}
+
+// Lines are written from memory by a flusher, not by the workers; what is still in memory at
+// SIGTERM is written before the gateway exits.
+TEST_P(GatewayTest, AccessLogIsWrittenAtItsIntervalAndOnSigterm) {
+  StartStubs();
+  StartServer(ShopService() + VirtualService(SplitRoute(100, 0)));
+  StartGateway({"--access-log-flush-interval", "1h"});
+  EXPECT_EQ(Get("/kept-in-memory").status, 200);
+  absl::SleepFor(absl::Milliseconds(200));
+  EXPECT_THAT(AccessLog(), Not(HasSubstr("/kept-in-memory"))) << "written by the worker";
+  EXPECT_EQ(gateway_.Stop(absl::Seconds(5)), 0) << gateway_.Log();
+  EXPECT_THAT(AccessLog(), HasSubstr("\"GET /kept-in-memory HTTP/1.1\" 200"));
+}
+
+// %PROTOCOL% is the request's version as the client sent it.
+TEST_P(GatewayTest, AccessLogShowsTheRequestsHttpVersion) {
+  StartStubs();
+  StartServer(ShopService() + VirtualService(SplitRoute(100, 0)));
+  StartGateway();
+  const testing::RawResult r =
+      testing::RawExchange(gateway_address_, "GET /ten HTTP/1.0\r\nHost: shop\r\n\r\n");
+  EXPECT_THAT(r.received, HasSubstr(" 200 ")) << r.received;
+  EXPECT_EQ(Get("/eleven").status, 200);
+  EXPECT_TRUE(Logged("\"GET /ten HTTP/1.0\" 200"));
+  EXPECT_TRUE(Logged("\"GET /eleven HTTP/1.1\" 200"));
+}
+
 // The server dies (kill -9) under load: every gateway keeps deciding from its last table, as
 // Envoy keeps its last configuration, says so, and returns to the server when it is back.
 TEST_P(GatewayTest, ServerKilledUnderLoadServesFromTheLastTable) {
@@ -803,6 +1006,31 @@ TEST_P(GatewayTest, ServerKilledUnderLoadServesFromTheLastTable) {
   EXPECT_THAT(testing::HttpGet(admin_, "/healthz"), HasSubstr("\"serving\""));
 }
 
+// A server that hangs (SIGSTOP: its connections stay open, nothing answers) is noticed by its
+// silence: /healthz says stale within a few seconds, requests are decided from the last table
+// meanwhile, and everything returns to normal when the server resumes.
+TEST_P(GatewayTest, AHungServerIsNoticedAndRequestsAreServedFromTheLastTable) {
+  StartStubs();
+  StartServer(ShopService() + VirtualService(SplitRoute(0, 100)));
+  StartGateway();
+  EXPECT_EQ(Get("/").Header("x-stub-subset"), "v2");
+  ASSERT_EQ(kill(server_.pid(), SIGSTOP), 0);
+  ASSERT_TRUE(testing::WaitForProcessState(server_.pid(), 'T'));
+  bool stale = false;
+  for (int i = 0; i < 100 && !stale; ++i) {  // 3 s of silence, at most 10 s here
+    testing::HttpResult r = Get("/");
+    EXPECT_EQ(r.status, 200) << r.body;
+    EXPECT_EQ(r.Header("x-stub-subset"), "v2");
+    stale = testing::HttpGet(admin_, "/healthz").find("\"stale\"") != std::string::npos;
+    absl::SleepFor(absl::Milliseconds(100));
+  }
+  EXPECT_TRUE(stale) << testing::HttpGet(admin_, "/healthz");
+  ASSERT_EQ(kill(server_.pid(), SIGCONT), 0);
+  WaitHealthy();
+  EXPECT_THAT(testing::HttpGet(admin_, "/healthz"), HasSubstr("\"serving\""));
+  EXPECT_EQ(Get("/").status, 200);
+}
+
 // With no table ever received (no server since start), the failure policy answers within the
 // decision deadline.
 TEST_P(GatewayTest, WithoutAnyTableTheFailurePolicyAnswersWithinTheDeadline) {
@@ -842,6 +1070,96 @@ TEST_P(GatewayTest, ANewHeaderMatchAppliesFromTheFirstRequest) {
     EXPECT_EQ(Get("/", {{header, "yes"}}).Header("x-stub-subset"), "v2") << header;
     EXPECT_EQ(Get("/").Header("x-stub-subset"), "v1");
   }
+}
+
+// A connected loopback socket to `address` (HOST:PORT), or -1.
+int ConnectTo(const std::string& address) {
+  const size_t colon = address.rfind(':');
+  int port = 0;
+  if (colon == std::string::npos || !absl::SimpleAtoi(address.substr(colon + 1), &port)) return -1;
+  const int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  inet_pton(AF_INET, address.substr(0, colon).c_str(), &addr.sin_addr);
+  if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
+    close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+// User plus system CPU time process `pid` has used so far (/proc/PID/stat), or -1.
+double CpuSeconds(pid_t pid) {
+  std::ifstream in(absl::StrCat("/proc/", pid, "/stat"));
+  const std::string stat(std::istreambuf_iterator<char>(in), {});
+  const size_t comm_end = stat.rfind(')');
+  if (comm_end == std::string::npos) return -1;
+  std::istringstream fields(stat.substr(comm_end + 2));  // from field 3, the state
+  std::string field;
+  double ticks = 0;
+  for (int i = 3; i <= 15 && fields >> field; ++i) {
+    if (i == 14 || i == 15) ticks += std::stod(field);  // utime, stime
+  }
+  return ticks / static_cast<double>(sysconf(_SC_CLK_TCK));
+}
+
+// Open descriptors of process `pid`.
+int OpenDescriptors(pid_t pid) {
+  const std::string command = absl::StrCat("ls /proc/", pid, "/fd | wc -l");
+  std::FILE* out = popen(command.c_str(), "r");
+  int n = -1;
+  if (out != nullptr && std::fscanf(out, "%d", &n) != 1) n = -1;
+  if (out != nullptr) pclose(out);
+  return n;
+}
+
+// Out of file descriptors (EMFILE), a worker backs off before it accepts again: the
+// connection waiting in the backlog keeps the listener readable, so retrying at once would
+// spin at 100% CPU for as long as the shortage lasts. Once descriptors free up, it serves.
+TEST_P(GatewayTest, OutOfFileDescriptorsTheWorkerWaitsInsteadOfSpinning) {
+  if (access("/usr/bin/prlimit", X_OK) != 0) GTEST_SKIP() << "needs prlimit (util-linux)";
+  StartStubs();
+  StartServer(ShopService() + VirtualService(SplitRoute(100, 0)));
+  constexpr int kMaxFiles = 64;
+  launcher_ = {"/usr/bin/prlimit", absl::StrCat("--nofile=", kMaxFiles, ":", kMaxFiles), "--"};
+  StartGateway();
+  ASSERT_EQ(Get("/").status, 200);
+
+  // More connections than the gateway has descriptors left: the rest wait in the backlog.
+  std::vector<int> held;
+  for (int i = 0; i < kMaxFiles + 16; ++i) {
+    const int fd = ConnectTo(gateway_address_);
+    ASSERT_GE(fd, 0) << "connection " << i;
+    held.push_back(fd);
+  }
+  const absl::Time give_up = absl::Now() + absl::Seconds(5);
+  while (OpenDescriptors(gateway_.pid()) < kMaxFiles && absl::Now() < give_up) {
+    absl::SleepFor(absl::Milliseconds(10));
+  }
+  ASSERT_GE(OpenDescriptors(gateway_.pid()), kMaxFiles) << "the gateway never ran out";
+  absl::SleepFor(absl::Milliseconds(100));
+
+  const double cpu_before = CpuSeconds(gateway_.pid());
+  const absl::Time start = absl::Now();
+  absl::SleepFor(absl::Seconds(1));
+  const double cpu = CpuSeconds(gateway_.pid()) - cpu_before;
+  const double wall = absl::ToDoubleSeconds(absl::Now() - start);
+  EXPECT_LT(cpu, 0.2 * wall) << "CPU seconds used in " << wall << "s out of descriptors";
+
+  for (int fd : held) close(fd);
+  const absl::Time retry_start = absl::Now();
+  testing::HttpResult r = Get("/");
+  EXPECT_EQ(r.status, 200) << "served again once descriptors are free";
+  EXPECT_LT(absl::Now() - retry_start, absl::Seconds(3));
+  // One line per shortage, not one per failed accept.
+  const std::string log = gateway_.Log();
+  size_t lines = 0;
+  for (size_t at = log.find("cannot accept"); at != std::string::npos;
+       at = log.find("cannot accept", at + 1)) {
+    ++lines;
+  }
+  EXPECT_EQ(lines, 1u) << log;
 }
 
 INSTANTIATE_TEST_SUITE_P(Modes, GatewayTest, ::testing::Values("server", "local"),

@@ -109,10 +109,11 @@ spec:
     for (int i = 0; i < gateways; ++i) {
       auto gateway = std::make_unique<testing::Process>();
       const std::string log = absl::StrCat(dir_.path(), "/access-", i, ".log");
-      ASSERT_TRUE(gateway->Start({SLUICE_GATEWAY_BINARY, "--listen", "127.0.0.1:0", "--decision",
-                                  grpc_, "--metrics", "127.0.0.1:0", "--access-log", log, "--name",
-                                  absl::StrCat("gw-", i), "--decisions", GetParam()},
-                                 "listening "))
+      ASSERT_TRUE(gateway->Start(
+          {SLUICE_GATEWAY_BINARY, "--listen", "127.0.0.1:0", "--decision", grpc_, "--metrics",
+           "127.0.0.1:0", "--access-log", log, "--access-log-flush-interval", "50ms", "--name",
+           absl::StrCat("gw-", i), "--decisions", GetParam()},
+          "listening "))
           << gateway->error();
       ASSERT_TRUE(testing::WaitForGatewayServing(gateway->Field("metrics"))) << gateway->Log();
       gateway_addresses_.push_back(gateway->Field("http"));
@@ -269,8 +270,16 @@ TEST_P(OutlierTest, EveryEndpointEjectedAnswersNoHealthyUpstreamWithoutHanging) 
   EXPECT_EQ(no_healthy, 9);
   EXPECT_EQ(ServerMetric("sluice_outlier_ejections_active"), 3);
   EXPECT_EQ(Received(0) + Received(1) + Received(2), 3);
-  std::ifstream in(access_logs_[0]);
-  const std::string log(std::istreambuf_iterator<char>(in), {});
+  // The gateway writes its access log every 50ms: wait for the line (at most 3s).
+  auto read_log = [&] {
+    std::ifstream in(access_logs_[0]);
+    return std::string(std::istreambuf_iterator<char>(in), {});
+  };
+  std::string log = read_log();
+  for (const absl::Time give_up = absl::Now() + absl::Seconds(3);
+       !absl::StrContains(log, "\" 503 UH ") && absl::Now() < give_up; log = read_log()) {
+    absl::SleepFor(absl::Milliseconds(10));
+  }
   EXPECT_THAT(log, HasSubstr("\" 503 UH "));
   EXPECT_THAT(Endpoints(), HasSubstr("outlier detection: 3 of 3 ejected; min health 0%"));
 }

@@ -1,5 +1,8 @@
 #include "gateway/upstream/cluster_limits.h"
 
+#include <atomic>
+#include <memory>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -102,6 +105,69 @@ TEST(ClusterLimitsTest, WorkersSharingALimitNeverHoldMoreThanIt) {
   // Racing increments may pass the limit briefly (as in Envoy), but never by more than the
   // number of racing workers.
   EXPECT_LE(peak.load(), 8u + 4u);
+}
+
+TEST(ClusterLimitsRegistryTest, ForgetsClustersNothingUsesAnyMore) {
+  ClusterLimitsRegistry registry;
+  std::shared_ptr<ClusterLimits> a = registry.Get("a");
+  std::shared_ptr<ClusterLimits> b = registry.Get("b");
+  EXPECT_EQ(registry.Get("a"), a) << "one object per cluster, shared by every worker";
+  EXPECT_EQ(registry.size(), 2u);
+  EXPECT_EQ(registry.Sweep(), 0u) << "both held";
+
+  // A pooled connection keeps its slot after the table and the request let go.
+  ClusterLimits::Ticket pooled = a->TryConnection();
+  a.reset();
+  EXPECT_EQ(registry.Sweep(), 0u);
+  EXPECT_EQ(registry.Get("a")->connections(), 1u) << "the same entry, not a fresh one";
+  pooled.Release();
+  EXPECT_EQ(registry.Sweep(), 1u);
+  EXPECT_EQ(registry.size(), 1u);
+
+  ClusterLimits::Ticket request = b->TryRequest();
+  b.reset();
+  EXPECT_EQ(registry.Sweep(), 0u) << "a request in progress";
+  request.Release();
+  EXPECT_EQ(registry.Sweep(), 1u);
+  EXPECT_EQ(registry.size(), 0u);
+  EXPECT_EQ(registry.Get("a")->connections(), 0u);
+}
+
+// Workers take and drop clusters and tickets while another thread sweeps: an entry in use
+// is never dropped (a second Get finds the same object), and the registry ends empty.
+TEST(ClusterLimitsRegistryTest, SweepsWhileWorkersUseIt) {
+  ClusterLimitsRegistry registry;
+  std::atomic<bool> done{false};
+  std::atomic<int> mismatches{0};
+  std::thread sweeper([&] {
+    while (!done.load()) registry.Sweep();
+  });
+  std::vector<std::thread> workers;
+  for (int w = 0; w < 4; ++w) {
+    workers.emplace_back([&, w] {
+      ClusterLimits::Ticket pooled;  // outlives the holder that took it
+      std::string pooled_cluster;
+      for (int i = 0; i < 5000; ++i) {
+        const std::string name = "cluster-" + std::to_string((i * 7 + w) % 5);
+        std::shared_ptr<ClusterLimits> held = registry.Get(name);
+        ClusterLimits::Ticket request = held->TryRequest();
+        if (registry.Get(name) != held) mismatches.fetch_add(1);
+        if (!pooled_cluster.empty() && registry.Get(pooled_cluster)->connections() == 0) {
+          mismatches.fetch_add(1);  // its entry was dropped under the pooled connection
+        }
+        if (i % 3 == 0) {
+          pooled = held->TryConnection();
+          pooled_cluster = name;
+        }
+      }
+    });
+  }
+  for (auto& t : workers) t.join();
+  done.store(true);
+  sweeper.join();
+  EXPECT_EQ(mismatches.load(), 0);
+  registry.Sweep();
+  EXPECT_EQ(registry.size(), 0u);
 }
 
 }  // namespace

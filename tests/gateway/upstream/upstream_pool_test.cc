@@ -119,6 +119,31 @@ TEST_F(UpstreamPoolTest, CloseOneIdleFreesASlotOfThatClusterOnly) {
   EXPECT_EQ(limits_.connections(), 0u);
 }
 
+// Endpoints come and go with the configuration: an endpoint left without idle connections
+// leaves nothing behind in the pool, whichever way its last one went.
+TEST_F(UpstreamPoolTest, EndpointsWithoutIdleConnectionsAreForgotten) {
+  pool_.Release(Connect("a"), 0, t0_);
+  pool_.Release(Connect("b"), 0, t0_);
+  EXPECT_EQ(pool_.idle_endpoints(), 2u);
+  EXPECT_NE(pool_.TakeIdle("a-endpoint", absl::ZeroDuration(), t0_), nullptr);  // taken
+  EXPECT_EQ(pool_.idle_endpoints(), 1u);
+  EXPECT_TRUE(pool_.CloseOneIdle("b"));  // closed to make room
+  EXPECT_EQ(pool_.idle_endpoints(), 0u);
+
+  auto stale = Connect("c");
+  stale->idle_timeout = absl::Seconds(1);
+  pool_.Release(std::move(stale), 0, t0_);
+  EXPECT_EQ(pool_.CloseIdle(t0_ + absl::Seconds(1)), 1u);  // swept past its idle timeout
+  EXPECT_EQ(pool_.idle_endpoints(), 0u);
+
+  pool_.Release(Connect("d"), 0, t0_);
+  EXPECT_EQ(pool_.TakeIdle("d-endpoint", absl::Seconds(1), t0_ + absl::Seconds(2)), nullptr);
+  EXPECT_EQ(pool_.idle_endpoints(), 0u) << "dropped as stale when asked for";
+  EXPECT_EQ(pool_.TakeIdle("never-seen", absl::ZeroDuration(), t0_), nullptr);
+  EXPECT_EQ(pool_.idle_endpoints(), 0u);
+  EXPECT_EQ(limits_.connections(), 0u);
+}
+
 TEST_F(UpstreamPoolTest, AReleaseWakesAWaiterOfTheSameCluster) {
   absl::Time woke = absl::InfiniteFuture();
   const absl::Time start = absl::Now();
