@@ -154,7 +154,8 @@ const std::vector<Program>& Programs() {
        absl::Seconds(30),
        {"--listen", "--decision", "--metrics", "--workers", "--decision-failure", "--access-log",
         "--decision-deadline", "--max-request-headers", "--max-request-body", "--retry-buffer",
-        "--request-header-timeout", "--idle-timeout", "--drain-timeout", "--name"}},
+        "--request-header-timeout", "--idle-timeout", "--drain-timeout", "--name", "--decisions",
+        "--max-table-age", "--access-log-flush-interval", "--shadow-host-suffix"}},
   };
   return *programs;
 }
