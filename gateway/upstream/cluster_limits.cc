@@ -32,18 +32,22 @@ bool ClusterLimits::Unused() const {
          pending_.load(std::memory_order_acquire) == 0;
 }
 
-ClusterLimits::Admission ClusterLimits::Admit(bool idle_available, Ticket* connection,
-                                              Ticket* pending) {
+ClusterLimits::Admission ClusterLimits::Admit(bool idle_available, bool host_has_connection,
+                                              Ticket* connection, Ticket* pending) {
   if (idle_available) return Admission::kUseIdle;
+  if (!*pending) {
+    *pending = TryPending();
+    if (!*pending) return Admission::kOverflow;
+  }
   if (Ticket c = TryConnection()) {
     *connection = std::move(c);
     return Admission::kOpenNew;
   }
-  if (Ticket p = TryPending()) {
-    *pending = std::move(p);
-    return Admission::kQueue;
+  if (!host_has_connection) {
+    *connection = ForceConnection();
+    return Admission::kOpenNew;
   }
-  return Admission::kOverflow;
+  return Admission::kQueue;
 }
 
 std::shared_ptr<ClusterLimits> ClusterLimitsRegistry::Get(const std::string& cluster_name) {

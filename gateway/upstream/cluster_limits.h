@@ -78,13 +78,28 @@ class ClusterLimits {
   // maxConnections: one per open upstream connection. A refusal does not fail the request;
   // it waits as pending (Envoy counts upstream_cx_overflow).
   Ticket TryConnection() { return TryAcquire(connections_, max_connections_, cx_overflow_); }
+  // A connection opened past maxConnections (a host's pool with none, see Admit): counted all
+  // the same, as Envoy counts every connection it opens, so that the limit still binds the
+  // cluster's other connections while it is open.
+  Ticket ForceConnection() {
+    connections_.fetch_add(1, std::memory_order_relaxed);
+    return Ticket(&connections_);
+  }
   // http1MaxPendingRequests: one per request waiting for a connection.
   Ticket TryPending() { return TryAcquire(pending_, max_pending_, pending_overflow_); }
 
-  // Envoy's HTTP/1.1 pool: reuse an idle connection, else open one if maxConnections allows,
-  // else queue if http1MaxPendingRequests allows, else overflow. On kOpenNew the connection
-  // ticket is returned in `*connection`, on kQueue the pending ticket in `*pending`.
-  Admission Admit(bool idle_available, Ticket* connection, Ticket* pending);
+  // Envoy's HTTP/1.1 pool (conn_pool_base.cc, newStream and tryCreateNewConnection): reuse an
+  // idle connection; else the request becomes pending if http1MaxPendingRequests allows (else
+  // overflow: the cluster's pending limit binds before any connection opens, whichever host
+  // was chosen); a pending request then opens a connection if maxConnections allows, or
+  // past it when `host_has_connection` is false (the worker's pool for the chosen host has
+  // none: Envoy opens one so that a pending request always has a connection to wait for);
+  // else it stays queued. A request asking again while queued passes its pending ticket back
+  // in `*pending`. On kOpenNew the connection ticket is in `*connection` and the pending one
+  // stays in `*pending` until the connection is up (Envoy's request is pending while its
+  // connection connects); on kQueue the pending ticket is in `*pending`.
+  Admission Admit(bool idle_available, bool host_has_connection, Ticket* connection,
+                  Ticket* pending);
 
   uint32_t requests() const { return requests_.load(std::memory_order_relaxed); }
   uint32_t retries() const { return retries_.load(std::memory_order_relaxed); }

@@ -16,10 +16,11 @@ bool PeerClosedOrDirty(net::tcp::socket& socket) {
   return errno != EAGAIN && errno != EWOULDBLOCK;
 }
 
-std::unique_ptr<UpstreamConnection> UpstreamPool::TakeIdle(const std::string& endpoint,
+std::unique_ptr<UpstreamConnection> UpstreamPool::TakeIdle(const std::string& pool,
+                                                           const std::string& endpoint,
                                                            absl::Duration idle_timeout,
                                                            absl::Time now) {
-  auto it = idle_.find(endpoint);
+  auto it = idle_.find(Key(pool, endpoint));
   if (it == idle_.end()) return nullptr;
   auto& stack = it->second;
   std::unique_ptr<UpstreamConnection> found;
@@ -37,21 +38,22 @@ std::unique_ptr<UpstreamConnection> UpstreamPool::TakeIdle(const std::string& en
   return found;
 }
 
-bool UpstreamPool::HasIdle(const std::string& endpoint) const {
-  auto it = idle_.find(endpoint);
+bool UpstreamPool::HasIdle(const std::string& pool, const std::string& endpoint) const {
+  auto it = idle_.find(Key(pool, endpoint));
   return it != idle_.end() && !it->second.empty();
 }
 
 void UpstreamPool::Release(std::unique_ptr<UpstreamConnection> connection,
                            uint32_t max_requests_per_connection, absl::Time now) {
-  if (max_requests_per_connection != 0 && connection->requests >= max_requests_per_connection) {
+  if ((max_requests_per_connection != 0 && connection->requests >= max_requests_per_connection) ||
+      !Live(connection->pool)) {
     Discard(std::move(connection));
     return;
   }
   connection->idle_since = now;
   connection->stream.expires_never();
   const std::string cluster = connection->cluster;
-  idle_[connection->endpoint].push_back(std::move(connection));
+  idle_[Key(connection->pool, connection->endpoint)].push_back(std::move(connection));
   Wake(cluster);
 }
 
@@ -60,7 +62,8 @@ void UpstreamPool::Discard(std::unique_ptr<UpstreamConnection> connection) {
   connection->stream.socket().shutdown(net::tcp::socket::shutdown_both, ec);
   connection->stream.close();
   connection->ticket.Release();
-  if (auto it = open_.find(connection->endpoint); it != open_.end() && --it->second == 0) {
+  if (auto it = open_.find(Key(connection->pool, connection->endpoint));
+      it != open_.end() && --it->second == 0) {
     open_.erase(it);
   }
   Wake(connection->cluster);
@@ -101,8 +104,8 @@ void UpstreamPool::Wake(const std::string& cluster) {
   }
 }
 
-uint32_t UpstreamPool::OpenCount(const std::string& endpoint) const {
-  auto it = open_.find(endpoint);
+uint32_t UpstreamPool::OpenCount(const std::string& pool, const std::string& endpoint) const {
+  auto it = open_.find(Key(pool, endpoint));
   return it == open_.end() ? 0 : it->second;
 }
 
@@ -114,7 +117,8 @@ size_t UpstreamPool::CloseIdle(absl::Time now) {
       UpstreamConnection& c = **it;
       const bool expired =
           c.idle_timeout > absl::ZeroDuration() && now - c.idle_since >= c.idle_timeout;
-      if (!expired && c.buffer.size() == 0 && !PeerClosedOrDirty(c.stream.socket())) {
+      if (!expired && Live(c.pool) && c.buffer.size() == 0 &&
+          !PeerClosedOrDirty(c.stream.socket())) {
         ++it;
         continue;
       }
@@ -128,6 +132,24 @@ size_t UpstreamPool::CloseIdle(absl::Time now) {
     } else {
       ++entry;
     }
+  }
+  return closed;
+}
+
+size_t UpstreamPool::SetLivePools(absl::flat_hash_set<std::string> live) {
+  live_ = std::move(live);
+  size_t closed = 0;
+  for (auto entry = idle_.begin(); entry != idle_.end();) {
+    auto& stack = entry->second;
+    // One pool per entry: all of its connections go, or none.
+    if (stack.empty() || Live(stack.front()->pool)) {
+      ++entry;
+      continue;
+    }
+    auto gone = std::move(stack);
+    idle_.erase(entry++);
+    for (auto& c : gone) Discard(std::move(c));
+    closed += gone.size();
   }
   return closed;
 }

@@ -2,10 +2,12 @@
 
 #include <list>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/time/time.h"
 #include "gateway/http/beast.h"
 #include "gateway/upstream/cluster_limits.h"
@@ -19,7 +21,8 @@ struct UpstreamConnection {
   net::beast::tcp_stream stream;
   net::beast::flat_buffer buffer;
   std::string cluster;   // the cluster whose slot `ticket` is
-  std::string endpoint;  // "address:port", the pool key
+  std::string pool;      // its cluster's pool: the name and the generation of its settings
+  std::string endpoint;  // "address:port"
   uint32_t requests = 0;
   absl::Time idle_since;
   // Its cluster's idleTimeout as of its last request (zero: none): past it, an idle
@@ -28,21 +31,25 @@ struct UpstreamConnection {
   ClusterLimits::Ticket ticket;
 };
 
-// A worker's keep-alive connections, by endpoint. Single-threaded: used only from the
-// worker's io_context. Connections go back only after a complete exchange that allows
+// A worker's keep-alive connections, by cluster pool and endpoint. As in Envoy, which keeps a
+// pool per cluster and host and drains a cluster's pools when the cluster changes, a
+// connection opened for one cluster never carries another cluster's request, nor one of the
+// same cluster once its pool settings changed (a new generation: a new pool), so each
+// cluster's limits count every connection its requests use. Single-threaded: used only from
+// the worker's io_context. Connections go back only after a complete exchange that allows
 // keep-alive; everything else is discarded by the caller (see style-and-stack B5).
 class UpstreamPool {
  public:
   explicit UpstreamPool(net::asio::io_context& io) : io_(io) {}
 
-  // Most recently used idle connection to `endpoint` that is still open and has been idle
-  // for less than `idle_timeout` (zero: no limit); stale ones are closed on the way.
-  std::unique_ptr<UpstreamConnection> TakeIdle(const std::string& endpoint,
+  // Most recently used idle connection of `pool` to `endpoint` that is still open and has
+  // been idle for less than `idle_timeout` (zero: no limit); stale ones are closed on the way.
+  std::unique_ptr<UpstreamConnection> TakeIdle(const std::string& pool, const std::string& endpoint,
                                                absl::Duration idle_timeout, absl::Time now);
-  bool HasIdle(const std::string& endpoint) const;
+  bool HasIdle(const std::string& pool, const std::string& endpoint) const;
 
   // Keeps `connection` for reuse unless it has served `max_requests_per_connection` (zero:
-  // unlimited), in which case it is closed.
+  // unlimited) or its pool is no longer live (see SetLivePools), in which case it is closed.
   void Release(std::unique_ptr<UpstreamConnection> connection, uint32_t max_requests_per_connection,
                absl::Time now);
   // Closes it: its maxConnections slot frees, and a request of its cluster waiting for a
@@ -56,11 +63,19 @@ class UpstreamPool {
   // by other workers are not signalled; the poll catches them).
   net::asio::awaitable<void> WaitForRelease(const std::string& cluster, absl::Duration poll);
 
-  // Connections to `endpoint` this worker has open (idle or busy). Envoy opens a connection
-  // past maxConnections when its pool for a host has none, so that a request queued there
-  // is never left without a connection to wait for.
-  uint32_t OpenCount(const std::string& endpoint) const;
-  void NoteOpened(const std::string& endpoint) { ++open_[endpoint]; }
+  // Connections of `pool` to `endpoint` this worker has open (idle or busy). Envoy opens a
+  // connection past maxConnections when its pool for a host has none, so that a request
+  // queued there is never left without a connection to wait for.
+  uint32_t OpenCount(const std::string& pool, const std::string& endpoint) const;
+  void NoteOpened(const std::string& pool, const std::string& endpoint) {
+    ++open_[Key(pool, endpoint)];
+  }
+
+  // The pools of the current configuration (until the first call: every pool is live).
+  // Idle connections of other pools (clusters gone, or whose settings changed) close now;
+  // busy ones close when released, as Envoy drains a cluster's old pool. Returns how many
+  // closed now.
+  size_t SetLivePools(absl::flat_hash_set<std::string> live);
 
   // Closes the idle connections that have been idle for their idle timeout, or that the
   // upstream closed or wrote to unasked; returns how many. The worker runs it every second,
@@ -68,14 +83,20 @@ class UpstreamPool {
   size_t CloseIdle(absl::Time now);
 
   size_t idle_count() const;
-  // Endpoints with idle connections (the keys of the idle map: none is kept empty).
+  // Pool and endpoint pairs with idle connections (the keys of the idle map: none is kept
+  // empty).
   size_t idle_endpoints() const { return idle_.size(); }
   void CloseAll();
 
  private:
+  static std::string Key(const std::string& pool, const std::string& endpoint) {
+    return pool + '\n' + endpoint;
+  }
+  bool Live(const std::string& pool) const { return !live_.has_value() || live_->contains(pool); }
   void Wake(const std::string& cluster);
 
   net::asio::io_context& io_;
+  // By Key(pool, endpoint), most recently released last.
   absl::flat_hash_map<std::string, std::vector<std::unique_ptr<UpstreamConnection>>> idle_;
   struct Waiter {
     std::string cluster;
@@ -83,7 +104,8 @@ class UpstreamPool {
     bool woken = false;
   };
   std::list<Waiter> waiters_;
-  absl::flat_hash_map<std::string, uint32_t> open_;
+  absl::flat_hash_map<std::string, uint32_t> open_;  // by Key(pool, endpoint)
+  std::optional<absl::flat_hash_set<std::string>> live_;
 };
 
 // True when the peer closed the connection or sent bytes nobody asked for: a pooled

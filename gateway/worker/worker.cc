@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "gateway/worker/session.h"
 #include "lib/common/log.h"
@@ -11,6 +12,13 @@ namespace sluice::gateway {
 
 namespace asio = net::asio;
 using net::tcp;
+
+std::string PoolKey(const v1::ClusterInfo& cluster) {
+  // The settings themselves (a few bytes) are the generation: equal settings share a pool
+  // across table versions, so an unrelated change closes no connection.
+  return absl::StrCat(cluster.name(), "#",
+                      absl::BytesToHexString(cluster.pool().SerializeAsString()));
+}
 
 Worker::Worker(int index, GatewayContext& context, std::shared_ptr<grpc::Channel> channel)
     : index_(index), context_(context) {
@@ -101,6 +109,7 @@ void Worker::WatchDecisionState() {
 }
 
 void Worker::ReapIdleConnections() {
+  DrainOldPools();
   pool_.CloseIdle(absl::Now());
   // Circuit breakers of clusters no table, request or connection uses any more.
   if (index_ == 0) context_.limits.Sweep();
@@ -114,6 +123,7 @@ const TableView& Worker::View(const std::shared_ptr<const v1::RouteTable>& table
   if (view_.table != table) {
     view_.table = table;
     view_.limits.assign(table->clusters_size(), nullptr);
+    view_.pools.assign(table->clusters_size(), std::string());
     for (const v1::ClusterInfo& cluster : table->clusters()) {
       std::shared_ptr<ClusterLimits> limits = context_.limits.Get(cluster.name());
       PoolLimits pool;
@@ -122,10 +132,23 @@ const TableView& Worker::View(const std::shared_ptr<const v1::RouteTable>& table
       pool.max_requests = cluster.pool().max_requests();
       pool.max_retries = cluster.pool().max_retries();
       limits->Update(pool);
-      if (cluster.id() < view_.limits.size()) view_.limits[cluster.id()] = std::move(limits);
+      if (cluster.id() < view_.limits.size()) {
+        view_.limits[cluster.id()] = std::move(limits);
+        view_.pools[cluster.id()] = PoolKey(cluster);
+      }
     }
   }
+  DrainOldPools();
   return view_;
+}
+
+void Worker::DrainOldPools() {
+  const std::shared_ptr<const v1::RouteTable>& latest = decisions_->latest_table();
+  if (latest == nullptr || latest == pools_table_) return;
+  pools_table_ = latest;
+  absl::flat_hash_set<std::string> live = {kFallbackCluster};
+  for (const v1::ClusterInfo& cluster : latest->clusters()) live.insert(PoolKey(cluster));
+  pool_.SetLivePools(std::move(live));
 }
 
 void Worker::Register(Session* session) {

@@ -3,6 +3,7 @@
 #include <atomic>
 #include <memory>
 #include <optional>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -17,11 +18,20 @@ namespace sluice::gateway {
 
 class Session;
 
-// A route table with the worker's view of it: each cluster's shared circuit breakers, by
-// cluster id (held, so the registry keeps them while a table refers to them).
+// The cluster (and connection pool) of requests forwarded by the decision-failure fallback.
+inline constexpr char kFallbackCluster[] = "fallback";
+
+// The key of a cluster's connection pool in the worker's UpstreamPool: its name and a
+// generation that changes when its pool settings change (Envoy builds a new cluster, with new
+// pools, when a cluster's settings change, and drains the old one).
+std::string PoolKey(const v1::ClusterInfo& cluster);
+
+// A route table with the worker's view of it, by cluster id: each cluster's shared circuit
+// breakers (held, so the registry keeps them while a table refers to them) and pool key.
 struct TableView {
   std::shared_ptr<const v1::RouteTable> table;
   std::vector<std::shared_ptr<ClusterLimits>> limits;
+  std::vector<std::string> pools;
 };
 
 // What a worker's decision table looks like from outside its thread (health, metrics).
@@ -70,6 +80,9 @@ class Worker {
   void WatchDecisionState();
   // Every second: closes pooled connections past their idle timeout or closed upstream.
   void ReapIdleConnections();
+  // Once the decision client has a newer table: the pools of clusters it no longer has (or
+  // whose pool settings changed) are drained (UpstreamPool::SetLivePools).
+  void DrainOldPools();
 
   const int index_;
   GatewayContext& context_;
@@ -79,6 +92,7 @@ class Worker {
   UpstreamPool pool_{io_};
   absl::BitGen rng_;
   TableView view_;
+  std::shared_ptr<const v1::RouteTable> pools_table_;  // the table DrainOldPools last saw
   absl::flat_hash_set<Session*> sessions_;
   std::atomic<size_t> session_count_{0};
   std::atomic<DecisionClient::State> decision_state_{DecisionClient::State::kConnecting};

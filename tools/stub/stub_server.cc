@@ -15,14 +15,20 @@
 //   reset=after        send headers and part of the body, then close
 //   hang=DURATION      accept the request and say nothing for that long, then close
 //   body=N             answer with N bytes of body
+// A client that closes its connection during a delay or a hang ends it: the stub closes its
+// side within 10ms (so open_connections shows when a proxy gives up on a request), and the
+// request counts with status 0.
 // Instance: --error-rate F answers 503 to that share of requests; --latency adds a delay.
-// Control:  GET /stub/stats (counts and open connections as JSON), POST /stub/reset,
+// Control:  GET /stub/stats (counts, and open connections as JSON: those that have received a
+//           counted request, from its arrival to their close), POST /stub/reset,
 //           POST /stub/config?error-rate=F&latency=D (not counted).
 
 #include <signal.h>
+#include <sys/socket.h>
 
 #include <algorithm>
 #include <atomic>
+#include <cerrno>
 #include <cstdio>
 #include <iostream>
 #include <map>
@@ -36,6 +42,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "gateway/http/beast.h"
 #include "lib/common/signals.h"
@@ -132,12 +139,29 @@ absl::Duration ParseDurationOr(const std::string& text, absl::Duration fallback)
   return !text.empty() && absl::ParseDuration(text, &d) ? d : fallback;
 }
 
-asio::awaitable<void> Sleep(absl::Duration d) {
-  if (d <= absl::ZeroDuration()) co_return;
+// Whether the client closed (or reset) the connection; bytes it sent do not count.
+bool PeerClosed(tcp::socket& socket) {
+  char byte;
+  const ssize_t n = ::recv(socket.native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+  if (n >= 0) return n == 0;
+  return errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR;
+}
+
+// Waits `d`, looking every 10ms whether the client closed the connection meanwhile; false
+// if it did.
+asio::awaitable<bool> SleepUnlessClosed(tcp::socket& socket, absl::Duration d) {
+  constexpr absl::Duration kLook = absl::Milliseconds(10);
+  if (d <= absl::ZeroDuration()) co_return true;
+  const absl::Time until = absl::Now() + d;
   asio::steady_timer timer(co_await asio::this_coro::executor);
-  timer.expires_after(absl::ToChronoMilliseconds(d));
-  boost::system::error_code ec;
-  co_await timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+  for (;;) {
+    if (PeerClosed(socket)) co_return false;
+    const absl::Duration left = until - absl::Now();
+    if (left <= absl::ZeroDuration()) co_return true;
+    timer.expires_after(absl::ToChronoMicroseconds(std::min(left, kLook)));
+    boost::system::error_code ec;
+    co_await timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+  }
 }
 
 // The status for this attempt: "503,200" answers by x-envoy-attempt-count (1-based).
@@ -195,22 +219,26 @@ asio::awaitable<void> Session(tcp::socket socket, State& state) {
       continue;
     }
 
-    co_await Sleep(absl::Milliseconds(state.latency_ms()) +
-                   ParseDurationOr(Control(req, "delay"), absl::ZeroDuration()));
-    const std::string reset = Control(req, "reset");
-    const absl::Duration hang = ParseDurationOr(Control(req, "hang"), absl::ZeroDuration());
-    unsigned status = PickStatus(Control(req, "status"), req);
-    if (state.DrawError()) status = 503;
     if (!counted_connection) {
       counted_connection = true;
       state.ConnectionOpened();
     }
+    if (!co_await SleepUnlessClosed(
+            stream.socket(), absl::Milliseconds(state.latency_ms()) +
+                                 ParseDurationOr(Control(req, "delay"), absl::ZeroDuration()))) {
+      state.Count(0);
+      break;  // the client gave up waiting
+    }
+    const std::string reset = Control(req, "reset");
+    const absl::Duration hang = ParseDurationOr(Control(req, "hang"), absl::ZeroDuration());
+    unsigned status = PickStatus(Control(req, "status"), req);
+    if (state.DrawError()) status = 503;
     const uint64_t count =
         state.Count(reset == "before" || hang > absl::ZeroDuration() ? 0 : status);
 
     if (reset == "before") break;  // close without a byte of answer
     if (hang > absl::ZeroDuration()) {
-      co_await Sleep(hang);
+      co_await SleepUnlessClosed(stream.socket(), hang);
       break;
     }
     res.result(status);

@@ -27,17 +27,61 @@ PoolLimits Limits(uint32_t connections, uint32_t pending, uint32_t requests = 0,
 TEST(ClusterLimitsTest, OneConnectionOnePendingThenOverflow) {
   ClusterLimits limits(Limits(1, 1));
   ClusterLimits::Ticket c1, p1, c2, p2, c3, p3;
-  EXPECT_EQ(limits.Admit(false, &c1, &p1), Admission::kOpenNew);
+  EXPECT_EQ(limits.Admit(false, false, &c1, &p1), Admission::kOpenNew);
   EXPECT_TRUE(c1);
-  EXPECT_EQ(limits.Admit(false, &c2, &p2), Admission::kQueue);
+  EXPECT_TRUE(p1) << "pending while its connection connects, as in Envoy";
+  p1.Release();  // connected
+  EXPECT_EQ(limits.Admit(false, true, &c2, &p2), Admission::kQueue);
   EXPECT_TRUE(p2);
-  EXPECT_EQ(limits.Admit(false, &c3, &p3), Admission::kOverflow);
-  EXPECT_EQ(limits.cx_overflow(), 2u);
+  EXPECT_FALSE(c2);
+  EXPECT_EQ(limits.Admit(false, true, &c3, &p3), Admission::kOverflow);
+  EXPECT_EQ(limits.cx_overflow(), 1u);
   EXPECT_EQ(limits.pending_overflow(), 1u);
   // The pending request gets its turn once the connection is free.
   p2.Release();
   EXPECT_EQ(limits.pending(), 0u);
-  EXPECT_EQ(limits.Admit(true, &c3, &p3), Admission::kUseIdle);
+  EXPECT_EQ(limits.Admit(true, true, &c3, &p3), Admission::kUseIdle);
+}
+
+// Envoy checks the cluster's pending limit before it opens any connection: a request for a
+// host the worker has no connection to is pending like any other, so a full queue refuses it
+// even though its host's pool would have opened a connection past maxConnections.
+TEST(ClusterLimitsTest, PendingLimitBindsBeforeAHostWithoutAConnectionOpensOne) {
+  ClusterLimits limits(Limits(1, 1));
+  ClusterLimits::Ticket c1, p1, c2, p2, c3, p3;
+  ASSERT_EQ(limits.Admit(false, false, &c1, &p1), Admission::kOpenNew);
+  p1.Release();
+  ASSERT_EQ(limits.Admit(false, true, &c2, &p2), Admission::kQueue);  // behind c1's host
+  EXPECT_EQ(limits.Admit(false, false, &c3, &p3), Admission::kOverflow) << "another host";
+  EXPECT_FALSE(c3);
+  EXPECT_EQ(limits.connections(), 1u);
+
+  // With the queue free, a host without a connection opens one past maxConnections, and it
+  // counts: the cluster's limit keeps binding its other connections.
+  p2.Release();
+  ASSERT_EQ(limits.Admit(false, false, &c3, &p3), Admission::kOpenNew);
+  EXPECT_TRUE(c3);
+  EXPECT_EQ(limits.connections(), 2u);
+  p3.Release();
+  c1.Release();
+  EXPECT_FALSE(limits.TryConnection()) << "the forced connection still holds the only slot";
+  c3.Release();
+  EXPECT_EQ(limits.connections(), 0u);
+}
+
+// A queued request asking again keeps its pending ticket and does not count twice.
+TEST(ClusterLimitsTest, AQueuedRequestAsksAgainWithItsPendingTicket) {
+  ClusterLimits limits(Limits(1, 1));
+  ClusterLimits::Ticket c1, p1, c2, p2;
+  ASSERT_EQ(limits.Admit(false, false, &c1, &p1), Admission::kOpenNew);
+  p1.Release();
+  ASSERT_EQ(limits.Admit(false, true, &c2, &p2), Admission::kQueue);
+  EXPECT_EQ(limits.Admit(false, true, &c2, &p2), Admission::kQueue);
+  EXPECT_EQ(limits.pending(), 1u);
+  c1.Release();
+  EXPECT_EQ(limits.Admit(false, true, &c2, &p2), Admission::kOpenNew);
+  EXPECT_TRUE(c2);
+  EXPECT_EQ(limits.pending_overflow(), 0u);
 }
 
 TEST(ClusterLimitsTest, TicketsReleaseOnDestruction) {

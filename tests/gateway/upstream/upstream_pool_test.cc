@@ -17,11 +17,14 @@ class UpstreamPoolTest : public ::testing::Test {
   UpstreamPoolTest() : acceptor_(io_, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0)) {}
 
   // A connected pair: the pool's side, and the upstream's side (kept to close it at will).
-  std::unique_ptr<UpstreamConnection> Connect(const std::string& cluster = "c") {
+  // Its pool is the cluster's generation `generation`.
+  std::unique_ptr<UpstreamConnection> Connect(const std::string& cluster = "c",
+                                              const std::string& generation = "1") {
     auto c = std::make_unique<UpstreamConnection>(io_.get_executor());
     c->stream.socket().connect(acceptor_.local_endpoint());
     peers_.push_back(acceptor_.accept());
     c->cluster = cluster;
+    c->pool = cluster + "#" + generation;
     c->endpoint = cluster + "-endpoint";
     c->ticket = limits_.TryConnection();
     return c;
@@ -30,7 +33,7 @@ class UpstreamPoolTest : public ::testing::Test {
   asio::io_context io_;
   tcp::acceptor acceptor_;
   std::vector<tcp::socket> peers_;
-  ClusterLimits limits_{PoolLimits{.max_connections = 2}};
+  ClusterLimits limits_{PoolLimits{.max_connections = 8}};
   UpstreamPool pool_{io_};
   const absl::Time t0_ = absl::FromUnixSeconds(1000);
 };
@@ -42,17 +45,17 @@ TEST_F(UpstreamPoolTest, ReusesMostRecentlyReleased) {
   pool_.Release(std::move(a), 0, t0_);
   pool_.Release(std::move(b), 0, t0_);
   EXPECT_EQ(pool_.idle_count(), 2u);
-  EXPECT_EQ(pool_.TakeIdle("c-endpoint", absl::ZeroDuration(), t0_).get(), second);
+  EXPECT_EQ(pool_.TakeIdle("c#1", "c-endpoint", absl::ZeroDuration(), t0_).get(), second);
   EXPECT_EQ(pool_.idle_count(), 1u);
-  EXPECT_EQ(pool_.TakeIdle("other", absl::ZeroDuration(), t0_), nullptr);
+  EXPECT_EQ(pool_.TakeIdle("c#1", "other", absl::ZeroDuration(), t0_), nullptr);
 }
 
 TEST_F(UpstreamPoolTest, DropsConnectionsIdlePastTheTimeoutAndFreesTheirSlot) {
   pool_.Release(Connect(), 0, t0_);
   EXPECT_EQ(limits_.connections(), 1u);
-  EXPECT_NE(pool_.TakeIdle("c-endpoint", absl::Seconds(5), t0_ + absl::Seconds(4)), nullptr);
+  EXPECT_NE(pool_.TakeIdle("c#1", "c-endpoint", absl::Seconds(5), t0_ + absl::Seconds(4)), nullptr);
   pool_.Release(Connect(), 0, t0_);
-  EXPECT_EQ(pool_.TakeIdle("c-endpoint", absl::Seconds(5), t0_ + absl::Seconds(5)), nullptr);
+  EXPECT_EQ(pool_.TakeIdle("c#1", "c-endpoint", absl::Seconds(5), t0_ + absl::Seconds(5)), nullptr);
   EXPECT_EQ(pool_.idle_count(), 0u);
 }
 
@@ -88,7 +91,7 @@ TEST_F(UpstreamPoolTest, DropsConnectionsTheUpstreamClosed) {
   pool_.Release(Connect(), 0, t0_);
   peers_.back().close();
   absl::SleepFor(absl::Milliseconds(20));  // the FIN needs a moment, even on loopback
-  EXPECT_EQ(pool_.TakeIdle("c-endpoint", absl::ZeroDuration(), t0_), nullptr);
+  EXPECT_EQ(pool_.TakeIdle("c#1", "c-endpoint", absl::ZeroDuration(), t0_), nullptr);
   EXPECT_EQ(limits_.connections(), 0u);
 }
 
@@ -96,7 +99,7 @@ TEST_F(UpstreamPoolTest, DropsConnectionsWithUnsolicitedBytes) {
   pool_.Release(Connect(), 0, t0_);
   asio::write(peers_.back(), asio::buffer("HTTP/1.1 200 OK\r\n", 17));
   absl::SleepFor(absl::Milliseconds(20));
-  EXPECT_EQ(pool_.TakeIdle("c-endpoint", absl::ZeroDuration(), t0_), nullptr);
+  EXPECT_EQ(pool_.TakeIdle("c#1", "c-endpoint", absl::ZeroDuration(), t0_), nullptr);
 }
 
 TEST_F(UpstreamPoolTest, ClosesConnectionsThatServedMaxRequests) {
@@ -125,7 +128,7 @@ TEST_F(UpstreamPoolTest, EndpointsWithoutIdleConnectionsAreForgotten) {
   pool_.Release(Connect("a"), 0, t0_);
   pool_.Release(Connect("b"), 0, t0_);
   EXPECT_EQ(pool_.idle_endpoints(), 2u);
-  EXPECT_NE(pool_.TakeIdle("a-endpoint", absl::ZeroDuration(), t0_), nullptr);  // taken
+  EXPECT_NE(pool_.TakeIdle("a#1", "a-endpoint", absl::ZeroDuration(), t0_), nullptr);  // taken
   EXPECT_EQ(pool_.idle_endpoints(), 1u);
   EXPECT_TRUE(pool_.CloseOneIdle("b"));  // closed to make room
   EXPECT_EQ(pool_.idle_endpoints(), 0u);
@@ -137,11 +140,55 @@ TEST_F(UpstreamPoolTest, EndpointsWithoutIdleConnectionsAreForgotten) {
   EXPECT_EQ(pool_.idle_endpoints(), 0u);
 
   pool_.Release(Connect("d"), 0, t0_);
-  EXPECT_EQ(pool_.TakeIdle("d-endpoint", absl::Seconds(1), t0_ + absl::Seconds(2)), nullptr);
+  EXPECT_EQ(pool_.TakeIdle("d#1", "d-endpoint", absl::Seconds(1), t0_ + absl::Seconds(2)), nullptr);
   EXPECT_EQ(pool_.idle_endpoints(), 0u) << "dropped as stale when asked for";
-  EXPECT_EQ(pool_.TakeIdle("never-seen", absl::ZeroDuration(), t0_), nullptr);
+  EXPECT_EQ(pool_.TakeIdle("d#1", "never-seen", absl::ZeroDuration(), t0_), nullptr);
   EXPECT_EQ(pool_.idle_endpoints(), 0u);
   EXPECT_EQ(limits_.connections(), 0u);
+}
+
+// Envoy keeps a pool per cluster: a connection kept alive for one cluster (or for one
+// generation of a cluster's pool settings) never carries another's request, although it goes
+// to the same endpoint.
+TEST_F(UpstreamPoolTest, ConnectionsOfOnePoolAreNotHandedToAnother) {
+  auto a = Connect("a");
+  a->endpoint = "shared:80";
+  pool_.Release(std::move(a), 0, t0_);
+  EXPECT_FALSE(pool_.HasIdle("b#1", "shared:80"));
+  EXPECT_EQ(pool_.TakeIdle("b#1", "shared:80", absl::ZeroDuration(), t0_), nullptr);
+  EXPECT_EQ(pool_.TakeIdle("a#2", "shared:80", absl::ZeroDuration(), t0_), nullptr);
+  EXPECT_EQ(pool_.idle_count(), 1u) << "left in its own pool";
+  EXPECT_TRUE(pool_.HasIdle("a#1", "shared:80"));
+  EXPECT_NE(pool_.TakeIdle("a#1", "shared:80", absl::ZeroDuration(), t0_), nullptr);
+}
+
+TEST_F(UpstreamPoolTest, OpenCountIsPerPoolAndEndpoint) {
+  auto a = Connect("a");
+  pool_.NoteOpened(a->pool, a->endpoint);
+  EXPECT_EQ(pool_.OpenCount("a#1", "a-endpoint"), 1u);
+  EXPECT_EQ(pool_.OpenCount("a#2", "a-endpoint"), 0u) << "a new generation's pool has none";
+  pool_.Discard(std::move(a));
+  EXPECT_EQ(pool_.OpenCount("a#1", "a-endpoint"), 0u);
+}
+
+// A configuration change drains the pools it leaves behind: their idle connections close at
+// once (freeing their maxConnections slots), busy ones when they come back.
+TEST_F(UpstreamPoolTest, PoolsNoLongerLiveAreDrained) {
+  pool_.Release(Connect("a", "1"), 0, t0_);
+  pool_.Release(Connect("b", "1"), 0, t0_);
+  auto busy = Connect("a", "1");
+  EXPECT_EQ(limits_.connections(), 3u);
+  EXPECT_EQ(pool_.SetLivePools({"a#2", "b#1"}), 1u) << "a's old generation";
+  EXPECT_EQ(pool_.idle_count(), 1u);
+  EXPECT_TRUE(pool_.HasIdle("b#1", "b-endpoint"));
+  EXPECT_EQ(limits_.connections(), 2u);
+  pool_.Release(std::move(busy), 0, t0_);
+  EXPECT_EQ(pool_.idle_count(), 1u) << "released into a drained pool: closed";
+  EXPECT_EQ(limits_.connections(), 1u);
+  pool_.Release(Connect("a", "2"), 0, t0_);
+  EXPECT_EQ(pool_.idle_count(), 2u);
+  EXPECT_EQ(pool_.SetLivePools({}), 2u);
+  EXPECT_EQ(pool_.idle_endpoints(), 0u);
 }
 
 TEST_F(UpstreamPoolTest, AReleaseWakesAWaiterOfTheSameCluster) {
