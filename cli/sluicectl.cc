@@ -2,11 +2,14 @@
 // other command talks to sluice-server's AdminService.
 
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <optional>
 #include <sstream>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/strings/ascii.h"
@@ -20,6 +23,8 @@
 #include "absl/time/time.h"
 #include "google/protobuf/util/json_util.h"
 #include "grpcpp/grpcpp.h"
+#include "lib/common/sizes.h"
+#include "lib/common/utf8.h"
 #include "lib/routing/snapshot.h"
 #include "lib/routing/snapshot_printer.h"
 #include "server/config/loader.h"
@@ -41,8 +46,10 @@ commands:
       summary (hosts, routes, subsets, endpoints) and exits 0 when valid.
       --describe  also print every host's routes, clusters, endpoints and canaries
       --quiet     print errors only
-  apply -f PATH... [--dry-run]
+  apply -f PATH... [--dry-run] [--max-apply-bytes SIZE]
       Send files or folders to the server as one change: all of it applies, or none.
+      --max-apply-bytes  the most YAML sent in one apply (default 16m, the server's default
+                         --max-apply-bytes); more is refused here, before sending
   get [KIND [NAME]] [-n NAMESPACE] [-o json]
       List resources, or print one as YAML. KIND: virtualservice (vs), destinationrule
       (dr), serviceentry (se), workloadentry (we), canary.
@@ -128,7 +135,7 @@ std::string CanonicalFlag(absl::string_view f) {
   if (f == "-X" || f == "--method") return "-X";
   if (f == "-H" || f == "--header") return "-H";
   if (f == "--server" || f == "--host" || f == "--path" || f == "--source-label" ||
-      f == "--scheme") {
+      f == "--scheme" || f == "--max-apply-bytes") {
     return std::string(f);
   }
   return "";
@@ -197,11 +204,24 @@ int Validate(const Args& args) {
   return 0;
 }
 
+// sluice-server's default --max-apply-bytes: sluicectl sends no larger message unless told.
+constexpr uint64_t kDefaultMaxApplyBytes = 16 << 20;
+// Answers (a resource's YAML, an apply's diagnostics) may be larger than gRPC's 4 MiB default.
+constexpr int kMaxAnswerBytes = 64 << 20;
+
+grpc::ChannelArguments ChannelLimits(uint64_t max_send_bytes) {
+  grpc::ChannelArguments args;
+  args.SetMaxSendMessageSize(static_cast<int>(max_send_bytes));
+  args.SetMaxReceiveMessageSize(kMaxAnswerBytes);
+  return args;
+}
+
 class Client {
  public:
-  explicit Client(const std::string& address)
-      : stub_(sluice::v1::AdminService::NewStub(
-            grpc::CreateChannel(address, grpc::InsecureChannelCredentials()))) {}
+  Client(const std::string& address, uint64_t max_send_bytes)
+      : max_send_bytes_(max_send_bytes),
+        stub_(sluice::v1::AdminService::NewStub(grpc::CreateCustomChannel(
+            address, grpc::InsecureChannelCredentials(), ChannelLimits(max_send_bytes)))) {}
 
   std::unique_ptr<grpc::ClientContext> Context() const {
     auto ctx = std::make_unique<grpc::ClientContext>();
@@ -209,10 +229,45 @@ class Client {
     return ctx;
   }
   sluice::v1::AdminService::Stub& stub() { return *stub_; }
+  uint64_t max_send_bytes() const { return max_send_bytes_; }
 
  private:
+  uint64_t max_send_bytes_;
   std::unique_ptr<sluice::v1::AdminService::Stub> stub_;
 };
+
+// The sizes in gRPC's RESOURCE_EXHAUSTED for a message over a limit: "Received message
+// larger than max (N vs. M)" from the server, "Sent message larger than max (N vs. M)" from
+// this side.
+std::optional<std::pair<uint64_t, uint64_t>> OversizeMessage(const grpc::Status& status) {
+  if (status.error_code() != grpc::StatusCode::RESOURCE_EXHAUSTED) return std::nullopt;
+  absl::string_view text = status.error_message();
+  const size_t at = text.find("larger than max (");
+  if (at == absl::string_view::npos) return std::nullopt;
+  text.remove_prefix(at + std::strlen("larger than max ("));
+  const std::vector<absl::string_view> sizes =
+      absl::StrSplit(text.substr(0, text.find(')')), " vs. ");
+  uint64_t size = 0, limit = 0;
+  if (sizes.size() != 2 || !absl::SimpleAtoi(sizes[0], &size) ||
+      !absl::SimpleAtoi(sizes[1], &limit)) {
+    return std::nullopt;
+  }
+  return std::make_pair(size, limit);
+}
+
+// "19.1 MiB of YAML exceeds the server's limit of 16 MiB (--max-apply-bytes)", as
+// sluice-server says it too.
+std::string TooLarge(uint64_t size, uint64_t limit) {
+  return absl::StrCat(sluice::FormatBytes(size), " of YAML exceeds the server's limit of ",
+                      sluice::FormatBytes(limit), " (--max-apply-bytes)");
+}
+
+int ApplyTooLarge(const std::string& message) {
+  std::cerr << "sluicectl apply: " << message << "\n"
+            << "  split it into several applies, or raise the limit: sluice-server "
+               "--max-apply-bytes, and --max-apply-bytes here\n";
+  return 1;
+}
 
 int Apply(Client& client, const Args& args) {
   const std::vector<std::string> paths = args.All("-f");
@@ -244,13 +299,38 @@ int Apply(Client& client, const Args& args) {
       }
       std::stringstream text;
       text << in.rdbuf();
+      std::string yaml = text.str();
+      // The API's strings are UTF-8 (and so is YAML): say where this file is not.
+      if (const std::optional<sluice::InvalidUtf8> bad = sluice::FindInvalidUtf8(yaml)) {
+        std::cerr << "sluicectl apply: " << file << ":" << bad->line << ": " << bad->ToString()
+                  << "; YAML must be UTF-8\n";
+        return 1;
+      }
       sluice::v1::ApplyFile* f = request.add_files();
       f->set_name(file);
-      f->set_yaml(text.str());
+      f->set_yaml(std::move(yaml));
     }
+  }
+  // Refused here rather than by gRPC, which would only say "Sent message larger than max".
+  if (request.ByteSizeLong() > client.max_send_bytes()) {
+    return ApplyTooLarge(TooLarge(request.ByteSizeLong(), client.max_send_bytes()));
   }
   sluice::v1::ApplyResponse response;
   grpc::Status status = client.stub().Apply(client.Context().get(), request, &response);
+  if (status.error_code() == grpc::StatusCode::RESOURCE_EXHAUSTED) {
+    // sluice-server's own refusal names its limit already; gRPC's (a limit of a proxy in
+    // between, or of this side) is put in the same words.
+    if (absl::StrContains(status.error_message(), "(--max-apply-bytes)")) {
+      return ApplyTooLarge(status.error_message());
+    }
+    if (const auto oversize = OversizeMessage(status)) {
+      return ApplyTooLarge(TooLarge(oversize->first, oversize->second));
+    }
+  }
+  if (status.error_code() == grpc::StatusCode::INVALID_ARGUMENT) {
+    std::cerr << "sluicectl apply: " << status.error_message() << "\n";
+    return 1;  // the server refused this input: rejected, not a usage error
+  }
   if (!status.ok()) return RpcFailure(status);
   for (const sluice::v1::Diagnostic& d : response.diagnostics()) std::cerr << d.text() << "\n";
   if (args.One("-o") == "json") {
@@ -724,7 +804,16 @@ int main(int argc, char** argv) {
   if (command == "validate") return Validate(args);
   // `--server` is accepted after the command too (`sluicectl apply -f x --server ADDR`).
   server = args.One("--server", server);
-  Client client(server);
+  uint64_t max_apply_bytes = kDefaultMaxApplyBytes;
+  if (const std::string value = args.One("--max-apply-bytes"); !value.empty()) {
+    const std::optional<uint64_t> n = sluice::ParseBytes(value);
+    if (!n || *n == 0 || *n > uint64_t{1024} << 20) {
+      std::cerr << "sluicectl: --max-apply-bytes " << value << ": want a size up to 1024m\n";
+      return 2;
+    }
+    max_apply_bytes = *n;
+  }
+  Client client(server, max_apply_bytes);
   if (command == "apply") return Apply(client, args);
   if (command == "get") return Get(client, args);
   if (command == "delete") return Delete(client, args);

@@ -7,11 +7,11 @@
 #include <cstdio>
 #include <iostream>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
 
-#include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
@@ -23,6 +23,7 @@
 #include "grpcpp/grpcpp.h"
 #include "lib/common/mutex_mode.h"
 #include "lib/common/signals.h"
+#include "lib/common/sizes.h"
 #include "prometheus/registry.h"
 
 namespace {
@@ -37,7 +38,8 @@ constexpr char kUsage[] =
     "         [--workers N] [--decision-failure deny|fallback=HOST:PORT]\n"
     "         [--access-log PATH|-] [--access-log-flush-interval DURATION]\n"
     "         [--decision-deadline DURATION]\n"
-    "         [--max-request-headers BYTES] [--max-request-body BYTES]\n"
+    "         [--max-request-headers BYTES] [--max-request-header-count N]\n"
+    "         [--max-request-body BYTES]\n"
     "         [--retry-buffer BYTES] [--request-header-timeout DURATION]\n"
     "         [--idle-timeout DURATION] [--drain-timeout DURATION] [--name NAME]\n"
     "         [--decisions server|local] [--max-table-age DURATION]\n"
@@ -58,15 +60,9 @@ bool SplitHostPort(const std::string& value, std::string* host, uint16_t* port) 
 
 // "65536", "64k", "16m" (binary multiples).
 bool ParseBytes(const std::string& text, uint64_t* out) {
-  const std::string lower = absl::AsciiStrToLower(text);
-  absl::string_view value = lower;
-  uint64_t unit = 1;
-  if (absl::ConsumeSuffix(&value, "k") || absl::ConsumeSuffix(&value, "ki")) unit = 1024;
-  if (absl::ConsumeSuffix(&value, "m") || absl::ConsumeSuffix(&value, "mi")) unit = 1024 * 1024;
-  uint64_t n = 0;
-  if (!absl::SimpleAtoi(value, &n)) return false;
-  *out = n * unit;
-  return true;
+  const std::optional<uint64_t> n = sluice::ParseBytes(text);
+  if (n) *out = *n;
+  return n.has_value();
 }
 
 // Returns an error message, or empty when every flag parsed.
@@ -136,6 +132,11 @@ std::string ParseFlags(int argc, char** argv, GatewayOptions& o) {
         return bad("want a size from 1k to 1m");
       }
       o.max_request_headers_bytes = static_cast<uint32_t>(n);
+    } else if (flag == "--max-request-header-count") {
+      if (!absl::SimpleAtoi(value, &o.max_request_header_count) || o.max_request_header_count < 1 ||
+          o.max_request_header_count > 10000) {
+        return bad("want a number from 1 to 10000");
+      }
     } else if (flag == "--max-request-body") {
       if (!ParseBytes(value, &o.max_request_body_bytes)) return bad("want a size such as 16m");
     } else if (flag == "--retry-buffer") {
@@ -266,8 +267,6 @@ int main(int argc, char** argv) {
     args.SetInt(GRPC_ARG_MINIMAL_STACK, 1);  // see server/main.cc
     args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
     args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 2000);
-    // The pushed decision table of a large configuration outgrows gRPC's 4 MiB default.
-    args.SetMaxReceiveMessageSize(256 << 20);
     auto channel = grpc::CreateCustomChannel(options.decision_address,
                                              grpc::InsecureChannelCredentials(), args);
     workers.push_back(std::make_unique<Worker>(i, context, std::move(channel)));

@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <iostream>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -21,6 +22,7 @@
 #include "lib/common/log.h"
 #include "lib/common/mutex_mode.h"
 #include "lib/common/signals.h"
+#include "lib/common/sizes.h"
 #include "lib/config/duration.h"
 #include "lib/routing/snapshot_printer.h"
 #include "prometheus/exposer.h"
@@ -50,10 +52,17 @@ constexpr char kUsage[] = R"(usage: sluice-server [options]
                           open longer are cancelled and reconnect elsewhere (default 1s)
   --prometheus-url URL    Prometheus server for canary metrics with `source: prometheus` or a
                           `query` (e.g. http://127.0.0.1:9090); default: none
+  --max-apply-bytes SIZE  the largest apply (its YAML with the request around it) the server
+                          takes (default 16m); a larger one is refused with RESOURCE_EXHAUSTED
+                          before any of it is parsed
+  --max-apply-resources N the most resources one apply may hold (default 10000); more are
+                          refused with INVALID_ARGUMENT
 
 On start it prints one line to stdout:
   listening grpc=HOST:PORT metrics=HOST:PORT version=N
 )";
+
+constexpr uint64_t kDefaultMaxApplyBytes = 16 << 20;
 
 struct Flags {
   std::vector<std::string> config_paths;
@@ -63,6 +72,8 @@ struct Flags {
   absl::Duration reload_interval = absl::Seconds(1);
   absl::Duration shutdown_grace = absl::Seconds(1);
   std::string prometheus_url;
+  uint64_t max_apply_bytes = kDefaultMaxApplyBytes;
+  uint64_t max_apply_resources = 10000;
 };
 
 bool ParseFlags(int argc, char** argv, Flags& flags, std::string& error) {
@@ -110,6 +121,18 @@ bool ParseFlags(int argc, char** argv, Flags& flags, std::string& error) {
       flags.shutdown_grace = *d;
     } else if (arg == "--prometheus-url") {
       flags.prometheus_url = value;
+    } else if (arg == "--max-apply-bytes") {
+      const std::optional<uint64_t> n = sluice::ParseBytes(value);
+      if (!n || *n < 1024 || *n > uint64_t{1024} << 20) {
+        error = absl::StrCat("--max-apply-bytes: ", value, " is not a size from 1k to 1024m");
+        return false;
+      }
+      flags.max_apply_bytes = *n;
+    } else if (arg == "--max-apply-resources") {
+      if (!absl::SimpleAtoi(value, &flags.max_apply_resources) || flags.max_apply_resources == 0) {
+        error = absl::StrCat("--max-apply-resources: ", value, " is not a positive number");
+        return false;
+      }
     } else {
       error = absl::StrCat("unknown flag ", arg);
       return false;
@@ -140,6 +163,7 @@ int main(int argc, char** argv) {
   sluice::store::ConfigStore::Options options;
   options.config_paths = flags.config_paths;
   options.state_dir = flags.state_dir;
+  options.max_apply_resources = flags.max_apply_resources;
   auto store = sluice::store::ConfigStore::Open(options);
   if (!store.ok()) {
     std::cerr << "sluice-server: " << store.status().message() << "\n";
@@ -197,7 +221,8 @@ int main(int argc, char** argv) {
   // After the health tracker's listener: the table carries the ejections it carried over.
   (*store)->OnSwap([&hub](const sluice::routing::Snapshot& s) { hub.OnSnapshot(s); });
   hub.Start();
-  sluice::api::AdminServiceImpl admin_service(**store, metrics, health, **canaries, hub);
+  sluice::api::AdminServiceImpl admin_service(**store, metrics, health, **canaries, hub,
+                                              flags.max_apply_bytes);
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
@@ -207,6 +232,11 @@ int main(int argc, char** argv) {
   // gRPC sets SO_REUSEPORT by default: a second server started on the same port would bind
   // too and silently take half of the gateways' connections. Fail instead.
   builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
+  // No SetMaxReceiveMessageSize: with the minimal stack gRPC (1.51) leaves out its
+  // message-size filter, so no limit would apply, gRPC's 4 MiB default neither. The admin
+  // service refuses an Apply over --max-apply-bytes itself, on the received bytes, before
+  // anything parses them (a server has no per-method limit, and the decision stream keeps
+  // none: it is the gateways').
   int grpc_port = 0;
   builder.AddListeningPort(flags.listen, grpc::InsecureServerCredentials(), &grpc_port);
   builder.RegisterService(&decision_service);

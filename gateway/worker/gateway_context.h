@@ -50,6 +50,9 @@ struct GatewayOptions {
   absl::Duration max_table_age = absl::InfiniteDuration();
   // Downstream limits and timers.
   uint32_t max_request_headers_bytes = 60 * 1024;  // Envoy's max_request_headers_kb default
+  // Header fields of a request, Host included; more: 431 and close (Envoy's
+  // max_request_headers_count default).
+  uint32_t max_request_header_count = 100;
   uint64_t max_request_body_bytes = 16 * 1024 * 1024;
   // Request bodies up to this size are held for replay on retry; longer ones are streamed
   // upstream as they arrive and the request is not retried (Envoy's buffer limit rule).

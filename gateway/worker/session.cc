@@ -1,7 +1,10 @@
 #include "gateway/worker/session.h"
 
+#include <sys/socket.h>
+
 #include <algorithm>
 #include <array>
+#include <cerrno>
 #include <cstring>
 #include <functional>
 #include <limits>
@@ -16,6 +19,7 @@
 #include "gateway/proxy/request_flow.h"
 #include "gateway/worker/worker.h"
 #include "lib/common/log.h"
+#include "lib/common/utf8.h"
 
 namespace sluice::gateway {
 
@@ -56,6 +60,18 @@ auto AsyncDecide(asio::io_context& io, DecisionClient& client, v1::DecideRequest
                       });
       },
       token, std::move(request));
+}
+
+// Whether every text field of `ask` is UTF-8, as the proto requires.
+bool DescribableAsUtf8(const v1::DecideRequest& ask) {
+  if (FindInvalidUtf8(ask.authority()) || FindInvalidUtf8(ask.path()) ||
+      FindInvalidUtf8(ask.method())) {
+    return false;
+  }
+  for (const v1::Header& h : ask.headers()) {
+    if (FindInvalidUtf8(h.name()) || FindInvalidUtf8(h.value())) return false;
+  }
+  return true;
 }
 
 std::string Lower(beast::string_view s) { return absl::AsciiStrToLower({s.data(), s.size()}); }
@@ -166,6 +182,7 @@ struct Session::Exchange {
 // Where a forwarded request goes and under which limits.
 struct Session::Target {
   std::string cluster;
+  std::string pool;  // the cluster's connection pool (PoolKey)
   uint32_t cluster_id = 0;
   std::vector<std::pair<std::string, uint32_t>> endpoints;  // address, port
   std::shared_ptr<ClusterLimits> limits;  // held: the registry keeps it while in use
@@ -177,7 +194,8 @@ struct Session::Target {
 
 struct Session::AttemptOutcome {
   AttemptResult result;
-  bool route_timed_out = false;
+  // The route timer fired, or the client went away (Interrupt::client_gone says which).
+  bool interrupted = false;
   // A streamed request (no route timer yet) waited for a connection past the idle timeout:
   // Envoy's stream idle timeout, 408 with flag SI.
   bool stream_idle_timed_out = false;
@@ -188,18 +206,21 @@ struct Session::AttemptOutcome {
   absl::Time headers_at;
 };
 
-// Lets the route timer stop whatever the request is waiting on: the current attempt's
-// connection or the back-off timer.
+// Lets the route timer, or the client going away, stop whatever the request is waiting on:
+// the current attempt's connection or the back-off timer. The first cause wins.
 struct Session::Interrupt {
   bool fired = false;
+  bool client_gone = false;  // fired because the client closed or reset its connection
   bool done = false;
   UpstreamConnection* connection = nullptr;
   asio::steady_timer* backoff = nullptr;
-  // For a streamed request body: what starts the route timer once the upload has ended.
+  // For a streamed request body: what starts the route timer (and the watch on the client)
+  // once the upload has ended.
   std::function<void()> on_request_complete;
-  void Fire() {
-    if (done) return;
+  void Fire(bool by_client = false) {
+    if (done || fired) return;
     fired = true;
+    client_gone = by_client;
     error_code ec;
     if (connection != nullptr) connection->stream.socket().close(ec);
     if (backoff != nullptr) backoff->cancel();
@@ -309,6 +330,15 @@ asio::awaitable<bool> Session::HandleOne() {
   ex.chunked = request.chunked();
   ex.content_length = HeaderValue(request, "content-length");
   ex.head = request.method() == http::verb::head;
+  // Envoy's max_request_headers_count: every field counts, Host and repeats included.
+  if (static_cast<size_t>(std::distance(request.begin(), request.end())) >
+      options.max_request_header_count) {
+    ex.close = true;
+    ex.flags = "DPE";
+    co_await LocalReply(ex, 431, "Request Header Fields Too Large");
+    Finish(ex);
+    co_return false;
+  }
   if (request.version() == 11 && request.find(http::field::host) == request.end()) {
     ex.close = true;
     ex.flags = "DPE";
@@ -425,6 +455,13 @@ asio::awaitable<void> Session::Execute(RequestParser& parser, Exchange& ex) {
   // rules it decides with; each answer brings the newer table, so a retry or two settles it.
   for (int asks = 0;; ++asks) {
     v1::DecideRequest ask = DescribeRequest(request, ex);
+    if (!DescribableAsUtf8(ask)) {
+      // The decision API carries text as UTF-8 (proto3 strings): bytes that are not would make
+      // the server drop the whole stream. RFC 3986 wants such bytes percent-encoded anyway.
+      ex.flags = "DPE";
+      co_await LocalReply(ex, 400, "request path or a routing header is not valid UTF-8");
+      co_return;
+    }
     answer = co_await AsyncDecide(worker_.io(), worker_.decisions(), std::move(ask),
                                   asio::use_awaitable);
     if (!answer.ok() || answer->decision.action() != v1::RESEND) break;
@@ -455,7 +492,8 @@ asio::awaitable<void> Session::Execute(RequestParser& parser, Exchange& ex) {
     }
     // Fallback: one attempt, no retries or route timeout, to the configured address.
     Target target;
-    target.cluster = "fallback";
+    target.cluster = kFallbackCluster;
+    target.pool = kFallbackCluster;
     target.endpoints.emplace_back(policy.fallback_host, policy.fallback_port);
     target.limits = context.limits.Get(target.cluster);
     target.idle_timeout = absl::Hours(1);  // Envoy's default, as for a cluster without one
@@ -540,6 +578,7 @@ asio::awaitable<void> Session::Execute(RequestParser& parser, Exchange& ex) {
 
   Target target;
   target.cluster = cluster.name();
+  target.pool = view.pools[decision.cluster_id()];
   target.cluster_id = cluster.id();
   for (const v1::Endpoint& e : cluster.endpoints()) {
     target.endpoints.emplace_back(e.address(), e.port());
@@ -601,12 +640,30 @@ asio::awaitable<void> Session::Forward(RequestParser& parser, Exchange& ex, Targ
       if (!ec) strong->Fire();
     });
   };
+  // Envoy resets the upstream request when its client disconnects: the client's socket is
+  // watched from when the whole request is in until the request ends.
+  auto watch_client = [this, weak = std::weak_ptr<Interrupt>(interrupt)] {
+    if (auto strong = weak.lock()) WatchClient(strong);
+  };
+  struct EndOnExit {
+    Interrupt& interrupt;
+    tcp::socket& client;
+    ~EndOnExit() {
+      interrupt.done = true;
+      error_code ec;
+      client.cancel(ec);  // the watch; nothing else waits on the client now
+    }
+  } end_on_exit{*interrupt, stream_.socket()};
   // Envoy arms the route timeout when it has the whole request. A buffered body is whole
   // already; a streamed one is whole when its upload ends, inside the (only) attempt.
   if (ex.streaming) {
-    interrupt->on_request_complete = arm_route_timer;
+    interrupt->on_request_complete = [arm_route_timer, watch_client] {
+      arm_route_timer();
+      watch_client();
+    };
   } else {
     arm_route_timer();
+    watch_client();
   }
   ClusterLimits::Ticket retry_ticket;
   AttemptOutcome last;
@@ -642,11 +699,17 @@ asio::awaitable<void> Session::Forward(RequestParser& parser, Exchange& ex, Targ
         co_await LocalReply(ex, 408, "stream timeout");
         co_return;
       }
-      if (last.route_timed_out) {
+      if (last.interrupted) {
+        if (last.connection) worker_.pool().Discard(std::move(last.connection));
+        if (interrupt->client_gone) {
+          // Envoy resets the upstream request: not the endpoint's failure.
+          report(last_endpoint, flow.attempts(), v1::NOT_SENT, 0, absl::Now() - attempt_start, "DC",
+                 true);
+          break;
+        }
         step = flow.OnRouteTimeout();
         report(last_endpoint, flow.attempts(), v1::TIMEOUT, 0, absl::Now() - attempt_start, "UT",
                true);
-        if (last.connection) worker_.pool().Discard(std::move(last.connection));
         continue;
       }
       retry_ticket.Release();
@@ -680,10 +743,19 @@ asio::awaitable<void> Session::Forward(RequestParser& parser, Exchange& ex, Targ
       error_code ec;
       co_await backoff.async_wait(Await(ec));
       interrupt->backoff = nullptr;
+      if (interrupt->client_gone) break;  // the attempt before was reported
       step = interrupt->fired ? flow.OnRouteTimeout() : flow.OnBackoffDone(absl::Now());
       continue;
     }
     break;
+  }
+
+  if (interrupt->client_gone) {
+    // Nobody to answer: logged as Envoy logs a downstream disconnect (response code 0).
+    route_timer.cancel();
+    ex.close = true;
+    ex.flags = "DC";
+    co_return;
   }
 
   if (step.kind == RequestFlow::Step::Kind::kPassResponse) {
@@ -696,7 +768,10 @@ asio::awaitable<void> Session::Forward(RequestParser& parser, Exchange& ex, Targ
     interrupt->connection = nullptr;
     if (!complete) {
       ex.close = true;
-      if (interrupt->fired) ex.flags = JoinFlags(ex.flags, "UT");
+      const char* cause = interrupt->client_gone ? "DC" : "UT";
+      if (interrupt->fired && !absl::StrContains(ex.flags, cause)) {
+        ex.flags = JoinFlags(ex.flags, cause);
+      }
     }
   } else {
     if (last.connection) worker_.pool().Discard(std::move(last.connection));
@@ -716,37 +791,39 @@ asio::awaitable<Session::AttemptOutcome> Session::RunAttempt(RequestParser& pars
   const auto& [address, port] = target.endpoints[endpoint % target.endpoints.size()];
   const std::string key = absl::StrCat(address, ":", port);
 
-  // Envoy's HTTP/1.1 pool admission: idle connection, new connection, pending, overflow.
+  // Envoy's HTTP/1.1 pool admission (ClusterLimits::Admit): an idle connection of the
+  // cluster's pool to the endpoint; else the request is pending, or overflows when the
+  // cluster's queue is full, before any connection opens; a pending request opens one, or
+  // waits for one of the pool's to free. It stays pending while its new connection connects.
   ClusterLimits::Ticket pending;
   const absl::Time queued_at = absl::Now();
   for (;;) {
-    const absl::Time now = absl::Now();
-    if (auto idle = pool.TakeIdle(key, target.idle_timeout, now)) {
+    if (auto idle = pool.TakeIdle(target.pool, key, target.idle_timeout, absl::Now())) {
       out.connection = std::move(idle);
       break;
     }
-    ClusterLimits::Ticket slot = target.limits->TryConnection();
-    if (slot || pool.OpenCount(key) == 0) {
-      pool.NoteOpened(key);
+    ClusterLimits::Ticket slot;
+    const ClusterLimits::Admission admission = target.limits->Admit(
+        /*idle_available=*/false, pool.OpenCount(target.pool, key) > 0, &slot, &pending);
+    if (admission == ClusterLimits::Admission::kOverflow) {
+      out.result.kind = AttemptResult::Kind::kOverflow;
+      out.result.request_sent = false;
+      co_return out;
+    }
+    if (admission == ClusterLimits::Admission::kOpenNew) {
+      pool.NoteOpened(target.pool, key);
       out.connection = std::make_unique<UpstreamConnection>(worker_.io().get_executor());
       out.connection->cluster = target.cluster;
+      out.connection->pool = target.pool;
       out.connection->endpoint = key;
       out.connection->ticket = std::move(slot);
       break;
     }
-    if (!pending) {
-      pending = target.limits->TryPending();
-      if (!pending) {
-        out.result.kind = AttemptResult::Kind::kOverflow;
-        out.result.request_sent = false;
-        co_return out;
-      }
-    }
-    // Another endpoint's idle connection may be what holds the slot we need.
+    // Queued. Another endpoint's idle connection may be what holds the slot we need.
     if (pool.CloseOneIdle(target.cluster)) continue;
     co_await pool.WaitForRelease(target.cluster, kPendingPoll);
     if (interrupt.fired) {
-      out.route_timed_out = true;
+      out.interrupted = true;
       co_return out;
     }
     if (ex.streaming && absl::Now() - queued_at >= worker_.context().options.idle_timeout) {
@@ -754,7 +831,6 @@ asio::awaitable<Session::AttemptOutcome> Session::RunAttempt(RequestParser& pars
       co_return out;
     }
   }
-  pending.Release();
   UpstreamConnection& conn = *out.connection;
   conn.idle_timeout = target.idle_timeout;
   interrupt.connection = &conn;
@@ -767,7 +843,7 @@ asio::awaitable<Session::AttemptOutcome> Session::RunAttempt(RequestParser& pars
   if (!conn.stream.socket().is_open()) {
     ec = co_await Connect(conn.stream, address, port, target.connect_timeout);
     if (interrupt.fired) {
-      out.route_timed_out = true;
+      out.interrupted = true;
       co_return out;
     }
     if (ec) {
@@ -776,6 +852,7 @@ asio::awaitable<Session::AttemptOutcome> Session::RunAttempt(RequestParser& pars
       co_return out;
     }
   }
+  pending.Release();  // attached to its connection
   ++conn.requests;
 
   // The request: the buffered body in one go, or the buffered part then the rest streamed.
@@ -885,7 +962,7 @@ asio::awaitable<Session::AttemptOutcome> Session::RunAttempt(RequestParser& pars
   }
   per_try_guard.Disarm();  // the per-try timeout ends with the response headers
   if (interrupt.fired) {
-    out.route_timed_out = true;
+    out.interrupted = true;
     co_return out;
   }
   if (ec) {
@@ -906,6 +983,24 @@ asio::awaitable<Session::AttemptOutcome> Session::RunAttempt(RequestParser& pars
     out.result.grpc_status = grpc_status;
   }
   co_return out;
+}
+
+void Session::WatchClient(std::shared_ptr<Interrupt> interrupt) {
+  stream_.socket().async_wait(
+      tcp::socket::wait_read, [self = shared_from_this(), interrupt](error_code ec) {
+        if (ec || interrupt->done || interrupt->fired || !self->stream_.socket().is_open()) return;
+        char byte;
+        const ssize_t n =
+            ::recv(self->stream_.socket().native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+        if (n > 0) return;  // the next pipelined request
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
+          self->WatchClient(std::move(interrupt));
+          return;
+        }
+        // End of stream or an error: Envoy's HTTP connection manager does not half-close,
+        // so a client's FIN ends its requests as a reset does.
+        interrupt->Fire(/*by_client=*/true);
+      });
 }
 
 asio::awaitable<bool> Session::Relay(AttemptOutcome& outcome, Exchange& ex, Target& target) {

@@ -40,6 +40,10 @@ class Session : public std::enable_shared_from_this<Session> {
                                                   Target& target, uint32_t endpoint,
                                                   uint32_t attempt, Interrupt& interrupt);
   net::asio::awaitable<bool> Relay(AttemptOutcome& outcome, Exchange& ex, Target& target);
+  // While a request is forwarded: a client that closes or resets its connection fires
+  // `interrupt` (Envoy resets the upstream request of a client that disconnects). Bytes of a
+  // pipelined request end the watch: a close behind them shows only once they are read.
+  void WatchClient(std::shared_ptr<Interrupt> interrupt);
   net::asio::awaitable<void> LocalReply(Exchange& ex, unsigned status, std::string body,
                                         bool overloaded = false, std::string location = "");
   void Mirror(const Exchange& ex, std::string address, uint32_t port);

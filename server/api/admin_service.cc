@@ -1,10 +1,18 @@
 #include "server/api/admin_service.h"
 
+#include <numeric>
+#include <optional>
+#include <string>
+#include <vector>
+
 #include "absl/random/random.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "google/protobuf/unknown_field_set.h"
 #include "lib/common/log.h"
+#include "lib/common/sizes.h"
+#include "lib/common/utf8.h"
 #include "lib/config/host_names.h"
 #include "lib/routing/decider.h"
 #include "lib/routing/decision_proto.h"
@@ -35,7 +43,123 @@ bool ValidKind(absl::string_view kind) {
          kind == "WorkloadEntry" || kind == "Canary";
 }
 
+// Apply's index among AdminService's methods: the first rpc in admin.proto.
+constexpr int kApplyMethod = 0;
+
+// Why `bytes` cannot be an ApplyRequest, naming the file and the place where it can; empty
+// when their wire format is sound and every file's name and YAML is UTF-8 (proto3 strings
+// must be; protobuf refuses the whole message otherwise).
+std::string ApplyRequestProblem(const std::string& bytes) {
+  using google::protobuf::UnknownField;
+  using google::protobuf::UnknownFieldSet;
+  UnknownFieldSet request;
+  if (!request.ParseFromString(bytes)) {
+    return absl::StrCat("malformed ApplyRequest: ", bytes.size(),
+                        " bytes that are not a protobuf message");
+  }
+  int index = 0;
+  for (int i = 0; i < request.field_count(); ++i) {
+    const UnknownField& field = request.field(i);
+    if (field.number() != 1) continue;  // ApplyRequest.files
+    ++index;
+    UnknownFieldSet file;
+    if (field.type() != UnknownField::TYPE_LENGTH_DELIMITED ||
+        !file.ParseFromString(field.length_delimited())) {
+      return absl::StrCat("malformed ApplyRequest: file ", index, " is not an ApplyFile");
+    }
+    std::string name = "<apply>";
+    const std::string* yaml = nullptr;
+    for (int j = 0; j < file.field_count(); ++j) {
+      const UnknownField& f = file.field(j);
+      if (f.type() != UnknownField::TYPE_LENGTH_DELIMITED) continue;
+      if (f.number() == 1) {  // ApplyFile.name
+        if (const std::optional<InvalidUtf8> bad = FindInvalidUtf8(f.length_delimited())) {
+          return absl::StrCat("file ", index, ": its name is ", bad->ToString());
+        }
+        if (!f.length_delimited().empty()) name = f.length_delimited();
+      } else if (f.number() == 2) {  // ApplyFile.yaml
+        yaml = &f.length_delimited();
+      }
+    }
+    if (yaml == nullptr) continue;
+    if (const std::optional<InvalidUtf8> bad = FindInvalidUtf8(*yaml)) {
+      return absl::StrCat(name, ":", bad->line, ": ", bad->ToString(), "; YAML must be UTF-8");
+    }
+  }
+  return "";
+}
+
 }  // namespace
+
+AdminServiceImpl::AdminServiceImpl(store::ConfigStore& store, ServerMetrics& metrics,
+                                   const health::HealthTracker& health,
+                                   canary::CanaryManager& canaries, const GatewayHub& hub,
+                                   uint64_t max_apply_bytes)
+    : store_(store),
+      metrics_(metrics),
+      health_(health),
+      canaries_(canaries),
+      hub_(hub),
+      max_apply_bytes_(max_apply_bytes) {
+  // Apply takes the request as bytes (grpc::ByteBuffer) and parses it in ApplyBytes. The
+  // handler is the kind gRPC's generated WithStreamedUnaryMethod_Apply installs.
+  MarkMethodStreamed(
+      kApplyMethod,
+      new grpc::internal::StreamedUnaryHandler<grpc::ByteBuffer, v1::ApplyResponse>(
+          [this](grpc::ServerContext* context,
+                 grpc::ServerUnaryStreamer<grpc::ByteBuffer, v1::ApplyResponse>* stream) {
+            return ApplyBytes(context, stream);
+          }));
+}
+
+grpc::Status AdminServiceImpl::ApplyBytes(
+    grpc::ServerContext* context,
+    grpc::ServerUnaryStreamer<grpc::ByteBuffer, v1::ApplyResponse>* stream) {
+  grpc::ByteBuffer buffer;
+  if (!stream->Read(&buffer)) {
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "no ApplyRequest arrived");
+  }
+  // gRPC has received it whole (its own size limit is not in force, see server/main.cc);
+  // nothing has parsed it yet.
+  if (buffer.Length() > max_apply_bytes_) {
+    metrics_.apply_errors_api.Increment();
+    const std::string message =
+        absl::StrCat(FormatBytes(buffer.Length()), " of YAML exceeds the server's limit of ",
+                     FormatBytes(max_apply_bytes_), " (--max-apply-bytes)");
+    LogWarning("apply refused: ", message);
+    return grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED, message);
+  }
+  std::string bytes;
+  {
+    std::vector<grpc::Slice> slices;
+    if (!buffer.Dump(&slices).ok()) {
+      return grpc::Status(grpc::StatusCode::INTERNAL, "the ApplyRequest could not be read");
+    }
+    buffer.Clear();
+    bytes.reserve(std::accumulate(slices.begin(), slices.end(), size_t{0},
+                                  [](size_t n, const grpc::Slice& s) { return n + s.size(); }));
+    for (const grpc::Slice& s : slices) {
+      bytes.append(reinterpret_cast<const char*>(s.begin()), s.size());
+    }
+  }
+  std::string problem = ApplyRequestProblem(bytes);
+  v1::ApplyRequest request;
+  if (problem.empty() && !request.ParseFromString(bytes)) {
+    problem = "malformed ApplyRequest: it does not parse as sluice.v1.ApplyRequest";
+  }
+  if (!problem.empty()) {
+    metrics_.apply_errors_api.Increment();
+    LogWarning("apply refused: ", problem);
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, problem);
+  }
+  bytes = std::string();
+  v1::ApplyResponse response;
+  grpc::Status status = Apply(context, &request, &response);
+  if (status.ok() && !stream->Write(response)) {
+    return grpc::Status(grpc::StatusCode::CANCELLED, "the client went away");
+  }
+  return status;
+}
 
 void FillDiagnostics(const config::Diagnostics& diagnostics,
                      google::protobuf::RepeatedPtrField<v1::Diagnostic>& out) {
@@ -57,6 +181,12 @@ grpc::Status AdminServiceImpl::Apply(grpc::ServerContext*, const v1::ApplyReques
   std::vector<store::ConfigStore::File> files;
   for (const v1::ApplyFile& f : request->files()) files.push_back({f.name(), f.yaml()});
   store::ChangeResult result = store_.Apply(files, request->dry_run());
+  if (!result.refused.ok()) {
+    metrics_.apply_errors_api.Increment();
+    LogWarning("apply refused: ", result.refused.message());
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                        absl::StrCat(result.refused.message(), " (--max-apply-resources)"));
+  }
   response->set_applied(result.applied);
   response->set_version(result.version);
   FillDiagnostics(result.diagnostics, *response->mutable_diagnostics());

@@ -1,5 +1,7 @@
 #pragma once
 
+#include <cstdint>
+
 #include "grpcpp/grpcpp.h"
 #include "server/api/gateway_hub.h"
 #include "server/api/server_metrics.h"
@@ -14,12 +16,12 @@ namespace sluice::api {
 // synchronous API is enough.
 class AdminServiceImpl final : public v1::AdminService::Service {
  public:
+  // An Apply request larger than `max_apply_bytes` is refused (RESOURCE_EXHAUSTED) unread.
   AdminServiceImpl(store::ConfigStore& store, ServerMetrics& metrics,
                    const health::HealthTracker& health, canary::CanaryManager& canaries,
-                   const GatewayHub& hub)
-      : store_(store), metrics_(metrics), health_(health), canaries_(canaries), hub_(hub) {}
+                   const GatewayHub& hub, uint64_t max_apply_bytes = 16 << 20);
 
-  // v1::AdminService
+  // v1::AdminService. gRPC calls Apply through ApplyBytes.
   grpc::Status Apply(grpc::ServerContext*, const v1::ApplyRequest* request,
                      v1::ApplyResponse* response) override;
   grpc::Status Get(grpc::ServerContext*, const v1::GetRequest* request,
@@ -40,11 +42,19 @@ class AdminServiceImpl final : public v1::AdminService::Service {
                             v1::ListGatewaysResponse* response) override;
 
  private:
+  // Apply as it arrives: a request over max_apply_bytes_ is refused before it is parsed, and
+  // one protobuf would refuse (strings that are not UTF-8, or no protobuf message at all) is
+  // answered INVALID_ARGUMENT naming the problem, the file and the place, where gRPC's
+  // generated handler answers INTERNAL with no message.
+  grpc::Status ApplyBytes(grpc::ServerContext* context,
+                          grpc::ServerUnaryStreamer<grpc::ByteBuffer, v1::ApplyResponse>* stream);
+
   store::ConfigStore& store_;
   ServerMetrics& metrics_;
   const health::HealthTracker& health_;
   canary::CanaryManager& canaries_;
   const GatewayHub& hub_;
+  const uint64_t max_apply_bytes_;
 };
 
 // Diagnostics as the API returns them.

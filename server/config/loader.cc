@@ -1,18 +1,26 @@
 #include "server/config/loader.h"
 
 #include <algorithm>
+#include <cstdint>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
+#include <string>
+#include <vector>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "lib/common/utf8.h"
 #include "lib/config/host_names.h"
 #include "server/config/parsers.h"
 #include "server/config/validation.h"
 #include "server/config/yaml_reader.h"
+#include "yaml-cpp/depthguard.h"
+#include "yaml-cpp/eventhandler.h"
+#include "yaml-cpp/parser.h"
 
 namespace sluice::config {
 namespace {
@@ -217,18 +225,181 @@ std::vector<DocumentText> SplitDocuments(absl::string_view text) {
   return docs;
 }
 
+// A document past kMaxYamlDepth or kMaxYamlAliasNodes, and where.
+struct LimitExceeded {
+  YAML::Mark mark;
+  std::string message;
+};
+
+// Follows a document's parse events, before any node is built, and throws LimitExceeded at
+// the first collection past kMaxYamlDepth or the first alias whose expansion takes the
+// document past kMaxYamlAliasNodes. An alias inside the node it names (`&x [*x]`, which
+// yaml-cpp builds as a list that contains itself) expands without end and is refused too.
+class LimitChecker final : public YAML::EventHandler {
+ public:
+  explicit LimitChecker(absl::string_view text) : text_(text) {}
+
+  void OnDocumentStart(const YAML::Mark&) override {}
+  void OnDocumentEnd() override {}
+  void OnNull(const YAML::Mark&, YAML::anchor_t anchor) override { Leaf(anchor); }
+  void OnScalar(const YAML::Mark&, const std::string&, YAML::anchor_t anchor,
+                const std::string&) override {
+    Leaf(anchor);
+  }
+  void OnAlias(const YAML::Mark& mark, YAML::anchor_t anchor) override {
+    const auto it = anchors_.find(anchor);
+    if (it == anchors_.end()) {
+      throw LimitExceeded{
+          mark, absl::StrCat("alias ", AliasName(mark), " refers to a node that contains it")};
+    }
+    const Size size = it->second;
+    if (static_cast<int>(open_.size()) + size.depth > kMaxYamlDepth) {
+      throw LimitExceeded{mark, absl::StrCat("nesting deeper than ", kMaxYamlDepth,
+                                             " levels (through ", AliasName(mark), ")")};
+    }
+    alias_nodes_ += size.nodes;
+    if (alias_nodes_ > kMaxYamlAliasNodes) {
+      throw LimitExceeded{mark, absl::StrCat("aliases expand to more than ", kMaxYamlAliasNodes,
+                                             " nodes (here ", AliasName(mark), ")")};
+    }
+    AddToParent(size);
+  }
+  void OnSequenceStart(const YAML::Mark& mark, const std::string&, YAML::anchor_t anchor,
+                       YAML::EmitterStyle::value) override {
+    Open(mark, anchor);
+  }
+  void OnSequenceEnd() override { Close(); }
+  void OnMapStart(const YAML::Mark& mark, const std::string&, YAML::anchor_t anchor,
+                  YAML::EmitterStyle::value) override {
+    Open(mark, anchor);
+  }
+  void OnMapEnd() override { Close(); }
+
+ private:
+  // A node with its aliases expanded: how many nodes, and how many collections deep.
+  struct Size {
+    uint64_t nodes = 1;
+    int depth = 0;
+  };
+  struct Frame {
+    YAML::anchor_t anchor;
+    Size size;
+  };
+
+  void Leaf(YAML::anchor_t anchor) {
+    if (anchor != 0) anchors_[anchor] = Size{};
+    AddToParent(Size{});
+  }
+  void Open(const YAML::Mark& mark, YAML::anchor_t anchor) {
+    if (static_cast<int>(open_.size()) >= kMaxYamlDepth) {
+      throw LimitExceeded{mark, absl::StrCat("nesting deeper than ", kMaxYamlDepth, " levels")};
+    }
+    open_.push_back({anchor, Size{1, 1}});
+  }
+  void Close() {
+    const Frame done = open_.back();
+    open_.pop_back();
+    // Registered only now: an alias met while its anchor is open is inside it.
+    if (done.anchor != 0) anchors_[done.anchor] = done.size;
+    AddToParent(done.size);
+  }
+  void AddToParent(const Size& size) {
+    if (open_.empty()) return;
+    Size& parent = open_.back().size;
+    parent.nodes += size.nodes;
+    parent.depth = std::max(parent.depth, size.depth + 1);
+  }
+  // "*name" as written at `mark`, or "an alias" when the text does not show it there.
+  std::string AliasName(const YAML::Mark& mark) const {
+    if (mark.pos < 0 || static_cast<size_t>(mark.pos) >= text_.size() || text_[mark.pos] != '*') {
+      return "an alias";
+    }
+    const absl::string_view rest = text_.substr(mark.pos);
+    return std::string(rest.substr(0, std::min(rest.find_first_of(" \t\r\n,[]{}"), size_t{64})));
+  }
+
+  absl::string_view text_;
+  std::vector<Frame> open_;  // the collections open at this point, outermost first
+  absl::flat_hash_map<YAML::anchor_t, Size> anchors_;
+  uint64_t alias_nodes_ = 0;
+};
+
+// Throws LimitExceeded (or, for YAML syntax errors, YAML::Exception).
+void CheckLimits(const std::string& document) {
+  std::istringstream in(document);
+  YAML::Parser parser(in);
+  LimitChecker checker(document);
+  parser.HandleNextDocument(checker);
+}
+
+// The same depth check on a loaded document without aliases (a tree: every node is walked
+// once): throws LimitExceeded at the first collection past kMaxYamlDepth.
+void CheckDepth(const YAML::Node& node, int depth) {
+  if (!node.IsMap() && !node.IsSequence()) return;
+  if (depth > kMaxYamlDepth) {
+    throw LimitExceeded{node.Mark(),
+                        absl::StrCat("nesting deeper than ", kMaxYamlDepth, " levels")};
+  }
+  for (const auto& child : node) {
+    if (node.IsMap()) {
+      CheckDepth(child.first, depth + 1);
+      CheckDepth(child.second, depth + 1);
+    } else {
+      CheckDepth(child, depth + 1);
+    }
+  }
+}
+
+// Loads one document within kMaxYamlDepth and kMaxYamlAliasNodes, or throws LimitExceeded
+// (YAML::Exception for syntax errors). Following the parse events costs about two thirds of
+// a load, so only a document that can hold an alias (it has an `&` for an anchor somewhere)
+// is checked that way first; the others are loaded, then walked.
+YAML::Node LoadWithinLimits(const std::string& document) {
+  if (document.find('&') != std::string::npos) {
+    CheckLimits(document);
+    return YAML::Load(document);
+  }
+  YAML::Node node;
+  try {
+    node = YAML::Load(document);
+  } catch (const YAML::DeepRecursion&) {
+    CheckLimits(document);  // yaml-cpp stops at 500 levels: find the line of level 65
+    throw;
+  }
+  CheckDepth(node, 1);
+  return node;
+}
+
+// yaml-cpp reads UTF-16 and UTF-32 that start with a byte order mark; anything else must be
+// UTF-8.
+bool HasUtf16Or32ByteOrderMark(absl::string_view text) {
+  return absl::StartsWith(text, "\xfe\xff") || absl::StartsWith(text, "\xff\xfe") ||
+         absl::StartsWith(text, absl::string_view("\0\0\xfe\xff", 4));
+}
+
 }  // namespace
 
 void ParseYaml(absl::string_view text, const std::string& file_name, ConfigSet& out,
                Diagnostics& diagnostics) {
+  if (!HasUtf16Or32ByteOrderMark(text)) {
+    if (const std::optional<InvalidUtf8> bad = FindInvalidUtf8(text)) {
+      diagnostics.Error({file_name, bad->line}, "",
+                        absl::StrCat(bad->ToString(), "; YAML must be UTF-8"));
+      return;
+    }
+  }
   for (const DocumentText& doc_text : SplitDocuments(text)) {
     ParseContext ctx{file_name, &diagnostics, doc_text.first_line};
+    auto line_of = [&](const YAML::Mark& mark) {
+      return mark.line >= 0 ? mark.line + 1 + ctx.line_offset : 0;
+    };
     try {
-      const YAML::Node doc = YAML::Load(std::string(doc_text.text));
+      const YAML::Node doc = LoadWithinLimits(std::string(doc_text.text));
       ParseDocument(Field{doc, ""}, ctx, out);
+    } catch (const LimitExceeded& e) {
+      diagnostics.Error({file_name, line_of(e.mark)}, "", e.message);
     } catch (const YAML::Exception& e) {
-      SourceLocation where{file_name, e.mark.line >= 0 ? e.mark.line + 1 + ctx.line_offset : 0};
-      diagnostics.Error(where, "", absl::StrCat("invalid YAML: ", e.msg));
+      diagnostics.Error({file_name, line_of(e.mark)}, "", absl::StrCat("invalid YAML: ", e.msg));
     }
   }
 }

@@ -10,6 +10,16 @@
 
 namespace sluice::config {
 
+// Limits on one YAML document, checked before its fields are read; ParseYaml reports each at
+// the line where the document passes it.
+//
+// Mappings and lists inside one another (yaml-cpp itself stops at 500, saying "bad file").
+inline constexpr int kMaxYamlDepth = 64;
+// Nodes that aliases (*name) add when expanded. yaml-cpp shares what an alias names, but
+// reading walks it at every alias, so a few lines could otherwise stand for millions of
+// routes.
+inline constexpr uint64_t kMaxYamlAliasNodes = 100000;
+
 struct LoadResult {
   ConfigSet config;
   Diagnostics diagnostics;
@@ -18,6 +28,8 @@ struct LoadResult {
 
 // Parses multi-document YAML text named `file_name` in diagnostics, appending resources to
 // `out`. Kinds sluice does not read are skipped with a notice. No cross-resource checks.
+// Text that is not UTF-8 is an error (nothing of it is read), and so is a document past
+// kMaxYamlDepth or kMaxYamlAliasNodes (the other documents are read).
 void ParseYaml(absl::string_view text, const std::string& file_name, ConfigSet& out,
                Diagnostics& diagnostics);
 

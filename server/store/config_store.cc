@@ -320,6 +320,14 @@ ChangeResult ConfigStore::Apply(const std::vector<File>& files, bool dry_run) {
     diagnostics.Error({files.empty() ? "<apply>" : files.front().name, 0}, "",
                       "holds no resource sluice reads");
   }
+  if (options_.max_apply_resources > 0 && incoming.size() > options_.max_apply_resources) {
+    ChangeResult refused;
+    refused.refused = absl::InvalidArgumentError(
+        absl::StrCat("the change holds ", incoming.size(), " resources; at most ",
+                     options_.max_apply_resources, " may be applied at once"));
+    refused.version = version();
+    return refused;
+  }
   std::vector<std::string> changed;
   for (const StoredResource& r : ResourcesOf(incoming, "applied"))
     changed.push_back(r.key.ToString());

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
@@ -36,6 +37,9 @@ struct StoredResource {
 };
 
 struct ChangeResult {
+  // Not OK: the change was refused as a whole before validation (too many resources), and
+  // says why; nothing else in the result is filled but the version.
+  absl::Status refused;
   bool applied = false;
   uint64_t version = 0;  // the new version, or the unchanged current one
   config::Diagnostics diagnostics;
@@ -57,6 +61,8 @@ class ConfigStore {
     // for this long, so a file caught while an editor or `cat > file` writes it is not
     // loaded half-written.
     absl::Duration settle = absl::Milliseconds(200);
+    // The most resources one Apply may hold; 0: no limit.
+    size_t max_apply_resources = 0;
   };
 
   // Loads the files and the persisted state. Fails, naming every problem, when they do not
@@ -67,7 +73,8 @@ class ConfigStore {
   std::shared_ptr<const routing::Snapshot> Current() const { return current_.Load(); }
   uint64_t version() const { return Current()->version(); }
 
-  // One change made of several named YAML texts: applied together or not at all.
+  // One change made of several named YAML texts: applied together or not at all. Refused
+  // (ChangeResult::refused) when it holds more than Options::max_apply_resources resources.
   struct File {
     std::string name;
     std::string yaml;

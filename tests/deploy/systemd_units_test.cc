@@ -147,7 +147,7 @@ const std::vector<Program>& Programs() {
        "--shutdown-grace",
        absl::Seconds(1),
        {"--config", "--state-dir", "--listen", "--metrics", "--reload-interval", "--shutdown-grace",
-        "--prometheus-url"}},
+        "--prometheus-url", "--max-apply-bytes", "--max-apply-resources"}},
       {"sluice-gateway",
        "SLUICE_GATEWAY_ARGS",
        "--drain-timeout",
@@ -155,7 +155,8 @@ const std::vector<Program>& Programs() {
        {"--listen", "--decision", "--metrics", "--workers", "--decision-failure", "--access-log",
         "--decision-deadline", "--max-request-headers", "--max-request-body", "--retry-buffer",
         "--request-header-timeout", "--idle-timeout", "--drain-timeout", "--name", "--decisions",
-        "--max-table-age", "--access-log-flush-interval", "--shadow-host-suffix"}},
+        "--max-table-age", "--access-log-flush-interval", "--shadow-host-suffix",
+        "--max-request-header-count"}},
   };
   return *programs;
 }

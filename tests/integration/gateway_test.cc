@@ -14,6 +14,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
+#include <functional>
 #include <iterator>
 #include <map>
 #include <memory>
@@ -670,6 +671,40 @@ TEST_P(GatewayTest, MalformedHttpIsAnsweredAndClosed) {
   EXPECT_EQ(ReceivedByAll(), 0) << "nothing malformed reaches an upstream";
 }
 
+// Envoy's max_request_headers_count: 100 header fields (Host included) by default; one more
+// is answered 431 and the connection closed, and nothing reaches an upstream.
+TEST_P(GatewayTest, MoreHeaderFieldsThanTheCountLimitGet431AndClose) {
+  StartStubs();
+  StartServer(ShopService() + VirtualService(SplitRoute(100, 0)));
+  StartGateway();
+  // `count` header fields in all: Host, Connection: close when asked, and x-h-N.
+  auto request = [](int count, bool close) {
+    std::string r = "GET /headers HTTP/1.1\r\nHost: shop\r\n";
+    if (close) r += "Connection: close\r\n";
+    for (int i = close ? 2 : 1; i < count; ++i) absl::StrAppend(&r, "x-h-", i, ": v\r\n");
+    return r + "\r\n";
+  };
+  testing::RawResult r = testing::RawExchange(gateway_address_, request(100, true));
+  EXPECT_THAT(r.received, StartsWith("HTTP/1.1 200")) << r.received;
+  EXPECT_EQ(Received(0), 1);
+
+  r = testing::RawExchange(gateway_address_, request(101, false));
+  EXPECT_THAT(r.received, StartsWith("HTTP/1.1 431")) << r.received;
+  EXPECT_TRUE(r.closed_by_peer) << "the connection must be closed";
+  EXPECT_EQ(Received(0), 1) << "a refused request reaches no upstream";
+  EXPECT_TRUE(Logged("\"GET /headers HTTP/1.1\" 431 DPE"));
+
+  // --max-request-header-count sets it.
+  gateway_.Stop();
+  ASSERT_NO_FATAL_FAILURE(StartGateway({"--max-request-header-count", "10"}));
+  r = testing::RawExchange(gateway_address_, request(11, false));
+  EXPECT_THAT(r.received, StartsWith("HTTP/1.1 431")) << r.received;
+  EXPECT_TRUE(r.closed_by_peer);
+  r = testing::RawExchange(gateway_address_, request(10, true));
+  EXPECT_THAT(r.received, StartsWith("HTTP/1.1 200")) << r.received;
+  EXPECT_EQ(Received(0), 2);
+}
+
 // Envoy arms the route timeout when the whole request is in, and the per-try timeout when
 // the whole request is in and the connection is ready. A body past the retry buffer is
 // streamed upstream while it arrives, so a slow upload must not eat either timeout.
@@ -1031,6 +1066,21 @@ TEST_P(GatewayTest, AHungServerIsNoticedAndRequestsAreServedFromTheLastTable) {
   EXPECT_EQ(Get("/").status, 200);
 }
 
+// A request target with bytes that are not UTF-8 is refused at the gateway (400 DPE): the
+// decision API carries it as a proto3 string, and the server would drop the whole stream.
+TEST_P(GatewayTest, ARequestThatIsNotUtf8IsRefusedWithoutBreakingTheDecisionStream) {
+  StartStubs();
+  StartServer(ShopService() + VirtualService(SplitRoute(100, 0)));
+  StartGateway();
+  const testing::RawResult r = testing::RawExchange(
+      gateway_address_, "GET /\xff\xfe HTTP/1.1\r\nHost: shop\r\nConnection: close\r\n\r\n");
+  EXPECT_THAT(r.received, HasSubstr("HTTP/1.1 400"));
+  EXPECT_TRUE(Logged(" 400 DPE "));
+  absl::SleepFor(absl::Milliseconds(100));
+  EXPECT_THAT(testing::HttpGet(admin_, "/healthz"), HasSubstr("\"serving\""));
+  EXPECT_EQ(Get("/").status, 200);
+}
+
 // With no table ever received (no server since start), the failure policy answers within the
 // decision deadline.
 TEST_P(GatewayTest, WithoutAnyTableTheFailurePolicyAnswersWithinTheDeadline) {
@@ -1160,6 +1210,172 @@ TEST_P(GatewayTest, OutOfFileDescriptorsTheWorkerWaitsInsteadOfSpinning) {
     ++lines;
   }
   EXPECT_EQ(lines, 1u) << log;
+}
+
+// `n` requests from `get`, each on its own thread and connection, `gap` apart.
+std::vector<testing::HttpResult> Staggered(int n, absl::Duration gap,
+                                           const std::function<testing::HttpResult(int)>& get) {
+  std::vector<testing::HttpResult> results(n);
+  std::vector<std::thread> clients;
+  for (int i = 0; i < n; ++i) {
+    clients.emplace_back([&, i] {
+      absl::SleepFor(gap * i);
+      results[i] = get(i);
+    });
+  }
+  for (auto& c : clients) c.join();
+  return results;
+}
+
+bool Overflowed(const testing::HttpResult& r) {
+  return r.status == 503 && r.Header("x-envoy-overloaded") == "true" &&
+         absl::StrContains(r.body, "overflow");
+}
+
+// Envoy resets the upstream request as soon as its client disconnects, and logs it with DC
+// (response code 0: nothing was sent); the route timeout has no part in it.
+TEST_P(GatewayTest, AClientThatDisconnectsCancelsItsUpstreamRequest) {
+  StartStubs();
+  StartServer(ShopService() + VirtualService(R"(  - name: main
+    route: [{destination: {host: shop, subset: v1}}]
+    timeout: 2s
+    retries: {attempts: 0}
+)"));
+  StartGateway({"--workers", "1"});
+  auto open = [&] { return testing::StubStat(stubs_[0]->address, "open_connections"); };
+
+  const int fd = ConnectTo(gateway_address_);
+  ASSERT_GE(fd, 0);
+  const std::string request = "GET /slow?delay=3s HTTP/1.1\r\nHost: shop\r\n\r\n";
+  ASSERT_EQ(write(fd, request.data(), request.size()), static_cast<ssize_t>(request.size()));
+  absl::SleepFor(absl::Milliseconds(200));
+  EXPECT_EQ(open(), 1) << "the request waits at the upstream";
+  close(fd);
+  const absl::Time left = absl::Now();
+
+  // The upstream connection closes at once (the stub looks every 10ms), not at the route
+  // timeout 1.8s later.
+  absl::Time closed = absl::InfiniteFuture();
+  while (absl::Now() - left < absl::Seconds(3)) {
+    if (open() == 0) {
+      closed = absl::Now();
+      break;
+    }
+    absl::SleepFor(absl::Milliseconds(10));
+  }
+  EXPECT_LT(closed - left, absl::Milliseconds(500)) << "the upstream request went on";
+
+  // Logged as a downstream disconnect, well before the route timeout (the log is written
+  // every 50ms).
+  absl::Time logged = absl::InfiniteFuture();
+  while (absl::Now() - left < absl::Seconds(3)) {
+    if (absl::StrContains(AccessLog(), "GET /slow?delay=3s")) {
+      logged = absl::Now();
+      break;
+    }
+    absl::SleepFor(absl::Milliseconds(10));
+  }
+  EXPECT_LT(logged - left, absl::Milliseconds(800));
+  EXPECT_THAT(AccessLog(), HasSubstr("\"GET /slow?delay=3s HTTP/1.1\" 0 DC "));
+  EXPECT_THAT(AccessLog(), Not(HasSubstr(" 504 UT ")));
+  EXPECT_THAT(testing::HttpGet(admin_, "/metrics"), HasSubstr("response_flags=\"DC\""));
+
+  // The cancelled connection was not pooled: the next request is served on a new one.
+  EXPECT_EQ(Get("/after").status, 200);
+  EXPECT_EQ(open(), 1);
+}
+
+// Envoy's HTTP/1.1 pool makes a request pending before it opens any connection, so the
+// cluster's http1MaxPendingRequests binds a request for an endpoint the worker has no
+// connection to as it binds one for a busy endpoint. Such an endpoint still gets its first
+// connection past maxConnections while the queue has room (request 2), as Envoy opens one
+// when a host's pool has none. (maxRequestsPerConnection 1: the fast endpoint never keeps a
+// connection.)
+TEST_P(GatewayTest, PendingLimitBindsARequestForAnEndpointWithoutAConnection) {
+  StartStubs();
+  StartServer(
+      ShopService("    loadBalancer: {simple: ROUND_ROBIN}\n"
+                  "    connectionPool:\n"
+                  "      tcp: {maxConnections: 1}\n"
+                  "      http: {http1MaxPendingRequests: 1, maxRequestsPerConnection: 1}\n") +
+      VirtualService(R"(  - name: all
+    route: [{destination: {host: shop}}]
+    retries: {attempts: 0}
+)"));
+  StartGateway({"--workers", "1"});
+
+  // Round robin alternates the endpoints: requests 1 and 3 go to one (slow: they wait 1s
+  // there), 2 and 4 to the other. Request 3 is the cluster's one pending request, queued
+  // behind request 1's connection, when request 4 comes.
+  const std::vector<testing::HttpResult> r = Staggered(4, absl::Milliseconds(150), [&](int i) {
+    return Get(i % 2 == 0 ? "/slow?delay=1s" : "/fast");
+  });
+  EXPECT_EQ(r[0].status, 200);
+  EXPECT_EQ(r[1].status, 200) << "the fast endpoint's first connection";
+  EXPECT_EQ(r[2].status, 200) << "pending, then served on the slow endpoint";
+  EXPECT_TRUE(Overflowed(r[3])) << r[3].status << " " << r[3].headers;
+  EXPECT_TRUE(Logged("\"GET /fast HTTP/1.1\" 503 UO "));
+  const std::string fast =
+      r[1].Header("x-stub-name") == "shop-v1" ? stubs_[0]->address : stubs_[1]->address;
+  EXPECT_EQ(testing::StubReceived(fast), 1) << "request 4 reached the fast endpoint";
+}
+
+// Envoy keeps a connection pool per cluster: connections kept alive for a service's default
+// cluster do not carry its subset cluster's requests once a VirtualService routes there, so
+// the subset cluster's maxConnections binds from its first request as on a fresh gateway.
+TEST_P(GatewayTest, ConnectionsKeptAliveForOneClusterDoNotServeAnother) {
+  StartStubs();
+  const std::string limits =
+      "    connectionPool:\n"
+      "      tcp: {maxConnections: 1}\n"
+      "      http: {http1MaxPendingRequests: 1}\n";
+  StartServer(ShopService(limits));  // no VirtualService: the default route, whole service
+  StartGateway({"--workers", "1"});
+  auto open = [&] { return testing::StubStat(stubs_[0]->address, "open_connections"); };
+  for (int i = 0; i < 50 && open() < 1; ++i) ASSERT_EQ(Get("/warm").status, 200);
+  ASSERT_EQ(open(), 1) << "the default cluster keeps a connection to v1's endpoint";
+
+  Apply(ShopService(limits) + VirtualService(SplitRoute(100, 0, "    retries: {attempts: 0}\n")));
+  const std::vector<testing::HttpResult> r =
+      Staggered(3, absl::Milliseconds(30), [&](int) { return Get("/slow?delay=600ms"); });
+  int ok = 0, overflow = 0;
+  for (const auto& one : r) {
+    ok += one.status == 200;
+    overflow += Overflowed(one);
+  }
+  EXPECT_EQ(ok, 2);
+  EXPECT_EQ(overflow, 1);
+}
+
+// Envoy drains a cluster's connection pool when the cluster changes: connections kept alive
+// under a DestinationRule without limits carry no request once it sets maxConnections 1,
+// which binds at once, as on a fresh gateway; the old ones close.
+TEST_P(GatewayTest, PoolLimitsBindOnceTheDestinationRuleChanges) {
+  StartStubs();
+  const std::string route = VirtualService(SplitRoute(100, 0, "    retries: {attempts: 0}\n"));
+  StartServer(ShopService() + route);
+  StartGateway({"--workers", "1"});
+  auto open = [&] { return testing::StubStat(stubs_[0]->address, "open_connections"); };
+  for (const auto& one :
+       Staggered(3, absl::ZeroDuration(), [&](int) { return Get("/slow?delay=300ms"); })) {
+    ASSERT_EQ(one.status, 200);
+  }
+  ASSERT_EQ(open(), 3) << "three kept-alive connections";
+
+  Apply(ShopService("    connectionPool:\n"
+                    "      tcp: {maxConnections: 1}\n"
+                    "      http: {http1MaxPendingRequests: 1}\n") +
+        route);
+  const std::vector<testing::HttpResult> r =
+      Staggered(3, absl::Milliseconds(30), [&](int) { return Get("/slow?delay=600ms"); });
+  int ok = 0, overflow = 0;
+  for (const auto& one : r) {
+    ok += one.status == 200;
+    overflow += Overflowed(one);
+  }
+  EXPECT_EQ(ok, 2);
+  EXPECT_EQ(overflow, 1);
+  EXPECT_EQ(open(), 1) << "the old pool's connections closed; the new one is kept";
 }
 
 INSTANTIATE_TEST_SUITE_P(Modes, GatewayTest, ::testing::Values("server", "local"),

@@ -7,6 +7,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <future>
 #include <iterator>
 #include <set>
 #include <thread>
@@ -19,6 +20,7 @@
 #include "absl/time/clock.h"
 #include "gmock/gmock.h"
 #include "google/protobuf/util/json_util.h"
+#include "grpcpp/generic/generic_stub.h"
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
 #include "protos/grpc/health/v1/health.grpc.pb.h"
@@ -168,6 +170,7 @@ class ServerTest : public ::testing::Test {
 
   testing::TempDir config_dir_;
   testing::TempDir state_dir_;
+  testing::TempDir dir_;  // scratch files
   testing::Process server_;
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<v1::DecisionService::Stub> decisions_;
@@ -507,6 +510,173 @@ TEST_F(ServerTest, MetricsCountDecisionsByRouteAndSubset) {
                         "local\",response_flags=\"-\",route=\"jason\",subset=\"v2\"} 5"));
   EXPECT_THAT(metrics, HasSubstr("host=\"unknown\",response_flags=\"NR\""));
   EXPECT_THAT(metrics, HasSubstr("sluice_decision_duration_seconds_count 6"));
+}
+
+// Runs sluicectl with `args` against `server`, its output in `dir`; returns stdout and stderr
+// together, the exit code in `exit_code`.
+std::string RunSluicectl(const testing::TempDir& dir, const std::string& server,
+                         const std::string& args, int* exit_code) {
+  const std::string out = dir.path() + "/ctl.out";
+  const std::string command =
+      absl::StrCat(SLUICECTL_BINARY, " ", args, " --server ", server, " > ", out, " 2>&1");
+  const int status = std::system(command.c_str());
+  *exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  std::ifstream in(out);
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+// The peak resident set of process `pid` in bytes (VmHWM), or -1.
+int64_t PeakRss(pid_t pid) {
+  std::ifstream in(absl::StrCat("/proc/", pid, "/status"));
+  std::string line;
+  while (std::getline(in, line)) {
+    absl::string_view rest = line;
+    if (!absl::ConsumePrefix(&rest, "VmHWM:")) continue;
+    rest = absl::StripAsciiWhitespace(rest);
+    absl::ConsumeSuffix(&rest, " kB");
+    int64_t kb = 0;
+    if (absl::SimpleAtoi(rest, &kb)) return kb * 1024;
+  }
+  return -1;
+}
+
+// Calls `method` with `request` as raw bytes, as a client that does not use the .proto (or
+// a broken one) could: what the server answers to input its generated code cannot parse.
+grpc::Status RawCall(const std::shared_ptr<grpc::Channel>& channel, const std::string& method,
+                     const std::string& request) {
+  grpc::GenericStub stub(channel);
+  grpc::Slice slice(request);
+  grpc::ByteBuffer send(&slice, 1);
+  grpc::ByteBuffer received;
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+  std::promise<grpc::Status> done;
+  stub.UnaryCall(&ctx, method, grpc::StubOptions(), &send, &received,
+                 [&done](grpc::Status status) { done.set_value(std::move(status)); });
+  return done.get_future().get();
+}
+
+// A length-delimited protobuf field, for writing messages by hand.
+std::string WireField(int number, const std::string& bytes) {
+  std::string out(1, static_cast<char>(number << 3 | 2));
+  for (uint64_t n = bytes.size(); true; n >>= 7) {
+    if (n < 0x80) {
+      out.push_back(static_cast<char>(n));
+      break;
+    }
+    out.push_back(static_cast<char>((n & 0x7f) | 0x80));
+  }
+  return out + bytes;
+}
+
+// About `bytes` of valid YAML: ServiceEntries of one endpoint each.
+std::string ManyServiceEntries(size_t bytes) {
+  std::string yaml;
+  for (int i = 0; yaml.size() < bytes; ++i) {
+    absl::StrAppend(&yaml, "---\napiVersion: networking.istio.io/v1\nkind: ServiceEntry\n",
+                    "metadata:\n  name: svc-", i, "\n  labels: {team: payments}\nspec:\n",
+                    "  hosts: [svc-", i, "]\n  ports:\n  - {number: 8080, name: http}\n",
+                    "  endpoints:\n  - {address: 10.0.", i / 250 % 250, ".", i % 250 + 1,
+                    ", ports: {http: 8080}, labels: {version: v1}}\n");
+  }
+  return yaml;
+}
+
+// 20 MB of YAML, well past the default --max-apply-bytes (16 MiB): sluicectl refuses it
+// before sending and says which limit; a client that sends it anyway is refused with
+// RESOURCE_EXHAUSTED naming the limit before anything parses it; the server keeps its
+// version and its memory.
+TEST_F(ServerTest, AnApplyOverTheSizeLimitIsRefusedNamingTheLimit) {
+  StartServer();
+  const std::string big = dir_.Write("big.yaml", ManyServiceEntries(20 * 1000 * 1000));
+  const std::string grpc_address = server_.Field("grpc");
+
+  int exit_code = 0;
+  std::string out = RunSluicectl(dir_, grpc_address, absl::StrCat("apply -f ", big), &exit_code);
+  EXPECT_NE(exit_code, 0) << out;
+  EXPECT_THAT(out, HasSubstr("of YAML exceeds the server's limit of 16 MiB (--max-apply-bytes)"));
+
+  // Told to send up to 64 MiB, sluicectl sends it; the server refuses and sluicectl says why.
+  out = RunSluicectl(dir_, grpc_address, absl::StrCat("apply -f ", big, " --max-apply-bytes 64m"),
+                     &exit_code);
+  EXPECT_NE(exit_code, 0) << out;
+  EXPECT_THAT(out, HasSubstr("of YAML exceeds the server's limit of 16 MiB (--max-apply-bytes)"));
+
+  // What the server answers a client that sends it anyway.
+  grpc::ChannelArguments args;
+  args.SetMaxSendMessageSize(-1);
+  auto unlimited =
+      grpc::CreateCustomChannel(grpc_address, grpc::InsecureChannelCredentials(), args);
+  v1::ApplyRequest request;
+  v1::ApplyFile* file = request.add_files();
+  file->set_name("big.yaml");
+  file->set_yaml(ManyServiceEntries(20 * 1000 * 1000));
+  v1::ApplyResponse response;
+  const grpc::Status status =
+      v1::AdminService::NewStub(unlimited)->Apply(Ctx().get(), request, &response);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED) << status.error_message();
+  EXPECT_THAT(status.error_message(),
+              HasSubstr("of YAML exceeds the server's limit of 16 MiB (--max-apply-bytes)"));
+
+  EXPECT_EQ(Decide(Request(1)).config_version(), 1u);
+  EXPECT_EQ(Decide(Request(2, "jason")).subset(), "v2");
+  const int64_t peak = PeakRss(server_.pid());
+  EXPECT_GT(peak, 0);
+  EXPECT_LT(peak, 200 << 20) << "the server's peak resident set";
+}
+
+TEST_F(ServerTest, TooManyResourcesInOneApplyAreInvalidArgumentNamingTheCountAndTheLimit) {
+  ASSERT_NO_FATAL_FAILURE(StartServer(kConfig, {"--max-apply-resources", "3"}));
+  std::string yaml;
+  for (int i = 0; i < 5; ++i) {
+    absl::StrAppend(&yaml, "---\napiVersion: networking.istio.io/v1\nkind: ServiceEntry\n",
+                    "metadata: {name: extra-", i, "}\nspec:\n  hosts: [extra-", i,
+                    "]\n  ports: [{number: 80, name: http}]\n");
+  }
+  v1::ApplyRequest request;
+  v1::ApplyFile* f = request.add_files();
+  f->set_name("five.yaml");
+  f->set_yaml(yaml);
+  v1::ApplyResponse response;
+  const grpc::Status status = admin_->Apply(Ctx().get(), request, &response);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(status.error_message(), HasSubstr("5 resources"));
+  EXPECT_THAT(status.error_message(), HasSubstr("at most 3"));
+  EXPECT_THAT(status.error_message(), HasSubstr("--max-apply-resources"));
+  EXPECT_EQ(Decide(Request(1)).config_version(), 1u);
+  // Under the limit, applies go on as before.
+  EXPECT_TRUE(Apply(AllToV3(100)).applied());
+}
+
+// An ApplyRequest whose YAML is not UTF-8 (proto3 strings must be) or that is no protobuf at
+// all: INVALID_ARGUMENT saying what is wrong and where, not INTERNAL with no message.
+TEST_F(ServerTest, ApplyRequestsThatCannotBeParsedAreInvalidArgumentWithTheReason) {
+  StartServer();
+  const std::string method = "/sluice.v1.AdminService/Apply";
+  const std::string yaml = "apiVersion: networking.istio.io/v1\nkind: Virtual\xff\xfeService\n";
+  grpc::Status status =
+      RawCall(channel_, method, WireField(1, WireField(1, "bad.yaml") + WireField(2, yaml)));
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << status.error_message();
+  EXPECT_THAT(status.error_message(), HasSubstr("bad.yaml:2:"));
+  EXPECT_THAT(status.error_message(), HasSubstr("not valid UTF-8"));
+  EXPECT_THAT(status.error_message(), HasSubstr("offset 48"));
+
+  status = RawCall(channel_, method, WireField(1, WireField(1, "bad\xff.yaml") + WireField(2, "")));
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << status.error_message();
+  EXPECT_THAT(status.error_message(), HasSubstr("name is not valid UTF-8"));
+
+  status = RawCall(channel_, method, "\xff\xff\xff\xff not a protobuf message");
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << status.error_message();
+  EXPECT_THAT(status.error_message(), HasSubstr("malformed"));
+
+  // sluicectl says the same before sending.
+  const std::string path = dir_.Write("latin1.yaml", yaml);
+  int exit_code = 0;
+  const std::string out =
+      RunSluicectl(dir_, server_.Field("grpc"), absl::StrCat("apply -f ", path), &exit_code);
+  EXPECT_EQ(exit_code, 1) << out;
+  EXPECT_THAT(out, HasSubstr("latin1.yaml:2: not valid UTF-8")) << out;
+  EXPECT_EQ(Decide(Request(1)).config_version(), 1u);
 }
 
 // sluicectl gateways against real gateways: two sluice-gateway processes of two workers each,

@@ -1,5 +1,6 @@
 #include "server/config/loader.h"
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 
@@ -10,6 +11,7 @@ namespace sluice::config {
 namespace {
 
 using ::testing::HasSubstr;
+using ::testing::Not;
 
 namespace fs = std::filesystem;
 
@@ -333,6 +335,109 @@ items:
   EXPECT_THAT(notices[1].ToString(), HasSubstr("skipping Gateway"));
 }
 
+// yaml-cpp stops at 500 levels with "bad file"; sluice stops at 64 and says where.
+TEST(LoaderLimits, NestingDeeperThan64LevelsNamesTheLine) {
+  // Block style after a valid document: the n-th `k:` opens level n.
+  std::string deep;
+  for (int i = 0; i < 100; ++i) deep += std::string(2 * i, ' ') + "k:\n";
+  const std::string prefix = std::string(kServiceEntry) + "---\n";
+  const int prefix_lines = static_cast<int>(std::count(prefix.begin(), prefix.end(), '\n'));
+  LoadResult r = LoadText(prefix + deep, "deep.yaml");
+  ASSERT_EQ(r.diagnostics.error_count(), 1) << r.diagnostics.ToString();
+  EXPECT_EQ(r.diagnostics.Filter(Severity::kError)[0].ToString(),
+            "deep.yaml:" + std::to_string(prefix_lines + 65) + ": nesting deeper than 64 levels");
+  EXPECT_EQ(r.config.service_entries.size(), 1u);
+
+  // Flow style, far past yaml-cpp's own limit: the 63rd bracket opens level 65.
+  r = LoadText("a:\n  b: " + std::string(100000, '[') + std::string(100000, ']') + "\n",
+               "flow.yaml");
+  ASSERT_EQ(r.diagnostics.error_count(), 1) << r.diagnostics.ToString();
+  EXPECT_EQ(r.diagnostics.Filter(Severity::kError)[0].ToString(),
+            "flow.yaml:2: nesting deeper than 64 levels");
+
+  // 64 levels are read (the document is no resource, which is another error).
+  std::string limit;
+  for (int i = 0; i < 64; ++i) limit += std::string(2 * i, ' ') + "k:\n";
+  r = LoadText(limit, "limit.yaml");
+  for (const Diagnostic& d : r.diagnostics.all()) {
+    EXPECT_THAT(d.message, Not(HasSubstr("nesting"))) << d.ToString();
+    EXPECT_THAT(d.message, Not(HasSubstr("invalid YAML"))) << d.ToString();
+  }
+}
+
+// yaml-cpp shares what an alias names, but reading walks every alias: 300 routes, each an
+// alias of one with 300 destinations, are 90,000 destinations from 600 lines. Refused at the
+// alias that takes the expansion past the budget.
+TEST(LoaderLimits, AliasesExpandingPastTheBudgetAreRefusedAtTheAlias) {
+  std::string bomb = R"(apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: lol}
+spec:
+  hosts: [lol]
+  http:
+  - &h
+    route:
+    - &d {destination: {host: lol}, weight: 1}
+)";
+  for (int i = 1; i < 300; ++i) bomb += "    - *d\n";
+  int line = static_cast<int>(std::count(bomb.begin(), bomb.end(), '\n'));
+  for (int i = 1; i < 300; ++i) bomb += "  - *h\n";
+  // A destination is 7 nodes, the route 2,103 (2,093 of them through aliases); the 47th *h
+  // takes the aliases past 100,000 nodes.
+  line += 47;
+  LoadResult r = LoadText(bomb, "bomb.yaml");
+  ASSERT_EQ(r.diagnostics.error_count(), 1) << r.diagnostics.ToString().substr(0, 2000);
+  EXPECT_EQ(
+      r.diagnostics.Filter(Severity::kError)[0].ToString(),
+      "bomb.yaml:" + std::to_string(line) + ": aliases expand to more than 100000 nodes (here *h)");
+  EXPECT_EQ(r.config.size(), 0u);
+}
+
+// yaml-cpp builds `&x [..., *x]` as a list that contains itself: its expansion never ends.
+TEST(LoaderLimits, AnAliasInsideItsOwnAnchorIsRefused) {
+  LoadResult r = LoadText(R"(apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: loop}
+spec:
+  hosts: [loop]
+  ports: &x [{number: 80, name: http, more: *x}]
+)",
+                          "loop.yaml");
+  ASSERT_EQ(r.diagnostics.error_count(), 1) << r.diagnostics.ToString();
+  EXPECT_EQ(r.diagnostics.Filter(Severity::kError)[0].ToString(),
+            "loop.yaml:6: alias *x refers to a node that contains it");
+}
+
+TEST(LoaderLimits, OrdinaryAliasesStillWork) {
+  LoadResult r = LoadText(R"(apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata:
+  name: reviews
+  labels: &labels {app: reviews}
+spec:
+  hosts: [reviews]
+  ports: [{number: 9080, name: http}]
+  endpoints:
+  - {address: 127.0.0.1, ports: {http: 19081}, labels: *labels}
+  - {address: 127.0.0.2, ports: {http: 19081}, labels: *labels}
+)",
+                          "aliases.yaml");
+  ASSERT_TRUE(r.ok()) << r.diagnostics.ToString();
+  ASSERT_EQ(r.config.service_entries.size(), 1u);
+  ASSERT_EQ(r.config.service_entries[0].endpoints.size(), 2u);
+  EXPECT_THAT(r.config.service_entries[0].endpoints[1].labels,
+              ::testing::Contains(::testing::Pair("app", "reviews")));
+}
+
+// YAML is Unicode; bytes that are not UTF-8 are named with their line and offset instead of
+// being carried into names and stored documents.
+TEST(LoaderLimits, InvalidUtf8NamesTheLineAndOffset) {
+  LoadResult r =
+      LoadText("apiVersion: networking.istio.io/v1\nkind: Virtual\xff\xfeService\n", "x.yaml");
+  ASSERT_EQ(r.diagnostics.error_count(), 1) << r.diagnostics.ToString();
+  EXPECT_EQ(r.diagnostics.Filter(Severity::kError)[0].ToString(),
+            "x.yaml:2: not valid UTF-8 (byte 0xff at offset 48); YAML must be UTF-8");
+}
 }  // namespace
 }  // namespace sluice::config
 

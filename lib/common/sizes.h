@@ -1,0 +1,20 @@
+#pragma once
+
+// Sizes on command lines and in messages: "64k", "16m" in, "16 MiB" out.
+
+#include <cstdint>
+#include <optional>
+#include <string>
+
+#include "absl/strings/string_view.h"
+
+namespace sluice {
+
+// "65536", "64k", "16m" (binary multiples; "ki"/"mi" and upper case too). Nullopt for
+// anything else, or a size past 2^64.
+std::optional<uint64_t> ParseBytes(absl::string_view text);
+
+// "16 MiB", "64 KiB", "19.1 MiB", "512 bytes": exact units when they fit, else one decimal.
+std::string FormatBytes(uint64_t bytes);
+
+}  // namespace sluice
