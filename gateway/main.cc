@@ -14,6 +14,7 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/strip.h"
 #include "absl/time/clock.h"
 #include "gateway/http/beast.h"
@@ -277,10 +278,17 @@ int main(int argc, char** argv) {
     size_t connected = 0, stale = 0;
     double table_age = 0;  // the oldest worker's, in seconds; -1: a worker has no table
     uint64_t table_version = 0;
-    for (const auto& w : workers) {
-      if (w->decision_state() == DecisionClient::State::kConnected) ++connected;
+    // Workers whose decisions are not coming from a server that answers: the stream is down,
+    // silent, or let a decision pass its deadline (a hung or overloaded server keeps its
+    // connection open, so the connection alone does not tell).
+    std::vector<std::string> affected;
+    for (size_t i = 0; i < workers.size(); ++i) {
+      const auto& w = workers[i];
+      const bool up = w->decision_state() == DecisionClient::State::kConnected;
+      if (up) ++connected;
       const WorkerTableState t = w->table_state();
       if (t.stale) ++stale;
+      if (!up || t.unanswered) affected.push_back(std::to_string(i));
       if (table_age >= 0) table_age = t.age_seconds < 0 ? -1 : std::max(table_age, t.age_seconds);
       table_version = std::max(table_version, t.version);
     }
@@ -293,19 +301,22 @@ int main(int argc, char** argv) {
       state = "stale";
     } else if (connected < workers.size()) {
       state = fallback ? "degraded" : "unavailable";
+    } else if (!affected.empty()) {
+      state = "degraded";  // connected, but decisions miss their deadline
     }
     health.status = state == "serving" || state == "degraded" || state == "stale" ? 200 : 503;
     const std::string policy =
         fallback ? absl::StrCat("fallback=", options.decision_failure.fallback_host, ":",
                                 options.decision_failure.fallback_port)
                  : "deny";
-    health.body = absl::StrCat(
-        "{\"state\":\"", state, "\",\"decision_service\":\"",
-        StateName(workers.front()->decision_state()), "\",\"workers_connected\":", connected,
-        ",\"workers\":", workers.size(), ",\"decisions\":\"",
-        options.decision_mode == sluice::v1::DECISION_MODE_LOCAL ? "local" : "server",
-        "\",\"table_version\":", table_version, ",\"table_age_seconds\":", table_age,
-        ",\"decision_failure\":\"", policy, "\"}\n");
+    health.body =
+        absl::StrCat("{\"state\":\"", state, "\",\"decision_service\":\"",
+                     StateName(workers.front()->decision_state()),
+                     "\",\"workers_connected\":", connected, ",\"workers\":", workers.size(),
+                     ",\"workers_affected\":[", absl::StrJoin(affected, ","), "],\"decisions\":\"",
+                     options.decision_mode == sluice::v1::DECISION_MODE_LOCAL ? "local" : "server",
+                     "\",\"table_version\":", table_version, ",\"table_age_seconds\":", table_age,
+                     ",\"decision_failure\":\"", policy, "\"}\n");
     return health;
   });
   if (std::string error; !admin.Start(options.metrics_host, options.metrics_port, &error)) {

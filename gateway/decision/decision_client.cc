@@ -15,6 +15,8 @@ constexpr size_t kTablesKept = 4;
 // fail) and reports are dropped, so a stalled stream cannot grow the gateway without bound.
 constexpr int kMaxQueuedDecisions = 4096;
 constexpr int kMaxQueuedReports = 16384;
+// How long a missed deadline keeps health degraded when no decision follows to tell otherwise.
+constexpr std::chrono::seconds kUnansweredMemory(5);
 
 std::chrono::steady_clock::time_point SteadyNow() { return std::chrono::steady_clock::now(); }
 
@@ -159,6 +161,10 @@ void DecisionClient::AnswerFromTable(const v1::DecideRequest& request, DecisionS
   callback(std::move(answer));
 }
 
+bool DecisionClient::unanswered() const {
+  return unanswered_since_.has_value() && SteadyNow() - *unanswered_since_ < kUnansweredMemory;
+}
+
 void DecisionClient::Decide(v1::DecideRequest request, Callback callback) {
   const uint64_t id = ++next_id_;
   request.set_id(id);
@@ -271,6 +277,7 @@ void DecisionClient::OnMessage(v1::ServerMessage& message) {
       }
       if (state_ == State::kConnecting) {
         state_ = State::kConnected;
+        unanswered_since_.reset();  // a new stream starts afresh
         reconnect_delay_ = options_.reconnect_initial;
       }
     }
@@ -290,6 +297,7 @@ void DecisionClient::OnMessage(v1::ServerMessage& message) {
     while (tables_.size() > kTablesKept) tables_.erase(tables_.begin());
     if (state_ == State::kConnecting) {
       state_ = State::kConnected;
+      unanswered_since_.reset();
       reconnect_delay_ = options_.reconnect_initial;
     }
   }
@@ -316,6 +324,7 @@ void DecisionClient::OnMessage(v1::ServerMessage& message) {
     }
     Callback callback = std::move(it->second.callback);
     pending_.erase(it);
+    unanswered_since_.reset();  // answered in time again
     auto table = tables_.find(d.config_version());
     if (table == tables_.end() && d.action() == v1::FORWARD) {
       callback(absl::InternalError(absl::StrCat("decision for config version ", d.config_version(),
@@ -404,6 +413,7 @@ void DecisionClient::Sweep() {
       ++it;
     }
   }
+  if (!expired.empty()) unanswered_since_ = now;
   for (Pending& p : expired) {
     AnswerFromTable(p.request, DecisionSource::kStale, p.callback,
                     absl::DeadlineExceededError("no decision within the deadline"));

@@ -6,6 +6,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "absl/container/flat_hash_map.h"
@@ -73,6 +74,11 @@ class DecisionClient : public std::enable_shared_from_this<DecisionClient> {
   absl::Duration table_age() const;
   // Decisions are being taken from a table the server cannot confirm (within max_table_age).
   bool stale() const { return state_ != State::kConnected && TableUsable(); }
+  // The server let a decision pass its deadline within the last kUnansweredMemory and has
+  // answered none in time since: the stream may be up and still be of no use (a hung or
+  // overloaded server). Health reports it as degraded. Without traffic it fades, and a new
+  // stream starts afresh.
+  bool unanswered() const;
   // No stream exists (never started, or the last one has finished after Stop).
   bool stream_closed() const { return reactor_ == nullptr; }
   uint64_t messages_sent() const { return messages_sent_; }
@@ -137,6 +143,7 @@ class DecisionClient : public std::enable_shared_from_this<DecisionClient> {
   LocalDecider local_{decide_rng_};
   uint64_t endpoint_changes_applied_ = 0;
   uint64_t late_decisions_ = 0;
+  std::optional<SteadyTime> unanswered_since_;  // the last miss not followed by an answer
   uint64_t reports_dropped_ = 0;
   SteadyTime last_heard_{};       // the last message from the server
   SteadyTime connect_started_{};  // when the current stream was opened

@@ -28,6 +28,9 @@ struct DecisionFailurePolicy {
 // sluice's own response flag for a request denied because no decision came. Not one of
 // Envoy's flags (Envoy has no decision service); three letters like theirs.
 inline constexpr char kDecisionUnavailableFlag[] = "DSU";
+// ... and for a request forwarded to the fallback address because no decision came (policy
+// `fallback`): such answers are told apart in the access log and Istio's metrics.
+inline constexpr char kDecisionFallbackFlag[] = "DSF";
 inline constexpr char kDecisionUnavailableBody[] =
     "no routing decision: decision service unavailable";
 

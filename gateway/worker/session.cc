@@ -228,7 +228,7 @@ struct Session::Interrupt {
 };
 
 Session::Session(Worker& worker, tcp::socket socket)
-    : worker_(worker), stream_(std::move(socket)), header_timer_(worker.io()) {
+    : worker_(worker), stream_(std::move(socket)), read_timer_(worker.io()) {
   error_code ec;
   const tcp::endpoint remote = stream_.socket().remote_endpoint(ec);
   if (!ec) client_address_ = remote.address().to_string();
@@ -267,7 +267,12 @@ asio::awaitable<void> Session::Run() {
     ++served_;
   }
   error_code ec;
-  stream_.socket().shutdown(tcp::socket::shutdown_both, ec);
+  if (reset_on_close_) {
+    // SO_LINGER 0: the close sends RST, so the client sees a reset rather than an end.
+    stream_.socket().set_option(asio::socket_base::linger(true, 0), ec);
+  } else {
+    stream_.socket().shutdown(tcp::socket::shutdown_both, ec);
+  }
   stream_.close();
   worker_.Unregister(this);
 }
@@ -281,29 +286,15 @@ asio::awaitable<bool> Session::HandleOne() {
   parser.body_limit(options.max_request_body_bytes);
   error_code ec;
   stream_.expires_never();
-  header_timed_out_ = false;
   // Fast path: a keep-alive client's whole header usually arrived with the read that woke
   // us; parse it in place, with no asynchronous read and no timer.
   const size_t used = parser.put(buffer_.data(), ec);
   buffer_.consume(used);
   if (ec == http::error::need_more) ec = {};
   if (!ec && !parser.is_header_done()) {
-    header_timer_.expires_after(absl::ToChronoMilliseconds(options.request_header_timeout));
-    const uint64_t generation = ++header_generation_;
-    header_timer_.async_wait([weak = weak_from_this(), generation](error_code timer_ec) {
-      auto self = weak.lock();
-      // An expiry already queued when the read completed must not cancel a later read.
-      if (timer_ec || self == nullptr || self->header_generation_ != generation) return;
-      self->header_timed_out_ = true;
-      error_code ignored;
-      self->stream_.socket().cancel(ignored);
-    });
-    co_await http::async_read_header(stream_, buffer_, parser, Await(ec));
-    ++header_generation_;
-    header_timer_.cancel();
+    ec = co_await ReadClient(parser, options.request_header_timeout, /*header_only=*/true);
   }
   if (ec) {
-    if (header_timed_out_) ec = beast::error::timeout;
     if (ec == http::error::end_of_stream || ec == asio::error::operation_aborted) co_return false;
     // The request cannot be trusted to end where we think: answer and close (no smuggling).
     ex.close = true;
@@ -322,6 +313,29 @@ asio::awaitable<bool> Session::HandleOne() {
     co_return false;
   }
   auto& request = parser.get();
+  // RFC 9112 §3.2: more than one Host field makes the request invalid; checked before the
+  // absolute-form below replaces Host, so that it cannot hide a second one.
+  if (request.count(http::field::host) > 1) {
+    co_return co_await RefuseAndClose(ex, request, 400, "Bad Request: multiple Host headers");
+  }
+  // A proxy must accept the absolute form (RFC 9112 §3.2.2) and take the authority from it,
+  // ignoring any Host header; routing and the upstream see the origin form.
+  if (absl::string_view target(request.target().data(), request.target().size());
+      absl::StartsWithIgnoreCase(target, "http://") ||
+      absl::StartsWithIgnoreCase(target, "https://")) {
+    const size_t authority_start = target.find("://") + 3;
+    const size_t path_start = target.find_first_of("/?#", authority_start);
+    const std::string authority(target.substr(authority_start, path_start == absl::string_view::npos
+                                                                   ? absl::string_view::npos
+                                                                   : path_start - authority_start));
+    std::string path(path_start == absl::string_view::npos ? "" : target.substr(path_start));
+    if (path.empty() || path[0] != '/') path.insert(0, "/");
+    if (authority.empty()) {
+      co_return co_await RefuseAndClose(ex, request, 400, "Bad Request: no authority in target");
+    }
+    request.set(http::field::host, authority);
+    request.target(path);
+  }
   ex.method = std::string(request.method_string());
   ex.path = std::string(request.target());
   ex.authority = HeaderValue(request, "host");
@@ -333,28 +347,26 @@ asio::awaitable<bool> Session::HandleOne() {
   // Envoy's max_request_headers_count: every field counts, Host and repeats included.
   if (static_cast<size_t>(std::distance(request.begin(), request.end())) >
       options.max_request_header_count) {
-    ex.close = true;
-    ex.flags = "DPE";
-    co_await LocalReply(ex, 431, "Request Header Fields Too Large");
-    Finish(ex);
-    co_return false;
+    co_return co_await RefuseAndClose(ex, request, 431, "Request Header Fields Too Large");
   }
   if (request.version() == 11 && request.find(http::field::host) == request.end()) {
-    ex.close = true;
-    ex.flags = "DPE";
-    co_await LocalReply(ex, 400, "Bad Request: missing Host");
-    Finish(ex);
-    co_return false;
+    co_return co_await RefuseAndClose(ex, request, 400, "Bad Request: missing Host");
   }
-  // A Transfer-Encoding that does not end in chunked cannot be framed (RFC 9112 6.3), and
-  // Beast would read it as no body: refuse it, or a proxy in front could disagree with us on
-  // where the request ends.
-  if (request.find(http::field::transfer_encoding) != request.end() && !request.chunked()) {
-    ex.close = true;
-    ex.flags = "DPE";
-    co_await LocalReply(ex, 400, "Bad Request: unsupported Transfer-Encoding");
-    Finish(ex);
-    co_return false;
+  // Repeated lengths, even identical ones (RFC 9110 §8.6 allows refusing them): one rule,
+  // whatever the values, leaves nothing for a proxy in front to read differently.
+  if (request.count(http::field::content_length) > 1) {
+    co_return co_await RefuseAndClose(ex, request, 400, "Bad Request: repeated Content-Length");
+  }
+  // Only `chunked`, alone, is implemented: any other coding (`gzip, chunked` included, whose
+  // gzip we would drop) is answered 501 as Envoy does (RFC 9112 §6.1), and cannot be framed
+  // anyway when chunked is not last.
+  if (request.count(http::field::transfer_encoding) > 0) {
+    const std::string coding(absl::StripAsciiWhitespace(HeaderValue(request, "transfer-encoding")));
+    if (request.count(http::field::transfer_encoding) > 1 ||
+        !absl::EqualsIgnoreCase(coding, "chunked")) {
+      co_return co_await RefuseAndClose(ex, request, 501,
+                                        "Not Implemented: unsupported Transfer-Encoding");
+    }
   }
   ex.version = request.version();
   if (!request.keep_alive()) ex.close = true;
@@ -373,14 +385,16 @@ asio::awaitable<bool> Session::HandleOne() {
   while (!parser.is_done()) {
     request.body().data = chunk.data();
     request.body().size = chunk.size();
-    stream_.expires_after(absl::ToChronoMilliseconds(options.idle_timeout));
-    co_await http::async_read(stream_, buffer_, parser, Await(ec));
-    stream_.expires_never();
+    ec = co_await ReadClient(parser, options.idle_timeout, /*header_only=*/false);
     if (ec == http::error::need_buffer) ec = {};
     if (ec) {
       ex.close = true;
       if (ec == http::error::body_limit) {
         co_await LocalReply(ex, 413, "Payload Too Large");
+      } else if (ec == beast::error::timeout) {
+        // A body that stops arriving: Envoy's stream idle timeout answers 408 (flag SI).
+        ex.flags = "SI";
+        co_await LocalReply(ex, 408, "stream timeout");
       } else if (ec != http::error::end_of_stream && ec != http::error::partial_message &&
                  ec != beast::error::timeout && ec != asio::error::operation_aborted &&
                  ec != asio::error::connection_reset && ec != asio::error::eof) {
@@ -416,6 +430,47 @@ asio::awaitable<bool> Session::HandleOne() {
   if (!parser.is_done()) ex.close = true;
   Finish(ex);
   co_return !ex.close;
+}
+
+asio::awaitable<error_code> Session::ReadClient(RequestParser& parser, absl::Duration timeout,
+                                                bool header_only) {
+  // The timer cancels the read instead of closing the socket (as the stream's own expiry
+  // would), so that the client still gets its 408.
+  read_timer_.expires_after(absl::ToChronoMilliseconds(timeout));
+  const uint64_t generation = ++read_generation_;
+  read_timed_out_ = false;
+  read_timer_.async_wait([weak = weak_from_this(), generation](error_code timer_ec) {
+    auto self = weak.lock();
+    // An expiry already queued when the read completed must not cancel a later read.
+    if (timer_ec || self == nullptr || self->read_generation_ != generation) return;
+    self->read_timed_out_ = true;
+    error_code ignored;
+    self->stream_.socket().cancel(ignored);
+  });
+  error_code ec;
+  if (header_only) {
+    co_await http::async_read_header(stream_, buffer_, parser, Await(ec));
+  } else {
+    co_await http::async_read(stream_, buffer_, parser, Await(ec));
+  }
+  ++read_generation_;
+  read_timer_.cancel();
+  if (ec && read_timed_out_) ec = beast::error::timeout;
+  co_return ec;
+}
+
+asio::awaitable<bool> Session::RefuseAndClose(Exchange& ex, const http::request_header<>& request,
+                                              unsigned status, std::string body) {
+  if (ex.method.empty()) {
+    ex.method = std::string(request.method_string());
+    ex.path = std::string(request.target());
+    ex.authority = HeaderValue(request, "host");
+  }
+  ex.close = true;
+  ex.flags = "DPE";
+  co_await LocalReply(ex, status, std::move(body));
+  Finish(ex);
+  co_return false;
 }
 
 v1::DecideRequest Session::DescribeRequest(const http::fields& request, const Exchange& ex) {
@@ -500,6 +555,7 @@ asio::awaitable<void> Session::Execute(RequestParser& parser, Exchange& ex) {
     ex.destination_host = absl::StrCat(policy.fallback_host, ":", policy.fallback_port);
     SetForwardingHeaders(ex.upstream, forward);
     co_await Forward(parser, ex, target);
+    ex.flags = JoinFlags(kDecisionFallbackFlag, ex.flags);
     co_return;
   }
   context.sluice_metrics->CountDecision(static_cast<size_t>(answer->source));
@@ -676,14 +732,19 @@ asio::awaitable<void> Session::Forward(RequestParser& parser, Exchange& ex, Targ
       const auto& [address, port] = target.endpoints[step.endpoint % target.endpoints.size()];
       ex.upstream_host = absl::StrCat(address, ":", port);
       if (last.client_error) {
-        report(last_endpoint, flow.attempts(), v1::NOT_SENT, 0, absl::Now() - attempt_start, "DC",
-               true);
+        const bool stalled = last.client_error == beast::error::timeout;
+        report(last_endpoint, flow.attempts(), v1::NOT_SENT, 0, absl::Now() - attempt_start,
+               stalled ? "SI" : "DC", true);
         interrupt->done = true;
         route_timer.cancel();
         ex.close = true;
         if (last.client_error == http::error::body_limit) {
           ex.flags = "DPE";
           co_await LocalReply(ex, 413, "Payload Too Large");
+        } else if (stalled) {
+          // The upload stopped arriving: Envoy's stream idle timeout (408, flag SI).
+          ex.flags = "SI";
+          co_await LocalReply(ex, 408, "stream timeout");
         } else {
           ex.flags = "DC";  // the client went away mid-body: nobody to answer
         }
@@ -764,14 +825,17 @@ asio::awaitable<void> Session::Forward(RequestParser& parser, Exchange& ex, Targ
         std::to_string(absl::ToInt64Milliseconds(last.headers_at - first_sent));
     // The route timer still runs while the body streams: it ends the response mid-way.
     interrupt->connection = last.connection.get();
-    const bool complete = co_await Relay(last, ex, target);
+    const RelayEnd end = co_await Relay(last, ex, target);
     interrupt->connection = nullptr;
-    if (!complete) {
+    if (end != RelayEnd::kComplete) {
       ex.close = true;
-      const char* cause = interrupt->client_gone ? "DC" : "UT";
-      if (interrupt->fired && !absl::StrContains(ex.flags, cause)) {
-        ex.flags = JoinFlags(ex.flags, cause);
-      }
+      // The client has part of a response: it must not take it for the whole. Envoy resets
+      // the downstream stream; on HTTP/1.1 that is an abortive close.
+      reset_on_close_ = true;
+      const char* cause = interrupt->fired                ? (interrupt->client_gone ? "DC" : "UT")
+                          : end == RelayEnd::kUpstreamCut ? "UC"  // Envoy's flag for it
+                                                          : "DC";
+      if (!absl::StrContains(ex.flags, cause)) ex.flags = JoinFlags(ex.flags, cause);
     }
   } else {
     if (last.connection) worker_.pool().Discard(std::move(last.connection));
@@ -912,10 +976,8 @@ asio::awaitable<Session::AttemptOutcome> Session::RunAttempt(RequestParser& pars
       if (!parser.is_done()) {
         client.body().data = chunk.data();
         client.body().size = chunk.size();
-        error_code read_ec;
-        stream_.expires_after(absl::ToChronoMilliseconds(worker_.context().options.idle_timeout));
-        co_await http::async_read(stream_, buffer_, parser, Await(read_ec));
-        stream_.expires_never();
+        error_code read_ec =
+            co_await ReadClient(parser, worker_.context().options.idle_timeout, false);
         if (read_ec == http::error::need_buffer) read_ec = {};
         if (read_ec) {
           ex.close = true;
@@ -1003,7 +1065,8 @@ void Session::WatchClient(std::shared_ptr<Interrupt> interrupt) {
       });
 }
 
-asio::awaitable<bool> Session::Relay(AttemptOutcome& outcome, Exchange& ex, Target& target) {
+asio::awaitable<Session::RelayEnd> Session::Relay(AttemptOutcome& outcome, Exchange& ex,
+                                                  Target& target) {
   auto& parser = *outcome.parser;
   auto& response = parser.get();
   ex.response_code = response.result_int();
@@ -1074,7 +1137,6 @@ asio::awaitable<bool> Session::Relay(AttemptOutcome& outcome, Exchange& ex, Targ
     if (ec == http::error::need_buffer) ec = {};
     if (ec) client_ok = false;
   }
-  if (!client_ok) ex.flags = JoinFlags(ex.flags, "DC");
   // Bytes past the response's end mean the upstream's framing cannot be trusted: such a
   // connection must not carry another client's request.
   if (upstream_ok && client_ok && parser.is_done() && parser.keep_alive() &&
@@ -1084,7 +1146,9 @@ asio::awaitable<bool> Session::Relay(AttemptOutcome& outcome, Exchange& ex, Targ
   } else {
     worker_.pool().Discard(std::move(outcome.connection));
   }
-  co_return (upstream_ok && client_ok);
+  co_return !client_ok ? RelayEnd::kClientGone
+  : !upstream_ok       ? RelayEnd::kUpstreamCut
+                       : RelayEnd::kComplete;
 }
 
 asio::awaitable<void> Session::LocalReply(Exchange& ex, unsigned status, std::string body,

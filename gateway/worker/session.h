@@ -32,6 +32,16 @@ class Session : public std::enable_shared_from_this<Session> {
   using RequestParser = net::http::request_parser<net::http::buffer_body>;
 
   net::asio::awaitable<bool> HandleOne();
+  // Reads the request's head (or the next piece of its body) within `timeout`; a timeout is
+  // beast::error::timeout with the connection still open.
+  net::asio::awaitable<boost::system::error_code> ReadClient(RequestParser& parser,
+                                                             absl::Duration timeout,
+                                                             bool header_only);
+  // A request that cannot be trusted to end where we think: answered with `status` (flag
+  // DPE), logged, and the connection closed (no smuggling). Returns false, for HandleOne.
+  net::asio::awaitable<bool> RefuseAndClose(Exchange& ex,
+                                            const net::http::request_header<>& request,
+                                            unsigned status, std::string body);
   // The request as the decider sees it: the headers the current table's rules read.
   v1::DecideRequest DescribeRequest(const net::http::fields& request, const Exchange& ex);
   net::asio::awaitable<void> Execute(RequestParser& parser, Exchange& ex);
@@ -39,7 +49,8 @@ class Session : public std::enable_shared_from_this<Session> {
   net::asio::awaitable<AttemptOutcome> RunAttempt(RequestParser& parser, Exchange& ex,
                                                   Target& target, uint32_t endpoint,
                                                   uint32_t attempt, Interrupt& interrupt);
-  net::asio::awaitable<bool> Relay(AttemptOutcome& outcome, Exchange& ex, Target& target);
+  enum class RelayEnd { kComplete, kUpstreamCut, kClientGone };
+  net::asio::awaitable<RelayEnd> Relay(AttemptOutcome& outcome, Exchange& ex, Target& target);
   // While a request is forwarded: a client that closes or resets its connection fires
   // `interrupt` (Envoy resets the upstream request of a client that disconnects). Bytes of a
   // pipelined request end the watch: a close behind them shows only once they are read.
@@ -59,13 +70,14 @@ class Session : public std::enable_shared_from_this<Session> {
   Worker& worker_;
   net::beast::tcp_stream stream_;
   net::beast::flat_buffer buffer_;
-  // The header-read timer cancels the read instead of closing the socket (as the stream's own
-  // expiry would), so that the client still gets its 408.
-  net::asio::steady_timer header_timer_;
-  bool header_timed_out_ = false;
-  uint64_t header_generation_ = 0;  // a timer handler of an earlier request does nothing
+  // Bounds each read of a request's head or body; a read that times out is cancelled (not
+  // the socket closed), so the client can still be answered 408.
+  net::asio::steady_timer read_timer_;
+  bool read_timed_out_ = false;
+  uint64_t read_generation_ = 0;  // a timer handler of an earlier read does nothing
   std::string client_address_;
   bool idle_ = false;
+  bool reset_on_close_ = false;  // a response was cut: close with RST, not FIN
   uint64_t served_ = 0;
 };
 

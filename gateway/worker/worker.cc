@@ -87,6 +87,7 @@ WorkerTableState Worker::table_state() const {
   const int64_t age_ms = table_age_ms_.load(std::memory_order_relaxed);
   state.age_seconds = age_ms < 0 ? -1 : age_ms / 1000.0;
   state.stale = table_stale_.load(std::memory_order_relaxed);
+  state.unanswered = unanswered_.load(std::memory_order_relaxed);
   return state;
 }
 
@@ -97,6 +98,7 @@ void Worker::WatchDecisionState() {
   table_age_ms_.store(age == absl::InfiniteDuration() ? -1 : absl::ToInt64Milliseconds(age),
                       std::memory_order_relaxed);
   table_stale_.store(decisions_->stale(), std::memory_order_relaxed);
+  unanswered_.store(decisions_->unanswered(), std::memory_order_relaxed);
   context_.sluice_metrics->SetTableAge(index_, age);
   if (index_ == 0) {
     context_.sluice_metrics->SetDecisionServiceUp(decisions_->state() ==

@@ -39,6 +39,7 @@ struct WorkerTableState {
   uint64_t version = 0;     // 0: no table yet
   double age_seconds = -1;  // -1: no table; 0: confirmed by a connected server
   bool stale = false;       // deciding from a table the server cannot confirm
+  bool unanswered = false;  // connected, but a decision missed its deadline since the last answer
 };
 
 // One event loop on one thread, as Envoy's workers: it owns its downstream connections, its
@@ -99,6 +100,7 @@ class Worker {
   std::atomic<uint64_t> table_version_{0};
   std::atomic<int64_t> table_age_ms_{-1};
   std::atomic<bool> table_stale_{false};
+  std::atomic<bool> unanswered_{false};
   net::asio::steady_timer state_timer_{io_};
   net::asio::steady_timer drain_timer_{io_};
   net::asio::steady_timer reaper_timer_{io_};

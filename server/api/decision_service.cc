@@ -6,6 +6,7 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/random/random.h"
+#include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "lib/routing/decider.h"
 #include "lib/routing/decision_proto.h"
@@ -17,6 +18,10 @@ using routing::FillDecision;
 using routing::FillRouteTable;
 using routing::ToAttributes;
 namespace {
+
+// What one GatewayMessage may carry: twice what a gateway ever batches.
+constexpr int kMaxDecidesPerMessage = 8192;
+constexpr int kMaxReportsPerMessage = 32768;
 
 using Clock = std::chrono::steady_clock;
 
@@ -81,6 +86,20 @@ class StreamReactor final : public grpc::ServerBidiReactor<v1::GatewayMessage, v
       MaybeFinishLocked();
       return;
     }
+    if (in_.decide_size() > kMaxDecidesPerMessage || in_.reports_size() > kMaxReportsPerMessage) {
+      // More than any gateway batches (it queues at most 4,096 decisions and 16,384 reports):
+      // a broken or hostile peer. Its stream ends with the reason; nothing of it is used.
+      absl::MutexLock lock(&mu_);
+      read_done_ = true;
+      refusal_ = grpc::Status(
+          grpc::StatusCode::RESOURCE_EXHAUSTED,
+          absl::StrCat("GatewayMessage with ", in_.decide_size(), " decide requests and ",
+                       in_.reports_size(), " reports: the limits are ", kMaxDecidesPerMessage,
+                       " and ", kMaxReportsPerMessage, " per message"));
+      in_.Clear();
+      MaybeFinishLocked();
+      return;
+    }
     Process();
     in_.Clear();
     StartRead(&in_);
@@ -117,7 +136,7 @@ class StreamReactor final : public grpc::ServerBidiReactor<v1::GatewayMessage, v
   void MaybeFinishLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     if (read_done_ && !writing_ && queue_.empty() && !finished_) {
       finished_ = true;
-      Finish(grpc::Status::OK);
+      Finish(refusal_);
     }
   }
 
@@ -248,6 +267,7 @@ class StreamReactor final : public grpc::ServerBidiReactor<v1::GatewayMessage, v
   bool read_done_ ABSL_GUARDED_BY(mu_) = false;
   bool write_failed_ ABSL_GUARDED_BY(mu_) = false;
   bool finished_ ABSL_GUARDED_BY(mu_) = false;
+  grpc::Status refusal_ ABSL_GUARDED_BY(mu_);  // OK unless the gateway broke a limit
 };
 
 }  // namespace

@@ -13,6 +13,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <fstream>
 #include <functional>
 #include <iterator>
@@ -122,14 +123,71 @@ spec:
                         extra);
   }
 
-  void StartServer(const std::string& config, const std::string& listen = "127.0.0.1:0") {
+  void StartServer(const std::string& config, const std::string& listen = "127.0.0.1:0",
+                   std::vector<std::string> extra = {}) {
     config_path_ = dir_.Write("shop.yaml", config);
-    ASSERT_TRUE(server_.Start({SLUICE_SERVER_BINARY, "--config", config_path_, "--listen", listen,
-                               "--metrics", "127.0.0.1:0"},
-                              "listening "))
-        << server_.error();
+    std::vector<std::string> argv = {SLUICE_SERVER_BINARY, "--config", config_path_,
+                                     "--listen",           listen,     "--metrics",
+                                     "127.0.0.1:0"};
+    argv.insert(argv.end(), extra.begin(), extra.end());
+    ASSERT_TRUE(server_.Start(argv, "listening ")) << server_.error();
     grpc_ = server_.Field("grpc");
   }
+
+  // The server's configuration version, from its metrics (-1 when unreadable).
+  int64_t ServerConfigVersion() const {
+    const std::string metrics = testing::HttpGet(server_.Field("metrics"), "/metrics");
+    const size_t at = metrics.find("\nsluice_config_version ");
+    int64_t version = -1;
+    if (at == std::string::npos) return version;
+    const size_t start = at + std::strlen("\nsluice_config_version ");
+    const std::string value = metrics.substr(start, metrics.find('\n', start) - start);
+    double v = 0;
+    return absl::SimpleAtod(value, &v) ? static_cast<int64_t>(v) : -1;
+  }
+
+  // Clients sending GET `target` through the gateway until stopped (and for at most 60 s),
+  // counting what is not a 200.
+  class BackgroundLoad {
+   public:
+    BackgroundLoad(GatewayTest& test, int threads, const std::string& target) {
+      for (int t = 0; t < threads; ++t) {
+        threads_.emplace_back([this, &test, target] {
+          const absl::Time give_up = absl::Now() + absl::Seconds(60);
+          while (!stop_.load() && absl::Now() < give_up) {
+            testing::HttpResult r = test.Get(target);
+            ++sent_;
+            if (r.status == 200) continue;
+            ++failed_;
+            std::lock_guard<std::mutex> lock(mu_);
+            if (first_failure_.empty()) {
+              first_failure_ = absl::StrCat(r.status, " ", r.body, " after ", sent_.load(), " at ",
+                                            absl::FormatTime(absl::Now()));
+            }
+          }
+        });
+      }
+    }
+    ~BackgroundLoad() { Stop(); }
+    void Stop() {
+      stop_ = true;
+      for (auto& t : threads_) t.join();
+      threads_.clear();
+    }
+    int sent() const { return sent_.load(); }
+    int failed() const { return failed_.load(); }
+    std::string first_failure() {
+      std::lock_guard<std::mutex> lock(mu_);
+      return first_failure_;
+    }
+
+   private:
+    std::atomic<bool> stop_{false};
+    std::atomic<int> sent_{0}, failed_{0};
+    std::mutex mu_;
+    std::string first_failure_;
+    std::vector<std::thread> threads_;
+  };
 
   // The access log is written every 50ms (the default, 1s, would slow the tests down); read
   // it with Logged().
@@ -625,6 +683,7 @@ TEST_P(GatewayTest, DecisionServiceDownWithFallbackForwards) {
   EXPECT_EQ(r.Header("x-stub-subset"), "v1") << "the fallback address answers";
   absl::SleepFor(absl::Milliseconds(300));
   EXPECT_THAT(testing::HttpGet(admin_, "/healthz"), HasSubstr("\"degraded\""));
+  EXPECT_TRUE(Logged("\"GET / HTTP/1.1\" 200 DSF ")) << "fallback answers are flagged";
 }
 
 TEST_P(GatewayTest, MalformedHttpIsAnsweredAndClosed) {
@@ -649,10 +708,12 @@ TEST_P(GatewayTest, MalformedHttpIsAnsweredAndClosed) {
        "POST / HTTP/1.1\r\nHost: shop\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n0\r\n\r\n",
        "HTTP/1.1 400"},
       {"no Host", "GET / HTTP/1.1\r\n\r\n", "HTTP/1.1 400"},
+      // A coding the gateway does not implement (RFC 9112 §6.1: 501), and closed all the same
+      // for the Content-Length beside it.
       {"transfer-encoding not ending in chunked",
        "POST / HTTP/1.1\r\nHost: shop\r\nTransfer-Encoding: gzip\r\nContent-Length: 4\r\n\r\n"
        "abcd",
-       "HTTP/1.1 400"},
+       "HTTP/1.1 501"},
       {"not HTTP", "HELLO THERE\r\n\r\n", "HTTP/1.1 400"},
       {"headers too large",
        absl::StrCat("GET / HTTP/1.1\r\nHost: shop\r\nx-big: ", std::string(10000, 'a'), "\r\n\r\n"),
@@ -669,6 +730,118 @@ TEST_P(GatewayTest, MalformedHttpIsAnsweredAndClosed) {
     EXPECT_TRUE(r.closed_by_peer) << c.name << ": the connection must be closed";
   }
   EXPECT_EQ(ReceivedByAll(), 0) << "nothing malformed reaches an upstream";
+}
+
+// RFC 9112 and Envoy: several Host fields are refused (400), a transfer coding other than
+// `chunked` alone is not implemented (501, as Envoy answers), repeated lengths are refused
+// even when equal (400); each closes the connection and reaches no upstream. A proxy must
+// accept the absolute form, whose authority overrides any Host header.
+TEST_P(GatewayTest, HostTransferCodingAndLengthRulesAndTheAbsoluteForm) {
+  StartStubs();
+  StartServer(ShopService() + VirtualService(SplitRoute(100, 0)));
+  StartGateway();
+  struct Case {
+    const char* name;
+    std::string bytes;
+    const char* status_line;
+  };
+  const std::vector<Case> cases = {
+      {"two Host fields", "GET / HTTP/1.1\r\nHost: shop\r\nHost: elsewhere\r\n\r\n",
+       "HTTP/1.1 400"},
+      {"two equal Host fields", "GET / HTTP/1.1\r\nHost: shop\r\nHost: shop\r\n\r\n",
+       "HTTP/1.1 400"},
+      {"gzip before chunked",
+       "POST / HTTP/1.1\r\nHost: shop\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n",
+       "HTTP/1.1 501"},
+      {"gzip alone", "POST / HTTP/1.1\r\nHost: shop\r\nTransfer-Encoding: gzip\r\n\r\n",
+       "HTTP/1.1 501"},
+      {"chunked, chunked",
+       "POST / HTTP/1.1\r\nHost: shop\r\nTransfer-Encoding: chunked, chunked\r\n\r\n"
+       "0\r\n\r\n",
+       "HTTP/1.1 501"},
+      {"gzip and chunked in two fields",
+       "POST / HTTP/1.1\r\nHost: shop\r\nTransfer-Encoding: gzip\r\n"
+       "Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+       "HTTP/1.1 501"},
+      {"chunked in two fields (the parser refuses the repeat)",
+       "POST / HTTP/1.1\r\nHost: shop\r\nTransfer-Encoding: chunked\r\n"
+       "Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+       "HTTP/1.1 400"},
+      {"two equal lengths",
+       "POST / HTTP/1.1\r\nHost: shop\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\nabc",
+       "HTTP/1.1 400"},
+  };
+  for (const Case& c : cases) {
+    testing::RawResult r = testing::RawExchange(gateway_address_, c.bytes);
+    ASSERT_TRUE(r.connected) << c.name;
+    EXPECT_THAT(r.received, StartsWith(c.status_line)) << c.name;
+    EXPECT_TRUE(r.closed_by_peer) << c.name << ": the connection must be closed";
+  }
+  EXPECT_EQ(ReceivedByAll(), 0) << "nothing refused reaches an upstream";
+  EXPECT_TRUE(Logged("\"GET / HTTP/1.1\" 400 DPE"));
+  EXPECT_TRUE(Logged("\"POST / HTTP/1.1\" 501 DPE"));
+
+  // `chunked` in any case, with spaces around, is the one coding implemented.
+  testing::RawResult r = testing::RawExchange(
+      gateway_address_,
+      "POST /chunked HTTP/1.1\r\nHost: shop\r\nTransfer-Encoding:  Chunked \r\n"
+      "Connection: close\r\n\r\n3\r\nabc\r\n0\r\n\r\n");
+  EXPECT_THAT(r.received, StartsWith("HTTP/1.1 200")) << r.received;
+  EXPECT_THAT(r.received, HasSubstr("\"request_bytes\":3"));
+
+  // The absolute form: routed by its authority (Host says elsewhere, which has no route), and
+  // forwarded in origin form.
+  r = testing::RawExchange(gateway_address_,
+                           "GET http://shop/abs?x=1 HTTP/1.1\r\nHost: elsewhere\r\n"
+                           "Connection: close\r\n\r\n");
+  EXPECT_THAT(r.received, StartsWith("HTTP/1.1 200")) << r.received;
+  EXPECT_THAT(r.received, HasSubstr("\"path\":\"/abs?x=1\""));
+  EXPECT_TRUE(Logged("\"GET /abs?x=1 HTTP/1.1\" 200 - "));
+  r = testing::RawExchange(gateway_address_,
+                           "GET HTTP://shop HTTP/1.1\r\nConnection: close\r\n\r\n");
+  EXPECT_THAT(r.received, StartsWith("HTTP/1.1 200")) << r.received;
+  EXPECT_THAT(r.received, HasSubstr("\"path\":\"/\""));
+}
+
+// A response the upstream cuts mid-body is not passed off as complete: the client's
+// connection is reset, and the access log says UC (Envoy's upstream connection termination).
+TEST_P(GatewayTest, AResponseCutMidBodyResetsTheClientAndIsFlaggedUC) {
+  StartStubs();
+  StartServer(ShopService() + VirtualService(SplitRoute(100, 0)));
+  StartGateway();
+  testing::RawResult r = testing::RawExchange(
+      gateway_address_, "GET /cut?reset=after&body=100000 HTTP/1.1\r\nHost: shop\r\n\r\n");
+  EXPECT_THAT(r.received, StartsWith("HTTP/1.1 200")) << r.received.substr(0, 200);
+  EXPECT_THAT(r.received, HasSubstr("Content-Length: 100000"));
+  EXPECT_LT(r.received.size(), 100000u) << "the client has part of the body only";
+  EXPECT_TRUE(r.reset_by_peer) << "a reset, not an end the client could take for complete";
+  EXPECT_TRUE(Logged("\"GET /cut?reset=after&body=100000 HTTP/1.1\" 200 UC "));
+  EXPECT_EQ(Get("/").status, 200) << "the gateway serves on";
+}
+
+// A request body that stops arriving is ended by the idle timeout with 408 and flag SI
+// (Envoy's stream idle timeout), whether it was buffered or streamed upstream.
+TEST_P(GatewayTest, AStalledRequestBodyGets408SI) {
+  StartStubs();
+  StartServer(ShopService() + VirtualService(SplitRoute(100, 0)));
+  StartGateway({"--idle-timeout", "500ms", "--retry-buffer", "1k"});
+  // Buffered: 10 of 100 promised bytes, then nothing.
+  testing::RawResult r = testing::RawExchange(
+      gateway_address_,
+      absl::StrCat("POST /small HTTP/1.1\r\nHost: shop\r\nContent-Length: 100\r\n\r\n",
+                   std::string(10, 'a')));
+  EXPECT_THAT(r.received, StartsWith("HTTP/1.1 408")) << r.received;
+  EXPECT_TRUE(r.closed_by_peer);
+  EXPECT_TRUE(Logged("\"POST /small HTTP/1.1\" 408 SI "));
+  EXPECT_EQ(ReceivedByAll(), 0);
+  // Streamed: past the 1k retry buffer the body goes upstream as it comes, then stops.
+  r = testing::RawExchange(
+      gateway_address_,
+      absl::StrCat("POST /big HTTP/1.1\r\nHost: shop\r\nContent-Length: 100000\r\n\r\n",
+                   std::string(4000, 'b')));
+  EXPECT_THAT(r.received, StartsWith("HTTP/1.1 408")) << r.received;
+  EXPECT_TRUE(r.closed_by_peer);
+  EXPECT_TRUE(Logged("\"POST /big HTTP/1.1\" 408 SI "));
 }
 
 // Envoy's max_request_headers_count: 100 header fields (Host included) by default; one more
@@ -858,29 +1031,7 @@ TEST_P(GatewayTest, ZeroDowntimeWeightAndMatchChangesUnderLoad) {
   StartServer(ShopService() + VirtualService(SplitRoute(100, 0)));
   StartGateway({"--workers", "2"});
 
-  std::atomic<bool> stop{false};
-  std::atomic<int> sent{0}, failed{0};
-  std::mutex mu;
-  std::string first_failure;
-  std::vector<std::thread> load;
-  for (int t = 0; t < 4; ++t) {
-    load.emplace_back([&] {
-      // Bounded: stops when told, and after 20 s whatever happens.
-      const absl::Time give_up = absl::Now() + absl::Seconds(20);
-      while (!stop.load() && absl::Now() < give_up) {
-        testing::HttpResult r = Get("/load");
-        ++sent;
-        if (r.status != 200) {
-          ++failed;
-          std::lock_guard<std::mutex> lock(mu);
-          if (first_failure.empty()) {
-            first_failure = absl::StrCat(r.status, " ", r.body, " after ", sent.load(), " at ",
-                                         absl::FormatTime(absl::Now()));
-          }
-        }
-      }
-    });
-  }
+  BackgroundLoad load(*this, 4, "/load");
   auto share_v1 = [&](int n, const Headers& headers = {}) {
     int v1 = 0;
     for (int i = 0; i < n; ++i) v1 += Get("/probe", headers).Header("x-stub-subset") == "v1";
@@ -906,11 +1057,62 @@ TEST_P(GatewayTest, ZeroDowntimeWeightAndMatchChangesUnderLoad) {
   EXPECT_EQ(share_v1(30, {{"end-user", "jason"}}), 0);
   EXPECT_EQ(share_v1(30), 30);
 
-  stop = true;
-  for (auto& t : load) t.join();
-  EXPECT_GT(sent.load(), 100);
-  EXPECT_EQ(failed.load(), 0) << "first failure: " << first_failure << "\n"
+  load.Stop();
+  EXPECT_GT(load.sent(), 100);
+  EXPECT_EQ(load.failed(), 0) << "first failure: " << load.first_failure() << "\n"
                               << AccessLog() << gateway_.Log();
+}
+
+// The fault campaign's configuration part: 100 in-place edits of a watched file (each written
+// in two pieces, so the server sees it half-written) and 100 applies, under load: not one
+// failed request, and exactly one new version per edit and per apply.
+TEST_P(GatewayTest, HundredFileEditsAndHundredAppliesUnderLoadFailNothing) {
+  StartStubs();
+  StartServer(ShopService() + VirtualService(SplitRoute(100, 0)), "127.0.0.1:0",
+              {"--reload-interval", "50ms"});
+  StartGateway({"--workers", "2"});
+  BackgroundLoad load(*this, 3, "/load");
+
+  auto wait_for_version_past = [&](int64_t version) {
+    const absl::Time give_up = absl::Now() + absl::Seconds(5);
+    int64_t now = ServerConfigVersion();
+    while (now <= version && absl::Now() < give_up) {
+      absl::SleepFor(absl::Milliseconds(10));
+      now = ServerConfigVersion();
+    }
+    return now;
+  };
+  // The file edits are the server's (the gateway's mode does not enter into them): once, with
+  // the server-mode gateway, keeps the suite short.
+  const int edits = GetParam() == "server" ? 100 : 0;
+  const int64_t before_edits = ServerConfigVersion();
+  ASSERT_GT(before_edits, 0);
+  for (int i = 0; i < edits; ++i) {
+    // As `cat new > shop.yaml` does: truncate, write, and here a pause in the middle.
+    const std::string config =
+        ShopService() + VirtualService(SplitRoute(i % 2 == 0 ? 0 : 100, i % 2 == 0 ? 100 : 0));
+    const int64_t version = ServerConfigVersion();
+    {
+      std::ofstream out(config_path_, std::ios::trunc);
+      out << config.substr(0, config.size() * 6 / 10) << std::flush;
+      absl::SleepFor(absl::Milliseconds(60));
+      out << config.substr(config.size() * 6 / 10);
+    }
+    ASSERT_GT(wait_for_version_past(version), version) << "edit " << i << " never loaded";
+  }
+  absl::SleepFor(absl::Milliseconds(500));  // a late second load of an edit would show here
+  EXPECT_EQ(ServerConfigVersion() - before_edits, edits) << "one version per edit";
+
+  const int64_t before_applies = ServerConfigVersion();
+  for (int i = 0; i < 100; ++i) {
+    Apply(ShopService() + VirtualService(SplitRoute(i % 2 == 0 ? 100 : 0, i % 2 == 0 ? 0 : 100)));
+  }
+  EXPECT_EQ(ServerConfigVersion() - before_applies, 100) << "one version per apply";
+
+  load.Stop();
+  EXPECT_GT(load.sent(), 100);
+  EXPECT_EQ(load.failed(), 0) << "first failure: " << load.first_failure() << "\n"
+                              << gateway_.Log();
 }
 
 TEST_P(GatewayTest, SigtermUnderLoadCompletesRequestsInFlight) {
@@ -1047,22 +1249,33 @@ TEST_P(GatewayTest, ServerKilledUnderLoadServesFromTheLastTable) {
 TEST_P(GatewayTest, AHungServerIsNoticedAndRequestsAreServedFromTheLastTable) {
   StartStubs();
   StartServer(ShopService() + VirtualService(SplitRoute(0, 100)));
-  StartGateway();
+  StartGateway({"--workers", "1"});  // so the affected worker is known
   EXPECT_EQ(Get("/").Header("x-stub-subset"), "v2");
   ASSERT_EQ(kill(server_.pid(), SIGSTOP), 0);
   ASSERT_TRUE(testing::WaitForProcessState(server_.pid(), 'T'));
   bool stale = false;
+  bool degraded = false;  // before the silence tells: a decision missed its deadline
   for (int i = 0; i < 100 && !stale; ++i) {  // 3 s of silence, at most 10 s here
     testing::HttpResult r = Get("/");
     EXPECT_EQ(r.status, 200) << r.body;
     EXPECT_EQ(r.Header("x-stub-subset"), "v2");
-    stale = testing::HttpGet(admin_, "/healthz").find("\"stale\"") != std::string::npos;
-    absl::SleepFor(absl::Milliseconds(100));
+    absl::SleepFor(absl::Milliseconds(150));  // the workers' state is sampled every 100 ms
+    const std::string health = testing::HttpGet(admin_, "/healthz");
+    stale = health.find("\"stale\"") != std::string::npos;
+    if (health.find("\"degraded\"") != std::string::npos) {
+      degraded = true;
+      EXPECT_THAT(health, HasSubstr("\"workers_affected\":[0]")) << "which worker waits in vain";
+    }
   }
   EXPECT_TRUE(stale) << testing::HttpGet(admin_, "/healthz");
+  EXPECT_THAT(testing::HttpGet(admin_, "/healthz"), HasSubstr("\"workers_affected\":[0]"));
+  // In server mode the first decision past its deadline already tells; a local-mode gateway
+  // asks nothing of the server, so only the silence does.
+  EXPECT_EQ(degraded, GetParam() == "server");
   ASSERT_EQ(kill(server_.pid(), SIGCONT), 0);
   WaitHealthy();
   EXPECT_THAT(testing::HttpGet(admin_, "/healthz"), HasSubstr("\"serving\""));
+  EXPECT_THAT(testing::HttpGet(admin_, "/healthz"), HasSubstr("\"workers_affected\":[]"));
   EXPECT_EQ(Get("/").status, 200);
 }
 

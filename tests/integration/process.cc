@@ -238,7 +238,8 @@ RawResult RawExchangeInPieces(const std::string& address, const std::vector<std:
       result.received.append(buf, static_cast<size_t>(n));
       continue;
     }
-    result.closed_by_peer = n == 0;
+    result.closed_by_peer = n == 0 || errno == ECONNRESET;
+    result.reset_by_peer = n < 0 && errno == ECONNRESET;
     break;
   }
   close(fd);

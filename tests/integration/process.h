@@ -81,6 +81,7 @@ HttpResult HttpExchange(const std::string& address, const std::string& method,
 struct RawResult {
   bool connected = false;
   bool closed_by_peer = false;  // false: the read timed out with the connection open
+  bool reset_by_peer = false;   // the connection ended with a reset (RST), not an orderly close
   std::string received;
 };
 RawResult RawExchange(const std::string& address, const std::string& bytes,

@@ -361,6 +361,27 @@ TEST_F(ServerTest, MalformedStreamRequestIsAnsweredWithoutEndingTheStream) {
   EXPECT_TRUE(stream->Finish().ok());
 }
 
+// A GatewayMessage with more than any gateway batches ends its stream with the reason and
+// the limits; nothing in it is decided, and other streams go on.
+TEST_F(ServerTest, AnOversizedGatewayMessageEndsItsStreamNamingTheLimit) {
+  StartServer();
+  grpc::ClientContext ctx;
+  auto stream = decisions_->Stream(&ctx);
+  v1::GatewayMessage msg;
+  for (int i = 0; i < 8193; ++i) *msg.add_decide() = Request(i + 1);
+  ASSERT_TRUE(stream->Write(msg));
+  stream->WritesDone();
+  v1::ServerMessage in;
+  int decided = 0;
+  while (stream->Read(&in)) decided += in.decisions_size();
+  const grpc::Status status = stream->Finish();
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  EXPECT_THAT(status.error_message(),
+              HasSubstr("8193 decide requests and 0 reports: the limits are 8192 and 32768"));
+  EXPECT_EQ(decided, 0);
+  EXPECT_EQ(Decide(Request(1)).action(), v1::FORWARD) << "the server serves on";
+}
+
 TEST_F(ServerTest, InvalidApplyChangesNothingAndTheOldConfigKeepsServing) {
   StartServer();
   const v1::ApplyResponse bad = Apply(R"(apiVersion: networking.istio.io/v1
