@@ -8,6 +8,8 @@ packages=(
   make cmake g++ pkg-config
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libabsl-dev prometheus-cpp-dev libre2-dev libyaml-cpp-dev libboost1.74-dev
+  # the HTTP/1 parser (Node's llhttp, shipped as C sources) and io_uring for the proxy core
+  node-llhttp liburing-dev
   # tests and benchmarks
   libgtest-dev libgmock-dev libbenchmark-dev
   # libFuzzer and sanitizers for the fuzz targets
