@@ -234,9 +234,9 @@ int main(int argc, char** argv) {
   builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   // No SetMaxReceiveMessageSize: with the minimal stack gRPC (1.51) leaves out its
   // message-size filter, so no limit would apply, gRPC's 4 MiB default neither. The admin
-  // service refuses an Apply over --max-apply-bytes itself, on the received bytes, before
-  // anything parses them (a server has no per-method limit, and the decision stream keeps
-  // none: it is the gateways').
+  // service refuses any request over --max-apply-bytes (in practice an Apply) itself, on the
+  // received bytes, before anything parses them (a server has no per-method limit, and the
+  // decision stream keeps none: it is the gateways').
   int grpc_port = 0;
   builder.AddListeningPort(flags.listen, grpc::InsecureServerCredentials(), &grpc_port);
   builder.RegisterService(&decision_service);

@@ -1,14 +1,18 @@
 #include "server/api/admin_service.h"
 
+#include <cstdlib>
 #include <numeric>
 #include <optional>
 #include <string>
+#include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "absl/random/random.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "google/protobuf/descriptor.h"
 #include "google/protobuf/unknown_field_set.h"
 #include "lib/common/log.h"
 #include "lib/common/sizes.h"
@@ -16,6 +20,7 @@
 #include "lib/config/host_names.h"
 #include "lib/routing/decider.h"
 #include "lib/routing/decision_proto.h"
+#include "server/api/request_check.h"
 
 namespace sluice::api {
 
@@ -43,30 +48,22 @@ bool ValidKind(absl::string_view kind) {
          kind == "WorkloadEntry" || kind == "Canary";
 }
 
-// Apply's index among AdminService's methods: the first rpc in admin.proto.
-constexpr int kApplyMethod = 0;
-
-// Why `bytes` cannot be an ApplyRequest, naming the file and the place where it can; empty
-// when their wire format is sound and every file's name and YAML is UTF-8 (proto3 strings
-// must be; protobuf refuses the whole message otherwise).
-std::string ApplyRequestProblem(const std::string& bytes) {
+// Apply's refusal of YAML that is not UTF-8 says more than DescribeUnparsable can: the file
+// it came from and the line of its first bad byte, which is what its author goes to fix.
+// Empty when no file's name or YAML is the problem (DescribeUnparsable says what is).
+std::string ApplyFileProblem(const std::string& bytes) {
   using google::protobuf::UnknownField;
   using google::protobuf::UnknownFieldSet;
   UnknownFieldSet request;
-  if (!request.ParseFromString(bytes)) {
-    return absl::StrCat("malformed ApplyRequest: ", bytes.size(),
-                        " bytes that are not a protobuf message");
-  }
+  if (!ParseFields(bytes, request)) return "";
   int index = 0;
   for (int i = 0; i < request.field_count(); ++i) {
     const UnknownField& field = request.field(i);
-    if (field.number() != 1) continue;  // ApplyRequest.files
-    ++index;
+    // ApplyRequest.files; with another wire type protobuf keeps it as an unknown field.
+    if (field.number() != 1 || field.type() != UnknownField::TYPE_LENGTH_DELIMITED) continue;
+    const int at = index++;
     UnknownFieldSet file;
-    if (field.type() != UnknownField::TYPE_LENGTH_DELIMITED ||
-        !file.ParseFromString(field.length_delimited())) {
-      return absl::StrCat("malformed ApplyRequest: file ", index, " is not an ApplyFile");
-    }
+    if (!ParseFields(field.length_delimited(), file)) return "";
     std::string name = "<apply>";
     const std::string* yaml = nullptr;
     for (int j = 0; j < file.field_count(); ++j) {
@@ -74,7 +71,8 @@ std::string ApplyRequestProblem(const std::string& bytes) {
       if (f.type() != UnknownField::TYPE_LENGTH_DELIMITED) continue;
       if (f.number() == 1) {  // ApplyFile.name
         if (const std::optional<InvalidUtf8> bad = FindInvalidUtf8(f.length_delimited())) {
-          return absl::StrCat("file ", index, ": its name is ", bad->ToString());
+          return absl::StrCat("ApplyRequest.files[", at, "].name: file ", at + 1, ": its name is ",
+                              bad->ToString());
         }
         if (!f.length_delimited().empty()) name = f.length_delimited();
       } else if (f.number() == 2) {  // ApplyFile.yaml
@@ -83,13 +81,136 @@ std::string ApplyRequestProblem(const std::string& bytes) {
     }
     if (yaml == nullptr) continue;
     if (const std::optional<InvalidUtf8> bad = FindInvalidUtf8(*yaml)) {
-      return absl::StrCat(name, ":", bad->line, ": ", bad->ToString(), "; YAML must be UTF-8");
+      return absl::StrCat(name, ":", bad->line, ": ", bad->ToString(),
+                          "; YAML must be UTF-8 (ApplyRequest.files[", at, "].yaml)");
     }
   }
   return "";
 }
 
+// The request as one string: gRPC hands it over in slices.
+std::optional<std::string> Flatten(grpc::ByteBuffer& buffer) {
+  std::vector<grpc::Slice> slices;
+  if (!buffer.Dump(&slices).ok()) return std::nullopt;
+  buffer.Clear();
+  std::string bytes;
+  bytes.reserve(std::accumulate(slices.begin(), slices.end(), size_t{0},
+                                [](size_t n, const grpc::Slice& s) { return n + s.size(); }));
+  for (const grpc::Slice& s : slices) {
+    bytes.append(reinterpret_cast<const char*>(s.begin()), s.size());
+  }
+  return bytes;
+}
+
+// Method `name` of AdminService as admin.proto declares it, or null when it does not or
+// when its request or response type is not the one given.
+const google::protobuf::MethodDescriptor* FindAdminMethod(
+    absl::string_view name, const google::protobuf::Descriptor* request,
+    const google::protobuf::Descriptor* response) {
+  const google::protobuf::ServiceDescriptor* service =
+      google::protobuf::DescriptorPool::generated_pool()->FindServiceByName(
+          v1::AdminService::service_full_name());
+  if (service == nullptr) return nullptr;
+  const google::protobuf::MethodDescriptor* method = service->FindMethodByName(std::string(name));
+  if (method == nullptr || method->input_type() != request || method->output_type() != response) {
+    return nullptr;
+  }
+  return method;
+}
+
+// How the log introduces a refused request: "apply refused: " as it always has, then
+// "Get request refused: ".
+std::string RefusalPrefix(absl::string_view method) {
+  return method == "Apply" ? "apply refused: " : absl::StrCat(method, " request refused: ");
+}
+
 }  // namespace
+
+grpc::Status AdminServiceImpl::CheckSize(absl::string_view name, size_t bytes) {
+  if (bytes <= max_apply_bytes_) return grpc::Status::OK;
+  // Apply carries YAML; the other requests are small, and one this big is no client's.
+  const bool apply = name == "Apply";
+  if (apply) metrics_.apply_errors_api.Increment();
+  const std::string message = absl::StrCat(
+      FormatBytes(bytes), apply ? " of YAML" : absl::StrCat(" of ", name, " request"),
+      " exceeds the server's limit of ", FormatBytes(max_apply_bytes_), " (--max-apply-bytes)");
+  LogWarning(RefusalPrefix(name), message);
+  return grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED, message);
+}
+
+template <typename Request, typename Response>
+grpc::Status AdminServiceImpl::ParseAndCall(absl::string_view name,
+                                            TypedMethod<Request, Response> typed,
+                                            grpc::ServerContext* context, std::string bytes,
+                                            Response* response) {
+  Request request;
+  if (!request.ParseFromString(bytes)) {
+    std::string problem;
+    if constexpr (std::is_same_v<Request, v1::ApplyRequest>) {
+      metrics_.apply_errors_api.Increment();
+      problem = ApplyFileProblem(bytes);
+    }
+    if (problem.empty()) problem = DescribeUnparsable(bytes, Request::descriptor());
+    LogWarning(RefusalPrefix(name), problem);
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, problem);
+  }
+  bytes = std::string();  // an Apply's YAML is not kept twice while it is applied
+  return (this->*typed)(context, &request, response);
+}
+
+template <typename Request, typename Response>
+void AdminServiceImpl::ServeRaw(absl::string_view name, TypedMethod<Request, Response> typed) {
+  const google::protobuf::MethodDescriptor* method =
+      FindAdminMethod(name, Request::descriptor(), Response::descriptor());
+  if (method == nullptr) {
+    // Only a change to admin.proto that this file did not follow gets here.
+    LogError("AdminService has no method ", name, "(", Request::descriptor()->full_name(),
+             ") returns (", Response::descriptor()->full_name(), ")");
+    std::abort();
+  }
+  const std::string method_name(name);
+  // The handler is the kind gRPC's generated WithStreamedUnaryMethod_<name> installs: it
+  // hands the request over unparsed, and writes the one response.
+  MarkMethodStreamed(
+      method->index(),
+      new grpc::internal::StreamedUnaryHandler<grpc::ByteBuffer, Response>(
+          [this, typed, method_name](
+              grpc::ServerContext* context,
+              grpc::ServerUnaryStreamer<grpc::ByteBuffer, Response>* stream) -> grpc::Status {
+            grpc::ByteBuffer buffer;
+            if (!stream->Read(&buffer)) {
+              return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                                  absl::StrCat("no ", Request::descriptor()->name(), " arrived"));
+            }
+            // gRPC has received it whole (its own size limit is not in force, see
+            // server/main.cc); nothing has parsed or copied it yet.
+            if (grpc::Status status = CheckSize(method_name, buffer.Length()); !status.ok()) {
+              return status;
+            }
+            std::optional<std::string> bytes = Flatten(buffer);
+            if (!bytes) {
+              return grpc::Status(
+                  grpc::StatusCode::INTERNAL,
+                  absl::StrCat("the ", Request::descriptor()->name(), " could not be read"));
+            }
+            Response response;
+            grpc::Status status =
+                ParseAndCall(method_name, typed, context, *std::move(bytes), &response);
+            if (status.ok() && !stream->Write(response)) {
+              return grpc::Status(grpc::StatusCode::CANCELLED, "the client went away");
+            }
+            return status;
+          }));
+  raw_calls_[method_name] = [this, typed, method_name](grpc::ServerContext* context,
+                                                       const std::string& bytes,
+                                                       std::string* out) -> grpc::Status {
+    if (grpc::Status status = CheckSize(method_name, bytes.size()); !status.ok()) return status;
+    Response response;
+    grpc::Status status = ParseAndCall(method_name, typed, context, bytes, &response);
+    if (status.ok()) response.SerializeToString(out);
+    return status;
+  };
+}
 
 AdminServiceImpl::AdminServiceImpl(store::ConfigStore& store, ServerMetrics& metrics,
                                    const health::HealthTracker& health,
@@ -101,64 +222,37 @@ AdminServiceImpl::AdminServiceImpl(store::ConfigStore& store, ServerMetrics& met
       canaries_(canaries),
       hub_(hub),
       max_apply_bytes_(max_apply_bytes) {
-  // Apply takes the request as bytes (grpc::ByteBuffer) and parses it in ApplyBytes. The
-  // handler is the kind gRPC's generated WithStreamedUnaryMethod_Apply installs.
-  MarkMethodStreamed(
-      kApplyMethod,
-      new grpc::internal::StreamedUnaryHandler<grpc::ByteBuffer, v1::ApplyResponse>(
-          [this](grpc::ServerContext* context,
-                 grpc::ServerUnaryStreamer<grpc::ByteBuffer, v1::ApplyResponse>* stream) {
-            return ApplyBytes(context, stream);
-          }));
+  ServeRaw("Apply", &AdminServiceImpl::Apply);
+  ServeRaw("Get", &AdminServiceImpl::Get);
+  ServeRaw("List", &AdminServiceImpl::List);
+  ServeRaw("Delete", &AdminServiceImpl::Delete);
+  ServeRaw("Explain", &AdminServiceImpl::Explain);
+  ServeRaw("ListEndpoints", &AdminServiceImpl::ListEndpoints);
+  ServeRaw("CanaryStatus", &AdminServiceImpl::CanaryStatus);
+  ServeRaw("CanaryAction", &AdminServiceImpl::CanaryAction);
+  ServeRaw("ListGateways", &AdminServiceImpl::ListGateways);
+  // A method added to admin.proto and not served here would answer INTERNAL with no
+  // message again: refuse to start instead.
+  const google::protobuf::ServiceDescriptor* service =
+      google::protobuf::DescriptorPool::generated_pool()->FindServiceByName(
+          v1::AdminService::service_full_name());
+  for (int i = 0; i < service->method_count(); ++i) {
+    if (!raw_calls_.contains(service->method(i)->name())) {
+      LogError("AdminService.", service->method(i)->name(), " is not served raw (ServeRaw)");
+      std::abort();
+    }
+  }
 }
 
-grpc::Status AdminServiceImpl::ApplyBytes(
-    grpc::ServerContext* context,
-    grpc::ServerUnaryStreamer<grpc::ByteBuffer, v1::ApplyResponse>* stream) {
-  grpc::ByteBuffer buffer;
-  if (!stream->Read(&buffer)) {
-    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "no ApplyRequest arrived");
+grpc::Status AdminServiceImpl::CallRaw(absl::string_view method, const std::string& request,
+                                       std::string* response) {
+  const auto it = raw_calls_.find(method);
+  if (it == raw_calls_.end()) {
+    return grpc::Status(grpc::StatusCode::UNIMPLEMENTED,
+                        absl::StrCat("AdminService has no method ", method));
   }
-  // gRPC has received it whole (its own size limit is not in force, see server/main.cc);
-  // nothing has parsed it yet.
-  if (buffer.Length() > max_apply_bytes_) {
-    metrics_.apply_errors_api.Increment();
-    const std::string message =
-        absl::StrCat(FormatBytes(buffer.Length()), " of YAML exceeds the server's limit of ",
-                     FormatBytes(max_apply_bytes_), " (--max-apply-bytes)");
-    LogWarning("apply refused: ", message);
-    return grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED, message);
-  }
-  std::string bytes;
-  {
-    std::vector<grpc::Slice> slices;
-    if (!buffer.Dump(&slices).ok()) {
-      return grpc::Status(grpc::StatusCode::INTERNAL, "the ApplyRequest could not be read");
-    }
-    buffer.Clear();
-    bytes.reserve(std::accumulate(slices.begin(), slices.end(), size_t{0},
-                                  [](size_t n, const grpc::Slice& s) { return n + s.size(); }));
-    for (const grpc::Slice& s : slices) {
-      bytes.append(reinterpret_cast<const char*>(s.begin()), s.size());
-    }
-  }
-  std::string problem = ApplyRequestProblem(bytes);
-  v1::ApplyRequest request;
-  if (problem.empty() && !request.ParseFromString(bytes)) {
-    problem = "malformed ApplyRequest: it does not parse as sluice.v1.ApplyRequest";
-  }
-  if (!problem.empty()) {
-    metrics_.apply_errors_api.Increment();
-    LogWarning("apply refused: ", problem);
-    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, problem);
-  }
-  bytes = std::string();
-  v1::ApplyResponse response;
-  grpc::Status status = Apply(context, &request, &response);
-  if (status.ok() && !stream->Write(response)) {
-    return grpc::Status(grpc::StatusCode::CANCELLED, "the client went away");
-  }
-  return status;
+  grpc::ServerContext context;
+  return it->second(&context, request, response);
 }
 
 void FillDiagnostics(const config::Diagnostics& diagnostics,

@@ -12,6 +12,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
 #include "lib/common/utf8.h"
 #include "lib/config/host_names.h"
@@ -377,6 +378,19 @@ bool HasUtf16Or32ByteOrderMark(absl::string_view text) {
          absl::StartsWith(text, absl::string_view("\0\0\xfe\xff", 4));
 }
 
+// `text` with every byte that is not part of well-formed UTF-8 written as \xNN: yaml-cpp's
+// messages quote single bytes, which may be the first of a multi-byte character, and a
+// diagnostic must be UTF-8 to travel in a protobuf message.
+std::string Utf8Escaped(absl::string_view text) {
+  std::string out;
+  while (const std::optional<InvalidUtf8> bad = FindInvalidUtf8(text)) {
+    absl::StrAppend(&out, text.substr(0, bad->offset), absl::StrFormat("\\x%02x", bad->byte));
+    text.remove_prefix(bad->offset + 1);
+  }
+  absl::StrAppend(&out, text);
+  return out;
+}
+
 }  // namespace
 
 void ParseYaml(absl::string_view text, const std::string& file_name, ConfigSet& out,
@@ -385,6 +399,15 @@ void ParseYaml(absl::string_view text, const std::string& file_name, ConfigSet& 
     if (const std::optional<InvalidUtf8> bad = FindInvalidUtf8(text)) {
       diagnostics.Error({file_name, bad->line}, "",
                         absl::StrCat(bad->ToString(), "; YAML must be UTF-8"));
+      return;
+    }
+    // NUL is UTF-8 but no YAML character, and yaml-cpp takes a text with NULs near the start
+    // of a document for UTF-16 or UTF-32 (YAML's detection without a byte order mark) and
+    // parses something else than what was sent.
+    if (const size_t nul = text.find('\0'); nul != absl::string_view::npos) {
+      const int line = 1 + static_cast<int>(std::count(text.begin(), text.begin() + nul, '\n'));
+      diagnostics.Error({file_name, line}, "",
+                        absl::StrCat("a NUL byte at offset ", nul, "; YAML text cannot hold one"));
       return;
     }
   }
@@ -399,7 +422,8 @@ void ParseYaml(absl::string_view text, const std::string& file_name, ConfigSet& 
     } catch (const LimitExceeded& e) {
       diagnostics.Error({file_name, line_of(e.mark)}, "", e.message);
     } catch (const YAML::Exception& e) {
-      diagnostics.Error({file_name, line_of(e.mark)}, "", absl::StrCat("invalid YAML: ", e.msg));
+      diagnostics.Error({file_name, line_of(e.mark)}, "",
+                        absl::StrCat("invalid YAML: ", Utf8Escaped(e.msg)));
     }
   }
 }

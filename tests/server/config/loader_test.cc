@@ -6,6 +6,7 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "lib/common/utf8.h"
 
 namespace sluice::config {
 namespace {
@@ -437,6 +438,39 @@ TEST(LoaderLimits, InvalidUtf8NamesTheLineAndOffset) {
   ASSERT_EQ(r.diagnostics.error_count(), 1) << r.diagnostics.ToString();
   EXPECT_EQ(r.diagnostics.Filter(Severity::kError)[0].ToString(),
             "x.yaml:2: not valid UTF-8 (byte 0xff at offset 48); YAML must be UTF-8");
+}
+
+// A NUL byte is valid UTF-8 but no YAML character, and it makes yaml-cpp read the text as
+// UTF-16 or UTF-32 (YAML's encoding detection without a byte order mark): the document it
+// parses is then not the one sent. The admin fuzzer found it through a diagnostic that
+// quoted a garbled character and made the ApplyResponse unserializable.
+TEST(LoaderLimits, NulBytesAreRefusedWithTheirLineAndOffset) {
+  LoadResult r = LoadText(std::string("apiVersion: networking.istio.io/v1\n\0\0\0\0kind: X\n", 47),
+                          "nul.yaml");
+  ASSERT_EQ(r.diagnostics.error_count(), 1) << r.diagnostics.ToString();
+  EXPECT_EQ(r.diagnostics.Filter(Severity::kError)[0].ToString(),
+            "nul.yaml:2: a NUL byte at offset 35; YAML text cannot hold one");
+  // UTF-16LE without a byte order mark is ASCII and NULs to a UTF-8 reader: refused too,
+  // rather than read as UTF-16.
+  std::string utf16;
+  for (const char c : std::string("apiVersion: networking.istio.io/v1\n")) {
+    utf16.push_back(c);
+    utf16.push_back('\0');
+  }
+  r = LoadText(utf16, "utf16.yaml");
+  ASSERT_EQ(r.diagnostics.error_count(), 1) << r.diagnostics.ToString();
+  EXPECT_THAT(r.diagnostics.ToString(), HasSubstr("utf16.yaml:1: a NUL byte at offset 1"));
+}
+
+// yaml-cpp's messages quote single bytes ("unknown escape character: " and the byte after
+// the backslash): when that byte starts a multi-byte character, the message alone is not
+// UTF-8, and a diagnostic that is not breaks every protobuf message that carries it.
+TEST(LoaderLimits, DiagnosticsStayUtf8WhenYamlCppQuotesPartOfACharacter) {
+  LoadResult r = LoadText("kind: \"\\\xc3\xa9\"\n", "escape.yaml");
+  ASSERT_EQ(r.diagnostics.error_count(), 1) << r.diagnostics.ToString();
+  const std::string text = r.diagnostics.ToString();
+  EXPECT_THAT(text, HasSubstr("unknown escape character: \\xc3"));
+  EXPECT_EQ(FindInvalidUtf8(text), std::nullopt) << text;
 }
 }  // namespace
 }  // namespace sluice::config
