@@ -2,12 +2,24 @@
 # README promises: each installs the Debian packages it needs, configures, builds and runs.
 
 BUILD_DIR ?= build
+# clang with AddressSanitizer + UndefinedBehaviorSanitizer: the fuzz targets, and every test
+# a second time (`make asan-test`).
 FUZZ_BUILD_DIR ?= build-fuzz
+# clang with ThreadSanitizer: the gateway and its tests (`make tsan-test`).
+TSAN_BUILD_DIR ?= build-tsan
 BUILD_TYPE ?= RelWithDebInfo
 JOBS ?= $(shell nproc)
-FUZZ_SECONDS ?= 60
+# Per fuzz target in `make test`; `make fuzz-long` runs each for FUZZ_LONG_SECONDS.
+FUZZ_SECONDS ?= 30
+FUZZ_LONG_SECONDS ?= 900
+FUZZ_TARGETS = config_loader_fuzzer http1_codec_fuzzer decision_table_fuzzer admin_request_fuzzer
+# Sanitizer reports of the programs the integration tests start (server, gateway, stub) go to
+# files, which the run then checks: a report fails the run even if the test passed.
+SAN_LOGS = $(abspath $(FUZZ_BUILD_DIR))/sanitizer-logs
+TSAN_LOGS = $(abspath $(TSAN_BUILD_DIR))/sanitizer-logs
 
-.PHONY: deps configure build demo test unit-test fuzz format clean bench
+.PHONY: deps configure build demo test unit-test fuzz fuzz-long asan-test tsan-test format \
+	clean bench
 .NOTPARALLEL:
 
 deps:
@@ -26,20 +38,52 @@ unit-test: build
 	cd $(BUILD_DIR) && ctest --output-on-failure -j $(JOBS)
 
 # The fuzz targets need clang's libFuzzer, so they live in a second build folder.
-fuzz: deps
+fuzz-configure: deps
 	CC=clang CXX=clang++ cmake -S . -B $(FUZZ_BUILD_DIR) -DCMAKE_BUILD_TYPE=RelWithDebInfo \
-	  -DSLUICE_FUZZ=ON -DSLUICE_BUILD_TESTS=OFF
-	cmake --build $(FUZZ_BUILD_DIR) -j $(JOBS) --target config_loader_fuzzer
+	  -DSLUICE_FUZZ=ON -DSLUICE_BUILD_TESTS=ON -DSLUICE_BUILD_BENCH=OFF
+
+fuzz: fuzz-configure
+	cmake --build $(FUZZ_BUILD_DIR) -j $(JOBS) --target $(FUZZ_TARGETS)
 	./scripts/run-fuzzers.sh $(FUZZ_BUILD_DIR) $(FUZZ_SECONDS)
 
-# The fuzzer runs first so that ctest's summary closes the output.
-test: fuzz unit-test
+# At least 10^7 executions per target (the figures are in README.md, "Fuzzing").
+fuzz-long: fuzz-configure
+	cmake --build $(FUZZ_BUILD_DIR) -j $(JOBS) --target $(FUZZ_TARGETS)
+	./scripts/run-fuzzers.sh $(FUZZ_BUILD_DIR) $(FUZZ_LONG_SECONDS)
+
+# Every unit and integration test again, built with ASan + UBSan (in the fuzz build folder:
+# one more build, not two). Leaks are reported at each program's exit.
+asan-test: fuzz-configure
+	cmake --build $(FUZZ_BUILD_DIR) -j $(JOBS)
+	rm -rf $(SAN_LOGS) && mkdir -p $(SAN_LOGS)
+	cd $(FUZZ_BUILD_DIR) && \
+	  ASAN_OPTIONS=detect_leaks=1:log_path=$(SAN_LOGS)/asan:log_exe_name=1 \
+	  UBSAN_OPTIONS=print_stacktrace=1:log_path=$(SAN_LOGS)/ubsan:log_exe_name=1 \
+	  ctest --output-on-failure -j $(JOBS)
+	./scripts/check-sanitizer-logs.sh $(SAN_LOGS)
+
+# The gateway's unit tests, and the gateway integration tests run against a ThreadSanitizer
+# build of sluice-gateway (the server and stubs they start are the main build's).
+tsan-test: build
+	CC=clang CXX=clang++ cmake -S . -B $(TSAN_BUILD_DIR) -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+	  -DSLUICE_SANITIZE=thread -DSLUICE_BUILD_BENCH=OFF
+	cmake --build $(TSAN_BUILD_DIR) -j $(JOBS) --target sluice-gateway gateway_unit_tests
+	rm -rf $(TSAN_LOGS) && mkdir -p $(TSAN_LOGS)
+	cd $(TSAN_BUILD_DIR) && TSAN_OPTIONS=log_path=$(TSAN_LOGS)/tsan:log_exe_name=1 \
+	  ctest --output-on-failure -j $(JOBS) -L gateway
+	cd $(BUILD_DIR) && TSAN_OPTIONS=log_path=$(TSAN_LOGS)/tsan:log_exe_name=1 \
+	  SLUICE_TEST_GATEWAY_BINARY=$(abspath $(TSAN_BUILD_DIR))/gateway/sluice-gateway \
+	  ctest --output-on-failure -j $(JOBS) -R 'GatewayTest'
+	./scripts/check-sanitizer-logs.sh $(TSAN_LOGS)
+
+# The fuzzers run first and ctest's summaries close the output; the plain build's tests last.
+test: fuzz asan-test tsan-test unit-test
 
 format:
 	find cli lib server gateway tools tests bench -name '*.h' -o -name '*.cc' | xargs clang-format -i
 
 clean:
-	rm -rf $(BUILD_DIR) $(FUZZ_BUILD_DIR)
+	rm -rf $(BUILD_DIR) $(FUZZ_BUILD_DIR) $(TSAN_BUILD_DIR)
 
 # Benchmarks (not part of `make test`): in-process decisions and gRPC against an echo.
 bench: build

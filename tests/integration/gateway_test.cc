@@ -42,6 +42,13 @@ using Headers = std::vector<std::pair<std::string, std::string>>;
 
 constexpr char kFaultBody[] = "fault filter abort";
 
+// The gateway under test: this build's, or the one SLUICE_TEST_GATEWAY_BINARY names (`make
+// tsan-test` runs these tests against a ThreadSanitizer build of the gateway alone).
+std::string GatewayBinary() {
+  const char* other = std::getenv("SLUICE_TEST_GATEWAY_BINARY");
+  return other != nullptr && *other != '\0' ? other : SLUICE_GATEWAY_BINARY;
+}
+
 // Every test runs in both decision modes: per request from the server, and local.
 class GatewayTest : public ::testing::TestWithParam<std::string> {
  protected:
@@ -193,9 +200,9 @@ spec:
   // it with Logged().
   void StartGateway(std::vector<std::string> extra = {}) {
     access_log_ = dir_.path() + "/access.log";
-    std::vector<std::string> argv = {
-        SLUICE_GATEWAY_BINARY, "--listen",     "127.0.0.1:0", "--decision",  grpc_,     "--metrics",
-        "127.0.0.1:0",         "--access-log", access_log_,   "--decisions", GetParam()};
+    std::vector<std::string> argv = {GatewayBinary(), "--listen",    "127.0.0.1:0", "--decision",
+                                     grpc_,           "--metrics",   "127.0.0.1:0", "--access-log",
+                                     access_log_,     "--decisions", GetParam()};
     argv.insert(argv.end(), {"--access-log-flush-interval", "50ms"});
     argv.insert(argv.end(), extra.begin(), extra.end());
     argv.insert(argv.begin(), launcher_.begin(), launcher_.end());
@@ -1301,10 +1308,10 @@ TEST_P(GatewayTest, WithoutAnyTableTheFailurePolicyAnswersWithinTheDeadline) {
   StartServer(ShopService() + VirtualService(SplitRoute(100, 0)));
   server_.Stop();  // its address now leads nowhere
   access_log_ = dir_.path() + "/access.log";
-  ASSERT_TRUE(gateway_.Start({SLUICE_GATEWAY_BINARY, "--listen", "127.0.0.1:0", "--decision", grpc_,
-                              "--metrics", "127.0.0.1:0", "--access-log", access_log_,
-                              "--decisions", GetParam(), "--decision-deadline", "200ms"},
-                             "listening "))
+  ASSERT_TRUE(gateway_.Start(
+      {GatewayBinary(), "--listen", "127.0.0.1:0", "--decision", grpc_, "--metrics", "127.0.0.1:0",
+       "--access-log", access_log_, "--decisions", GetParam(), "--decision-deadline", "200ms"},
+      "listening "))
       << gateway_.error();
   gateway_address_ = gateway_.Field("http");
   for (int i = 0; i < 3; ++i) {
