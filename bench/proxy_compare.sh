@@ -14,7 +14,8 @@
 #          PROXIES ("haproxy nginx sluice"; add "sluice-local" for sluice-gateway with
 #                           --decisions local (and its own sluice-server), "floor" for
 #                           bench/floor_proxy.cc, the bare Beast/Asio proxy that is the floor
-#                           of sluice-gateway's stack)
+#                           of sluice-gateway's stack, "core-floor" for bench/core_floor_proxy.cc,
+#                           the same on the gateway's new event core and HTTP/1 codec)
 #          PIN (0)          PIN=1 (2+ cores): wrk on CPU 1, proxies, stubs and
 #                           sluice-server on CPU 0; by default the scheduler places all
 set -euo pipefail
@@ -340,7 +341,16 @@ EOF
         --upstream "127.0.0.1:${port[stub_v1]}:90" --upstream "127.0.0.1:${port[stub_v2]}:10"
       cpu_pids[floor]=${pid[floor]}
       ;;
-    *) echo "unknown proxy $proxy (want haproxy, nginx, sluice, sluice-local, floor)" >&2; exit 2 ;;
+    core-floor)
+      # Not a product either: bench/core_floor_proxy.cc, the same floor on the gateway's new
+      # core (gateway/event's epoll dispatcher and timer wheel, the llhttp codec), with a
+      # route, per-try and idle timer armed per request. PROXIES="haproxy floor core-floor".
+      [[ -x "$build/bench/core_floor_proxy" ]] || { echo "missing $build/bench/core_floor_proxy" >&2; exit 1; }
+      start core-floor http "$build/bench/core_floor_proxy" --listen 127.0.0.1:0 \
+        --upstream "127.0.0.1:${port[stub_v1]}:90" --upstream "127.0.0.1:${port[stub_v2]}:10"
+      cpu_pids[core-floor]=${pid[core-floor]}
+      ;;
+    *) echo "unknown proxy $proxy (want haproxy, nginx, sluice, sluice-local, floor, core-floor)" >&2; exit 2 ;;
   esac
   wait_ready "$proxy"
 done
