@@ -16,6 +16,11 @@
 #                           bench/floor_proxy.cc, the bare Beast/Asio proxy that is the floor
 #                           of sluice-gateway's stack, "core-floor" for bench/core_floor_proxy.cc,
 #                           the same on the gateway's new event core and HTTP/1 codec)
+#          OPEN_LOOP_RATE   when set (e.g. 1000): after the wrk rounds, each proxy and the
+#                           stub itself ("direct") again at this fixed rate, open-loop, with
+#                           bench/open_loop (microsecond latencies); the table gives the
+#                           latency each proxy adds over the direct connection
+#          OPEN_LOOP_DURATION (10s) measured time of each open-loop run (after a 1 s warm-up)
 #          PIN (0)          PIN=1 (2+ cores): wrk on CPU 1, proxies, stubs and
 #                           sluice-server on CPU 0; by default the scheduler places all
 set -euo pipefail
@@ -472,6 +477,53 @@ mkdir -p "$root/bench/results"
     done
   done
 } >"$out"
+
+# Latency added at a fixed rate: open-loop, each proxy against the stub reached directly.
+if [[ -n "${OPEN_LOOP_RATE:-}" ]]; then
+  [[ -x "$build/bench/open_loop" ]] || { echo "missing $build/bench/open_loop" >&2; exit 1; }
+  port[direct]=${port[stub_v1]}
+  : >"$work/open_loop.txt"
+  for ((r = 1; r <= rounds; r++)); do
+    for target in direct "${proxies[@]}"; do
+      line=$("${pin_wrk[@]}" "$build/bench/open_loop" --target "127.0.0.1:${port[$target]}" \
+        --rate "$OPEN_LOOP_RATE" --duration "${OPEN_LOOP_DURATION:-10s}" --warmup 1s)
+      echo "target=$target round=$r $line" | tee -a "$work/open_loop.txt"
+    done
+  done
+  {
+    echo
+    echo "## Latency at a fixed ${OPEN_LOOP_RATE} requests/s (open loop)"
+    echo
+    echo "bench/open_loop --rate $OPEN_LOOP_RATE --duration ${OPEN_LOOP_DURATION:-10s} --warmup 1s, 32 keep-alive"
+    echo "connections, one request each at a time; latency from the request's write to the response's"
+    echo "last byte; \"direct\" is the v1 stub without a proxy. Medians over $rounds round(s), in µs."
+    echo
+    echo "| target | p50 | p90 | p99 | p99.9 | added p50 | added p99 | errors | generator lag p99 |"
+    echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"
+    awk -v order="direct ${proxies[*]}" '
+      { for (i = 1; i <= NF; i++) { split($i, kv, "="); f[kv[1]] = kv[2] }
+        t = f["target"]; k = ++n[t]
+        p50[t, k] = f["p50_us"]; p90[t, k] = f["p90_us"]; p99[t, k] = f["p99_us"]
+        p999[t, k] = f["p999_us"]; lag[t, k] = f["lag_p99_us"]; errors[t] += f["errors"] }
+      function median(a, t,   k, i, j, x, v) {
+        k = n[t]; for (i = 1; i <= k; i++) v[i] = a[t, i]
+        for (i = 1; i <= k; i++) for (j = i + 1; j <= k; j++) if (v[j] + 0 < v[i] + 0) { x = v[i]; v[i] = v[j]; v[j] = x }
+        return v[int((k + 1) / 2)] }
+      END {
+        m = split(order, names, " ")
+        for (o = 1; o <= m; o++) {
+          t = names[o]
+          printf "| %s | %d | %d | %d | %d | %s | %s | %d | %d |\n", t, median(p50, t), median(p90, t),
+            median(p99, t), median(p999, t),
+            t == "direct" ? "-" : sprintf("%d", median(p50, t) - median(p50, "direct")),
+            t == "direct" ? "-" : sprintf("%d", median(p99, t) - median(p99, "direct")),
+            errors[t], median(lag, t) } }' "$work/open_loop.txt"
+    echo
+    echo '```'
+    cat "$work/open_loop.txt"
+    echo '```'
+  } >>"$out"
+fi
 cat "$out"
 
 # Anything a proxy said on stderr (errors, warnings) belongs with its figures.
