@@ -92,7 +92,7 @@ absl::Status Dispatcher::Unregister(int fd) {
 void Dispatcher::Post(absl::AnyInvocable<void()> callback) {
   bool wake = false;
   {
-    absl::MutexLock lock(&mutex_);
+    MutexLock lock(&mutex_);
     posted_.push_back(std::move(callback));
     // Only the first poster after the loop went to sleep writes the eventfd; a loop that is
     // awake sees posted_ before it next waits.
@@ -106,7 +106,7 @@ void Dispatcher::Post(absl::AnyInvocable<void()> callback) {
 void Dispatcher::Exit() {
   bool wake = false;
   {
-    absl::MutexLock lock(&mutex_);
+    MutexLock lock(&mutex_);
     exit_requested_ = true;
     wake = sleeping_;
     sleeping_ = false;
@@ -139,14 +139,14 @@ void Dispatcher::RunOnce(std::chrono::milliseconds max_wait) {
 }
 
 Dispatcher::Stats Dispatcher::stats() const {
-  absl::MutexLock lock(&mutex_);
+  MutexLock lock(&mutex_);
   return Stats{iterations_, wake_writes_};
 }
 
 bool Dispatcher::Iterate(int max_wait_ms, bool stop_on_exit) {
   int wait_ms = TimeoutMs(max_wait_ms);
   {
-    absl::MutexLock lock(&mutex_);
+    MutexLock lock(&mutex_);
     if (exit_requested_ && stop_on_exit) {
       exit_requested_ = false;
       return false;
@@ -159,7 +159,7 @@ bool Dispatcher::Iterate(int max_wait_ms, bool stop_on_exit) {
   }
   absl::StatusOr<int> ready = poller_->Wait(wait_ms, absl::MakeSpan(events_));
   if (wait_ms != 0) {
-    absl::MutexLock lock(&mutex_);
+    MutexLock lock(&mutex_);
     sleeping_ = false;
   }
   if (!ready.ok()) {
@@ -214,7 +214,7 @@ void Dispatcher::Dispatch(const Poller::Event& event) {
 
 void Dispatcher::RunPosted() {
   {
-    absl::MutexLock lock(&mutex_);
+    MutexLock lock(&mutex_);
     if (posted_.empty()) return;
     running_.swap(posted_);
   }

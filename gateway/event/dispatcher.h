@@ -11,10 +11,10 @@
 #include "absl/functional/any_invocable.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
-#include "absl/synchronization/mutex.h"
 #include "gateway/event/poller.h"
 #include "gateway/event/time_source.h"
 #include "gateway/event/timer_wheel.h"
+#include "lib/common/mutex.h"
 
 namespace sluice::gateway::event {
 
@@ -153,7 +153,7 @@ class Dispatcher {
   // in the steady state.
   std::vector<absl::AnyInvocable<void()>> running_;
 
-  mutable absl::Mutex mutex_;
+  mutable Mutex mutex_;
   std::vector<absl::AnyInvocable<void()>> posted_ ABSL_GUARDED_BY(mutex_);
   // The loop is (about to be) blocked in the poller and nobody has written the eventfd yet.
   bool sleeping_ ABSL_GUARDED_BY(mutex_) = false;

@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <utility>
@@ -24,7 +25,7 @@ int OpenForAppend(const std::string& path) {
 void AccessLogWriter::Buffer::Append(absl::string_view lines) {
   bool reached = false;
   {
-    absl::MutexLock lock(&mu_);
+    MutexLock lock(&mu_);
     const size_t before = lines_.size();
     lines_.append(lines.data(), lines.size());
     const size_t limit = writer_->options_.flush_bytes;
@@ -62,54 +63,67 @@ AccessLogWriter::~AccessLogWriter() {
 }
 
 void AccessLogWriter::Wake() {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   wake_ = true;
+  work_.Signal();
 }
 
 void AccessLogWriter::Reopen() {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   reopen_ = true;
+  work_.Signal();
 }
 
 void AccessLogWriter::Flush() {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   const uint64_t target = ++flush_requested_;
-  auto done = [this, target]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    // A cycle that began after the request has ended, or no cycle will come.
-    return flushed_ >= target || stopped_;
-  };
-  mu_.Await(absl::Condition(&done));
+  work_.Signal();
+  // Until a cycle that began after the request has ended, or no cycle will come.
+  while (flushed_ < target && !stopped_) cycle_done_.Wait(&mu_);
 }
 
 void AccessLogWriter::Stop() {
   {
-    absl::MutexLock lock(&mu_);
+    MutexLock lock(&mu_);
     stop_ = true;
+    work_.Signal();
   }
   if (flusher_.joinable()) flusher_.join();
 }
 
+bool AccessLogWriter::HasWork() const {
+  return wake_ || reopen_ || stop_ || flush_requested_ != flushed_;
+}
+
 void AccessLogWriter::Run() {
-  auto has_work = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    return wake_ || reopen_ || stop_ || flush_requested_ != flushed_;
-  };
-  absl::Time next = absl::Now() + options_.flush_interval;
+  // Cycles start at least every flush_interval, counted on the steady clock from the start
+  // of the previous one.
+  auto cycle_start = std::chrono::steady_clock::now();
   for (;;) {
     bool reopen = false, stop = false;
     uint64_t generation = 0;
     {
-      absl::MutexLock lock(&mu_);
-      mu_.AwaitWithDeadline(absl::Condition(&has_work), next);
+      MutexLock lock(&mu_);
+      while (!HasWork()) {
+        const absl::Duration left =
+            options_.flush_interval -
+            absl::FromChrono(std::chrono::steady_clock::now() - cycle_start);
+        if (left <= absl::ZeroDuration()) break;
+        work_.WaitWithTimeout(&mu_, left);
+      }
       reopen = std::exchange(reopen_, false);
       wake_ = false;
       stop = stop_;
       generation = flush_requested_;
     }
-    next = absl::Now() + options_.flush_interval;
+    cycle_start = std::chrono::steady_clock::now();
     WriteBuffers();
     if (reopen) ReopenFile();
-    absl::MutexLock lock(&mu_);
+    MutexLock lock(&mu_);
     flushed_ = generation;
+    // The Flush() calls whose request this cycle took in return; the others wait on (for
+    // the next cycle, or stopped_).
+    cycle_done_.SignalAll();
     if (stop) {
       stopped_ = true;
       return;
@@ -120,7 +134,7 @@ void AccessLogWriter::Run() {
 void AccessLogWriter::WriteBuffers() {
   for (const auto& buffer : buffers_) {
     {
-      absl::MutexLock lock(&buffer->mu_);
+      MutexLock lock(&buffer->mu_);
       buffer->lines_.swap(buffer->writing_);
     }
     if (buffer->writing_.empty()) continue;

@@ -9,8 +9,8 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/strings/string_view.h"
-#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "lib/common/mutex.h"
 
 namespace sluice::gateway {
 
@@ -43,7 +43,7 @@ class AccessLogWriter {
     explicit Buffer(AccessLogWriter* writer) : writer_(writer) {}
 
     AccessLogWriter* const writer_;
-    absl::Mutex mu_;
+    Mutex mu_;
     std::string lines_ ABSL_GUARDED_BY(mu_);
     std::string writing_;  // the flusher's: lines swapped out of `lines_`,
                            // being written
@@ -76,6 +76,8 @@ class AccessLogWriter {
  private:
   AccessLogWriter(std::string path, int fd, int buffers, const AccessLogWriterOptions& options);
   void Wake();  // a buffer reached `flush_bytes`
+  // Something for the flusher to do before its interval is up.
+  bool HasWork() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Run();
   // The flusher's: every buffer to the file, then the reopen when asked.
   void WriteBuffers();
@@ -88,7 +90,9 @@ class AccessLogWriter {
   bool write_failed_ = false;  // the flusher's: the last write failed (reported once)
   std::vector<std::unique_ptr<Buffer>> buffers_;
 
-  absl::Mutex mu_;  // never held while writing
+  Mutex mu_;            // never held while writing
+  CondVar work_;        // the flusher waits for HasWork() (or its interval)
+  CondVar cycle_done_;  // Flush() waits for flushed_ (or stopped_)
   bool wake_ ABSL_GUARDED_BY(mu_) = false;
   bool reopen_ ABSL_GUARDED_BY(mu_) = false;
   bool stop_ ABSL_GUARDED_BY(mu_) = false;

@@ -50,7 +50,7 @@ IstioMetrics::IstioMetrics(prometheus::Registry& registry, std::string workload,
 IstioMetrics::Series& IstioMetrics::SeriesFor(const RequestOutcome& o) {
   const std::string key =
       absl::StrCat(o.destination_host, "|", o.subset, "|", o.response_code, "|", o.response_flags);
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   auto it = series_.find(key);
   if (it != series_.end()) return it->second;
   const auto [service, service_namespace] = NameAndNamespace(o.destination_host);

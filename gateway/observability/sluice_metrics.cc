@@ -51,7 +51,7 @@ SluiceGatewayMetrics::SluiceGatewayMetrics(prometheus::Registry& registry)
 void SluiceGatewayMetrics::SetTableAge(int worker, absl::Duration age) {
   prometheus::Gauge* gauge;
   {
-    absl::MutexLock lock(&gauges_mu_);
+    MutexLock lock(&gauges_mu_);
     prometheus::Gauge*& slot = table_age_by_worker_[worker];
     if (slot == nullptr) slot = &table_age_.Add({{"worker", absl::StrCat(worker)}});
     gauge = slot;
@@ -64,7 +64,7 @@ prometheus::Counter& SluiceGatewayMetrics::Cached(
     const std::map<std::string, std::string>& labels) {
   std::string key = absl::StrCat(reinterpret_cast<uintptr_t>(&family));
   for (const auto& [k, v] : labels) absl::StrAppend(&key, "|", k, "=", v);
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   prometheus::Counter*& slot = cache_[key];
   if (slot == nullptr) slot = &family.Add(labels);
   return *slot;

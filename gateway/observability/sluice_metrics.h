@@ -3,9 +3,10 @@
 #include <array>
 #include <string>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
-#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "lib/common/mutex.h"
 #include "prometheus/counter.h"
 #include "prometheus/family.h"
 #include "prometheus/gauge.h"
@@ -50,9 +51,9 @@ class SluiceGatewayMetrics {
   prometheus::Gauge& decision_up_;
   std::array<prometheus::Counter*, 3> decisions_by_source_{};
   prometheus::Family<prometheus::Gauge>& table_age_;
-  absl::Mutex gauges_mu_;
+  Mutex gauges_mu_;
   absl::flat_hash_map<int, prometheus::Gauge*> table_age_by_worker_ ABSL_GUARDED_BY(gauges_mu_);
-  absl::Mutex mu_;
+  Mutex mu_;
   absl::flat_hash_map<std::string, prometheus::Counter*> cache_ ABSL_GUARDED_BY(mu_);
 };
 

@@ -51,14 +51,14 @@ ClusterLimits::Admission ClusterLimits::Admit(bool idle_available, bool host_has
 }
 
 std::shared_ptr<ClusterLimits> ClusterLimitsRegistry::Get(const std::string& cluster_name) {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   std::shared_ptr<ClusterLimits>& slot = limits_[cluster_name];
   if (slot == nullptr) slot = std::make_shared<ClusterLimits>();
   return slot;
 }
 
 size_t ClusterLimitsRegistry::Sweep() {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   size_t removed = 0;
   for (auto it = limits_.begin(); it != limits_.end();) {
     // Held only here: no one can take a new ticket (a ticket is taken through a holder, and
@@ -78,7 +78,7 @@ size_t ClusterLimitsRegistry::Sweep() {
 }
 
 size_t ClusterLimitsRegistry::size() const {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   return limits_.size();
 }
 

@@ -6,8 +6,9 @@
 #include <memory>
 #include <string>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
-#include "absl/synchronization/mutex.h"
+#include "lib/common/mutex.h"
 
 namespace sluice::gateway {
 
@@ -144,7 +145,7 @@ class ClusterLimitsRegistry {
   size_t size() const;
 
  private:
-  mutable absl::Mutex mu_;
+  mutable Mutex mu_;
   absl::flat_hash_map<std::string, std::shared_ptr<ClusterLimits>> limits_ ABSL_GUARDED_BY(mu_);
 };
 

@@ -12,13 +12,13 @@
 #include <utility>
 #include <vector>
 
-#include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
 #include "gateway/event/socket.h"
 #include "gateway/event/time_source.h"
 #include "gateway/event/timer_wheel.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "lib/common/mutex.h"
 
 #if __has_include(<valgrind/valgrind.h>)
 #include <valgrind/valgrind.h>
@@ -319,8 +319,8 @@ TEST_P(DispatcherTest, RegistrationErrors) {
 TEST_P(DispatcherTest, PostFromAnotherThreadWakesASleepingLoop) {
   std::thread::id loop_thread;
   std::thread::id ran_on;
-  absl::Notification ran;
-  absl::Notification stopped;
+  Notification ran;
+  Notification stopped;
   std::thread loop([&] {
     loop_thread = std::this_thread::get_id();
     dispatcher_->Run();  // no fd is ready and no timer armed: it sleeps until woken
@@ -359,7 +359,7 @@ TEST_P(DispatcherTest, PostOnAnAwakeLoopWritesNoEventfd) {
 }
 
 TEST_P(DispatcherTest, ExitFromAnotherThreadStopsRun) {
-  absl::Notification stopped;
+  Notification stopped;
   std::thread loop([&] {
     dispatcher_->Run();
     stopped.Notify();
