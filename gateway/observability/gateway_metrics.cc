@@ -47,7 +47,7 @@ IstioMetrics::IstioMetrics(prometheus::Registry& registry, std::string workload,
                           .Help("Response size in bytes, as Istio's standard metric")
                           .Register(registry)) {}
 
-IstioMetrics::Series& IstioMetrics::SeriesFor(const RequestOutcome& o) {
+IstioMetrics::Series IstioMetrics::SeriesFor(const RequestOutcome& o) {
   const std::string key =
       absl::StrCat(o.destination_host, "|", o.subset, "|", o.response_code, "|", o.response_flags);
   MutexLock lock(&mu_);
@@ -94,7 +94,7 @@ IstioMetrics::Series& IstioMetrics::SeriesFor(const RequestOutcome& o) {
 
 void IstioMetrics::Record(const RequestOutcome& outcome, absl::Duration duration,
                           uint64_t request_bytes, uint64_t response_bytes) {
-  Series& s = SeriesFor(outcome);
+  const Series s = SeriesFor(outcome);
   s.requests->Increment();
   s.duration->Observe(absl::ToDoubleMilliseconds(duration));
   s.request_bytes->Observe(static_cast<double>(request_bytes));

@@ -44,7 +44,9 @@ class IstioMetrics {
     prometheus::Histogram* request_bytes;
     prometheus::Histogram* response_bytes;
   };
-  Series& SeriesFor(const RequestOutcome& outcome);
+  // A copy: another worker's insert may rehash `series_` as soon as the lock is released
+  // (the metric objects themselves stay where prometheus-cpp put them).
+  Series SeriesFor(const RequestOutcome& outcome);
 
   const std::string workload_;
   const std::string namespace_;

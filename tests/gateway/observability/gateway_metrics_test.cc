@@ -1,5 +1,8 @@
 #include "gateway/observability/gateway_metrics.h"
 
+#include <thread>
+#include <vector>
+
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "prometheus/text_serializer.h"
@@ -58,6 +61,33 @@ TEST(IstioMetricsTest, HostsOutsideTheClusterDomainKeepTheirName) {
 
 namespace sluice::gateway {
 namespace {
+
+// Workers record concurrently, and a new series may rehash the map of series while another
+// worker is still using one it looked up (ThreadSanitizer saw exactly that in the gateway).
+TEST(IstioMetricsTest, WorkersRecordingNewSeriesConcurrentlyLoseNothing) {
+  prometheus::Registry registry;
+  IstioMetrics metrics(registry, "sluice-gateway", "default");
+  constexpr int kThreads = 4;
+  constexpr int kCodes = 300;  // enough new series to rehash the map many times over
+  std::vector<std::thread> workers;
+  for (int t = 0; t < kThreads; ++t) {
+    workers.emplace_back([&metrics] {
+      for (int code = 0; code < kCodes; ++code) {
+        metrics.Record(
+            {"reviews.default.svc.cluster.local", "v1", static_cast<uint32_t>(200 + code), "-"},
+            absl::Milliseconds(1), 0, 10);
+      }
+    });
+  }
+  for (std::thread& worker : workers) worker.join();
+  double total = 0;
+  for (const prometheus::MetricFamily& family : registry.Collect()) {
+    if (family.name != "istio_requests_total") continue;
+    EXPECT_EQ(family.metric.size(), static_cast<size_t>(kCodes));
+    for (const prometheus::ClientMetric& metric : family.metric) total += metric.counter.value;
+  }
+  EXPECT_EQ(total, kThreads * kCodes);
+}
 
 TEST(SluiceGatewayMetricsTest, CountsWhatTheGatewayDid) {
   prometheus::Registry registry;
