@@ -9,10 +9,13 @@
 #     Such a target that is not built in BUILD_DIR is skipped, with a note saying how.
 # All targets run even when one fails; reproducers of the failures are copied to .fuzz/ as
 # TARGET-crash-*, TARGET-leak-*, ...
-#   usage: scripts/run-fuzzers.sh BUILD_DIR [SECONDS]   (SECONDS per target, default 60)
+#   usage: scripts/run-fuzzers.sh BUILD_DIR [SECONDS [RUNS]]
+# SECONDS per target (default 60); with RUNS, each target runs RUNS executions, SECONDS
+# being then only a cap, and the run fails if a target reaches the cap first.
 set -euo pipefail
 build_dir=${1:?build dir}
 seconds=${2:-60}
+runs=${3:-}
 root=$(cd "$(dirname "$0")/.." && pwd)
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
@@ -24,13 +27,28 @@ run_target() {
   local target=$1 corpus=$2
   shift 2
   local log="$work/$target.log"
-  echo "fuzz: $target for ${seconds}s over $(ls "$corpus" | wc -l) seeds"
+  local runs_flags=()
+  if [[ -n "$runs" ]]; then
+    runs_flags=(-runs="$runs")
+    echo "fuzz: $target for $runs executions (at most ${seconds}s) over $(ls "$corpus" | wc -l) seeds"
+  else
+    echo "fuzz: $target for ${seconds}s over $(ls "$corpus" | wc -l) seeds"
+  fi
+  local started=$SECONDS
   # Leaks are checked at exit of each run (LeakSanitizer is on with ASan).
   if ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
-    "$build_dir/tests/fuzz/$target" "$corpus" "$@" -max_total_time="$seconds" \
+    "$build_dir/tests/fuzz/$target" "$corpus" "$@" -max_total_time="$seconds" "${runs_flags[@]}" \
     -timeout=10 -rss_limit_mb=4096 -print_final_stats=1 \
     -artifact_prefix="$work/artifacts/$target-" 2>"$log"; then
-    grep -E "^(#[0-9]+.*DONE|Done|stat::number_of_executed_units)" "$log" || true
+    grep -E "^(#[0-9]+.*DONE|Done|stat::number_of_executed_units|stat::peak_rss_mb)" "$log" || true
+    local executed
+    executed=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log")
+    echo "fuzz: $target: ${executed:-?} executions in $((SECONDS - started))s"
+    if [[ -n "$runs" && "${executed:-0}" -lt "$runs" ]]; then
+      echo "fuzz: $target FAILED: stopped at the ${seconds}s cap before $runs executions"
+      failed+=("$target")
+      return
+    fi
     echo "fuzz: $target passed (no crash, sanitizer report or leak)"
   else
     tail -60 "$log"
