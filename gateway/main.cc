@@ -44,7 +44,7 @@ constexpr char kUsage[] =
     "         [--retry-buffer BYTES] [--request-header-timeout DURATION]\n"
     "         [--idle-timeout DURATION] [--drain-timeout DURATION] [--name NAME]\n"
     "         [--decisions server|local] [--max-table-age DURATION]\n"
-    "         [--shadow-host-suffix[=true|false]]\n"
+    "         [--shadow-host-suffix[=true|false]] [--dns-refresh-rate DURATION]\n"
     "Port 0 picks a free port; the chosen ports are printed on start-up.\n";
 
 bool SplitHostPort(const std::string& value, std::string* host, uint16_t* port) {
@@ -158,6 +158,10 @@ std::string ParseFlags(int argc, char** argv, GatewayOptions& o) {
       } else {
         return bad("want server or local");
       }
+    } else if (flag == "--dns-refresh-rate") {
+      if (!duration(&o.dns_refresh_rate) || o.dns_refresh_rate <= absl::ZeroDuration()) {
+        return bad("want a positive duration such as 5s");
+      }
     } else if (flag == "--max-table-age") {
       if (!duration(&o.max_table_age)) return bad("want a duration such as 30s or inf");
     } else {
@@ -237,6 +241,12 @@ int main(int argc, char** argv) {
   context.options = options;
   context.istio_metrics = &istio_metrics;
   context.sluice_metrics = &sluice_metrics;
+  sluice::gateway::event::RealTimeSource clock;
+  sluice::gateway::DnsCache::Options dns_options;
+  dns_options.refresh = options.dns_refresh_rate;
+  dns_options.failure_refresh = std::min(dns_options.refresh, absl::Seconds(1));
+  sluice::gateway::DnsCache dns(sluice::gateway::DnsCache::SystemResolver(), clock, dns_options);
+  context.dns = &dns;
   std::unique_ptr<AccessLogWriter> access_log;
   if (!options.access_log.empty()) {
     std::string error;
@@ -358,6 +368,7 @@ int main(int argc, char** argv) {
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
   for (auto& w : workers) w->Stop();
+  dns.Shutdown();  // no resolution posts to the workers' loops once they are gone
   if (access_log != nullptr) access_log->Stop();  // writes what the workers left
   admin.Stop();
   std::fprintf(stderr, "sluice-gateway: stopped\n");

@@ -96,13 +96,14 @@ RequestFlow::Step RequestFlow::Finish(const AttemptResult& result, bool exhauste
     case Kind::kConnectFailure:
     case Kind::kReset:
     case Kind::kOverflow:
-      AddFlag(ResetFlag(result.kind));
+      AddFlag(result.dns_failure ? "DF" : ResetFlag(result.kind));
       step.kind = Step::Kind::kLocalReply;
       step.status = 503;
       step.overloaded = result.kind == Kind::kOverflow;
-      step.body = absl::StrCat("upstream connect error or disconnect/reset before headers. ",
-                               attempts_ > 1 ? "retried and the latest " : "",
-                               "reset reason: ", ResetReason(result.kind));
+      step.body =
+          absl::StrCat("upstream connect error or disconnect/reset before headers. ",
+                       attempts_ > 1 ? "retried and the latest " : "", "reset reason: ",
+                       result.dns_failure ? "DNS resolution failure" : ResetReason(result.kind));
       return step;
   }
   return step;

@@ -33,6 +33,7 @@ struct AttemptResult {
   bool rate_limited = false;  // the response carried x-envoy-ratelimited
   int grpc_status = -1;       // grpc-status in the response headers; -1: none
   bool request_sent = true;   // any request byte reached the upstream
+  bool dns_failure = false;   // kConnectFailure because the host name did not resolve (DF)
 };
 
 // Envoy's retry decision for one request (envoy retry_state_impl.cc): which failed attempts

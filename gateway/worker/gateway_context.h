@@ -12,6 +12,7 @@
 #include "gateway/observability/gateway_metrics.h"
 #include "gateway/observability/sluice_metrics.h"
 #include "gateway/upstream/cluster_limits.h"
+#include "gateway/upstream/dns_cache.h"
 #include "sluice/v1/decision.pb.h"
 
 namespace sluice::gateway {
@@ -67,6 +68,8 @@ struct GatewayOptions {
   // Mirrored requests carry Host + "-shadow" (older Envoy and Istio); off by default, as
   // Istio 1.28 sets Envoy's disable_shadow_host_suffix_append.
   bool shadow_host_suffix = false;
+  // Endpoint host names are resolved again this often (Envoy's dns_refresh_rate default).
+  absl::Duration dns_refresh_rate = absl::Seconds(5);
 };
 
 // What all workers share.
@@ -76,6 +79,7 @@ struct GatewayContext {
   SluiceGatewayMetrics* sluice_metrics = nullptr;
   AccessLogWriter* access_log = nullptr;  // null: no access log; a buffer per worker
   ClusterLimitsRegistry limits;
+  DnsCache* dns = nullptr;  // endpoint host names, resolved off the workers' threads
   std::atomic<bool> draining{false};
 };
 

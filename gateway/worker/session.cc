@@ -10,6 +10,7 @@
 #include <limits>
 #include <optional>
 
+#include "absl/status/statusor.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
@@ -17,6 +18,7 @@
 #include "gateway/http/headers.h"
 #include "gateway/observability/access_log.h"
 #include "gateway/proxy/request_flow.h"
+#include "gateway/upstream/dns_cache.h"
 #include "gateway/worker/worker.h"
 #include "lib/common/log.h"
 #include "lib/common/utf8.h"
@@ -124,18 +126,48 @@ std::string JoinFlags(const std::string& a, const std::string& b) {
   return absl::StrCat(a, ",", b);
 }
 
-asio::awaitable<error_code> Connect(beast::tcp_stream& stream, const std::string& address,
+// An endpoint's address: a numeric one as it is, a host name from the workers' DNS cache. A
+// name without a result yet waits for its first resolution at most `timeout`; meanwhile
+// `*waiting` points at the wait's timer, so that the route timer (Interrupt) can end it.
+asio::awaitable<absl::StatusOr<asio::ip::address>> ResolveEndpoint(DnsCache& dns,
+                                                                   asio::io_context& io,
+                                                                   const std::string& host,
+                                                                   absl::Duration timeout,
+                                                                   asio::steady_timer** waiting) {
+  error_code ec;
+  const asio::ip::address numeric = asio::ip::make_address(host, ec);
+  if (!ec) co_return numeric;
+  std::optional<DnsCache::Result> known = dns.Lookup(host);
+  if (!known.has_value()) {
+    auto wait = std::make_shared<asio::steady_timer>(io);
+    wait->expires_after(absl::ToChronoMicroseconds(timeout));
+    // Called on the resolver thread: only a post to this worker's loop, and only a weak
+    // reference to a wait that may have ended by then.
+    dns.WhenResolved(host, [ex = io.get_executor(), weak = std::weak_ptr(wait)] {
+      asio::post(ex, [weak] {
+        if (auto w = weak.lock()) w->cancel();
+      });
+    });
+    if (waiting != nullptr) *waiting = wait.get();
+    co_await wait->async_wait(Await(ec));
+    if (waiting != nullptr) *waiting = nullptr;
+    known = dns.Lookup(host);
+    if (!known.has_value()) {
+      co_return absl::DeadlineExceededError(absl::StrCat(
+          "DNS resolution of ", host, " took longer than ", absl::FormatDuration(timeout)));
+    }
+  }
+  if (!known->status.ok()) co_return known->status;
+  const asio::ip::address ip = asio::ip::make_address(known->addresses.front(), ec);
+  if (ec) co_return absl::InternalError(absl::StrCat("resolver gave ", known->addresses.front()));
+  co_return ip;
+}
+
+asio::awaitable<error_code> Connect(beast::tcp_stream& stream, const asio::ip::address& ip,
                                     uint32_t port, absl::Duration timeout) {
   error_code ec;
   stream.expires_after(absl::ToChronoMilliseconds(timeout));
-  const asio::ip::address ip = asio::ip::make_address(address, ec);
-  if (!ec) {
-    co_await stream.async_connect(tcp::endpoint(ip, static_cast<uint16_t>(port)), Await(ec));
-  } else {
-    tcp::resolver resolver(stream.get_executor());
-    auto results = co_await resolver.async_resolve(address, std::to_string(port), Await(ec));
-    if (!ec) co_await stream.async_connect(results, Await(ec));
-  }
+  co_await stream.async_connect(tcp::endpoint(ip, static_cast<uint16_t>(port)), Await(ec));
   if (!ec) stream.socket().set_option(tcp::no_delay(true), ec);
   stream.expires_never();
   co_return ec;
@@ -214,6 +246,7 @@ struct Session::Interrupt {
   bool done = false;
   UpstreamConnection* connection = nullptr;
   asio::steady_timer* backoff = nullptr;
+  asio::steady_timer* dns_wait = nullptr;  // a first resolution of the endpoint's host name
   // For a streamed request body: what starts the route timer (and the watch on the client)
   // once the upload has ended.
   std::function<void()> on_request_complete;
@@ -224,6 +257,7 @@ struct Session::Interrupt {
     error_code ec;
     if (connection != nullptr) connection->stream.socket().close(ec);
     if (backoff != nullptr) backoff->cancel();
+    if (dns_wait != nullptr) dns_wait->cancel();
   }
 };
 
@@ -905,7 +939,23 @@ asio::awaitable<Session::AttemptOutcome> Session::RunAttempt(RequestParser& pars
 
   error_code ec;
   if (!conn.stream.socket().is_open()) {
-    ec = co_await Connect(conn.stream, address, port, target.connect_timeout);
+    // Envoy's connect timeout covers the wait for a first resolution and the connect.
+    const absl::Time connect_started = absl::Now();
+    absl::StatusOr<asio::ip::address> ip = co_await ResolveEndpoint(
+        *worker_.context().dns, worker_.io(), address, target.connect_timeout, &interrupt.dns_wait);
+    if (interrupt.fired) {
+      out.interrupted = true;
+      co_return out;
+    }
+    if (!ip.ok()) {
+      out.result.kind = AttemptResult::Kind::kConnectFailure;
+      out.result.dns_failure = true;
+      out.result.request_sent = false;
+      co_return out;
+    }
+    const absl::Duration connect_left =
+        std::max(target.connect_timeout - (absl::Now() - connect_started), absl::Milliseconds(1));
+    ec = co_await Connect(conn.stream, *ip, port, connect_left);
     if (interrupt.fired) {
       out.interrupted = true;
       co_return out;
@@ -1187,9 +1237,13 @@ void Session::Mirror(const Exchange& ex, std::string address, uint32_t port) {
   header->set("x-envoy-attempt-count", "1");
   asio::co_spawn(
       worker_.io(),
-      [header, address = std::move(address), port, &io = worker_.io()]() -> asio::awaitable<void> {
+      [header, address = std::move(address), port, &io = worker_.io(),
+       &dns = *worker_.context().dns]() -> asio::awaitable<void> {
+        absl::StatusOr<asio::ip::address> ip =
+            co_await ResolveEndpoint(dns, io, address, absl::Seconds(5), nullptr);
+        if (!ip.ok()) co_return;
         beast::tcp_stream stream(io);
-        error_code ec = co_await Connect(stream, address, port, absl::Seconds(5));
+        error_code ec = co_await Connect(stream, *ip, port, absl::Seconds(5));
         if (ec) co_return;
         stream.expires_after(std::chrono::seconds(30));
         co_await http::async_write(stream, *header, Await(ec));

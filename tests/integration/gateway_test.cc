@@ -490,6 +490,69 @@ TEST_P(GatewayTest, NoRouteAndNoClusterAndMirror) {
   EXPECT_EQ(Received(1), 1);
 }
 
+// Endpoints named by host name (ServiceEntry `resolution: DNS`): resolved off the worker's
+// loop and cached, so requests to `localhost` go through; a name that does not resolve fails
+// the request at once with Envoy's DNS flag, DF, instead of holding it to a timeout.
+TEST_P(GatewayTest, EndpointHostNamesResolveAndUnresolvableOnesFailWithDF) {
+  StartStubs();
+  StartServer(absl::StrCat(R"(apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata:
+  name: named
+spec:
+  hosts: [named]
+  location: MESH_INTERNAL
+  resolution: DNS
+  ports:
+  - {number: 8080, name: http, protocol: HTTP}
+  endpoints:
+  - address: localhost
+    ports: {http: )",
+                           stubs_[0]->port, R"(}
+    labels: {version: v1}
+  - address: sluice-test.invalid
+    ports: {http: )",
+                           stubs_[1]->port, R"(}
+    labels: {version: v2}
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata:
+  name: named
+spec:
+  host: named
+  subsets:
+  - {name: v1, labels: {version: v1}}
+  - {name: v2, labels: {version: v2}}
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata:
+  name: named
+spec:
+  hosts: [named]
+  http:
+  - match: [{headers: {x-case: {exact: unresolvable}}}]
+    route: [{destination: {host: named, subset: v2}}]
+    timeout: 5s
+  - route: [{destination: {host: named, subset: v1}}]
+)"));
+  StartGateway();
+
+  for (int i = 0; i < 20; ++i) {
+    testing::HttpResult r = Get("/", {}, "named");
+    ASSERT_EQ(r.status, 200) << "request " << i << ": " << r.body;
+    EXPECT_EQ(r.Header("x-stub-subset"), "v1");
+  }
+  const absl::Time before = absl::Now();
+  testing::HttpResult r = Get("/", {{"x-case", "unresolvable"}}, "named");
+  EXPECT_EQ(r.status, 503);
+  EXPECT_THAT(r.body, HasSubstr("DNS resolution failure"));
+  EXPECT_LT(absl::Now() - before, absl::Seconds(4));  // well within the 5 s route timeout
+  EXPECT_TRUE(Logged(" 503 DF"));
+  EXPECT_EQ(Received(1), 0);
+}
+
 // An upstream on a loopback port that keeps the head of every request it gets (lower-cased)
 // and answers 200: to see what a mirror carries, whose response the gateway drops.
 class RequestRecorder {

@@ -19,7 +19,14 @@ using Kind = AttemptResult::Kind;
 
 // What the upstream does with one attempt.
 struct Behaviour {
-  enum class What { kRespond, kHang, kConnectFailure, kReset, kOverflow } what = What::kRespond;
+  enum class What {
+    kRespond,
+    kHang,
+    kConnectFailure,
+    kDnsFailure,
+    kReset,
+    kOverflow
+  } what = What::kRespond;
   uint32_t status = 200;
   absl::Duration latency = absl::ZeroDuration();
   bool rate_limited = false;
@@ -67,6 +74,12 @@ Outcome Drive(RequestFlow::Plan plan, const std::function<Behaviour(uint32_t att
           break;
         case Behaviour::What::kConnectFailure:
           result.kind = Kind::kConnectFailure;
+          result.request_sent = false;
+          ends = now;
+          break;
+        case Behaviour::What::kDnsFailure:
+          result.kind = Kind::kConnectFailure;
+          result.dns_failure = true;
           result.request_sent = false;
           ends = now;
           break;
@@ -237,6 +250,27 @@ TEST_F(RequestFlowTest, ConnectFailuresTryOtherHostsThenFail) {
   EXPECT_THAT(o.endpoints, ElementsAre(0, 1, 2));
   EXPECT_THAT(o.body, StartsWith("upstream connect error or disconnect/reset before headers. "
                                  "retried and the latest reset reason: "));
+}
+
+// A host name that does not resolve is a connect failure for retries (other hosts are
+// tried), reported with Envoy's DNS flag DF and reason.
+TEST_F(RequestFlowTest, AnUnresolvableHostIsRetriedAsAConnectFailureAndFlaggedDF) {
+  const Outcome o = Drive(
+      Plan(kIstioDefault, 2, absl::ZeroDuration(), absl::ZeroDuration()),
+      [](uint32_t attempt) {
+        return attempt == 1 ? Behaviour{Behaviour::What::kDnsFailure} : Respond(200);
+      },
+      gen_);
+  EXPECT_EQ(o.status, 200u);
+  EXPECT_EQ(o.attempts, 2u);
+  const Outcome failed = Drive(
+      Plan(0, 0, absl::ZeroDuration(), absl::ZeroDuration()),
+      [](uint32_t) { return Behaviour{Behaviour::What::kDnsFailure}; }, gen_);
+  EXPECT_EQ(failed.status, 503u);
+  EXPECT_EQ(failed.flags, "DF");
+  EXPECT_EQ(failed.body,
+            "upstream connect error or disconnect/reset before headers. reset reason: "
+            "DNS resolution failure");
 }
 
 TEST_F(RequestFlowTest, AResetWithoutRetryHasNoRetriedWords) {
