@@ -23,9 +23,13 @@ mkdir -p "$work/artifacts"
 failed=()
 
 # run_target TARGET CORPUS_DIR [libFuzzer flags...]
+# FUZZ_ONLY="T1 T2" in the environment runs those targets only.
 run_target() {
   local target=$1 corpus=$2
   shift 2
+  if [[ -n "${FUZZ_ONLY:-}" && " $FUZZ_ONLY " != *" $target "* ]]; then
+    return
+  fi
   local log="$work/$target.log"
   local runs_flags=()
   if [[ -n "$runs" ]]; then
