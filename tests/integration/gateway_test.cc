@@ -75,22 +75,35 @@ class GatewayTest : public ::testing::TestWithParam<std::string> {
   // The shop service's ServiceEntry and DestinationRule; `policy` is the DestinationRule's
   // trafficPolicy block (indented by four spaces) or empty.
   std::string ShopService(const std::string& policy = "") const {
+    return Service("shop", "STATIC", "127.0.0.1", "127.0.0.1", policy);
+  }
+
+  // A service `name` with subsets v1 and v2, one endpoint each: stub 0 at `v1_address`, stub 1
+  // at `v2_address`, found by `resolution`.
+  std::string Service(const std::string& name, const std::string& resolution,
+                      const std::string& v1_address, const std::string& v2_address,
+                      const std::string& policy = "") const {
     return absl::StrCat(R"(apiVersion: networking.istio.io/v1
 kind: ServiceEntry
 metadata:
-  name: shop
+  name: )",
+                        name, R"(
 spec:
-  hosts: [shop]
+  hosts: [)",
+                        name, R"(]
   location: MESH_INTERNAL
-  resolution: STATIC
+  resolution: )",
+                        resolution, R"(
   ports:
   - {number: 8080, name: http, protocol: HTTP}
   endpoints:
-  - address: 127.0.0.1
+  - address: )",
+                        v1_address, R"(
     ports: {http: )",
                         stubs_[0]->port, R"(}
     labels: {version: v1}
-  - address: 127.0.0.1
+  - address: )",
+                        v2_address, R"(
     ports: {http: )",
                         stubs_[1]->port, R"(}
     labels: {version: v2}
@@ -98,10 +111,11 @@ spec:
 apiVersion: networking.istio.io/v1
 kind: DestinationRule
 metadata:
-  name: shop
+  name: )",
+                        name, R"(
 spec:
-  host: shop
-)",
+  host: )",
+                        name, "\n",
                         policy.empty() ? "" : absl::StrCat("  trafficPolicy:\n", policy),
                         R"(  subsets:
   - {name: v1, labels: {version: v1}}
@@ -495,36 +509,7 @@ TEST_P(GatewayTest, NoRouteAndNoClusterAndMirror) {
 // the request at once with Envoy's DNS flag, DF, instead of holding it to a timeout.
 TEST_P(GatewayTest, EndpointHostNamesResolveAndUnresolvableOnesFailWithDF) {
   StartStubs();
-  StartServer(absl::StrCat(R"(apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata:
-  name: named
-spec:
-  hosts: [named]
-  location: MESH_INTERNAL
-  resolution: DNS
-  ports:
-  - {number: 8080, name: http, protocol: HTTP}
-  endpoints:
-  - address: localhost
-    ports: {http: )",
-                           stubs_[0]->port, R"(}
-    labels: {version: v1}
-  - address: sluice-test.invalid
-    ports: {http: )",
-                           stubs_[1]->port, R"(}
-    labels: {version: v2}
----
-apiVersion: networking.istio.io/v1
-kind: DestinationRule
-metadata:
-  name: named
-spec:
-  host: named
-  subsets:
-  - {name: v1, labels: {version: v1}}
-  - {name: v2, labels: {version: v2}}
----
+  StartServer(Service("named", "DNS", "localhost", "sluice-test.invalid") + R"(---
 apiVersion: networking.istio.io/v1
 kind: VirtualService
 metadata:
@@ -536,7 +521,7 @@ spec:
     route: [{destination: {host: named, subset: v2}}]
     timeout: 5s
   - route: [{destination: {host: named, subset: v1}}]
-)"));
+)");
   StartGateway();
 
   for (int i = 0; i < 20; ++i) {
