@@ -54,7 +54,8 @@ fuzz: fuzz-configure
 # At least 10^7 executions per target (the figures are in README.md, "Fuzzing").
 fuzz-long: fuzz-configure
 	cmake --build $(FUZZ_BUILD_DIR) -j $(JOBS) --target $(FUZZ_TARGETS)
-	./scripts/run-fuzzers.sh $(FUZZ_BUILD_DIR) $(FUZZ_LONG_SECONDS) $(FUZZ_LONG_RUNS)
+	FUZZ_UNIT_TIMEOUT=$${FUZZ_UNIT_TIMEOUT:-60} \
+	  ./scripts/run-fuzzers.sh $(FUZZ_BUILD_DIR) $(FUZZ_LONG_SECONDS) $(FUZZ_LONG_RUNS)
 
 # Every unit and integration test again, built with ASan + UBSan (in the fuzz build folder:
 # one more build, not two). Leaks are reported at each program's exit.

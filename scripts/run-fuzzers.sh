@@ -23,7 +23,9 @@ mkdir -p "$work/artifacts"
 failed=()
 
 # run_target TARGET CORPUS_DIR [libFuzzer flags...]
-# FUZZ_ONLY="T1 T2" in the environment runs those targets only.
+# FUZZ_ONLY="T1 T2" in the environment runs those targets only. FUZZ_UNIT_TIMEOUT (seconds,
+# default 10) is libFuzzer's -timeout for one input: wall-clock time, so a long run beside
+# other work (a loaded machine can stall a process for seconds) wants more.
 run_target() {
   local target=$1 corpus=$2
   shift 2
@@ -42,7 +44,7 @@ run_target() {
   # Leaks are checked at exit of each run (LeakSanitizer is on with ASan).
   if ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
     "$build_dir/tests/fuzz/$target" "$corpus" "$@" -max_total_time="$seconds" "${runs_flags[@]}" \
-    -timeout=10 -rss_limit_mb=4096 -print_final_stats=1 \
+    -timeout="${FUZZ_UNIT_TIMEOUT:-10}" -rss_limit_mb=4096 -print_final_stats=1 \
     -artifact_prefix="$work/artifacts/$target-" 2>"$log"; then
     grep -E "^(#[0-9]+.*DONE|Done|stat::number_of_executed_units|stat::peak_rss_mb)" "$log" || true
     local executed
