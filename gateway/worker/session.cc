@@ -41,6 +41,8 @@ constexpr uint64_t kNoBodyLimit = std::numeric_limits<uint64_t>::max();
 // A request queued behind maxConnections re-checks this often for slots freed by other
 // workers (its own worker's releases wake it at once).
 constexpr absl::Duration kPendingPoll = absl::Milliseconds(5);
+// A mirrored request on a route without a timeout ends after this (Envoy would wait forever).
+constexpr absl::Duration kMirrorTimeout = absl::Seconds(30);
 
 auto Await(error_code& ec) { return asio::redirect_error(asio::use_awaitable, ec); }
 
@@ -621,7 +623,6 @@ asio::awaitable<void> Session::Execute(RequestParser& parser, Exchange& ex) {
     co_await LocalReply(ex, 503, "no route table for this decision");
     co_return;
   }
-  const v1::ClusterInfo& cluster = table.clusters(decision.cluster_id());
   // Taken now: the worker's view moves on to newer tables while this request waits.
   std::shared_ptr<ClusterLimits> limits = view.limits[decision.cluster_id()];
   const v1::RouteInfo& route = table.routes(decision.route_id());
@@ -657,28 +658,36 @@ asio::awaitable<void> Session::Execute(RequestParser& parser, Exchange& ex) {
   SetForwardingHeaders(ex.upstream, forward);
   ex.route_response_headers = &route.response_headers();
 
+  // A cluster's pool, limits and endpoints, for the request or its mirror.
+  auto target_of = [&](uint32_t cluster_id, std::shared_ptr<ClusterLimits> cluster_limits) {
+    const v1::ClusterInfo& c = table.clusters(cluster_id);
+    Target t;
+    t.cluster = c.name();
+    t.pool = view.pools[cluster_id];
+    t.cluster_id = c.id();
+    for (const v1::Endpoint& e : c.endpoints()) t.endpoints.emplace_back(e.address(), e.port());
+    t.limits = std::move(cluster_limits);
+    if (c.pool().connect_timeout_ms() > 0) {
+      t.connect_timeout = absl::Milliseconds(c.pool().connect_timeout_ms());
+    }
+    t.idle_timeout = absl::Milliseconds(c.pool().idle_timeout_ms());
+    t.max_requests_per_connection = c.pool().max_requests_per_connection();
+    return t;
+  };
   if (decision.has_mirror() && !ex.streaming &&
       decision.mirror().cluster_id() < static_cast<uint32_t>(table.clusters_size())) {
-    const v1::ClusterInfo& mirror = table.clusters(decision.mirror().cluster_id());
-    if (decision.mirror().endpoint_index() < static_cast<uint32_t>(mirror.endpoints_size())) {
-      const v1::Endpoint& e = mirror.endpoints(decision.mirror().endpoint_index());
-      Mirror(ex, e.address(), e.port());
+    const uint32_t mirror_id = decision.mirror().cluster_id();
+    if (decision.mirror().endpoint_index() <
+        static_cast<uint32_t>(table.clusters(mirror_id).endpoints_size())) {
+      // Envoy bounds a shadow request by its route's timeout; sluice also when it has none.
+      const absl::Duration timeout =
+          route.timeout_ms() > 0 ? absl::Milliseconds(route.timeout_ms()) : kMirrorTimeout;
+      Mirror(ex, target_of(mirror_id, view.limits[mirror_id]), decision.mirror().endpoint_index(),
+             timeout);
     }
   }
 
-  Target target;
-  target.cluster = cluster.name();
-  target.pool = view.pools[decision.cluster_id()];
-  target.cluster_id = cluster.id();
-  for (const v1::Endpoint& e : cluster.endpoints()) {
-    target.endpoints.emplace_back(e.address(), e.port());
-  }
-  target.limits = std::move(limits);
-  if (cluster.pool().connect_timeout_ms() > 0) {
-    target.connect_timeout = absl::Milliseconds(cluster.pool().connect_timeout_ms());
-  }
-  target.idle_timeout = absl::Milliseconds(cluster.pool().idle_timeout_ms());
-  target.max_requests_per_connection = cluster.pool().max_requests_per_connection();
+  Target target = target_of(decision.cluster_id(), std::move(limits));
   target.plan.retry = ToRetryPolicy(route.retry());
   target.plan.route_timeout = absl::Milliseconds(route.timeout_ms());
   target.plan.primary = decision.endpoint_index();
@@ -880,12 +889,13 @@ asio::awaitable<void> Session::Forward(RequestParser& parser, Exchange& ex, Targ
   route_timer.cancel();
 }
 
-asio::awaitable<Session::AttemptOutcome> Session::RunAttempt(RequestParser& parser, Exchange& ex,
-                                                             Target& target, uint32_t endpoint,
-                                                             uint32_t attempt,
-                                                             Interrupt& interrupt) {
-  AttemptOutcome out;
-  UpstreamPool& pool = worker_.pool();
+// Envoy's HTTP/1.1 pool admission and connect for one request of `target` to `endpoint`:
+// on success `out.connection` is open and counted; otherwise `out` says why (overflow,
+// connect or DNS failure, interrupted, or a streamed request's idle timeout while queued).
+asio::awaitable<bool> Session::AcquireConnection(Worker& worker, Target& target, uint32_t endpoint,
+                                                 bool streaming, Interrupt& interrupt,
+                                                 AttemptOutcome& out) {
+  UpstreamPool& pool = worker.pool();
   const auto& [address, port] = target.endpoints[endpoint % target.endpoints.size()];
   const std::string key = absl::StrCat(address, ":", port);
 
@@ -906,11 +916,11 @@ asio::awaitable<Session::AttemptOutcome> Session::RunAttempt(RequestParser& pars
     if (admission == ClusterLimits::Admission::kOverflow) {
       out.result.kind = AttemptResult::Kind::kOverflow;
       out.result.request_sent = false;
-      co_return out;
+      co_return false;
     }
     if (admission == ClusterLimits::Admission::kOpenNew) {
       pool.NoteOpened(target.pool, key);
-      out.connection = std::make_unique<UpstreamConnection>(worker_.io().get_executor());
+      out.connection = std::make_unique<UpstreamConnection>(worker.io().get_executor());
       out.connection->cluster = target.cluster;
       out.connection->pool = target.pool;
       out.connection->endpoint = key;
@@ -922,11 +932,11 @@ asio::awaitable<Session::AttemptOutcome> Session::RunAttempt(RequestParser& pars
     co_await pool.WaitForRelease(target.cluster, kPendingPoll);
     if (interrupt.fired) {
       out.interrupted = true;
-      co_return out;
+      co_return false;
     }
-    if (ex.streaming && absl::Now() - queued_at >= worker_.context().options.idle_timeout) {
+    if (streaming && absl::Now() - queued_at >= worker.context().options.idle_timeout) {
       out.stream_idle_timed_out = true;
-      co_return out;
+      co_return false;
     }
   }
   UpstreamConnection& conn = *out.connection;
@@ -942,32 +952,51 @@ asio::awaitable<Session::AttemptOutcome> Session::RunAttempt(RequestParser& pars
     // Envoy's connect timeout covers the wait for a first resolution and the connect.
     const absl::Time connect_started = absl::Now();
     absl::StatusOr<asio::ip::address> ip = co_await ResolveEndpoint(
-        *worker_.context().dns, worker_.io(), address, target.connect_timeout, &interrupt.dns_wait);
+        *worker.context().dns, worker.io(), address, target.connect_timeout, &interrupt.dns_wait);
     if (interrupt.fired) {
       out.interrupted = true;
-      co_return out;
+      co_return false;
     }
     if (!ip.ok()) {
       out.result.kind = AttemptResult::Kind::kConnectFailure;
       out.result.dns_failure = true;
       out.result.request_sent = false;
-      co_return out;
+      co_return false;
     }
     const absl::Duration connect_left =
         std::max(target.connect_timeout - (absl::Now() - connect_started), absl::Milliseconds(1));
     ec = co_await Connect(conn.stream, *ip, port, connect_left);
     if (interrupt.fired) {
       out.interrupted = true;
-      co_return out;
+      co_return false;
     }
     if (ec) {
       out.result.kind = AttemptResult::Kind::kConnectFailure;
       out.result.request_sent = false;
-      co_return out;
+      co_return false;
     }
   }
   pending.Release();  // attached to its connection
   ++conn.requests;
+  co_return true;
+}
+
+asio::awaitable<Session::AttemptOutcome> Session::RunAttempt(RequestParser& parser, Exchange& ex,
+                                                             Target& target, uint32_t endpoint,
+                                                             uint32_t attempt,
+                                                             Interrupt& interrupt) {
+  AttemptOutcome out;
+  UpstreamPool& pool = worker_.pool();
+  if (!co_await AcquireConnection(worker_, target, endpoint, ex.streaming, interrupt, out)) {
+    co_return out;
+  }
+  UpstreamConnection& conn = *out.connection;
+  interrupt.connection = &conn;
+  struct ClearOnExit {
+    Interrupt& interrupt;
+    ~ClearOnExit() { interrupt.connection = nullptr; }
+  } clear{interrupt};
+  error_code ec;
 
   // The request: the buffered body in one go, or the buffered part then the rest streamed.
   http::request<http::buffer_body>& upstream = ex.upstream;
@@ -1224,37 +1253,62 @@ asio::awaitable<void> Session::LocalReply(Exchange& ex, unsigned status, std::st
   if (ec) ex.close = true;
 }
 
-void Session::Mirror(const Exchange& ex, std::string address, uint32_t port) {
-  // Fire and forget: its own connection, its response read and dropped, bounded in time.
-  auto header = std::make_shared<http::request<http::string_body>>(ex.upstream.base());
-  header->body() = ex.body;
-  if (ex.had_length || !ex.body.empty()) header->content_length(ex.body.size());
+void Session::Mirror(const Exchange& ex, Target target, uint32_t endpoint, absl::Duration timeout) {
+  auto request = std::make_shared<http::request<http::string_body>>(ex.upstream.base());
+  request->body() = ex.body;
+  if (ex.had_length || !ex.body.empty()) request->content_length(ex.body.size());
   // The Host as forwarded, as current Istio sends it (1.28 sets Envoy's
   // disable_shadow_host_suffix_append); "-shadow" appended with --shadow-host-suffix.
   if (worker_.context().options.shadow_host_suffix) {
-    header->set(http::field::host, ShadowAuthority(HeaderValue(*header, "host")));
+    request->set(http::field::host, ShadowAuthority(HeaderValue(*request, "host")));
   }
-  header->set("x-envoy-attempt-count", "1");
-  asio::co_spawn(
-      worker_.io(),
-      [header, address = std::move(address), port, &io = worker_.io(),
-       &dns = *worker_.context().dns]() -> asio::awaitable<void> {
-        absl::StatusOr<asio::ip::address> ip =
-            co_await ResolveEndpoint(dns, io, address, absl::Seconds(5), nullptr);
-        if (!ip.ok()) co_return;
-        beast::tcp_stream stream(io);
-        error_code ec = co_await Connect(stream, *ip, port, absl::Seconds(5));
-        if (ec) co_return;
-        stream.expires_after(std::chrono::seconds(30));
-        co_await http::async_write(stream, *header, Await(ec));
-        if (ec) co_return;
-        beast::flat_buffer buffer;
-        http::response_parser<http::string_body> parser;
-        parser.body_limit(kNoBodyLimit);
-        co_await http::async_read(stream, buffer, parser, Await(ec));
-        stream.socket().shutdown(tcp::socket::shutdown_both, ec);
-      },
-      asio::detached);
+  request->set("x-envoy-attempt-count", "1");
+  asio::co_spawn(worker_.io(),
+                 RunMirror(worker_, std::move(target), endpoint, timeout, std::move(request)),
+                 asio::detached);
+}
+
+asio::awaitable<void> Session::RunMirror(
+    Worker& worker, Target target, uint32_t endpoint, absl::Duration timeout,
+    std::shared_ptr<http::request<http::string_body>> request) {
+  // The mirror's own timer: it ends a wait in the pool's queue, the connect or the exchange.
+  auto interrupt = std::make_shared<Interrupt>();
+  asio::steady_timer timer(worker.io());
+  timer.expires_after(absl::ToChronoMicroseconds(timeout));
+  timer.async_wait([interrupt](error_code ec) {
+    if (!ec) interrupt->Fire();
+  });
+  struct DisarmOnExit {
+    Interrupt& interrupt;
+    asio::steady_timer& timer;
+    ~DisarmOnExit() {
+      interrupt.done = true;
+      timer.cancel();
+    }
+  } disarm{*interrupt, timer};
+  AttemptOutcome out;
+  if (!co_await AcquireConnection(worker, target, endpoint, /*streaming=*/false, *interrupt, out)) {
+    // Overflow drops the copy, as Envoy's circuit breakers drop a shadow request.
+    if (out.connection) worker.pool().Discard(std::move(out.connection));
+    co_return;
+  }
+  UpstreamConnection& conn = *out.connection;
+  interrupt->connection = &conn;
+  error_code ec;
+  co_await http::async_write(conn.stream, *request, Await(ec));
+  http::response_parser<http::string_body> parser;
+  parser.header_limit(kUpstreamHeaderLimit);
+  parser.body_limit(kNoBodyLimit);
+  if (!ec) co_await http::async_read(conn.stream, conn.buffer, parser, Await(ec));
+  interrupt->connection = nullptr;
+  // Kept for the next request of its pool only after a complete exchange that allows it.
+  if (!ec && !interrupt->fired && parser.is_done() && parser.keep_alive() &&
+      conn.buffer.size() == 0) {
+    worker.pool().Release(std::move(out.connection), target.max_requests_per_connection,
+                          absl::Now());
+  } else {
+    worker.pool().Discard(std::move(out.connection));
+  }
 }
 
 void Session::Report(const Exchange& ex, uint32_t cluster_id, uint32_t endpoint, uint32_t attempt,

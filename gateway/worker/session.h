@@ -49,6 +49,9 @@ class Session : public std::enable_shared_from_this<Session> {
   net::asio::awaitable<AttemptOutcome> RunAttempt(RequestParser& parser, Exchange& ex,
                                                   Target& target, uint32_t endpoint,
                                                   uint32_t attempt, Interrupt& interrupt);
+  static net::asio::awaitable<bool> AcquireConnection(Worker& worker, Target& target,
+                                                      uint32_t endpoint, bool streaming,
+                                                      Interrupt& interrupt, AttemptOutcome& out);
   enum class RelayEnd { kComplete, kUpstreamCut, kClientGone };
   net::asio::awaitable<RelayEnd> Relay(AttemptOutcome& outcome, Exchange& ex, Target& target);
   // While a request is forwarded: a client that closes or resets its connection fires
@@ -57,7 +60,12 @@ class Session : public std::enable_shared_from_this<Session> {
   void WatchClient(std::shared_ptr<Interrupt> interrupt);
   net::asio::awaitable<void> LocalReply(Exchange& ex, unsigned status, std::string body,
                                         bool overloaded = false, std::string location = "");
-  void Mirror(const Exchange& ex, std::string address, uint32_t port);
+  // Fire and forget, through the mirror cluster's pool and limits (Envoy sends shadow
+  // requests through the cluster's connection pool and circuit breakers like any other).
+  void Mirror(const Exchange& ex, Target target, uint32_t endpoint, absl::Duration timeout);
+  static net::asio::awaitable<void> RunMirror(
+      Worker& worker, Target target, uint32_t endpoint, absl::Duration timeout,
+      std::shared_ptr<net::http::request<net::http::string_body>> request);
   void Finish(Exchange& ex);
   // One attempt's outcome, on the decision stream (nothing without a decision).
   void Report(const Exchange& ex, uint32_t cluster_id, uint32_t endpoint, uint32_t attempt,

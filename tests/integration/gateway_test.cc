@@ -538,6 +538,50 @@ spec:
   EXPECT_EQ(Received(1), 0);
 }
 
+// Mirrored requests go through the mirror cluster's connection pool, as Envoy's shadow
+// requests do: they reuse its kept-alive connections, and its maxConnections and
+// http1MaxPendingRequests drop the copies that do not fit. Before, each copy opened its own
+// connection outside the cluster's limits.
+TEST_P(GatewayTest, MirrorsGoThroughTheMirrorClustersPoolAndLimits) {
+  StartStubs();
+  StartServer(ShopService() + "---\n" +
+              Service("sink", "STATIC", "127.0.0.1", "127.0.0.1", R"(    connectionPool:
+      tcp: {maxConnections: 1}
+      http: {http1MaxPendingRequests: 1}
+)") + VirtualService(R"(  - name: mirrored
+    route: [{destination: {host: shop, subset: v1}}]
+    mirror: {host: sink, subset: v2}
+)"));
+  StartGateway({"--workers", "1"});
+  auto wait_for_mirrors = [&](int64_t n) {
+    const absl::Time give_up = absl::Now() + absl::Seconds(10);
+    while (Received(1) < n && absl::Now() < give_up) absl::SleepFor(absl::Milliseconds(10));
+    return Received(1);
+  };
+
+  // One after another: every copy arrives, over one kept-alive connection.
+  for (int i = 0; i < 5; ++i) EXPECT_EQ(Get("/m").Header("x-stub-subset"), "v1");
+  EXPECT_EQ(wait_for_mirrors(5), 5);
+  absl::SleepFor(absl::Milliseconds(100));
+  EXPECT_EQ(testing::StubStat(stubs_[1]->address, "open_connections"), 1);
+
+  // Four at once, each copy held 400 ms by the sink: one on the connection, one pending,
+  // two overflow and are dropped. The requests themselves are not affected.
+  std::vector<std::thread> clients;
+  std::atomic<int> ok{0};
+  for (int i = 0; i < 4; ++i) {
+    clients.emplace_back([&] {
+      if (Get("/m?delay=400ms").status == 200) ++ok;
+    });
+  }
+  for (std::thread& c : clients) c.join();
+  EXPECT_EQ(ok, 4);
+  EXPECT_EQ(wait_for_mirrors(7), 7);
+  absl::SleepFor(absl::Milliseconds(600));  // the dropped copies never arrive
+  EXPECT_EQ(Received(1), 7);
+  EXPECT_LE(testing::StubStat(stubs_[1]->address, "open_connections"), 1);
+}
+
 // An upstream on a loopback port that keeps the head of every request it gets (lower-cased)
 // and answers 200: to see what a mirror carries, whose response the gateway drops.
 class RequestRecorder {
