@@ -128,6 +128,16 @@ absl::StatusOr<std::unique_ptr<ConfigStore>> ConfigStore::Open(Options options) 
     const std::string stored_version = ReadFile(fs::path(opts.state_dir) / kVersionFile);
     if (!stored_version.empty() && !absl::SimpleAtoi(stored_version, &version)) version = 0;
   }
+  if (!opts.config_paths.empty()) {
+    absl::StatusOr<std::unique_ptr<OpenWriters>> writers = OpenWriters::Create(opts.config_paths);
+    if (writers.ok()) {
+      absl::MutexLock lock(&store->writers_mu_);
+      store->writers_ = *std::move(writers);
+    } else {
+      LogWarning("config files: ", writers.status().message(),
+                 "; a changed file is read once it has settled");
+    }
+  }
   absl::MutexLock lock(&store->mu_);
   store->version_ = version;
   store->files_fingerprint_ = store->FilesFingerprint();
@@ -393,6 +403,11 @@ std::optional<ChangeResult> ConfigStore::ReloadFilesIfChanged() {
   // otherwise the next poll tries again.
   absl::SleepFor(options_.settle);
   if (FilesFingerprint() != fingerprint) return std::nullopt;
+  {
+    // A writer that paused longer than the settle delay still has the file open.
+    absl::MutexLock lock(&writers_mu_);
+    if (writers_ != nullptr && writers_->AnyOpen()) return std::nullopt;
+  }
   config::LoadResult loaded = config::LoadPaths(options_.config_paths);
   if (FilesFingerprint() != fingerprint) return std::nullopt;
   absl::MutexLock lock(&mu_);

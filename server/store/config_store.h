@@ -17,6 +17,7 @@
 #include "lib/routing/endpoint_runtime.h"
 #include "lib/routing/snapshot.h"
 #include "server/routing/snapshot_compiler.h"
+#include "server/store/open_writers.h"
 #include "server/store/snapshot_cell.h"
 
 namespace sluice::store {
@@ -60,6 +61,8 @@ class ConfigStore {
     // A changed file is read only once it has stayed unchanged (size and modification time)
     // for this long, so a file caught while an editor or `cat > file` writes it is not
     // loaded half-written.
+    // Besides, a file some process still has open after writing to it (inotify) is not read
+    // until it is closed, however long the writer pauses (see OpenWriters).
     absl::Duration settle = absl::Milliseconds(200);
     // The most resources one Apply may hold; 0: no limit.
     size_t max_apply_resources = 0;
@@ -129,6 +132,9 @@ class ConfigStore {
   std::vector<std::function<void(const routing::Snapshot&)>> listeners_ ABSL_GUARDED_BY(mu_);
   std::vector<CanaryLock> canary_locks_ ABSL_GUARDED_BY(mu_);
   bool files_refused_ ABSL_GUARDED_BY(mu_) = false;  // the last file reload was not applied
+  // Null where inotify is not available (the settle delay alone then decides).
+  absl::Mutex writers_mu_;
+  std::unique_ptr<OpenWriters> writers_ ABSL_GUARDED_BY(writers_mu_);
   SnapshotCell current_;
 };
 

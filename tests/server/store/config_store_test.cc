@@ -274,6 +274,34 @@ TEST_F(ConfigStoreTest, AFileCaughtMidWriteIsNotLoadedAndEachEditMakesOneVersion
   }
 }
 
+// A writer that pauses mid-write for much longer than the settle delay (a loaded machine, a
+// slow disk, a script): the file is still open for writing, so it is not read until closed.
+// With the settle delay alone the partial file loaded as a route without its split.
+TEST_F(ConfigStoreTest, AWriterPausingLongerThanTheSettleDelayIsWaitedFor) {
+  auto store = Open(absl::Milliseconds(20));
+  std::ofstream(dir_ / "config/vs.yaml") << Split(50, 50);
+  ASSERT_TRUE(store->ReloadFilesIfChanged().has_value());
+  const uint64_t first = store->version();
+  const std::string text = Split(70, 30);
+  const size_t cut = text.size() * 6 / 10;
+  {
+    std::ofstream out(dir_ / "config/vs.yaml", std::ios::trunc);
+    out << text.substr(0, cut) << std::flush;
+    for (int i = 0; i < 10; ++i) {  // 300 ms: fifteen settle delays
+      absl::SleepFor(absl::Milliseconds(30));
+      EXPECT_FALSE(store->ReloadFilesIfChanged().has_value()) << "read while being written";
+    }
+    EXPECT_EQ(store->version(), first);
+    out << text.substr(cut);
+  }
+  std::optional<ChangeResult> loaded = store->ReloadFilesIfChanged();
+  ASSERT_TRUE(loaded.has_value());
+  EXPECT_TRUE(loaded->applied) << loaded->diagnostics.ToString();
+  EXPECT_EQ(store->version(), first + 1);
+  ASSERT_EQ(Weights(*store).destinations().size(), 2u);
+  EXPECT_EQ(Weights(*store).destinations().at(0).weight, 70u);
+}
+
 TEST_F(ConfigStoreTest, AnInvalidStartIsRefusedWithEveryProblem) {
   std::ofstream(dir_ / "config/vs.yaml") << Split(0, 0);
   ConfigStore::Options options;
