@@ -39,6 +39,19 @@ TEST_F(OpenWritersTest, AFileIsOpenFromItsFirstWriteUntilItsWriterCloses) {
   EXPECT_FALSE((*writers)->AnyOpen());
 }
 
+// `cat new > vs.yaml` empties the file before its first write: a reader in between would
+// see no configuration at all.
+TEST_F(OpenWritersTest, ATruncatedFileIsOpenBeforeItsFirstWrite) {
+  std::ofstream(dir_ / "config/vs.yaml") << "kind: VirtualService\n";
+  auto writers = OpenWriters::Create({(dir_ / "config").string()});
+  ASSERT_TRUE(writers.ok()) << writers.status();
+  {
+    std::ofstream out(dir_ / "config/vs.yaml", std::ios::trunc);
+    EXPECT_TRUE((*writers)->AnyOpen());
+  }
+  EXPECT_FALSE((*writers)->AnyOpen());
+}
+
 TEST_F(OpenWritersTest, ReadersAndRenamesAreNotWriters) {
   std::ofstream(dir_ / "config/vs.yaml") << "kind: VirtualService\n";
   auto writers = OpenWriters::Create({(dir_ / "config").string()});
