@@ -6,12 +6,15 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 
 namespace sluice::gateway {
 namespace {
 
 // How long a resolver thread sleeps with nothing queued before it looks for hosts to forget.
 constexpr absl::Duration kForgetSweep = absl::Seconds(10);
+// How long destruction waits for the resolver thread to end before leaving it behind.
+constexpr absl::Duration kExitWait = absl::Milliseconds(200);
 
 absl::StatusOr<DnsCache::Addresses> GetAddrInfo(const std::string& host) {
   addrinfo hints{};
@@ -51,9 +54,25 @@ DnsCache::DnsCache(Resolver resolver, event::TimeSource& time, Options options)
 
 DnsCache::~DnsCache() {
   Shutdown();
-  // A lookup that hangs (getaddrinfo has no deadline of its own) must not hold up the
-  // process's exit: the thread owns the state it needs, and ends when the lookup returns.
-  if (thread_.joinable()) thread_.detach();
+  // The thread is joined when it ends promptly (it is woken by Shutdown), so it is not still
+  // unwinding while the process exits and tears down what it may touch. Only a lookup that
+  // hangs (getaddrinfo has no deadline of its own) is left behind, so that it cannot hold up
+  // the exit: the thread owns the state it needs, and ends when the lookup returns.
+  bool exited;
+  {
+    MutexLock lock(&state_->mu);
+    const absl::Time give_up = absl::Now() + kExitWait;
+    while (!state_->exited && absl::Now() < give_up) {
+      state_->wake.WaitWithTimeout(&state_->mu, give_up - absl::Now());
+    }
+    exited = state_->exited;
+  }
+  if (!thread_.joinable()) return;
+  if (exited) {
+    thread_.join();
+  } else {
+    thread_.detach();
+  }
 }
 
 void DnsCache::Shutdown() {
@@ -147,6 +166,8 @@ void DnsCache::Run(std::shared_ptr<State> state, Resolver resolver, event::TimeS
     // when a refresh fails); they are tried again at the next refresh.
     for (std::function<void()>& done : std::exchange(entry.waiters, {})) done();
   }
+  state->exited = true;
+  state->wake.SignalAll();
   state->mu.Unlock();
 }
 

@@ -96,6 +96,7 @@ class DnsCache {
     std::deque<std::string> queue ABSL_GUARDED_BY(mu);
     absl::flat_hash_map<std::string, Entry> entries ABSL_GUARDED_BY(mu);
     uint64_t resolutions ABSL_GUARDED_BY(mu) = 0;
+    bool exited ABSL_GUARDED_BY(mu) = false;  // Run has returned but for its destructors
   };
 
   static void Run(std::shared_ptr<State> state, Resolver resolver, event::TimeSource* time,

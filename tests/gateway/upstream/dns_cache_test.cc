@@ -183,6 +183,25 @@ TEST_F(DnsCacheTest, AHungLookupWakesNoWaiterAndDoesNotHoldUpShutdown) {
   EXPECT_FALSE(woken);
 }
 
+TEST_F(DnsCacheTest, DestructionWaitsForAnIdleResolverThreadToEnd) {
+  // The resolver thread holds its own copy of the resolver function: once that copy is
+  // destroyed, the thread has returned. A thread left running past the cache would still be
+  // unwinding while the process exits (the gateway destroys its cache last).
+  for (int round = 0; round < 20; ++round) {
+    auto alive = std::make_shared<int>(0);
+    {
+      DnsCache cache(
+          [alive](const std::string&) -> absl::StatusOr<DnsCache::Addresses> {
+            return DnsCache::Addresses{"10.0.0.1"};
+          },
+          clock_, options_);
+      cache.Lookup("reviews.internal");
+      WaitResolved(cache, "reviews.internal");
+    }
+    EXPECT_EQ(alive.use_count(), 1) << "round " << round;
+  }
+}
+
 TEST_F(DnsCacheTest, WhenResolvedWithNothingRunningCallsAtOnce) {
   resolver_.Answer("reviews.internal", {"10.0.0.7"});
   DnsCache cache(resolver_.AsResolver(), clock_, options_);
