@@ -31,8 +31,8 @@ class DecisionClient::Reactor final
     : public grpc::ClientBidiReactor<v1::GatewayMessage, v1::ServerMessage> {
  public:
   Reactor(std::weak_ptr<DecisionClient> owner, net::asio::io_context& io,
-          v1::DecisionService::Stub& stub)
-      : owner_(std::move(owner)), io_(io) {
+          std::shared_ptr<void> loop_keepalive, v1::DecisionService::Stub& stub)
+      : owner_(std::move(owner)), io_(io), loop_keepalive_(std::move(loop_keepalive)) {
     stub.async()->Stream(&context_, this);
     AddHold();
     StartRead(&in_);
@@ -82,6 +82,7 @@ class DecisionClient::Reactor final
 
   std::weak_ptr<DecisionClient> owner_;
   net::asio::io_context& io_;
+  std::shared_ptr<void> loop_keepalive_;  // keeps io_ for as long as gRPC may call us
   grpc::ClientContext context_;
   v1::GatewayMessage out_;
   v1::ServerMessage in_;
@@ -132,7 +133,7 @@ void DecisionClient::Connect() {
   tables_.clear();
   connect_started_ = SteadyNow();
   endpoint_changes_applied_ = 0;
-  reactor_ = new Reactor(weak_from_this(), io_, *stub_);
+  reactor_ = new Reactor(weak_from_this(), io_, options_.loop_keepalive, *stub_);
   batch_.set_gateway_name(options_.gateway_name);
   batch_.set_mode(options_.mode);
   ScheduleFlush();

@@ -45,6 +45,10 @@ class DecisionClient : public std::enable_shared_from_this<DecisionClient> {
     absl::Duration reconnect_initial = absl::Milliseconds(50);
     absl::Duration reconnect_max = absl::Seconds(2);
     std::string gateway_name = "sluice-gateway";
+    // Held by each stream until gRPC has finished with it (the owner of the io_context, when
+    // the client may be destroyed before its streams are done): the stream's callbacks post
+    // to the loop, which must then still exist.
+    std::shared_ptr<void> loop_keepalive;
   };
 
   enum class State { kConnecting, kConnected, kDisconnected };

@@ -27,6 +27,7 @@ Worker::Worker(int index, GatewayContext& context, std::shared_ptr<grpc::Channel
   options.gateway_name = absl::StrCat(context.options.gateway_name, "/", index);
   options.mode = context.options.decision_mode;
   options.max_table_age = context.options.max_table_age;
+  options.loop_keepalive = io_holder_;
   decisions_ = DecisionClient::Create(io_, std::move(channel), options);
 }
 
@@ -190,15 +191,20 @@ void Worker::Stop() {
     boost::system::error_code ec;
     if (acceptor_) acceptor_->close(ec);
   });
-  // The loop ends once the decision stream has finished (gRPC posts its last callbacks to
-  // this loop, so it must outlive them), or after a second at most.
+  // The loop ends once the decision stream has finished (cancelled, it takes milliseconds),
+  // or after 5 s at most. A stream still not finished then (a loaded machine, a gRPC that
+  // hangs) may post its last callbacks later: they find the loop kept by io_holder_, and are
+  // never run.
   asio::co_spawn(
       io_,
       [this]() -> asio::awaitable<void> {
         asio::steady_timer wait(io_);
-        for (int i = 0; i < 100 && !decisions_->stream_closed(); ++i) {
+        for (int i = 0; i < 500 && !decisions_->stream_closed(); ++i) {
           wait.expires_after(std::chrono::milliseconds(10));
           co_await wait.async_wait(asio::use_awaitable);
+        }
+        if (!decisions_->stream_closed()) {
+          LogWarning("worker ", index_, ": decision stream not finished 5 s after stop");
         }
         io_.stop();
       },

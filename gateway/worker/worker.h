@@ -87,7 +87,11 @@ class Worker {
 
   const int index_;
   GatewayContext& context_;
-  net::asio::io_context io_{1};
+  // Shared with the decision client's streams: gRPC may still post a stream's last callbacks
+  // after a Stop that gave up waiting for them, and they must find a loop (never run) rather
+  // than freed memory.
+  std::shared_ptr<net::asio::io_context> io_holder_ = std::make_shared<net::asio::io_context>(1);
+  net::asio::io_context& io_ = *io_holder_;
   std::optional<net::tcp::acceptor> acceptor_;
   std::shared_ptr<DecisionClient> decisions_;
   UpstreamPool pool_{io_};
