@@ -2,6 +2,7 @@
 
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <cerrno>
 
 namespace sluice::gateway {
@@ -57,16 +58,35 @@ void UpstreamPool::Release(std::unique_ptr<UpstreamConnection> connection,
   Wake(cluster);
 }
 
+UpstreamConnection::~UpstreamConnection() {
+  if (std::shared_ptr<UpstreamPool*> pool = counted_by.lock()) (*pool)->Forget(*this);
+}
+
+void UpstreamPool::NoteOpened(UpstreamConnection& connection) {
+  ++open_[Key(connection.pool, connection.endpoint)];
+  connection.counted_by = self_;
+}
+
+void UpstreamPool::Forget(UpstreamConnection& connection) {
+  connection.counted_by.reset();
+  connection.ticket.Release();  // before the wake: the woken request may take the slot
+  if (auto it = open_.find(Key(connection.pool, connection.endpoint));
+      it != open_.end() && --it->second == 0) {
+    open_.erase(it);
+  }
+  Wake(connection.cluster);
+}
+
 void UpstreamPool::Discard(std::unique_ptr<UpstreamConnection> connection) {
   boost::system::error_code ec;
   connection->stream.socket().shutdown(net::tcp::socket::shutdown_both, ec);
   connection->stream.close();
   connection->ticket.Release();
-  if (auto it = open_.find(Key(connection->pool, connection->endpoint));
-      it != open_.end() && --it->second == 0) {
-    open_.erase(it);
+  if (connection->counted_by.expired()) {
+    Wake(connection->cluster);  // never counted open (a test's), but its slot is free
+  } else {
+    Forget(*connection);
   }
-  Wake(connection->cluster);
 }
 
 bool UpstreamPool::CloseOneIdle(const std::string& cluster) {
@@ -85,12 +105,19 @@ bool UpstreamPool::CloseOneIdle(const std::string& cluster) {
 }
 
 asio::awaitable<void> UpstreamPool::WaitForRelease(const std::string& cluster,
-                                                   absl::Duration poll) {
+                                                   absl::Duration max_wait,
+                                                   asio::steady_timer** cancel) {
   asio::steady_timer timer(io_);
-  timer.expires_after(absl::ToChronoMilliseconds(poll));
+  if (max_wait == absl::InfiniteDuration()) {
+    timer.expires_at(asio::steady_timer::time_point::max());
+  } else {
+    timer.expires_after(absl::ToChronoNanoseconds(std::max(max_wait, absl::ZeroDuration())));
+  }
   auto it = waiters_.insert(waiters_.end(), Waiter{cluster, &timer});
+  if (cancel != nullptr) *cancel = &timer;
   boost::system::error_code ec;
   co_await timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+  if (cancel != nullptr) *cancel = nullptr;
   waiters_.erase(it);
 }
 

@@ -16,8 +16,16 @@ namespace sluice::gateway {
 
 // One HTTP/1.1 connection to an upstream endpoint. Carries one request at a time (no
 // pipelining upstream, Envoy's rule) and holds its cluster's maxConnections slot while open.
+class UpstreamPool;
+
 struct UpstreamConnection {
   explicit UpstreamConnection(const net::asio::any_io_executor& executor) : stream(executor) {}
+  // A connection counted open by its worker's pool (NoteOpened) and destroyed without
+  // Discard (its request's coroutine ended another way) is uncounted here, and wakes a
+  // request of its cluster waiting for a connection, as Discard does.
+  ~UpstreamConnection();
+  UpstreamConnection(const UpstreamConnection&) = delete;
+  UpstreamConnection& operator=(const UpstreamConnection&) = delete;
   net::beast::tcp_stream stream;
   net::beast::flat_buffer buffer;
   std::string cluster;   // the cluster whose slot `ticket` is
@@ -29,6 +37,8 @@ struct UpstreamConnection {
   // connection is closed, as Envoy closes it, whether or not a request comes for it.
   absl::Duration idle_timeout = absl::ZeroDuration();
   ClusterLimits::Ticket ticket;
+  // The pool that counts it open (see NoteOpened); expires with the pool.
+  std::weak_ptr<UpstreamPool*> counted_by;
 };
 
 // A worker's keep-alive connections, by cluster pool and endpoint. As in Envoy, which keeps a
@@ -40,7 +50,10 @@ struct UpstreamConnection {
 // keep-alive; everything else is discarded by the caller (see style-and-stack B5).
 class UpstreamPool {
  public:
-  explicit UpstreamPool(net::asio::io_context& io) : io_(io) {}
+  explicit UpstreamPool(net::asio::io_context& io)
+      : io_(io), self_(std::make_shared<UpstreamPool*>(this)) {}
+  UpstreamPool(const UpstreamPool&) = delete;
+  UpstreamPool& operator=(const UpstreamPool&) = delete;
 
   // Most recently used idle connection of `pool` to `endpoint` that is still open and has
   // been idle for less than `idle_timeout` (zero: no limit); stale ones are closed on the way.
@@ -59,17 +72,23 @@ class UpstreamPool {
   // maxConnections can open one to the endpoint it needs. False when there was none.
   bool CloseOneIdle(const std::string& cluster);
 
-  // Waits until a connection of `cluster` frees on this worker, or `poll` passes (slots freed
-  // by other workers are not signalled; the poll catches them).
-  net::asio::awaitable<void> WaitForRelease(const std::string& cluster, absl::Duration poll);
+  // Waits until a connection of `cluster` frees on this worker (released, discarded or
+  // destroyed), at most `max_wait` (InfiniteDuration: no limit). No polling: as in Envoy,
+  // whose pools are per worker, a request queued here waits for this worker's connections
+  // (it is queued only when this worker's pool has one to its endpoint; see
+  // ClusterLimits::Admit), and slots other workers free are not its concern. `*cancel` points
+  // at the wait's timer while it lasts: cancelling it ends the wait (the request's route
+  // timer, its client going away).
+  net::asio::awaitable<void> WaitForRelease(const std::string& cluster, absl::Duration max_wait,
+                                            net::asio::steady_timer** cancel = nullptr);
+  size_t waiters() const { return waiters_.size(); }
 
   // Connections of `pool` to `endpoint` this worker has open (idle or busy). Envoy opens a
   // connection past maxConnections when its pool for a host has none, so that a request
   // queued there is never left without a connection to wait for.
   uint32_t OpenCount(const std::string& pool, const std::string& endpoint) const;
-  void NoteOpened(const std::string& pool, const std::string& endpoint) {
-    ++open_[Key(pool, endpoint)];
-  }
+  // Counts `connection` (its pool and endpoint set) open until it is discarded or destroyed.
+  void NoteOpened(UpstreamConnection& connection);
 
   // The pools of the current configuration (until the first call: every pool is live).
   // Idle connections of other pools (clusters gone, or whose settings changed) close now;
@@ -94,6 +113,9 @@ class UpstreamPool {
   }
   bool Live(const std::string& pool) const { return !live_.has_value() || live_->contains(pool); }
   void Wake(const std::string& cluster);
+  friend struct UpstreamConnection;
+  // A connection counted by NoteOpened is gone: uncount it and wake a waiter of its cluster.
+  void Forget(UpstreamConnection& connection);
 
   net::asio::io_context& io_;
   // By Key(pool, endpoint), most recently released last.
@@ -106,6 +128,8 @@ class UpstreamPool {
   std::list<Waiter> waiters_;
   absl::flat_hash_map<std::string, uint32_t> open_;  // by Key(pool, endpoint)
   std::optional<absl::flat_hash_set<std::string>> live_;
+  // Connections it counts hold a weak reference: one destroyed after the pool touches nothing.
+  std::shared_ptr<UpstreamPool*> self_;
 };
 
 // True when the peer closed the connection or sent bytes nobody asked for: a pooled

@@ -38,9 +38,6 @@ constexpr uint32_t kUpstreamHeaderLimit = 64 * 1024;
 // Response bodies are streamed, so no limit. Not boost::none: Beast 1.74 compares the
 // content length against the empty optional and reports body_limit for every length.
 constexpr uint64_t kNoBodyLimit = std::numeric_limits<uint64_t>::max();
-// A request queued behind maxConnections re-checks this often for slots freed by other
-// workers (its own worker's releases wake it at once).
-constexpr absl::Duration kPendingPoll = absl::Milliseconds(5);
 // A mirrored request on a route without a timeout ends after this (Envoy would wait forever).
 constexpr absl::Duration kMirrorTimeout = absl::Seconds(30);
 
@@ -248,7 +245,8 @@ struct Session::Interrupt {
   bool done = false;
   UpstreamConnection* connection = nullptr;
   asio::steady_timer* backoff = nullptr;
-  asio::steady_timer* dns_wait = nullptr;  // a first resolution of the endpoint's host name
+  asio::steady_timer* dns_wait = nullptr;      // a first resolution of the endpoint's host name
+  asio::steady_timer* pending_wait = nullptr;  // queued for a connection (UpstreamPool)
   // For a streamed request body: what starts the route timer (and the watch on the client)
   // once the upload has ended.
   std::function<void()> on_request_complete;
@@ -260,6 +258,7 @@ struct Session::Interrupt {
     if (connection != nullptr) connection->stream.socket().close(ec);
     if (backoff != nullptr) backoff->cancel();
     if (dns_wait != nullptr) dns_wait->cancel();
+    if (pending_wait != nullptr) pending_wait->cancel();
   }
 };
 
@@ -904,8 +903,12 @@ asio::awaitable<bool> Session::AcquireConnection(Worker& worker, Target& target,
   // cluster's queue is full, before any connection opens; a pending request opens one, or
   // waits for one of the pool's to free. It stays pending while its new connection connects.
   ClusterLimits::Ticket pending;
-  const absl::Time queued_at = absl::Now();
+  const auto queued_at = std::chrono::steady_clock::now();
   for (;;) {
+    if (interrupt.fired) {
+      out.interrupted = true;
+      co_return false;
+    }
     if (auto idle = pool.TakeIdle(target.pool, key, target.idle_timeout, absl::Now())) {
       out.connection = std::move(idle);
       break;
@@ -919,23 +922,29 @@ asio::awaitable<bool> Session::AcquireConnection(Worker& worker, Target& target,
       co_return false;
     }
     if (admission == ClusterLimits::Admission::kOpenNew) {
-      pool.NoteOpened(target.pool, key);
       out.connection = std::make_unique<UpstreamConnection>(worker.io().get_executor());
       out.connection->cluster = target.cluster;
       out.connection->pool = target.pool;
       out.connection->endpoint = key;
       out.connection->ticket = std::move(slot);
+      pool.NoteOpened(*out.connection);
       break;
     }
     // Queued. Another endpoint's idle connection may be what holds the slot we need.
     if (pool.CloseOneIdle(target.cluster)) continue;
-    co_await pool.WaitForRelease(target.cluster, kPendingPoll);
-    if (interrupt.fired) {
-      out.interrupted = true;
+    // Woken when one of this worker's connections of the cluster frees, or by the route
+    // timer or the client leaving (Interrupt::Fire); a streamed upload's wait is bounded by
+    // the idle timeout (Envoy's stream idle timeout).
+    const absl::Duration waited = absl::FromChrono(std::chrono::steady_clock::now() - queued_at);
+    const absl::Duration max_wait =
+        streaming ? worker.context().options.idle_timeout - waited : absl::InfiniteDuration();
+    if (streaming && max_wait <= absl::ZeroDuration()) {
+      out.stream_idle_timed_out = true;
       co_return false;
     }
-    if (streaming && absl::Now() - queued_at >= worker.context().options.idle_timeout) {
-      out.stream_idle_timed_out = true;
+    co_await pool.WaitForRelease(target.cluster, max_wait, &interrupt.pending_wait);
+    if (interrupt.fired) {
+      out.interrupted = true;
       co_return false;
     }
   }

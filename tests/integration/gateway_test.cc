@@ -478,6 +478,49 @@ TEST_P(GatewayTest, StreamedRequestQueuedBehindAFullPoolEndsAtTheIdleTimeout) {
   EXPECT_TRUE(Logged(" 408 SI "));
 }
 
+// A request queued for a connection waits without polling for one: the route timer ends the
+// wait at the route's timeout, and a client that leaves frees its pending slot at once.
+TEST_P(GatewayTest, AQueuedRequestEndsAtItsRouteTimeoutAndWhenItsClientLeaves) {
+  StartStubs();
+  StartServer(ShopService("    connectionPool:\n"
+                          "      tcp: {maxConnections: 1}\n"
+                          "      http: {http1MaxPendingRequests: 1}\n") +
+              VirtualService(R"(  - match: [{headers: {x-case: {exact: short}}}]
+    route: [{destination: {host: shop, subset: v1}}]
+    timeout: 400ms
+    retries: {attempts: 0}
+  - route: [{destination: {host: shop, subset: v1}}]
+    timeout: 10s
+    retries: {attempts: 0}
+)"));
+  StartGateway({"--workers", "1"});
+
+  // The pool's one connection is busy for 3 s.
+  testing::HttpResult held;
+  std::thread holder([&] { held = Get("/hold?delay=3s"); });
+  absl::SleepFor(absl::Milliseconds(300));
+
+  const absl::Time start = absl::Now();
+  testing::HttpResult timed_out = Get("/queued", {{"x-case", "short"}});
+  const absl::Duration took = absl::Now() - start;
+  EXPECT_EQ(timed_out.status, 504);
+  EXPECT_GE(took, absl::Milliseconds(350));
+  EXPECT_LT(took, absl::Milliseconds(1500)) << "it waited for the busy connection";
+
+  // A client that gives up while queued: its pending slot (the only one) frees, so the next
+  // request queues rather than overflowing, and is served once the connection frees.
+  const testing::RawResult left = testing::RawExchange(
+      gateway_address_, "GET /left HTTP/1.1\r\nHost: shop\r\n\r\n", absl::Milliseconds(200));
+  EXPECT_FALSE(left.closed_by_peer) << left.received;
+  absl::SleepFor(absl::Milliseconds(100));
+  testing::HttpResult next = Get("/next");
+  holder.join();
+  EXPECT_EQ(held.status, 200);
+  EXPECT_EQ(next.status, 200) << next.body;
+  EXPECT_TRUE(Logged(" 504 UT "));
+  EXPECT_EQ(Received(0), 2) << "the request whose client left never went upstream";
+}
+
 TEST_P(GatewayTest, NoRouteAndNoClusterAndMirror) {
   StartStubs();
   StartServer(ShopService() + VirtualService(R"(  - name: missing-subset

@@ -164,7 +164,7 @@ TEST_F(UpstreamPoolTest, ConnectionsOfOnePoolAreNotHandedToAnother) {
 
 TEST_F(UpstreamPoolTest, OpenCountIsPerPoolAndEndpoint) {
   auto a = Connect("a");
-  pool_.NoteOpened(a->pool, a->endpoint);
+  pool_.NoteOpened(*a);
   EXPECT_EQ(pool_.OpenCount("a#1", "a-endpoint"), 1u);
   EXPECT_EQ(pool_.OpenCount("a#2", "a-endpoint"), 0u) << "a new generation's pool has none";
   pool_.Discard(std::move(a));
@@ -197,14 +197,71 @@ TEST_F(UpstreamPoolTest, AReleaseWakesAWaiterOfTheSameCluster) {
   asio::co_spawn(
       io_,
       [&]() -> asio::awaitable<void> {
-        co_await pool_.WaitForRelease("c", absl::Seconds(10));
+        co_await pool_.WaitForRelease("c", absl::InfiniteDuration());
         woke = absl::Now();
       },
       asio::detached);
   auto c = Connect();
   asio::post(io_, [&] { pool_.Discard(std::move(c)); });
   io_.run_for(std::chrono::seconds(2));
-  EXPECT_LT(woke - start, absl::Seconds(1)) << "woken by the release, not by the poll";
+  EXPECT_LT(woke - start, absl::Seconds(1)) << "woken by the release";
+}
+
+// A connection whose request ended without handing it back (destroyed with its coroutine) is
+// still uncounted and frees its slot for whoever waits: nothing polls for it.
+TEST_F(UpstreamPoolTest, AConnectionDestroyedWithoutDiscardIsUncountedAndWakesAWaiter) {
+  bool woke = false;
+  asio::co_spawn(
+      io_,
+      [&]() -> asio::awaitable<void> {
+        co_await pool_.WaitForRelease("c", absl::InfiniteDuration());
+        woke = true;
+      },
+      asio::detached);
+  auto c = Connect();
+  pool_.NoteOpened(*c);
+  EXPECT_EQ(pool_.OpenCount("c#1", "c-endpoint"), 1u);
+  EXPECT_EQ(limits_.connections(), 1u);
+  io_.poll();
+  ASSERT_EQ(pool_.waiters(), 1u);
+  c.reset();
+  EXPECT_EQ(pool_.OpenCount("c#1", "c-endpoint"), 0u);
+  EXPECT_EQ(limits_.connections(), 0u);
+  io_.run_for(std::chrono::seconds(2));
+  EXPECT_TRUE(woke);
+  EXPECT_EQ(pool_.waiters(), 0u);
+}
+
+// A waiter with no time limit waits for a wake, however long; cancelling its timer (the
+// request's route timer firing) ends the wait at once.
+TEST_F(UpstreamPoolTest, AWaitWithoutLimitEndsOnAWakeOrWhenCancelled) {
+  asio::steady_timer* cancel = nullptr;
+  bool woke = false;
+  asio::co_spawn(
+      io_,
+      [&]() -> asio::awaitable<void> {
+        co_await pool_.WaitForRelease("c", absl::InfiniteDuration(), &cancel);
+        woke = true;
+      },
+      asio::detached);
+  io_.run_for(std::chrono::milliseconds(200));
+  EXPECT_FALSE(woke) << "no poll ends the wait";
+  ASSERT_NE(cancel, nullptr);
+  cancel->cancel();
+  io_.run_for(std::chrono::milliseconds(200));
+  EXPECT_TRUE(woke);
+  EXPECT_EQ(cancel, nullptr) << "cleared once the wait is over";
+}
+
+// A connection that outlives its pool (a request's coroutine destroyed after the worker's
+// pool at shutdown) touches nothing of it.
+TEST_F(UpstreamPoolTest, AConnectionOutlivingItsPoolIsHarmless) {
+  auto pool = std::make_unique<UpstreamPool>(io_);
+  auto c = Connect();
+  pool->NoteOpened(*c);
+  pool.reset();
+  c.reset();
+  EXPECT_EQ(limits_.connections(), 0u);
 }
 
 }  // namespace
