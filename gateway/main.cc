@@ -247,6 +247,7 @@ int main(int argc, char** argv) {
   dns_options.failure_refresh = std::min(dns_options.refresh, absl::Seconds(1));
   sluice::gateway::DnsCache dns(sluice::gateway::DnsCache::SystemResolver(), clock, dns_options);
   context.dns = &dns;
+  context.clock = &clock;
   std::unique_ptr<AccessLogWriter> access_log;
   if (!options.access_log.empty()) {
     std::string error;

@@ -42,8 +42,10 @@ const char* ResetReason(Kind kind) {
 RequestFlow::RequestFlow(Plan plan, absl::BitGenRef rng)
     : plan_(std::move(plan)), retry_(plan_.retry, rng) {}
 
-RequestFlow::Step RequestFlow::Start(absl::Time now) {
-  if (plan_.route_timeout > absl::ZeroDuration()) deadline_ = now + plan_.route_timeout;
+RequestFlow::Step RequestFlow::Start(event::MonotonicTime now) {
+  if (plan_.route_timeout > absl::ZeroDuration()) {
+    deadline_ = now + absl::ToChronoNanoseconds(plan_.route_timeout);
+  }
   return Attempt();
 }
 
@@ -109,7 +111,7 @@ RequestFlow::Step RequestFlow::Finish(const AttemptResult& result, bool exhauste
   return step;
 }
 
-RequestFlow::Step RequestFlow::OnAttempt(const AttemptResult& result, absl::Time now,
+RequestFlow::Step RequestFlow::OnAttempt(const AttemptResult& result, event::MonotonicTime now,
                                          bool retry_slot_available) {
   absl::Duration backoff;
   switch (retry_.OnAttempt(result, &backoff)) {
@@ -134,7 +136,7 @@ RequestFlow::Step RequestFlow::OnAttempt(const AttemptResult& result, absl::Time
   return step;
 }
 
-RequestFlow::Step RequestFlow::OnBackoffDone(absl::Time) { return Attempt(); }
+RequestFlow::Step RequestFlow::OnBackoffDone(event::MonotonicTime) { return Attempt(); }
 
 RequestFlow::Step RequestFlow::OnRouteTimeout() {
   AddFlag("UT");

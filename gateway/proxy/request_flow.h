@@ -6,6 +6,7 @@
 
 #include "absl/random/bit_gen_ref.h"
 #include "absl/time/time.h"
+#include "gateway/event/time_source.h"
 #include "gateway/proxy/retry_state.h"
 
 namespace sluice::gateway {
@@ -43,16 +44,18 @@ class RequestFlow {
   RequestFlow(Plan plan, absl::BitGenRef rng);
 
   // The router sees the request at `now` (after any injected delay): the route timer starts.
-  Step Start(absl::Time now);
+  Step Start(event::MonotonicTime now);
   // How the attempt ended. `retry_slot_available`: the cluster's maxRetries circuit breaker
   // has room for one more concurrent retry.
-  Step OnAttempt(const AttemptResult& result, absl::Time now, bool retry_slot_available = true);
-  Step OnBackoffDone(absl::Time now);
+  Step OnAttempt(const AttemptResult& result, event::MonotonicTime now,
+                 bool retry_slot_available = true);
+  Step OnBackoffDone(event::MonotonicTime now);
   // The route timer fired: 504 upstream request timeout, flag UT.
   Step OnRouteTimeout();
 
-  // When the route timer fires; InfiniteFuture without a route timeout.
-  absl::Time deadline() const { return deadline_; }
+  // When the route timer fires, on the monotonic clock; MonotonicTime::max() without a
+  // route timeout.
+  event::MonotonicTime deadline() const { return deadline_; }
   // Envoy's response flags so far, comma-joined ("UF,URX"), or "-" when none.
   std::string flags() const;
   uint32_t attempts() const { return attempts_; }
@@ -64,7 +67,7 @@ class RequestFlow {
 
   Plan plan_;
   RetryState retry_;
-  absl::Time deadline_ = absl::InfiniteFuture();
+  event::MonotonicTime deadline_ = event::MonotonicTime::max();
   uint32_t attempts_ = 0;
   std::vector<const char*> flags_;
 };

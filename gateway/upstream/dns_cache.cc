@@ -3,10 +3,10 @@
 #include <netdb.h>
 #include <sys/socket.h>
 
+#include <chrono>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
-#include "absl/time/clock.h"
 
 namespace sluice::gateway {
 namespace {
@@ -61,9 +61,10 @@ DnsCache::~DnsCache() {
   bool exited;
   {
     MutexLock lock(&state_->mu);
-    const absl::Time give_up = absl::Now() + kExitWait;
-    while (!state_->exited && absl::Now() < give_up) {
-      state_->wake.WaitWithTimeout(&state_->mu, give_up - absl::Now());
+    const auto give_up = std::chrono::steady_clock::now() + absl::ToChronoNanoseconds(kExitWait);
+    while (!state_->exited && std::chrono::steady_clock::now() < give_up) {
+      state_->wake.WaitWithTimeout(&state_->mu,
+                                   absl::FromChrono(give_up - std::chrono::steady_clock::now()));
     }
     exited = state_->exited;
   }

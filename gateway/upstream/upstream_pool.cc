@@ -20,7 +20,7 @@ bool PeerClosedOrDirty(net::tcp::socket& socket) {
 std::unique_ptr<UpstreamConnection> UpstreamPool::TakeIdle(const std::string& pool,
                                                            const std::string& endpoint,
                                                            absl::Duration idle_timeout,
-                                                           absl::Time now) {
+                                                           event::MonotonicTime now) {
   auto it = idle_.find(Key(pool, endpoint));
   if (it == idle_.end()) return nullptr;
   auto& stack = it->second;
@@ -28,7 +28,8 @@ std::unique_ptr<UpstreamConnection> UpstreamPool::TakeIdle(const std::string& po
   while (!stack.empty() && found == nullptr) {
     std::unique_ptr<UpstreamConnection> c = std::move(stack.back());
     stack.pop_back();
-    const bool expired = idle_timeout > absl::ZeroDuration() && now - c->idle_since >= idle_timeout;
+    const bool expired = idle_timeout > absl::ZeroDuration() &&
+                         now - c->idle_since >= absl::ToChronoNanoseconds(idle_timeout);
     if (!expired && c->buffer.size() == 0 && !PeerClosedOrDirty(c->stream.socket())) {
       found = std::move(c);
     } else {
@@ -45,7 +46,7 @@ bool UpstreamPool::HasIdle(const std::string& pool, const std::string& endpoint)
 }
 
 void UpstreamPool::Release(std::unique_ptr<UpstreamConnection> connection,
-                           uint32_t max_requests_per_connection, absl::Time now) {
+                           uint32_t max_requests_per_connection, event::MonotonicTime now) {
   if ((max_requests_per_connection != 0 && connection->requests >= max_requests_per_connection) ||
       !Live(connection->pool)) {
     Discard(std::move(connection));
@@ -136,14 +137,14 @@ uint32_t UpstreamPool::OpenCount(const std::string& pool, const std::string& end
   return it == open_.end() ? 0 : it->second;
 }
 
-size_t UpstreamPool::CloseIdle(absl::Time now) {
+size_t UpstreamPool::CloseIdle(event::MonotonicTime now) {
   size_t closed = 0;
   for (auto entry = idle_.begin(); entry != idle_.end();) {
     auto& stack = entry->second;
     for (auto it = stack.begin(); it != stack.end();) {
       UpstreamConnection& c = **it;
-      const bool expired =
-          c.idle_timeout > absl::ZeroDuration() && now - c.idle_since >= c.idle_timeout;
+      const bool expired = c.idle_timeout > absl::ZeroDuration() &&
+                           now - c.idle_since >= absl::ToChronoNanoseconds(c.idle_timeout);
       if (!expired && Live(c.pool) && c.buffer.size() == 0 &&
           !PeerClosedOrDirty(c.stream.socket())) {
         ++it;

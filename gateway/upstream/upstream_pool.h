@@ -9,6 +9,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
 #include "absl/time/time.h"
+#include "gateway/event/time_source.h"
 #include "gateway/http/beast.h"
 #include "gateway/upstream/cluster_limits.h"
 
@@ -32,7 +33,7 @@ struct UpstreamConnection {
   std::string pool;      // its cluster's pool: the name and the generation of its settings
   std::string endpoint;  // "address:port"
   uint32_t requests = 0;
-  absl::Time idle_since;
+  event::MonotonicTime idle_since;
   // Its cluster's idleTimeout as of its last request (zero: none): past it, an idle
   // connection is closed, as Envoy closes it, whether or not a request comes for it.
   absl::Duration idle_timeout = absl::ZeroDuration();
@@ -58,13 +59,14 @@ class UpstreamPool {
   // Most recently used idle connection of `pool` to `endpoint` that is still open and has
   // been idle for less than `idle_timeout` (zero: no limit); stale ones are closed on the way.
   std::unique_ptr<UpstreamConnection> TakeIdle(const std::string& pool, const std::string& endpoint,
-                                               absl::Duration idle_timeout, absl::Time now);
+                                               absl::Duration idle_timeout,
+                                               event::MonotonicTime now);
   bool HasIdle(const std::string& pool, const std::string& endpoint) const;
 
   // Keeps `connection` for reuse unless it has served `max_requests_per_connection` (zero:
   // unlimited) or its pool is no longer live (see SetLivePools), in which case it is closed.
   void Release(std::unique_ptr<UpstreamConnection> connection, uint32_t max_requests_per_connection,
-               absl::Time now);
+               event::MonotonicTime now);
   // Closes it: its maxConnections slot frees, and a request of its cluster waiting for a
   // connection on this worker wakes up.
   void Discard(std::unique_ptr<UpstreamConnection> connection);
@@ -99,7 +101,7 @@ class UpstreamPool {
   // Closes the idle connections that have been idle for their idle timeout, or that the
   // upstream closed or wrote to unasked; returns how many. The worker runs it every second,
   // so that idle connections do not outlive their timeout at the upstream.
-  size_t CloseIdle(absl::Time now);
+  size_t CloseIdle(event::MonotonicTime now);
 
   size_t idle_count() const;
   // Pool and endpoint pairs with idle connections (the keys of the idle map: none is kept

@@ -8,6 +8,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "gateway/event/time_source.h"
 #include "gateway/observability/access_log_writer.h"
 #include "gateway/observability/gateway_metrics.h"
 #include "gateway/observability/sluice_metrics.h"
@@ -80,6 +81,9 @@ struct GatewayContext {
   AccessLogWriter* access_log = nullptr;  // null: no access log; a buffer per worker
   ClusterLimitsRegistry limits;
   DnsCache* dns = nullptr;  // endpoint host names, resolved off the workers' threads
+  // Intervals (timeouts, latencies, idle times) read its monotonic clock; the wall clock is
+  // for what shows a date (the access log's start time).
+  event::TimeSource* clock = nullptr;
   std::atomic<bool> draining{false};
 };
 

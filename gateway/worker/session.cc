@@ -43,6 +43,11 @@ constexpr absl::Duration kMirrorTimeout = absl::Seconds(30);
 
 auto Await(error_code& ec) { return asio::redirect_error(asio::use_awaitable, ec); }
 
+// Time since `start` on the monotonic clock: an NTP step cannot make it negative or huge.
+absl::Duration Since(event::TimeSource& clock, event::MonotonicTime start) {
+  return absl::FromChrono(clock.Now() - start);
+}
+
 // Asks the worker's decision stream; resumes the coroutine on the worker's loop. The answer
 // is posted rather than delivered inline because the client may be walking its pending
 // table when it answers.
@@ -177,7 +182,8 @@ asio::awaitable<error_code> Connect(beast::tcp_stream& stream, const asio::ip::a
 // One request from its first byte to the end of its response: what the access log, the
 // metrics and the reports need.
 struct Session::Exchange {
-  absl::Time start;
+  absl::Time start;              // the wall clock, for the access log
+  event::MonotonicTime started;  // for its duration
   std::string method;
   std::string path;
   std::string authority;
@@ -234,7 +240,7 @@ struct Session::AttemptOutcome {
   error_code client_error;
   std::unique_ptr<UpstreamConnection> connection;
   std::unique_ptr<http::response_parser<http::buffer_body>> parser;
-  absl::Time headers_at;
+  event::MonotonicTime headers_at;
 };
 
 // Lets the route timer, or the client going away, stop whatever the request is waiting on:
@@ -315,7 +321,8 @@ asio::awaitable<void> Session::Run() {
 asio::awaitable<bool> Session::HandleOne() {
   const GatewayOptions& options = worker_.context().options;
   Exchange ex;
-  ex.start = absl::Now();
+  ex.start = worker_.context().clock->WallNow();
+  ex.started = worker_.context().clock->Now();
   RequestParser parser;
   parser.header_limit(options.max_request_headers_bytes);
   parser.body_limit(options.max_request_body_bytes);
@@ -539,7 +546,7 @@ asio::awaitable<void> Session::Execute(RequestParser& parser, Exchange& ex) {
   GatewayContext& context = worker_.context();
   auto& request = parser.get();
 
-  const absl::Time asked = absl::Now();
+  const event::MonotonicTime asked = context.clock->Now();
   absl::StatusOr<DecisionClient::Answer> answer;
   // The server answers RESEND when the table our header names came from is older than the
   // rules it decides with; each answer brings the newer table, so a retry or two settles it.
@@ -595,7 +602,7 @@ asio::awaitable<void> Session::Execute(RequestParser& parser, Exchange& ex) {
   }
   context.sluice_metrics->CountDecision(static_cast<size_t>(answer->source));
   if (answer->source == DecisionSource::kServer) {
-    context.sluice_metrics->ObserveDecision(absl::Now() - asked);
+    context.sluice_metrics->ObserveDecision(Since(*context.clock, asked));
   }
   ex.decision = std::move(answer->decision);
   ex.table = answer->table;
@@ -726,7 +733,7 @@ asio::awaitable<void> Session::Forward(RequestParser& parser, Exchange& ex, Targ
   RequestFlow flow(target.plan, worker_.rng());
   auto interrupt = std::make_shared<Interrupt>();
   asio::steady_timer route_timer(worker_.io());
-  const absl::Time first_sent = absl::Now();
+  const event::MonotonicTime first_sent = context.clock->Now();
   RequestFlow::Step step = flow.Start(first_sent);
   // Weak: the Interrupt holds this callback for a streamed body, and must not hold itself.
   auto arm_route_timer = [&route_timer, weak = std::weak_ptr<Interrupt>(interrupt),
@@ -769,14 +776,14 @@ asio::awaitable<void> Session::Forward(RequestParser& parser, Exchange& ex, Targ
   for (;;) {
     if (step.kind == RequestFlow::Step::Kind::kAttempt) {
       last_endpoint = step.endpoint;
-      const absl::Time attempt_start = absl::Now();
+      const event::MonotonicTime attempt_start = context.clock->Now();
       last = co_await RunAttempt(parser, ex, target, step.endpoint, step.attempt, *interrupt);
       const auto& [address, port] = target.endpoints[step.endpoint % target.endpoints.size()];
       ex.upstream_host = absl::StrCat(address, ":", port);
       if (last.client_error) {
         const bool stalled = last.client_error == beast::error::timeout;
-        report(last_endpoint, flow.attempts(), v1::NOT_SENT, 0, absl::Now() - attempt_start,
-               stalled ? "SI" : "DC", true);
+        report(last_endpoint, flow.attempts(), v1::NOT_SENT, 0,
+               Since(*context.clock, attempt_start), stalled ? "SI" : "DC", true);
         interrupt->done = true;
         route_timer.cancel();
         ex.close = true;
@@ -793,8 +800,8 @@ asio::awaitable<void> Session::Forward(RequestParser& parser, Exchange& ex, Targ
         co_return;
       }
       if (last.stream_idle_timed_out) {
-        report(last_endpoint, flow.attempts(), v1::NOT_SENT, 0, absl::Now() - attempt_start, "SI",
-               true);
+        report(last_endpoint, flow.attempts(), v1::NOT_SENT, 0,
+               Since(*context.clock, attempt_start), "SI", true);
         interrupt->done = true;
         route_timer.cancel();
         ex.close = true;  // the rest of the body is still on its way
@@ -806,18 +813,18 @@ asio::awaitable<void> Session::Forward(RequestParser& parser, Exchange& ex, Targ
         if (last.connection) worker_.pool().Discard(std::move(last.connection));
         if (interrupt->client_gone) {
           // Envoy resets the upstream request: not the endpoint's failure.
-          report(last_endpoint, flow.attempts(), v1::NOT_SENT, 0, absl::Now() - attempt_start, "DC",
-                 true);
+          report(last_endpoint, flow.attempts(), v1::NOT_SENT, 0,
+                 Since(*context.clock, attempt_start), "DC", true);
           break;
         }
         step = flow.OnRouteTimeout();
-        report(last_endpoint, flow.attempts(), v1::TIMEOUT, 0, absl::Now() - attempt_start, "UT",
-               true);
+        report(last_endpoint, flow.attempts(), v1::TIMEOUT, 0, Since(*context.clock, attempt_start),
+               "UT", true);
         continue;
       }
       retry_ticket.Release();
       const bool slot = target.limits->RetrySlotFree();
-      step = flow.OnAttempt(last.result, absl::Now(), slot);
+      step = flow.OnAttempt(last.result, context.clock->Now(), slot);
       const bool retrying = step.kind == RequestFlow::Step::Kind::kBackoff;
       if (!slot && !retrying && absl::StrContains(flow.flags(), "UO") &&
           last.result.kind != AttemptResult::Kind::kOverflow) {
@@ -828,7 +835,7 @@ asio::awaitable<void> Session::Forward(RequestParser& parser, Exchange& ex, Targ
         context.sluice_metrics->CountOverflow(target.cluster, "pending");
       }
       report(last_endpoint, flow.attempts(), ToOutcome(last.result.kind), last.result.status,
-             absl::Now() - attempt_start, retrying ? "-" : flow.flags(), !retrying);
+             Since(*context.clock, attempt_start), retrying ? "-" : flow.flags(), !retrying);
       if (retrying) {
         // The response (if any) is not used: Envoy resets the upstream stream, which for
         // HTTP/1.1 means the connection goes.
@@ -847,7 +854,7 @@ asio::awaitable<void> Session::Forward(RequestParser& parser, Exchange& ex, Targ
       co_await backoff.async_wait(Await(ec));
       interrupt->backoff = nullptr;
       if (interrupt->client_gone) break;  // the attempt before was reported
-      step = interrupt->fired ? flow.OnRouteTimeout() : flow.OnBackoffDone(absl::Now());
+      step = interrupt->fired ? flow.OnRouteTimeout() : flow.OnBackoffDone(context.clock->Now());
       continue;
     }
     break;
@@ -864,7 +871,7 @@ asio::awaitable<void> Session::Forward(RequestParser& parser, Exchange& ex, Targ
   if (step.kind == RequestFlow::Step::Kind::kPassResponse) {
     ex.flags = flow.flags();
     ex.upstream_service_time =
-        std::to_string(absl::ToInt64Milliseconds(last.headers_at - first_sent));
+        std::to_string(absl::ToInt64Milliseconds(absl::FromChrono(last.headers_at - first_sent)));
     // The route timer still runs while the body streams: it ends the response mid-way.
     interrupt->connection = last.connection.get();
     const RelayEnd end = co_await Relay(last, ex, target);
@@ -909,7 +916,8 @@ asio::awaitable<bool> Session::AcquireConnection(Worker& worker, Target& target,
       out.interrupted = true;
       co_return false;
     }
-    if (auto idle = pool.TakeIdle(target.pool, key, target.idle_timeout, absl::Now())) {
+    if (auto idle =
+            pool.TakeIdle(target.pool, key, target.idle_timeout, worker.context().clock->Now())) {
       out.connection = std::move(idle);
       break;
     }
@@ -959,7 +967,7 @@ asio::awaitable<bool> Session::AcquireConnection(Worker& worker, Target& target,
   error_code ec;
   if (!conn.stream.socket().is_open()) {
     // Envoy's connect timeout covers the wait for a first resolution and the connect.
-    const absl::Time connect_started = absl::Now();
+    const event::MonotonicTime connect_started = worker.context().clock->Now();
     absl::StatusOr<asio::ip::address> ip = co_await ResolveEndpoint(
         *worker.context().dns, worker.io(), address, target.connect_timeout, &interrupt.dns_wait);
     if (interrupt.fired) {
@@ -973,7 +981,8 @@ asio::awaitable<bool> Session::AcquireConnection(Worker& worker, Target& target,
       co_return false;
     }
     const absl::Duration connect_left =
-        std::max(target.connect_timeout - (absl::Now() - connect_started), absl::Milliseconds(1));
+        std::max(target.connect_timeout - Since(*worker.context().clock, connect_started),
+                 absl::Milliseconds(1));
     ec = co_await Connect(conn.stream, *ip, port, connect_left);
     if (interrupt.fired) {
       out.interrupted = true;
@@ -1122,7 +1131,7 @@ asio::awaitable<Session::AttemptOutcome> Session::RunAttempt(RequestParser& pars
     pool.Discard(std::move(out.connection));
     co_return out;
   }
-  out.headers_at = absl::Now();
+  out.headers_at = worker_.context().clock->Now();
   const auto& response = out.parser->get();
   out.result.kind = AttemptResult::Kind::kResponse;
   out.result.status = response.result_int();
@@ -1230,7 +1239,7 @@ asio::awaitable<Session::RelayEnd> Session::Relay(AttemptOutcome& outcome, Excha
   if (upstream_ok && client_ok && parser.is_done() && parser.keep_alive() &&
       outcome.connection->buffer.size() == 0) {
     worker_.pool().Release(std::move(outcome.connection), target.max_requests_per_connection,
-                           absl::Now());
+                           worker_.context().clock->Now());
   } else {
     worker_.pool().Discard(std::move(outcome.connection));
   }
@@ -1314,7 +1323,7 @@ asio::awaitable<void> Session::RunMirror(
   if (!ec && !interrupt->fired && parser.is_done() && parser.keep_alive() &&
       conn.buffer.size() == 0) {
     worker.pool().Release(std::move(out.connection), target.max_requests_per_connection,
-                          absl::Now());
+                          worker.context().clock->Now());
   } else {
     worker.pool().Discard(std::move(out.connection));
   }
@@ -1346,7 +1355,7 @@ void Session::ReportNotSent(const Exchange& ex, const char* flags) {
 
 void Session::Finish(Exchange& ex) {
   GatewayContext& context = worker_.context();
-  const absl::Duration duration = absl::Now() - ex.start;
+  const absl::Duration duration = Since(*worker_.context().clock, ex.started);
   if (context.access_log != nullptr) {
     AccessLogEntry entry;
     entry.start_time = ex.start;

@@ -113,7 +113,7 @@ void Worker::WatchDecisionState() {
 
 void Worker::ReapIdleConnections() {
   DrainOldPools();
-  pool_.CloseIdle(absl::Now());
+  pool_.CloseIdle(context_.clock->Now());
   // Circuit breakers of clusters no table, request or connection uses any more.
   if (index_ == 0) context_.limits.Sweep();
   reaper_timer_.expires_after(std::chrono::seconds(1));

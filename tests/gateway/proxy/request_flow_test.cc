@@ -52,8 +52,9 @@ struct Outcome {
 // earliest of the upstream's answer, the per-try timer and the route timer.
 Outcome Drive(RequestFlow::Plan plan, const std::function<Behaviour(uint32_t attempt)>& upstream,
               absl::BitGenRef rng, bool retry_slots = true) {
-  const absl::Time start = absl::UnixEpoch();
-  absl::Time now = start;
+  const event::MonotonicTime start = event::SimulatedTimeSource::kDefaultStart;
+  event::MonotonicTime now = start;
+  auto d = [](absl::Duration duration) { return absl::ToChronoNanoseconds(duration); };
   RequestFlow flow(std::move(plan), rng);
   RequestFlow::Step step = flow.Start(now);
   Outcome out;
@@ -62,13 +63,13 @@ Outcome Drive(RequestFlow::Plan plan, const std::function<Behaviour(uint32_t att
       out.endpoints.push_back(step.endpoint);
       const Behaviour b = upstream(step.attempt);
       AttemptResult result;
-      absl::Time ends = absl::InfiniteFuture();
+      event::MonotonicTime ends = event::MonotonicTime::max();
       switch (b.what) {
         case Behaviour::What::kRespond:
           result.kind = Kind::kResponse;
           result.status = b.status;
           result.rate_limited = b.rate_limited;
-          ends = now + b.latency;
+          ends = now + d(b.latency);
           break;
         case Behaviour::What::kHang:
           break;
@@ -92,8 +93,8 @@ Outcome Drive(RequestFlow::Plan plan, const std::function<Behaviour(uint32_t att
           ends = now;
           break;
       }
-      if (step.per_try > absl::ZeroDuration() && now + step.per_try < ends) {
-        ends = now + step.per_try;
+      if (step.per_try > absl::ZeroDuration() && now + d(step.per_try) < ends) {
+        ends = now + d(step.per_try);
         result = AttemptResult{};
         result.kind = Kind::kPerTryTimeout;
       }
@@ -106,12 +107,12 @@ Outcome Drive(RequestFlow::Plan plan, const std::function<Behaviour(uint32_t att
       step = flow.OnAttempt(result, now, retry_slots);
     } else if (step.kind == RequestFlow::Step::Kind::kBackoff) {
       out.total_backoff += step.wait;
-      if (now + step.wait >= flow.deadline()) {
+      if (now + d(step.wait) >= flow.deadline()) {
         now = flow.deadline();
         step = flow.OnRouteTimeout();
         continue;
       }
-      now += step.wait;
+      now += d(step.wait);
       step = flow.OnBackoffDone(now);
     } else {
       out.status = step.status;
@@ -122,7 +123,7 @@ Outcome Drive(RequestFlow::Plan plan, const std::function<Behaviour(uint32_t att
   }
   out.flags = flow.flags();
   out.attempts = flow.attempts();
-  out.elapsed = now - start;
+  out.elapsed = absl::FromChrono(now - start);
   return out;
 }
 

@@ -35,7 +35,10 @@ class UpstreamPoolTest : public ::testing::Test {
   std::vector<tcp::socket> peers_;
   ClusterLimits limits_{PoolLimits{.max_connections = 8}};
   UpstreamPool pool_{io_};
-  const absl::Time t0_ = absl::FromUnixSeconds(1000);
+  const event::MonotonicTime t0_ = event::SimulatedTimeSource::kDefaultStart;
+  event::MonotonicTime At(absl::Duration since_t0) const {
+    return t0_ + absl::ToChronoNanoseconds(since_t0);
+  }
 };
 
 TEST_F(UpstreamPoolTest, ReusesMostRecentlyReleased) {
@@ -53,9 +56,9 @@ TEST_F(UpstreamPoolTest, ReusesMostRecentlyReleased) {
 TEST_F(UpstreamPoolTest, DropsConnectionsIdlePastTheTimeoutAndFreesTheirSlot) {
   pool_.Release(Connect(), 0, t0_);
   EXPECT_EQ(limits_.connections(), 1u);
-  EXPECT_NE(pool_.TakeIdle("c#1", "c-endpoint", absl::Seconds(5), t0_ + absl::Seconds(4)), nullptr);
+  EXPECT_NE(pool_.TakeIdle("c#1", "c-endpoint", absl::Seconds(5), At(absl::Seconds(4))), nullptr);
   pool_.Release(Connect(), 0, t0_);
-  EXPECT_EQ(pool_.TakeIdle("c#1", "c-endpoint", absl::Seconds(5), t0_ + absl::Seconds(5)), nullptr);
+  EXPECT_EQ(pool_.TakeIdle("c#1", "c-endpoint", absl::Seconds(5), At(absl::Seconds(5))), nullptr);
   EXPECT_EQ(pool_.idle_count(), 0u);
 }
 
@@ -66,13 +69,13 @@ TEST_F(UpstreamPoolTest, CloseIdleClosesConnectionsPastTheirOwnIdleTimeoutOnly) 
   long_lived->idle_timeout = absl::Hours(1);
   pool_.Release(std::move(short_lived), 0, t0_);
   pool_.Release(std::move(long_lived), 0, t0_);
-  EXPECT_EQ(pool_.CloseIdle(t0_ + absl::Milliseconds(999)), 0u);
+  EXPECT_EQ(pool_.CloseIdle(At(absl::Milliseconds(999))), 0u);
   EXPECT_EQ(pool_.idle_count(), 2u);
-  EXPECT_EQ(pool_.CloseIdle(t0_ + absl::Seconds(1)), 1u);
+  EXPECT_EQ(pool_.CloseIdle(At(absl::Seconds(1))), 1u);
   EXPECT_EQ(pool_.idle_count(), 1u);
   EXPECT_EQ(limits_.connections(), 1u) << "the closed connection's slot frees";
-  EXPECT_EQ(pool_.CloseIdle(t0_ + absl::Minutes(59)), 0u);
-  EXPECT_EQ(pool_.CloseIdle(t0_ + absl::Hours(1)), 1u);
+  EXPECT_EQ(pool_.CloseIdle(At(absl::Minutes(59))), 0u);
+  EXPECT_EQ(pool_.CloseIdle(At(absl::Hours(1))), 1u);
   EXPECT_EQ(pool_.idle_count(), 0u);
   EXPECT_EQ(limits_.connections(), 0u);
 }
@@ -82,7 +85,7 @@ TEST_F(UpstreamPoolTest, CloseIdleClosesConnectionsTheUpstreamClosedWithoutARequ
   pool_.Release(Connect(), 0, t0_);
   peers_.front().close();
   absl::SleepFor(absl::Milliseconds(20));  // the FIN needs a moment, even on loopback
-  EXPECT_EQ(pool_.CloseIdle(t0_ + absl::Hours(100)), 1u);
+  EXPECT_EQ(pool_.CloseIdle(At(absl::Hours(100))), 1u);
   EXPECT_EQ(pool_.idle_count(), 1u);
   EXPECT_EQ(limits_.connections(), 1u);
 }
@@ -136,11 +139,11 @@ TEST_F(UpstreamPoolTest, EndpointsWithoutIdleConnectionsAreForgotten) {
   auto stale = Connect("c");
   stale->idle_timeout = absl::Seconds(1);
   pool_.Release(std::move(stale), 0, t0_);
-  EXPECT_EQ(pool_.CloseIdle(t0_ + absl::Seconds(1)), 1u);  // swept past its idle timeout
+  EXPECT_EQ(pool_.CloseIdle(At(absl::Seconds(1))), 1u);  // swept past its idle timeout
   EXPECT_EQ(pool_.idle_endpoints(), 0u);
 
   pool_.Release(Connect("d"), 0, t0_);
-  EXPECT_EQ(pool_.TakeIdle("d#1", "d-endpoint", absl::Seconds(1), t0_ + absl::Seconds(2)), nullptr);
+  EXPECT_EQ(pool_.TakeIdle("d#1", "d-endpoint", absl::Seconds(1), At(absl::Seconds(2))), nullptr);
   EXPECT_EQ(pool_.idle_endpoints(), 0u) << "dropped as stale when asked for";
   EXPECT_EQ(pool_.TakeIdle("d#1", "never-seen", absl::ZeroDuration(), t0_), nullptr);
   EXPECT_EQ(pool_.idle_endpoints(), 0u);
