@@ -15,10 +15,10 @@
 
 namespace sluice::gateway {
 
-// One HTTP/1.1 connection to an upstream endpoint. Carries one request at a time (no
-// pipelining upstream, Envoy's rule) and holds its cluster's maxConnections slot while open.
 class UpstreamPool;
 
+// One HTTP/1.1 connection to an upstream endpoint. Carries one request at a time (no
+// pipelining upstream, Envoy's rule) and holds its cluster's maxConnections slot while open.
 struct UpstreamConnection {
   explicit UpstreamConnection(const net::asio::any_io_executor& executor) : stream(executor) {}
   // A connection counted open by its worker's pool (NoteOpened) and destroyed without

@@ -278,7 +278,10 @@ TEST_F(DecisionClientTest, LateDecisionsAreReportedSoTheServerReleasesTheirLoad)
 
 TEST_F(DecisionClientTest, ReportsReleaseInFlightLoad) {
   StartServer();
-  auto client = Client();
+  // A generous deadline, asked once the stream is up: the decisions must come from the
+  // server (a loaded machine under ThreadSanitizer can take longer than 500 ms to connect).
+  auto client = Client(absl::Seconds(5));
+  RunUntil([&] { return client->table_version() > 0; });
   std::vector<v1::Decision> decisions;
   net::asio::post(io_, [&] {
     for (int i = 0; i < 10; ++i) {
