@@ -14,6 +14,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
@@ -274,7 +275,11 @@ int main(int argc, char** argv) {
     if (auto change = (*store)->ReloadFilesIfChanged()) {
       if (change->applied) {
         metrics.applies_ok.Increment();
-        sluice::LogInfo("configuration files changed: now version ", change->version);
+        sluice::LogInfo("configuration files changed: now version ", change->version,
+                        change->changed.empty()
+                            ? std::string(" (no resource created or replaced)")
+                            : absl::StrCat(" (created or replaced: ",
+                                           absl::StrJoin(change->changed, ", "), ")"));
       } else {
         metrics.apply_errors_file.Increment();
         sluice::LogError("configuration files changed but are not valid; version ", change->version,

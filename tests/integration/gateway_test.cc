@@ -1258,6 +1258,8 @@ TEST_P(GatewayTest, HundredFileEditsAndHundredAppliesUnderLoadFailNothing) {
   load.Stop();
   EXPECT_GT(load.sent(), 100);
   EXPECT_EQ(load.failed(), 0) << "first failure: " << load.first_failure() << "\n"
+                              << "server log:\n"
+                              << server_.Log() << "\ngateway log:\n"
                               << gateway_.Log();
 }
 
