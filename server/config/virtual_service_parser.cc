@@ -1,6 +1,7 @@
 #include <algorithm>
 #include <array>
 #include <set>
+#include <string_view>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/escaping.h"
@@ -62,6 +63,20 @@ bool CheckHeaderName(const std::string& name, const Field& f, const ParseContext
     return false;
   }
   return true;
+}
+
+// Envoy's HTTP_HEADER_VALUE rule (base.proto's HeaderValue.value, and the rewrites' literals):
+// no NUL, CR or LF. A value with a line break would end the header line early and let the
+// configuration write headers of its own, or a second request, into the upstream stream.
+bool CheckHeaderValue(const std::string& value, const Field& f, const ParseContext& ctx) {
+  const size_t bad = value.find_first_of(std::string_view("\0\r\n", 3));
+  if (bad == std::string::npos) return true;
+  const char* what = value[bad] == '\0' ? "a NUL byte" : value[bad] == '\r' ? "a CR" : "a LF";
+  ctx.Error(f.node, f.path,
+            absl::StrCat("contains ", what, " at offset ", bad,
+                         ": a header value or rewrite must be one line (Envoy's HTTP_HEADER_VALUE "
+                         "rule), or it would split the upstream request"));
+  return false;
 }
 
 bool CheckRegex(const std::string& regex, const Field& f, const ParseContext& ctx) {
@@ -228,7 +243,9 @@ HeaderOperations ParseHeaderOperations(const Field& f, const ParseContext& ctx) 
     if (auto v = m.Get(key)) {
       ForEachEntry(*v, ctx, [&](const std::string& name, const Field& value) {
         if (!CheckHeaderName(name, value, ctx, /*require_lower_case=*/false)) return;
-        if (auto s = ReadString(value, ctx)) into.emplace_back(absl::AsciiStrToLower(name), *s);
+        if (auto s = ReadString(value, ctx); s && CheckHeaderValue(*s, value, ctx)) {
+          into.emplace_back(absl::AsciiStrToLower(name), *s);
+        }
       });
     }
   };
@@ -411,8 +428,14 @@ std::optional<HTTPRedirect> ParseRedirect(const Field& f, const ParseContext& ct
   HTTPRedirect out;
   MapReader m(f, ctx);
   if (!m.ok()) return std::nullopt;
-  if (auto v = m.Get("uri")) out.uri = ReadString(*v, ctx).value_or("");
-  if (auto v = m.Get("authority")) out.authority = ReadString(*v, ctx).value_or("");
+  if (auto v = m.Get("uri")) {
+    out.uri = ReadString(*v, ctx).value_or("");
+    CheckHeaderValue(out.uri, *v, ctx);  // it becomes the Location header
+  }
+  if (auto v = m.Get("authority")) {
+    out.authority = ReadString(*v, ctx).value_or("");
+    CheckHeaderValue(out.authority, *v, ctx);
+  }
   if (auto v = m.Get("scheme")) {
     out.scheme = ReadString(*v, ctx).value_or("");
     if (out.scheme != "http" && out.scheme != "https") {
@@ -484,8 +507,14 @@ std::optional<HTTPRewrite> ParseRewrite(const Field& f, const ParseContext& ctx)
   HTTPRewrite out;
   MapReader m(f, ctx);
   if (!m.ok()) return std::nullopt;
-  if (auto v = m.Get("uri")) out.uri = ReadString(*v, ctx).value_or("");
-  if (auto v = m.Get("authority")) out.authority = ReadString(*v, ctx).value_or("");
+  if (auto v = m.Get("uri")) {
+    out.uri = ReadString(*v, ctx).value_or("");
+    CheckHeaderValue(out.uri, *v, ctx);  // it becomes the request line's target
+  }
+  if (auto v = m.Get("authority")) {
+    out.authority = ReadString(*v, ctx).value_or("");
+    CheckHeaderValue(out.authority, *v, ctx);  // it becomes the Host header
+  }
   if (auto v = m.Get("uriRegexRewrite")) {
     RegexRewrite rr;
     MapReader rm(*v, ctx);
@@ -497,6 +526,7 @@ std::optional<HTTPRewrite> ParseRewrite(const Field& f, const ParseContext& ctx)
     }
     if (auto rewrite = rm.Get("rewrite")) {
       rr.rewrite = ReadString(*rewrite, ctx).value_or("");
+      CheckHeaderValue(rr.rewrite, *rewrite, ctx);
     } else if (rm.ok() && !rm.Has("rewrite")) {
       ctx.Error(v->node, JoinPath(v->path, "rewrite"), "is required");
     }

@@ -316,6 +316,36 @@ std::vector<InvalidCase> InvalidCases() {
           "    route: [{destination: {host: reviews}}]\n"),
        "spec.http[0].match[0].headers.X-User", kHttp, "lower case"},
 
+      // Envoy's HTTP_HEADER_VALUE rule: a configured value with a line break would split the
+      // upstream request (the code review's header injection).
+      {"HeaderValueWithLineBreak",
+       Vs("  - route: [{destination: {host: reviews}}]\n"
+          "    headers: {request: {set: {x-a: \"1\\r\\nx-injected: yes\"}}}\n"),
+       "spec.http[0].headers.request.set.x-a", kHttp + 1, "contains a CR at offset 1"},
+      {"ResponseHeaderValueWithNul",
+       Vs("  - route: [{destination: {host: reviews}}]\n"
+          "    headers: {response: {add: {x-a: \"a\\0b\"}}}\n"),
+       "spec.http[0].headers.response.add.x-a", kHttp + 1, "contains a NUL byte at offset 1"},
+      {"DestinationHeaderValueWithLineBreak",
+       Vs("  - route:\n"
+          "    - destination: {host: reviews}\n"
+          "      headers: {request: {add: {x-a: \"a\\nb\"}}}\n"),
+       "spec.http[0].route[0].headers.request.add.x-a", kHttp + 2, "contains a LF at offset 1"},
+      {"RewriteUriWithLineBreak",
+       Vs("  - rewrite: {uri: \"/v2\\r\\nGET /admin HTTP/1.1\"}\n"
+          "    route: [{destination: {host: reviews}}]\n"),
+       "spec.http[0].rewrite.uri", kHttp, "would split the upstream request"},
+      {"RewriteAuthorityWithLineBreak",
+       Vs("  - rewrite: {authority: \"a\\nb\"}\n"
+          "    route: [{destination: {host: reviews}}]\n"),
+       "spec.http[0].rewrite.authority", kHttp, "contains a LF"},
+      {"RegexRewriteWithLineBreak",
+       Vs("  - rewrite: {uriRegexRewrite: {match: \"^/a\", rewrite: \"/b\\n\"}}\n"
+          "    route: [{destination: {host: reviews}}]\n"),
+       "spec.http[0].rewrite.uriRegexRewrite.rewrite", kHttp, "contains a LF"},
+      {"RedirectUriWithLineBreak", Vs("  - redirect: {uri: \"/x\\r\\nSet-Cookie: a=b\"}\n"),
+       "spec.http[0].redirect.uri", kHttp, "contains a CR"},
+
       // --- Unknown fields, at several depths (structural schemas reject them).
       {"UnknownFieldInSpec",
        Doc("VirtualService", "  hosts: [reviews]\n  hostz: [ratings]\n  http:\n" + kRoute),
