@@ -9,6 +9,7 @@
 #include <iterator>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "absl/strings/match.h"
@@ -149,6 +150,43 @@ spec:
     ASSERT_GE(ServerMetric("sluice_attempt_reports_total"), n);
   }
 
+  // Waits until every gateway worker's stream has installed at least `n` endpoint changes
+  // (ejections and returns): in local mode the gateways decide from their own tables, so a
+  // report reaching the server is not enough for the next request to see its ejection.
+  void WaitForGatewaysToApply(int64_t n) {
+    const std::string out = dir_.path() + "/gateways.out";
+    const std::string command =
+        absl::StrCat(SLUICECTL_BINARY, " gateways -o json --server ", grpc_, " > ", out, " 2>&1");
+    auto all_applied = [&] {
+      if (std::system(command.c_str()) != 0) return false;
+      std::ifstream in(out);
+      const std::string json((std::istreambuf_iterator<char>(in)), {});
+      // sluicectl's JSON (field names as in the proto, zeros printed): one "name" per stream.
+      int streams = 0, applied = 0;
+      for (size_t at = json.find("\"name\""); at != std::string::npos;
+           at = json.find("\"name\"", at + 1)) {
+        ++streams;
+      }
+      constexpr std::string_view kAcked = "\"endpoint_changes_acked\": \"";
+      for (size_t at = json.find(kAcked); at != std::string::npos; at = json.find(kAcked, at + 1)) {
+        int64_t value = 0;
+        const size_t begin = at + kAcked.size();
+        if (absl::SimpleAtoi(json.substr(begin, json.find('"', begin) - begin), &value) &&
+            value >= n) {
+          ++applied;
+        }
+      }
+      return streams > 0 && applied == streams;
+    };
+    const absl::Time give_up = absl::Now() + absl::Seconds(5);
+    bool done = all_applied();
+    while (!done && absl::Now() < give_up) {
+      absl::SleepFor(absl::Milliseconds(5));
+      done = all_applied();
+    }
+    ASSERT_TRUE(done) << "gateways did not apply " << n << " endpoint changes";
+  }
+
   std::string Endpoints(const std::string& format = "") const {
     const std::string out = dir_.path() + "/endpoints.out";
     const std::string command = absl::StrCat(SLUICECTL_BINARY, " endpoints shop --server ", grpc_,
@@ -264,6 +302,8 @@ TEST_P(OutlierTest, EveryEndpointEjectedAnswersNoHealthyUpstreamWithoutHanging) 
     }
     // Local replies (UH) reach no endpoint and are not reported; the stubs' 503s are.
     WaitForReports(stub_failures);
+    // Each stub failure ejects its endpoint: the next request must see it, in either mode.
+    WaitForGatewaysToApply(stub_failures);
   }
   // One failure ejects each endpoint; after the third, nothing is left to route to.
   EXPECT_EQ(stub_failures, 3);
