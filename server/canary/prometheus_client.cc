@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <chrono>
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
@@ -75,22 +76,26 @@ class ScopedFd {
   int fd_;
 };
 
+// Deadlines are on the monotonic clock: an NTP step must not end or stretch a query.
+using Deadline = std::chrono::steady_clock::time_point;
+Deadline SteadyNow() { return std::chrono::steady_clock::now(); }
+
 // Milliseconds left until `deadline`, rounded up so that poll never wakes early; 0 when past.
-int RemainingMs(absl::Time deadline) {
-  const absl::Duration left = deadline - absl::Now();
+int RemainingMs(Deadline deadline) {
+  const absl::Duration left = absl::FromChrono(deadline - SteadyNow());
   if (left <= absl::ZeroDuration()) return 0;
   const int64_t ms = absl::ToInt64Milliseconds(absl::Ceil(left, absl::Milliseconds(1)));
   return ms > 24 * 3600 * 1000 ? 24 * 3600 * 1000 : static_cast<int>(ms);
 }
 
 // Waits until `fd` is ready for `events`. Returns false on timeout.
-absl::StatusOr<bool> WaitFor(int fd, short events, absl::Time deadline) {
+absl::StatusOr<bool> WaitFor(int fd, short events, Deadline deadline) {
   while (true) {
     pollfd p{fd, events, 0};
     const int n = poll(&p, 1, RemainingMs(deadline));
     if (n > 0) return true;
     if (n == 0) {
-      if (absl::Now() >= deadline) return false;
+      if (SteadyNow() >= deadline) return false;
       continue;
     }
     if (errno == EINTR) continue;
@@ -104,7 +109,7 @@ std::string HostPort(const std::string& host, const std::string& port) {
 }
 
 absl::StatusOr<ScopedFd> Connect(const std::string& host, const std::string& port,
-                                 absl::Duration timeout, absl::Time deadline) {
+                                 absl::Duration timeout, Deadline deadline) {
   addrinfo hints{};
   hints.ai_family = AF_UNSPEC;
   hints.ai_socktype = SOCK_STREAM;
@@ -153,7 +158,7 @@ absl::StatusOr<ScopedFd> Connect(const std::string& host, const std::string& por
                                              absl::StrJoin(failures, "; ")));
 }
 
-absl::Status SendAll(int fd, absl::string_view data, absl::Duration timeout, absl::Time deadline) {
+absl::Status SendAll(int fd, absl::string_view data, absl::Duration timeout, Deadline deadline) {
   while (!data.empty()) {
     const ssize_t n = send(fd, data.data(), data.size(), MSG_NOSIGNAL);
     if (n > 0) {
@@ -299,7 +304,7 @@ absl::StatusOr<std::optional<HttpResponse>> ParseResponse(absl::string_view raw,
 absl::StatusOr<HttpResponse> HttpGet(const std::string& host, const std::string& port,
                                      const std::string& host_header, const std::string& target,
                                      absl::Duration timeout) {
-  const absl::Time deadline = absl::Now() + timeout;
+  const Deadline deadline = SteadyNow() + absl::ToChronoNanoseconds(timeout);
   absl::StatusOr<ScopedFd> fd = Connect(host, port, timeout, deadline);
   if (!fd.ok()) return fd.status();
   const std::string request =
