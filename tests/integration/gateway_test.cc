@@ -1263,6 +1263,40 @@ TEST_P(GatewayTest, HundredFileEditsAndHundredAppliesUnderLoadFailNothing) {
                               << gateway_.Log();
 }
 
+// The fault campaign's upstream kill: one of the two endpoints is killed (SIGKILL) under load.
+// Requests that meet its refused connections, or whose connection it resets, are retried on
+// the other endpoint (Envoy's retry goes to another host first), so no client sees a failure;
+// a route with no retries to the dead endpoint alone answers 503 with flag UF.
+TEST_P(GatewayTest, AnUpstreamKilledUnderLoadIsRetriedAroundAndFlaggedUF) {
+  StartStubs();
+  StartServer(ShopService() + VirtualService(R"(  - match: [{headers: {x-case: {exact: dead}}}]
+    route: [{destination: {host: shop, subset: v2}}]
+    retries: {attempts: 0}
+  - route: [{destination: {host: shop}}]
+    retries: {attempts: 3, retryOn: "connect-failure,reset"}
+)"));
+  StartGateway({"--workers", "2"});
+  BackgroundLoad load(*this, 3, "/load");
+  absl::SleepFor(absl::Milliseconds(300));
+  const int64_t v2_before_kill = Received(1);
+  EXPECT_GT(v2_before_kill, 0) << "both endpoints served before the kill";
+  ASSERT_EQ(kill(stubs_[1]->process.pid(), SIGKILL), 0);
+  stubs_[1]->process.Stop();
+  const int64_t v1_at_kill = Received(0);
+  absl::SleepFor(absl::Milliseconds(700));
+  load.Stop();
+  EXPECT_EQ(load.failed(), 0) << "first failure: " << load.first_failure();
+  EXPECT_GT(Received(0) - v1_at_kill, 20) << "the live endpoint took the load";
+  EXPECT_GT(
+      testing::SumMetric(testing::HttpGet(admin_, "/metrics"), "sluice_gateway_retries_total"), 0)
+      << "the dead endpoint's requests were retried";
+
+  const testing::HttpResult r = Get("/dead", {{"x-case", "dead"}});
+  EXPECT_EQ(r.status, 503);
+  EXPECT_THAT(r.body, HasSubstr("reset reason: remote connection failure"));
+  EXPECT_TRUE(Logged("\"GET /dead HTTP/1.1\" 503 UF "));
+}
+
 TEST_P(GatewayTest, SigtermUnderLoadCompletesRequestsInFlight) {
   StartStubs();
   StartServer(ShopService() + VirtualService(SplitRoute(100, 0)));
