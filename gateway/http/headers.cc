@@ -1,35 +1,37 @@
 #include "gateway/http/headers.h"
 
+#include <optional>
+#include <string>
 #include <vector>
 
 #include "absl/random/distributions.h"
 #include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
 
 namespace sluice::gateway {
 
-using net::http::field;
-
-void StripHopByHop(net::http::fields& headers) {
-  // Headers named by Connection are hop-by-hop too (RFC 9110 7.6.1).
+void StripHopByHop(http::HeaderMap& headers) {
+  // Headers named by Connection are hop-by-hop too (RFC 9110 7.6.1). Copied out before any
+  // removal: Remove() keeps the views valid, but the names outlive this loop.
   std::vector<std::string> named;
-  for (auto it = headers.find(field::connection);
-       it != headers.end() && it->name() == field::connection; ++it) {
-    for (absl::string_view token :
-         absl::StrSplit(absl::string_view(it->value().data(), it->value().size()), ',')) {
+  headers.ForEach([&](absl::string_view name, absl::string_view value) {
+    if (!absl::EqualsIgnoreCase(name, "connection")) return;
+    for (absl::string_view token : absl::StrSplit(value, ',')) {
       token = absl::StripAsciiWhitespace(token);
       if (!token.empty()) named.emplace_back(token);
     }
-  }
-  for (const std::string& name : named) headers.erase(name);
-  for (field f : {field::connection, field::keep_alive, field::proxy_connection, field::te,
-                  field::trailer, field::transfer_encoding, field::upgrade}) {
-    headers.erase(f);
+  });
+  for (const std::string& name : named) headers.Remove(name);
+  for (const char* name : {"connection", "keep-alive", "proxy-connection", "te", "trailer",
+                           "transfer-encoding", "upgrade"}) {
+    headers.Remove(name);
   }
 }
 
-void StripInternalRequestHeaders(net::http::fields& headers) {
+void StripInternalRequestHeaders(http::HeaderMap& headers) {
   static constexpr const char* kInternal[] = {
       "x-envoy-retry-on",
       "x-envoy-retry-grpc-on",
@@ -45,29 +47,29 @@ void StripInternalRequestHeaders(net::http::fields& headers) {
       "x-envoy-original-path",
       "x-envoy-attempt-count",
   };
-  for (const char* name : kInternal) headers.erase(name);
+  for (const char* name : kInternal) headers.Remove(name);
 }
 
-void SetForwardingHeaders(net::http::fields& headers, const ForwardContext& c) {
-  if (!c.request_id.empty()) headers.set("x-request-id", c.request_id);
+void SetForwardingHeaders(http::HeaderMap& headers, const ForwardContext& c) {
+  if (!c.request_id.empty()) headers.Set("x-request-id", c.request_id);
   if (!c.client_address.empty()) {
-    auto existing = headers.find("x-forwarded-for");
-    if (existing == headers.end()) {
-      headers.set("x-forwarded-for", c.client_address);
+    std::optional<absl::string_view> existing = headers.Get("x-forwarded-for");
+    if (!existing.has_value()) {
+      headers.Set("x-forwarded-for", c.client_address);
     } else {
-      headers.set("x-forwarded-for", std::string(existing->value()) + ", " + c.client_address);
+      headers.Set("x-forwarded-for", absl::StrCat(*existing, ", ", c.client_address));
     }
   }
-  if (headers.find("x-forwarded-proto") == headers.end()) headers.set("x-forwarded-proto", "http");
-  headers.set("x-envoy-attempt-count", std::to_string(c.attempt));
-  if (!c.authority.empty()) headers.set(field::host, c.authority);
-  if (!c.original_path.empty()) headers.set("x-envoy-original-path", c.original_path);
+  if (!headers.Get("x-forwarded-proto").has_value()) headers.Set("x-forwarded-proto", "http");
+  headers.Set("x-envoy-attempt-count", absl::StrCat(c.attempt));
+  if (!c.authority.empty()) headers.Set("host", c.authority);
+  if (!c.original_path.empty()) headers.Set("x-envoy-original-path", c.original_path);
 }
 
-void ApplyHeaderMutation(net::http::fields& headers, const v1::HeaderMutation& m) {
-  for (const std::string& name : m.remove()) headers.erase(name);
-  for (const v1::Header& h : m.set()) headers.set(h.name(), h.value());
-  for (const v1::Header& h : m.add()) headers.insert(h.name(), h.value());
+void ApplyHeaderMutation(http::HeaderMap& headers, const v1::HeaderMutation& m) {
+  for (const std::string& name : m.remove()) headers.Remove(name);
+  for (const v1::Header& h : m.set()) headers.Set(h.name(), h.value());
+  for (const v1::Header& h : m.add()) headers.Add(h.name(), h.value());
 }
 
 std::string NewRequestId(absl::BitGenRef rng) {

@@ -4,18 +4,18 @@
 #include <string>
 
 #include "absl/random/bit_gen_ref.h"
-#include "gateway/http/beast.h"
+#include "gateway/http/header_map.h"
 #include "sluice/v1/decision.pb.h"
 
 namespace sluice::gateway {
 
 // Removes the hop-by-hop headers a proxy must not forward: Connection and every header it
 // names, Keep-Alive, Proxy-Connection, TE, Trailer, Transfer-Encoding, Upgrade.
-void StripHopByHop(net::http::fields& headers);
+void StripHopByHop(http::HeaderMap& headers);
 
 // Envoy's cleanInternalHeaders for requests from outside the mesh: the x-envoy-* headers that
 // would let a client steer retries and timeouts are dropped.
-void StripInternalRequestHeaders(net::http::fields& headers);
+void StripInternalRequestHeaders(http::HeaderMap& headers);
 
 // What the gateway adds to a request it forwards.
 struct ForwardContext {
@@ -25,10 +25,10 @@ struct ForwardContext {
   std::string authority;       // new Host when rewritten; empty keeps it
   std::string original_path;   // x-envoy-original-path when the path was rewritten
 };
-void SetForwardingHeaders(net::http::fields& headers, const ForwardContext& context);
+void SetForwardingHeaders(http::HeaderMap& headers, const ForwardContext& context);
 
 // Istio's header operations: set replaces, add appends another value, remove deletes.
-void ApplyHeaderMutation(net::http::fields& headers, const v1::HeaderMutation& mutation);
+void ApplyHeaderMutation(http::HeaderMap& headers, const v1::HeaderMutation& mutation);
 
 // A random (version 4) UUID, as Envoy generates for x-request-id.
 std::string NewRequestId(absl::BitGenRef rng);

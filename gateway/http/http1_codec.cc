@@ -568,8 +568,18 @@ absl::Status DecoderCore::FailFromParser(llhttp_errno_t err) {
     case HPE_INVALID_CONTENT_LENGTH:
       return Fail(400, kInvalidContentLength, what);
     case HPE_UNEXPECTED_CONTENT_LENGTH:
-      // llhttp raises it for a second Content-Length and for one next to Transfer-Encoding.
-      if (fields().Count("transfer-encoding") > 0) return Fail(400, kChunkedContentLength, what);
+      // llhttp raises it for a second Content-Length and for one next to Transfer-Encoding,
+      // before the head is complete. A coding other than one "chunked" is a 501 first, as
+      // in HeadersComplete.
+      if (const size_t codings = fields().Count("transfer-encoding"); codings > 0) {
+        if (codings > 1 ||
+            !absl::EqualsIgnoreCase(
+                absl::StripAsciiWhitespace(fields().Get("transfer-encoding").value_or("")),
+                "chunked")) {
+          return Fail(501, kInvalidTransferEncoding, what);
+        }
+        return Fail(400, kChunkedContentLength, what);
+      }
       return Fail(400, kMultipleContentLength, what);
     case HPE_INVALID_TRANSFER_ENCODING:
       return Fail(501, kInvalidTransferEncoding, what);
@@ -614,6 +624,12 @@ class RequestCore final : public DecoderCore {
     return Fail(400, kEofMidMessage, "the client closed the connection mid-request");
   }
   HeadScanner::Section head_section() const override { return HeadScanner::Section::kRequestHead; }
+
+ public:
+  absl::string_view method_seen() const {
+    return scanner_.method_is_token() ? scanner_.first_token() : absl::string_view();
+  }
+  absl::string_view target_seen() const { return head_.target; }
 
  private:
   // Turns an absolute-form target into origin-form, taking its authority; refuses the forms
@@ -669,14 +685,15 @@ int RequestCore::HeadersComplete() {
     if (h.version_minor == 0) {
       return FailInCallback(400, kTransferEncodingNotAllowed, "Transfer-Encoding on HTTP/1.0");
     }
-    if (lengths > 0) {
-      return FailInCallback(400, kChunkedContentLength, "Content-Length with Transfer-Encoding");
-    }
     // Only "chunked", alone: Envoy answers 501 to any other coding, and a list (even
-    // "chunked, chunked") is where parsers disagree.
+    // "chunked, chunked") is where parsers disagree. Checked before the length, as Envoy
+    // does: a coding it cannot decode is a 501 whatever comes with it.
     if (codings > 1 || !absl::EqualsIgnoreCase(coding, "chunked")) {
       return FailInCallback(501, kInvalidTransferEncoding,
                             absl::StrCat("Transfer-Encoding ", absl::CHexEscape(coding)));
+    }
+    if (lengths > 0) {
+      return FailInCallback(400, kChunkedContentLength, "Content-Length with Transfer-Encoding");
     }
   }
   // llhttp refuses a second Content-Length already; kept for a parser that would not.
@@ -905,6 +922,10 @@ absl::Status RequestDecoder::Decode(absl::string_view bytes, size_t* consumed) {
   return core_->Decode(bytes, consumed);
 }
 void RequestDecoder::ResumeNextMessage() { core_->Resume(); }
+
+absl::string_view RequestDecoder::method_seen() const { return core_->method_seen(); }
+
+absl::string_view RequestDecoder::target_seen() const { return core_->target_seen(); }
 absl::Status RequestDecoder::DecodeEof() { return core_->DecodeEof(); }
 bool RequestDecoder::awaiting_resume() const { return core_->awaiting_resume(); }
 bool RequestDecoder::message_in_progress() const { return core_->in_message(); }

@@ -173,6 +173,10 @@ class RequestDecoder {
   // Some bytes of a request have been read and the request is not complete.
   bool message_in_progress() const;
   const DecodeError& error() const;
+  // The current request's method and target as far as they were read, for the log line of a
+  // request refused before its head was delivered: empty until seen; the target as sent.
+  absl::string_view method_seen() const;
+  absl::string_view target_seen() const;
 
  private:
   std::unique_ptr<internal::RequestCore> core_;

@@ -30,7 +30,7 @@ std::unique_ptr<UpstreamConnection> UpstreamPool::TakeIdle(const std::string& po
     stack.pop_back();
     const bool expired = idle_timeout > absl::ZeroDuration() &&
                          now - c->idle_since >= absl::ToChronoNanoseconds(idle_timeout);
-    if (!expired && c->buffer.size() == 0 && !PeerClosedOrDirty(c->stream.socket())) {
+    if (!expired && c->in.empty() && !PeerClosedOrDirty(c->stream.socket())) {
       found = std::move(c);
     } else {
       Discard(std::move(c));
@@ -145,7 +145,7 @@ size_t UpstreamPool::CloseIdle(event::MonotonicTime now) {
       UpstreamConnection& c = **it;
       const bool expired = c.idle_timeout > absl::ZeroDuration() &&
                            now - c.idle_since >= absl::ToChronoNanoseconds(c.idle_timeout);
-      if (!expired && Live(c.pool) && c.buffer.size() == 0 &&
+      if (!expired && Live(c.pool) && c.in.empty() &&
           !PeerClosedOrDirty(c.stream.socket())) {
         ++it;
         continue;

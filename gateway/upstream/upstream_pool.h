@@ -1,5 +1,6 @@
 #pragma once
 
+#include <array>
 #include <list>
 #include <memory>
 #include <optional>
@@ -11,6 +12,8 @@
 #include "absl/time/time.h"
 #include "gateway/event/time_source.h"
 #include "gateway/http/beast.h"
+#include "gateway/http/http1_codec.h"
+#include "gateway/http/message_collector.h"
 #include "gateway/upstream/cluster_limits.h"
 
 namespace sluice::gateway {
@@ -28,7 +31,14 @@ struct UpstreamConnection {
   UpstreamConnection(const UpstreamConnection&) = delete;
   UpstreamConnection& operator=(const UpstreamConnection&) = delete;
   net::beast::tcp_stream stream;
-  net::beast::flat_buffer buffer;
+  // Bytes read from the upstream and not yet decoded. A pooled connection holds none: a
+  // byte nobody asked for makes it unfit for another request.
+  std::string in;
+  std::array<char, 16 * 1024> read_chunk;  // what each read fills
+  std::string out;  // the request's head (and a streamed body's pieces), encoded
+  // The responses, one per request: the decoder is armed (ExpectResponse) before each.
+  http::MessageCollector<http::ResponseHead> response;
+  http::ResponseDecoder decoder{response};
   std::string cluster;   // the cluster whose slot `ticket` is
   std::string pool;      // its cluster's pool: the name and the generation of its settings
   std::string endpoint;  // "address:port"

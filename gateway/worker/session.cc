@@ -27,17 +27,12 @@ namespace sluice::gateway {
 
 namespace asio = net::asio;
 namespace beast = net::beast;
-namespace http = net::http;
+
 using boost::system::error_code;
 using net::tcp;
 
 namespace {
 
-constexpr size_t kChunk = 16 * 1024;
-constexpr uint32_t kUpstreamHeaderLimit = 64 * 1024;
-// Response bodies are streamed, so no limit. Not boost::none: Beast 1.74 compares the
-// content length against the empty optional and reports body_limit for every length.
-constexpr uint64_t kNoBodyLimit = std::numeric_limits<uint64_t>::max();
 // A mirrored request on a route without a timeout ends after this (Envoy would wait forever).
 constexpr absl::Duration kMirrorTimeout = absl::Seconds(30);
 
@@ -80,11 +75,70 @@ bool DescribableAsUtf8(const v1::DecideRequest& ask) {
   return true;
 }
 
-std::string Lower(beast::string_view s) { return absl::AsciiStrToLower({s.data(), s.size()}); }
+std::string HeaderValue(const http::HeaderMap& headers, absl::string_view name) {
+  std::optional<absl::string_view> value = headers.Get(name);
+  return value.has_value() ? std::string(*value) : std::string();
+}
 
-std::string HeaderValue(const http::fields& fields, beast::string_view name) {
-  auto it = fields.find(name);
-  return it == fields.end() ? std::string() : std::string(it->value());
+// What a client is told when its request cannot be decoded, by the decoder's status.
+std::string RefusalBody(int status) {
+  switch (status) {
+    case 413:
+      return "Payload Too Large";
+    case 431:
+      return "Request Header Fields Too Large";
+    case 501:
+      return "Not Implemented";
+    case 505:
+      return "HTTP Version Not Supported";
+    default:
+      return "Bad Request";
+  }
+}
+
+// Decodes what `in` holds; the bytes consumed leave it.
+template <typename Decoder>
+absl::Status DecodeFrom(Decoder& decoder, std::string& in) {
+  if (in.empty()) return absl::OkStatus();
+  size_t consumed = 0;
+  absl::Status status = decoder.Decode(in, &consumed);
+  in.erase(0, consumed);
+  return status;
+}
+
+// Decodes `read` (just read into a scratch buffer) after what `in` holds; what is left over
+// stays in `in`. The common case, nothing left from before, decodes the scratch in place.
+template <typename Decoder>
+absl::Status DecodeRead(Decoder& decoder, std::string& in, absl::string_view read) {
+  if (!in.empty()) {
+    in.append(read.data(), read.size());
+    return DecodeFrom(decoder, in);
+  }
+  size_t consumed = 0;
+  absl::Status status = decoder.Decode(read, &consumed);
+  in.assign(read.data() + consumed, read.size() - consumed);
+  return status;
+}
+
+// Appends body bytes to `out` in the message's framing: as they are, or as one chunk.
+void AppendBody(absl::string_view data, bool chunked, std::string* out) {
+  if (chunked) {
+    http::EncodeChunk(data, out);
+  } else {
+    out->append(data.data(), data.size());
+  }
+}
+
+// Reads once from an upstream connection and decodes what arrived. False when the
+// connection failed or the response cannot be decoded; an end of stream that completes a
+// body delimited by the close is not a failure.
+asio::awaitable<bool> ReadUpstream(UpstreamConnection& conn) {
+  error_code ec;
+  const size_t n = co_await conn.stream.async_read_some(
+      asio::buffer(conn.read_chunk.data(), conn.read_chunk.size()), Await(ec));
+  if (ec == asio::error::eof) co_return conn.decoder.DecodeEof().ok();
+  if (ec) co_return false;
+  co_return DecodeRead(conn.decoder, conn.in, {conn.read_chunk.data(), n}).ok();
 }
 
 v1::Outcome ToOutcome(AttemptResult::Kind kind) {
@@ -212,7 +266,8 @@ struct Session::Exchange {
   std::shared_ptr<const v1::RouteTable> table;
   // What goes upstream. Each attempt sets its attempt count and body in place and writes it:
   // a copy per attempt would allocate every header field again.
-  http::request<http::buffer_body> upstream;
+  http::RequestHead* upstream = nullptr;
+  uint64_t content_length_value = 0;  // the client's Content-Length, for a streamed body
   const v1::HeaderMutation* route_response_headers = nullptr;
 };
 
@@ -236,10 +291,10 @@ struct Session::AttemptOutcome {
   // A streamed request (no route timer yet) waited for a connection past the idle timeout:
   // Envoy's stream idle timeout, 408 with flag SI.
   bool stream_idle_timed_out = false;
-  // The client broke off while its body was being streamed: not the endpoint's doing.
-  error_code client_error;
-  std::unique_ptr<UpstreamConnection> connection;
-  std::unique_ptr<http::response_parser<http::buffer_body>> parser;
+  // The client broke off (or stalled, or sent a body we refuse) while its body was being
+  // streamed: not the endpoint's doing.
+  ClientRead client_read = ClientRead::kOk;
+  std::unique_ptr<UpstreamConnection> connection;  // its `response` holds the head
   event::MonotonicTime headers_at;
 };
 
@@ -268,8 +323,21 @@ struct Session::Interrupt {
   }
 };
 
+namespace {
+http::RequestDecoderLimits RequestLimits(const GatewayOptions& options) {
+  http::RequestDecoderLimits limits;
+  limits.max_header_bytes = options.max_request_headers_bytes;
+  limits.max_header_count = options.max_request_header_count;
+  limits.max_body_bytes = options.max_request_body_bytes;
+  return limits;
+}
+}  // namespace
+
 Session::Session(Worker& worker, tcp::socket socket)
-    : worker_(worker), stream_(std::move(socket)), read_timer_(worker.io()) {
+    : worker_(worker),
+      stream_(std::move(socket)),
+      decoder_(request_, RequestLimits(worker.context().options)),
+      read_timer_(worker.io()) {
   error_code ec;
   const tcp::endpoint remote = stream_.socket().remote_endpoint(ec);
   if (!ec) client_address_ = remote.address().to_string();
@@ -285,16 +353,17 @@ asio::awaitable<void> Session::Run() {
   worker_.Register(this);
   const GatewayOptions& options = worker_.context().options;
   for (;;) {
-    if (buffer_.size() == 0) {
+    if (in_.empty()) {
       if (worker_.context().draining.load() && served_ > 0) break;
       // Between requests the idle timeout applies; once a byte arrives, the header timeout.
       idle_ = true;
       stream_.expires_after(absl::ToChronoMilliseconds(options.idle_timeout));
       error_code ec;
-      const size_t n = co_await stream_.async_read_some(buffer_.prepare(4096), Await(ec));
+      const size_t n = co_await stream_.async_read_some(
+          asio::buffer(read_chunk_.data(), read_chunk_.size()), Await(ec));
       idle_ = false;
       if (ec) break;
-      buffer_.commit(n);
+      in_.append(read_chunk_.data(), n);
     }
     // Nothing on the request path throws by design; should a library call do it, the
     // connection ends here and the worker still learns that the session is gone.
@@ -318,164 +387,117 @@ asio::awaitable<void> Session::Run() {
   worker_.Unregister(this);
 }
 
+Session::ClientRead Session::DecodeBuffered() {
+  return DecodeFrom(decoder_, in_).ok() ? ClientRead::kOk : ClientRead::kInvalid;
+}
+
 asio::awaitable<bool> Session::HandleOne() {
   const GatewayOptions& options = worker_.context().options;
   Exchange ex;
   ex.start = worker_.context().clock->WallNow();
   ex.started = worker_.context().clock->Now();
-  RequestParser parser;
-  parser.header_limit(options.max_request_headers_bytes);
-  parser.body_limit(options.max_request_body_bytes);
-  error_code ec;
   stream_.expires_never();
-  // Fast path: a keep-alive client's whole header usually arrived with the read that woke
-  // us; parse it in place, with no asynchronous read and no timer.
-  const size_t used = parser.put(buffer_.data(), ec);
-  buffer_.consume(used);
-  if (ec == http::error::need_more) ec = {};
-  if (!ec && !parser.is_header_done()) {
-    ec = co_await ReadClient(parser, options.request_header_timeout, /*header_only=*/true);
+  request_.Reset();
+  decoder_.ResumeNextMessage();
+  // Fast path: a keep-alive client's whole request usually arrived with the read that woke
+  // us; it is decoded in place, with no asynchronous read and no timer.
+  ClientRead read = DecodeBuffered();
+  while (read == ClientRead::kOk && request_.head() == nullptr) {
+    read = co_await ReadClient(options.request_header_timeout);
   }
-  if (ec) {
-    if (ec == http::error::end_of_stream || ec == asio::error::operation_aborted) co_return false;
+  if (read != ClientRead::kOk) {
+    if (read == ClientRead::kClosed) co_return false;
     // The request cannot be trusted to end where we think: answer and close (no smuggling).
     ex.close = true;
     ex.flags = "DPE";
-    ex.method = "-";
-    if (ec == beast::error::timeout) {
+    // The log names what was read of the request line.
+    ex.method = decoder_.method_seen().empty() ? "-" : std::string(decoder_.method_seen());
+    ex.path = std::string(decoder_.target_seen());
+    if (read == ClientRead::kTimeout) {
       co_await LocalReply(ex, 408, "request header read timeout");
-    } else if (ec == http::error::header_limit) {
-      co_await LocalReply(ex, 431, "Request Header Fields Too Large");
-    } else if (ec == http::error::body_limit) {
-      co_await LocalReply(ex, 413, "Payload Too Large");
+    } else if (read == ClientRead::kInvalid) {
+      co_await LocalReply(ex, decoder_.error().status, RefusalBody(decoder_.error().status));
     } else {
-      co_await LocalReply(ex, 400, "Bad Request");
+      co_await LocalReply(ex, 400, "Bad Request");  // the client closed mid-head
     }
     Finish(ex);
     co_return false;
   }
-  auto& request = parser.get();
-  // RFC 9112 §3.2: more than one Host field makes the request invalid; checked before the
-  // absolute-form below replaces Host, so that it cannot hide a second one.
-  if (request.count(http::field::host) > 1) {
-    co_return co_await RefuseAndClose(ex, request, 400, "Bad Request: multiple Host headers");
-  }
-  // A proxy must accept the absolute form (RFC 9112 §3.2.2) and take the authority from it,
-  // ignoring any Host header; routing and the upstream see the origin form.
-  if (absl::string_view target(request.target().data(), request.target().size());
-      absl::StartsWithIgnoreCase(target, "http://") ||
-      absl::StartsWithIgnoreCase(target, "https://")) {
-    const size_t authority_start = target.find("://") + 3;
-    const size_t path_start = target.find_first_of("/?#", authority_start);
-    const std::string authority(target.substr(authority_start, path_start == absl::string_view::npos
-                                                                   ? absl::string_view::npos
-                                                                   : path_start - authority_start));
-    std::string path(path_start == absl::string_view::npos ? "" : target.substr(path_start));
-    if (path.empty() || path[0] != '/') path.insert(0, "/");
-    if (authority.empty()) {
-      co_return co_await RefuseAndClose(ex, request, 400, "Bad Request: no authority in target");
-    }
-    request.set(http::field::host, authority);
-    request.target(path);
-  }
-  ex.method = std::string(request.method_string());
-  ex.path = std::string(request.target());
-  ex.authority = HeaderValue(request, "host");
-  ex.user_agent = HeaderValue(request, "user-agent");
-  ex.had_length = request.has_content_length() || request.chunked();
-  ex.chunked = request.chunked();
-  ex.content_length = HeaderValue(request, "content-length");
-  ex.head = request.method() == http::verb::head;
-  // Envoy's max_request_headers_count: every field counts, Host and repeats included.
-  if (static_cast<size_t>(std::distance(request.begin(), request.end())) >
-      options.max_request_header_count) {
-    co_return co_await RefuseAndClose(ex, request, 431, "Request Header Fields Too Large");
-  }
-  if (request.version() == 11 && request.find(http::field::host) == request.end()) {
-    co_return co_await RefuseAndClose(ex, request, 400, "Bad Request: missing Host");
-  }
-  // Repeated lengths, even identical ones (RFC 9110 §8.6 allows refusing them): one rule,
-  // whatever the values, leaves nothing for a proxy in front to read differently.
-  if (request.count(http::field::content_length) > 1) {
-    co_return co_await RefuseAndClose(ex, request, 400, "Bad Request: repeated Content-Length");
-  }
-  // Only `chunked`, alone, is implemented: any other coding (`gzip, chunked` included, whose
-  // gzip we would drop) is answered 501 as Envoy does (RFC 9112 §6.1), and cannot be framed
-  // anyway when chunked is not last.
-  if (request.count(http::field::transfer_encoding) > 0) {
-    const std::string coding(absl::StripAsciiWhitespace(HeaderValue(request, "transfer-encoding")));
-    if (request.count(http::field::transfer_encoding) > 1 ||
-        !absl::EqualsIgnoreCase(coding, "chunked")) {
-      co_return co_await RefuseAndClose(ex, request, 501,
-                                        "Not Implemented: unsupported Transfer-Encoding");
-    }
-  }
-  ex.version = request.version();
-  if (!request.keep_alive()) ex.close = true;
+  // The decoder has checked the head as RFC 9112 and Envoy want it (one Host, one framing,
+  // the limits) and turned an absolute-form target into Host plus the origin form.
+  http::RequestHead& request = *request_.head();
+  ex.upstream = &request;
+  ex.method = request.method;
+  ex.path = request.target;
+  ex.authority = request.authority;
+  ex.user_agent = HeaderValue(request.headers, "user-agent");
+  ex.had_length = request.framing != http::BodyFraming::kNone;
+  ex.chunked = request.framing == http::BodyFraming::kChunked;
+  ex.content_length_value = request.content_length;
+  ex.head = request.method == "HEAD";
+  ex.version = request.version_minor == 0 ? 10 : 11;
+  if (!request.keep_alive) ex.close = true;
 
-  if (absl::EqualsIgnoreCase(HeaderValue(request, "expect"), "100-continue")) {
+  if (request.expect_continue && !request_.complete()) {
     // Answered here (the body is read before routing), so the upstream never sees it.
-    request.erase(http::field::expect);
     static constexpr char kContinue[] = "HTTP/1.1 100 Continue\r\n\r\n";
+    error_code ec;
     co_await asio::async_write(stream_.socket(), asio::buffer(kContinue, sizeof(kContinue) - 1),
                                Await(ec));
     if (ec) co_return false;
   }
 
   // The body, up to the retry buffer. Past it, the rest is streamed to the first attempt.
-  std::array<char, kChunk> chunk;
-  while (!parser.is_done()) {
-    request.body().data = chunk.data();
-    request.body().size = chunk.size();
-    ec = co_await ReadClient(parser, options.idle_timeout, /*header_only=*/false);
-    if (ec == http::error::need_buffer) ec = {};
-    if (ec) {
-      ex.close = true;
-      if (ec == http::error::body_limit) {
-        co_await LocalReply(ex, 413, "Payload Too Large");
-      } else if (ec == beast::error::timeout) {
-        // A body that stops arriving: Envoy's stream idle timeout answers 408 (flag SI).
-        ex.flags = "SI";
-        co_await LocalReply(ex, 408, "stream timeout");
-      } else if (ec != http::error::end_of_stream && ec != http::error::partial_message &&
-                 ec != beast::error::timeout && ec != asio::error::operation_aborted &&
-                 ec != asio::error::connection_reset && ec != asio::error::eof) {
-        ex.flags = "DPE";
-        co_await LocalReply(ex, 400, "Bad Request");
-      } else {
-        ex.flags = "DC";  // the client went away mid-body
-      }
-      Finish(ex);
-      co_return false;
+  for (;;) {
+    ex.bytes_received += request_.body().size();
+    if (ex.body.empty()) {
+      ex.body.swap(request_.body());
+    } else {
+      ex.body.append(request_.body());
     }
-    const size_t n = chunk.size() - request.body().size;
-    ex.body.append(chunk.data(), n);
-    ex.bytes_received += n;
+    request_.body().clear();
+    if (request_.complete()) break;
     if (ex.body.size() > options.retry_buffer_bytes) {
       ex.streaming = true;
       ex.body_pending = true;
       break;
     }
+    read = co_await ReadClient(options.idle_timeout);
+    if (read == ClientRead::kOk) continue;
+    ex.close = true;
+    if (read == ClientRead::kInvalid && decoder_.error().status == 413) {
+      co_await LocalReply(ex, 413, "Payload Too Large");
+    } else if (read == ClientRead::kTimeout) {
+      // A body that stops arriving: Envoy's stream idle timeout answers 408 (flag SI).
+      ex.flags = "SI";
+      co_await LocalReply(ex, 408, "stream timeout");
+    } else if (read == ClientRead::kInvalid) {
+      ex.flags = "DPE";
+      co_await LocalReply(ex, decoder_.error().status, RefusalBody(decoder_.error().status));
+    } else {
+      ex.flags = "DC";  // the client went away mid-body
+    }
+    Finish(ex);
+    co_return false;
   }
 
-  StripInternalRequestHeaders(request);
-  ex.request_id = HeaderValue(request, "x-request-id");
+  StripInternalRequestHeaders(request.headers);
+  ex.request_id = HeaderValue(request.headers, "x-request-id");
   if (ex.request_id.empty()) ex.request_id = NewRequestId(worker_.rng());
-  ex.forwarded_for = HeaderValue(request, "x-forwarded-for");
+  ex.forwarded_for = HeaderValue(request.headers, "x-forwarded-for");
   ex.forwarded_for = ex.forwarded_for.empty()
                          ? client_address_
                          : absl::StrCat(ex.forwarded_for, ", ", client_address_);
   if (worker_.context().draining.load()) ex.close = true;
 
-  co_await Execute(parser, ex);
+  co_await Execute(ex);
   // A body we did not read to its end leaves the connection unusable.
-  if (!parser.is_done()) ex.close = true;
+  if (!request_.complete()) ex.close = true;
   Finish(ex);
   co_return !ex.close;
 }
 
-asio::awaitable<error_code> Session::ReadClient(RequestParser& parser, absl::Duration timeout,
-                                                bool header_only) {
+asio::awaitable<Session::ClientRead> Session::ReadClient(absl::Duration timeout) {
   // The timer cancels the read instead of closing the socket (as the stream's own expiry
   // would), so that the client still gets its 408.
   read_timer_.expires_after(absl::ToChronoMilliseconds(timeout));
@@ -490,32 +512,21 @@ asio::awaitable<error_code> Session::ReadClient(RequestParser& parser, absl::Dur
     self->stream_.socket().cancel(ignored);
   });
   error_code ec;
-  if (header_only) {
-    co_await http::async_read_header(stream_, buffer_, parser, Await(ec));
-  } else {
-    co_await http::async_read(stream_, buffer_, parser, Await(ec));
-  }
+  const size_t n = co_await stream_.socket().async_read_some(
+      asio::buffer(read_chunk_.data(), read_chunk_.size()), Await(ec));
   ++read_generation_;
   read_timer_.cancel();
-  if (ec && read_timed_out_) ec = beast::error::timeout;
-  co_return ec;
-}
-
-asio::awaitable<bool> Session::RefuseAndClose(Exchange& ex, const http::request_header<>& request,
-                                              unsigned status, std::string body) {
-  if (ex.method.empty()) {
-    ex.method = std::string(request.method_string());
-    ex.path = std::string(request.target());
-    ex.authority = HeaderValue(request, "host");
+  if (ec) {
+    if (read_timed_out_) co_return ClientRead::kTimeout;
+    const bool mid_request = decoder_.message_in_progress();
+    if (ec == asio::error::eof && !decoder_.DecodeEof().ok()) co_return ClientRead::kCut;
+    co_return mid_request ? ClientRead::kCut : ClientRead::kClosed;
   }
-  ex.close = true;
-  ex.flags = "DPE";
-  co_await LocalReply(ex, status, std::move(body));
-  Finish(ex);
-  co_return false;
+  co_return DecodeRead(decoder_, in_, {read_chunk_.data(), n}).ok() ? ClientRead::kOk
+                                                                    : ClientRead::kInvalid;
 }
 
-v1::DecideRequest Session::DescribeRequest(const http::fields& request, const Exchange& ex) {
+v1::DecideRequest Session::DescribeRequest(const http::HeaderMap& request, const Exchange& ex) {
   v1::DecideRequest ask;
   ask.set_authority(ex.authority);
   ask.set_method(ex.method);
@@ -526,32 +537,32 @@ v1::DecideRequest Session::DescribeRequest(const http::fields& request, const Ex
   const auto& latest = worker_.decisions().latest_table();
   if (latest != nullptr) {
     for (const std::string& name : latest->match_header_names()) {
-      auto it = request.find(name);
-      if (it == request.end()) continue;
+      std::optional<absl::string_view> value = request.Get(name);
+      if (!value.has_value()) continue;
       v1::Header* h = ask.add_headers();
       h->set_name(name);
-      h->set_value(std::string(it->value()));
+      h->set_value(std::string(*value));
     }
   } else {
-    for (const auto& field : request) {
+    request.ForEach([&ask](absl::string_view name, absl::string_view value) {
       v1::Header* h = ask.add_headers();
-      h->set_name(Lower(field.name_string()));
-      h->set_value(std::string(field.value()));
-    }
+      h->set_name(absl::AsciiStrToLower(name));
+      h->set_value(std::string(value));
+    });
   }
   return ask;
 }
 
-asio::awaitable<void> Session::Execute(RequestParser& parser, Exchange& ex) {
+asio::awaitable<void> Session::Execute(Exchange& ex) {
   GatewayContext& context = worker_.context();
-  auto& request = parser.get();
+  http::RequestHead& upstream = *ex.upstream;
 
   const event::MonotonicTime asked = context.clock->Now();
   absl::StatusOr<DecisionClient::Answer> answer;
   // The server answers RESEND when the table our header names came from is older than the
   // rules it decides with; each answer brings the newer table, so a retry or two settles it.
   for (int asks = 0;; ++asks) {
-    v1::DecideRequest ask = DescribeRequest(request, ex);
+    v1::DecideRequest ask = DescribeRequest(upstream.headers, ex);
     if (!DescribableAsUtf8(ask)) {
       // The decision API carries text as UTF-8 (proto3 strings): bytes that are not would make
       // the server drop the whole stream. RFC 3986 wants such bytes percent-encoded anyway.
@@ -568,12 +579,13 @@ asio::awaitable<void> Session::Execute(RequestParser& parser, Exchange& ex) {
     }
   }
 
-  // The request as it goes upstream, whichever way it goes.
-  // Moved, not copied (a copy allocates every field again); what is still needed of the
-  // original was kept in `ex`. The parser goes on reading the body into its own buffer.
-  ex.upstream.base() = std::move(request.base());
-  ex.upstream.version(11);
-  StripHopByHop(ex.upstream);
+  // The request as it goes upstream, whichever way it goes: the decoder's head, edited in
+  // place (a copy would allocate every field again); what is still needed of the original
+  // was kept in `ex`. Each attempt writes the framing fields itself.
+  StripHopByHop(upstream.headers);
+  upstream.headers.Remove("content-length");
+  upstream.keep_alive = true;
+  upstream.upgrade = false;
   ForwardContext forward;
   forward.client_address = client_address_;
   forward.request_id = ex.request_id;
@@ -595,8 +607,8 @@ asio::awaitable<void> Session::Execute(RequestParser& parser, Exchange& ex) {
     target.limits = context.limits.Get(target.cluster);
     target.idle_timeout = absl::Hours(1);  // Envoy's default, as for a cluster without one
     ex.destination_host = absl::StrCat(policy.fallback_host, ":", policy.fallback_port);
-    SetForwardingHeaders(ex.upstream, forward);
-    co_await Forward(parser, ex, target);
+    SetForwardingHeaders(upstream.headers, forward);
+    co_await Forward(ex, target);
     ex.flags = JoinFlags(kDecisionFallbackFlag, ex.flags);
     co_return;
   }
@@ -656,12 +668,12 @@ asio::awaitable<void> Session::Execute(RequestParser& parser, Exchange& ex) {
   // The request's upstream form: rewrites, Istio's header operations, forwarding headers.
   if (!decision.path().empty()) {
     forward.original_path = ex.path;
-    ex.upstream.target(decision.path());
+    upstream.target = decision.path();
   }
   forward.authority = decision.authority();
-  ApplyHeaderMutation(ex.upstream, decision.request_headers());
-  ApplyHeaderMutation(ex.upstream, route.request_headers());
-  SetForwardingHeaders(ex.upstream, forward);
+  ApplyHeaderMutation(upstream.headers, decision.request_headers());
+  ApplyHeaderMutation(upstream.headers, route.request_headers());
+  SetForwardingHeaders(upstream.headers, forward);
   ex.route_response_headers = &route.response_headers();
 
   // A cluster's pool, limits and endpoints, for the request or its mirror.
@@ -699,11 +711,11 @@ asio::awaitable<void> Session::Execute(RequestParser& parser, Exchange& ex) {
   target.plan.primary = decision.endpoint_index();
   target.plan.alternates.assign(decision.alternate_indexes().begin(),
                                 decision.alternate_indexes().end());
-  co_await Forward(parser, ex, target);
+  co_await Forward(ex, target);
   if (!fault_flags.empty()) ex.flags = JoinFlags(fault_flags, ex.flags);
 }
 
-asio::awaitable<void> Session::Forward(RequestParser& parser, Exchange& ex, Target& target) {
+asio::awaitable<void> Session::Forward(Exchange& ex, Target& target) {
   GatewayContext& context = worker_.context();
   if (target.endpoints.empty()) {
     ex.flags = "UH";
@@ -777,19 +789,19 @@ asio::awaitable<void> Session::Forward(RequestParser& parser, Exchange& ex, Targ
     if (step.kind == RequestFlow::Step::Kind::kAttempt) {
       last_endpoint = step.endpoint;
       const event::MonotonicTime attempt_start = context.clock->Now();
-      last = co_await RunAttempt(parser, ex, target, step.endpoint, step.attempt, *interrupt);
+      last = co_await RunAttempt(ex, target, step.endpoint, step.attempt, *interrupt);
       const auto& [address, port] = target.endpoints[step.endpoint % target.endpoints.size()];
       ex.upstream_host = absl::StrCat(address, ":", port);
-      if (last.client_error) {
-        const bool stalled = last.client_error == beast::error::timeout;
+      if (last.client_read != ClientRead::kOk) {
+        const bool stalled = last.client_read == ClientRead::kTimeout;
         report(last_endpoint, flow.attempts(), v1::NOT_SENT, 0,
                Since(*context.clock, attempt_start), stalled ? "SI" : "DC", true);
         interrupt->done = true;
         route_timer.cancel();
         ex.close = true;
-        if (last.client_error == http::error::body_limit) {
+        if (last.client_read == ClientRead::kInvalid) {
           ex.flags = "DPE";
-          co_await LocalReply(ex, 413, "Payload Too Large");
+          co_await LocalReply(ex, decoder_.error().status, RefusalBody(decoder_.error().status));
         } else if (stalled) {
           // The upload stopped arriving: Envoy's stream idle timeout (408, flag SI).
           ex.flags = "SI";
@@ -840,7 +852,6 @@ asio::awaitable<void> Session::Forward(RequestParser& parser, Exchange& ex, Targ
         // The response (if any) is not used: Envoy resets the upstream stream, which for
         // HTTP/1.1 means the connection goes.
         if (last.connection) worker_.pool().Discard(std::move(last.connection));
-        last.parser.reset();
         retry_ticket = target.limits->TryRetry();
         context.sluice_metrics->CountRetry(ex.destination_host, ex.subset);
       }
@@ -999,9 +1010,8 @@ asio::awaitable<bool> Session::AcquireConnection(Worker& worker, Target& target,
   co_return true;
 }
 
-asio::awaitable<Session::AttemptOutcome> Session::RunAttempt(RequestParser& parser, Exchange& ex,
-                                                             Target& target, uint32_t endpoint,
-                                                             uint32_t attempt,
+asio::awaitable<Session::AttemptOutcome> Session::RunAttempt(Exchange& ex, Target& target,
+                                                             uint32_t endpoint, uint32_t attempt,
                                                              Interrupt& interrupt) {
   AttemptOutcome out;
   UpstreamPool& pool = worker_.pool();
@@ -1017,20 +1027,21 @@ asio::awaitable<Session::AttemptOutcome> Session::RunAttempt(RequestParser& pars
   error_code ec;
 
   // The request: the buffered body in one go, or the buffered part then the rest streamed.
-  http::request<http::buffer_body>& upstream = ex.upstream;
-  upstream.set("x-envoy-attempt-count", std::to_string(attempt));
+  http::RequestHead& upstream = *ex.upstream;
+  upstream.headers.Set("x-envoy-attempt-count", absl::StrCat(attempt));
+  const bool chunked_upload = ex.streaming && ex.chunked;
   if (ex.streaming) {
-    if (ex.chunked) {
-      upstream.chunked(true);
-    } else if (!ex.content_length.empty()) {
-      upstream.set(http::field::content_length, ex.content_length);
-    }
+    upstream.framing = ex.chunked ? http::BodyFraming::kChunked : http::BodyFraming::kContentLength;
+    upstream.content_length = ex.content_length_value;
   } else if (ex.had_length || !ex.body.empty()) {
-    upstream.content_length(ex.body.size());
+    upstream.framing = http::BodyFraming::kContentLength;
+    upstream.content_length = ex.body.size();
+  } else {
+    upstream.framing = http::BodyFraming::kNone;
   }
-  upstream.body().data = ex.body.empty() ? nullptr : ex.body.data();
-  upstream.body().size = ex.body.size();
-  upstream.body().more = ex.streaming;
+  std::string& wire = conn.out;
+  wire.clear();
+  http::EncodeRequestHead(upstream, &wire);
   // The per-try timer: one timer for the whole try, which closes the connection when it
   // fires (the stream's own expiry would arm and cancel a timer for every operation).
   const absl::Duration per_try = target.plan.retry.per_try_timeout;
@@ -1056,75 +1067,65 @@ asio::awaitable<Session::AttemptOutcome> Session::RunAttempt(RequestParser& pars
       if (!timer_ec) per_try_state->Fire();
     });
   };
-  if (!ex.streaming) arm_per_try_timer();
-  http::request_serializer<http::buffer_body> serializer{upstream};
-  // No request timer runs while a streamed body uploads; like Envoy's stream idle timeout,
-  // the idle timeout bounds each write to an upstream that stops reading.
-  const auto upload_write_timeout =
-      absl::ToChronoMilliseconds(worker_.context().options.idle_timeout);
-  if (ex.streaming) conn.stream.expires_after(upload_write_timeout);
-  size_t written = co_await http::async_write(conn.stream, serializer, Await(ec));
-  conn.stream.expires_never();
-  if (ec == http::error::need_buffer) ec = {};
-  if (!ec && ex.streaming) {
-    std::array<char, kChunk> chunk;
-    auto& client = parser.get();
-    while (!ec && !serializer.is_done()) {
-      if (!parser.is_done()) {
-        client.body().data = chunk.data();
-        client.body().size = chunk.size();
-        error_code read_ec =
-            co_await ReadClient(parser, worker_.context().options.idle_timeout, false);
-        if (read_ec == http::error::need_buffer) read_ec = {};
-        if (read_ec) {
-          ex.close = true;
-          out.client_error = read_ec;
-          pool.Discard(std::move(out.connection));
-          co_return out;
+  size_t written = 0;
+  if (!ex.streaming) {
+    arm_per_try_timer();
+    // Head and body in one gathering write; the body stays where it is, for a retry.
+    const std::array<asio::const_buffer, 2> buffers{asio::buffer(wire), asio::buffer(ex.body)};
+    written = co_await asio::async_write(conn.stream, buffers, Await(ec));
+  } else {
+    // No request timer runs while a streamed body uploads; like Envoy's stream idle timeout,
+    // the idle timeout bounds each write to an upstream that stops reading.
+    const auto upload_write_timeout =
+        absl::ToChronoMilliseconds(worker_.context().options.idle_timeout);
+    AppendBody(ex.body, chunked_upload, &wire);
+    for (;;) {
+      if (request_.complete()) {
+        ex.body_pending = false;
+        if (chunked_upload) {
+          if (request_.trailers() != nullptr) {
+            http::EncodeLastChunk(*request_.trailers(), &wire);
+          } else {
+            http::EncodeLastChunk(&wire);
+          }
         }
-        upstream.body().data = chunk.data();
-        upstream.body().size = chunk.size() - client.body().size;
-        upstream.body().more = !parser.is_done();
-        if (parser.is_done()) ex.body_pending = false;
-        ex.bytes_received += upstream.body().size;
-      } else {
-        upstream.body().data = nullptr;
-        upstream.body().size = 0;
-        upstream.body().more = false;
       }
-      conn.stream.expires_after(upload_write_timeout);
-      written += co_await http::async_write(conn.stream, serializer, Await(ec));
-      conn.stream.expires_never();
-      if (ec == http::error::need_buffer) ec = {};
+      if (!wire.empty()) {
+        conn.stream.expires_after(upload_write_timeout);
+        written += co_await asio::async_write(conn.stream, asio::buffer(wire), Await(ec));
+        conn.stream.expires_never();
+        wire.clear();
+      }
+      if (ec || request_.complete()) break;
+      const ClientRead read = co_await ReadClient(worker_.context().options.idle_timeout);
+      if (read != ClientRead::kOk) {
+        ex.close = true;
+        out.client_read = read;
+        pool.Discard(std::move(out.connection));
+        co_return out;
+      }
+      ex.bytes_received += request_.body().size();
+      AppendBody(request_.body(), chunked_upload, &wire);
+      request_.body().clear();
     }
-    // The body pieces lived in `chunk`, which ends with this attempt.
-    upstream.body().data = nullptr;
-    upstream.body().size = 0;
     if (!ec) {
       arm_per_try_timer();
       if (interrupt.on_request_complete) std::exchange(interrupt.on_request_complete, nullptr)();
     }
   }
-  out.parser = std::make_unique<http::response_parser<http::buffer_body>>();
-  if (!ec) {
-    for (;;) {
-      out.parser->header_limit(kUpstreamHeaderLimit);
-      out.parser->body_limit(kNoBodyLimit);
-      if (ex.head) out.parser->skip(true);
-      co_await http::async_read_header(conn.stream, conn.buffer, *out.parser, Await(ec));
-      if (ec) break;
-      const unsigned status = out.parser->get().result_int();
-      if (status < 100 || status >= 200 || status == 101) break;
-      // An interim response (100 Continue) is not the answer: read the next one.
-      out.parser = std::make_unique<http::response_parser<http::buffer_body>>();
-    }
+  // The response's head; 1xx interim responses are read and dropped by the decoder.
+  conn.response.Reset();
+  conn.decoder.ExpectResponse(ex.head);
+  bool upstream_ok = !ec && DecodeFrom(conn.decoder, conn.in).ok();
+  while (upstream_ok && conn.response.head() == nullptr) {
+    upstream_ok = co_await ReadUpstream(conn);
   }
   per_try_guard.Disarm();  // the per-try timeout ends with the response headers
   if (interrupt.fired) {
     out.interrupted = true;
     co_return out;
   }
-  if (ec) {
+  if (!upstream_ok) {
     out.result.kind =
         per_try_state->fired ? AttemptResult::Kind::kPerTryTimeout : AttemptResult::Kind::kReset;
     out.result.request_sent = written > 0;
@@ -1132,13 +1133,13 @@ asio::awaitable<Session::AttemptOutcome> Session::RunAttempt(RequestParser& pars
     co_return out;
   }
   out.headers_at = worker_.context().clock->Now();
-  const auto& response = out.parser->get();
+  const http::ResponseHead& response = *conn.response.head();
   out.result.kind = AttemptResult::Kind::kResponse;
-  out.result.status = response.result_int();
-  out.result.rate_limited = response.find("x-envoy-ratelimited") != response.end();
+  out.result.status = static_cast<unsigned>(response.status);
+  out.result.rate_limited = response.headers.Get("x-envoy-ratelimited").has_value();
   int grpc_status = -1;
-  if (auto it = response.find("grpc-status");
-      it != response.end() && absl::SimpleAtoi(std::string(it->value()), &grpc_status)) {
+  if (std::optional<absl::string_view> value = response.headers.Get("grpc-status");
+      value.has_value() && absl::SimpleAtoi(*value, &grpc_status)) {
     out.result.grpc_status = grpc_status;
   }
   co_return out;
@@ -1164,80 +1165,81 @@ void Session::WatchClient(std::shared_ptr<Interrupt> interrupt) {
 
 asio::awaitable<Session::RelayEnd> Session::Relay(AttemptOutcome& outcome, Exchange& ex,
                                                   Target& target) {
-  auto& parser = *outcome.parser;
-  auto& response = parser.get();
-  ex.response_code = response.result_int();
-  const bool upstream_length = response.has_content_length();
-  StripHopByHop(response);
-  if (ex.decision.has_value()) ApplyHeaderMutation(response, ex.decision->response_headers());
-  if (ex.route_response_headers != nullptr)
-    ApplyHeaderMutation(response, *ex.route_response_headers);
-  response.set("x-envoy-upstream-service-time", ex.upstream_service_time);
-  response.version(11);
-  const unsigned status = response.result_int();
+  UpstreamConnection& conn = *outcome.connection;
+  http::ResponseHead& response = *conn.response.head();
+  ex.response_code = static_cast<unsigned>(response.status);
+  StripHopByHop(response.headers);
+  response.headers.Remove("content-length");  // written from the framing below
+  if (ex.decision.has_value()) {
+    ApplyHeaderMutation(response.headers, ex.decision->response_headers());
+  }
+  if (ex.route_response_headers != nullptr) {
+    ApplyHeaderMutation(response.headers, *ex.route_response_headers);
+  }
+  response.headers.Set("x-envoy-upstream-service-time", ex.upstream_service_time);
+  const int status = response.status;
   const bool bodyless =
-      ex.method == "HEAD" || status == 204 || status == 304 || (status >= 100 && status < 200);
-  if (!upstream_length && !bodyless) {
-    // HTTP/1.0 has no chunked coding: the end of the body is the end of the connection.
-    if (ex.version >= 11) {
-      response.chunked(true);
+      ex.head || status == 204 || status == 304 || (status >= 100 && status < 200);
+  http::BodyFraming framing = response.framing;
+  if (framing == http::BodyFraming::kUntilClose ||
+      (framing == http::BodyFraming::kChunked && !bodyless)) {
+    // Re-framed for the client: chunked, or, as HTTP/1.0 has no chunked coding, the end of
+    // the body is the end of the connection.
+    if (bodyless) {
+      framing = http::BodyFraming::kNone;
+    } else if (ex.version >= 11) {
+      framing = http::BodyFraming::kChunked;
     } else {
+      framing = http::BodyFraming::kUntilClose;
       ex.close = true;
     }
   }
   if (ex.body_pending || worker_.context().draining.load()) ex.close = true;
-  response.keep_alive(!ex.close);
+  if (ex.version == 10 && !ex.close) response.headers.Set("Connection", "keep-alive");
+  const bool chunked = framing == http::BodyFraming::kChunked && !bodyless;
   // A client that stops reading is given the idle timeout per write, then closed.
   const auto write_timeout = absl::ToChronoMilliseconds(worker_.context().options.idle_timeout);
 
-  error_code ec;
-  std::array<char, kChunk> chunk;
-  response.body().data = nullptr;
-  response.body().size = 0;
-  response.body().more = !parser.is_done();
-  // The header goes out with the first piece of body, in one write (one syscall less per
-  // request than writing the header alone first).
-  http::response_serializer<http::buffer_body> serializer{response};
+  out_.clear();
+  http::EncodeResponseHead(status, response.reason, response.headers, framing,
+                           response.content_length, !ex.close, &out_);
+  // The head goes out with the first piece of body, in one write (one syscall less per
+  // request than writing the head alone first).
   bool upstream_ok = true;
   bool client_ok = true;
-  while (client_ok && !serializer.is_done()) {
-    if (!parser.is_done()) {
-      response.body().data = chunk.data();
-      response.body().size = chunk.size();
-      // Fast path: a small body usually came in with the headers; take it from the buffer
-      // without an asynchronous read.
-      beast::flat_buffer& in = outcome.connection->buffer;
-      if (in.size() > 0) {
-        in.consume(parser.put(in.data(), ec));
-        if (ec == http::error::need_more) ec = {};
+  for (;;) {
+    std::string& body = conn.response.body();
+    ex.bytes_sent += body.size();
+    AppendBody(body, chunked, &out_);
+    body.clear();
+    const bool complete = conn.response.complete();
+    if (complete && chunked) {
+      if (conn.response.trailers() != nullptr) {
+        http::EncodeLastChunk(*conn.response.trailers(), &out_);
+      } else {
+        http::EncodeLastChunk(&out_);
       }
-      if (!ec && !parser.is_done() && response.body().size == chunk.size()) {
-        co_await http::async_read(outcome.connection->stream, in, parser, Await(ec));
-      }
-      if (ec == http::error::need_buffer) ec = {};
+    }
+    if (!out_.empty()) {
+      error_code ec;
+      stream_.expires_after(write_timeout);
+      co_await asio::async_write(stream_, asio::buffer(out_), Await(ec));
+      stream_.expires_never();
+      out_.clear();
       if (ec) {
-        upstream_ok = false;  // reset mid-body: the client's response cannot be finished
+        client_ok = false;
         break;
       }
-      response.body().size = chunk.size() - response.body().size;
-      response.body().data = chunk.data();
-      response.body().more = !parser.is_done();
-    } else {
-      response.body().data = nullptr;
-      response.body().size = 0;
-      response.body().more = false;
     }
-    ex.bytes_sent += response.body().size;
-    stream_.expires_after(write_timeout);
-    co_await http::async_write(stream_, serializer, Await(ec));
-    stream_.expires_never();
-    if (ec == http::error::need_buffer) ec = {};
-    if (ec) client_ok = false;
+    if (complete) break;
+    if (!co_await ReadUpstream(conn)) {
+      upstream_ok = false;  // reset mid-body: the client's response cannot be finished
+      break;
+    }
   }
   // Bytes past the response's end mean the upstream's framing cannot be trusted: such a
   // connection must not carry another client's request.
-  if (upstream_ok && client_ok && parser.is_done() && parser.keep_alive() &&
-      outcome.connection->buffer.size() == 0) {
+  if (upstream_ok && client_ok && conn.decoder.connection_reusable() && conn.in.empty()) {
     worker_.pool().Release(std::move(outcome.connection), target.max_requests_per_connection,
                            worker_.context().clock->Now());
   } else {
@@ -1250,45 +1252,54 @@ asio::awaitable<Session::RelayEnd> Session::Relay(AttemptOutcome& outcome, Excha
 
 asio::awaitable<void> Session::LocalReply(Exchange& ex, unsigned status, std::string body,
                                           bool overloaded, std::string location) {
-  // 1xx, 204 and 304 carry no body (Beast's prepare_payload throws if they do).
+  // 1xx, 204 and 304 carry no body.
   if (status < 200 || status == 204 || status == 304) body.clear();
-  http::response<http::string_body> response{static_cast<http::status>(status), 11};
-  if (!body.empty()) response.set(http::field::content_type, "text/plain");
-  if (overloaded) response.set("x-envoy-overloaded", "true");
-  if (!location.empty()) response.set(http::field::location, location);
-  response.body() = std::move(body);
-  response.prepare_payload();
-  if (ex.head) response.body().clear();  // HEAD: the length of what GET would get, no body
-  ex.bytes_sent = response.body().size();
+  http::HeaderMap headers;
+  if (!body.empty()) headers.Add("content-type", "text/plain");
+  if (overloaded) headers.Add("x-envoy-overloaded", "true");
+  if (!location.empty()) headers.Add("location", location);
   // Unread request body bytes, or a drain: this is the connection's last response.
   if (ex.body_pending || worker_.context().draining.load()) ex.close = true;
-  response.keep_alive(!ex.close);
+  if (ex.version == 10 && !ex.close) headers.Add("connection", "keep-alive");
+  out_.clear();
+  http::EncodeResponseHead(
+      static_cast<int>(status), "", headers,
+      body.empty() ? http::BodyFraming::kNone : http::BodyFraming::kContentLength, body.size(),
+      !ex.close, &out_);
+  // HEAD: the length of what GET would get, no body.
+  if (!ex.head) out_.append(body);
+  ex.bytes_sent = ex.head ? 0 : body.size();
   ex.response_code = status;
   error_code ec;
   stream_.expires_after(absl::ToChronoMilliseconds(worker_.context().options.idle_timeout));
-  co_await http::async_write(stream_, response, Await(ec));
+  co_await asio::async_write(stream_, asio::buffer(out_), Await(ec));
   stream_.expires_never();
   if (ec) ex.close = true;
 }
 
 void Session::Mirror(const Exchange& ex, Target target, uint32_t endpoint, absl::Duration timeout) {
-  auto request = std::make_shared<http::request<http::string_body>>(ex.upstream.base());
-  request->body() = ex.body;
-  if (ex.had_length || !ex.body.empty()) request->content_length(ex.body.size());
+  http::RequestHead copy = *ex.upstream;
+  copy.framing = ex.had_length || !ex.body.empty() ? http::BodyFraming::kContentLength
+                                                   : http::BodyFraming::kNone;
+  copy.content_length = ex.body.size();
   // The Host as forwarded, as current Istio sends it (1.28 sets Envoy's
   // disable_shadow_host_suffix_append); "-shadow" appended with --shadow-host-suffix.
   if (worker_.context().options.shadow_host_suffix) {
-    request->set(http::field::host, ShadowAuthority(HeaderValue(*request, "host")));
+    copy.headers.Set("host", ShadowAuthority(HeaderValue(copy.headers, "host")));
   }
-  request->set("x-envoy-attempt-count", "1");
-  asio::co_spawn(worker_.io(),
-                 RunMirror(worker_, std::move(target), endpoint, timeout, std::move(request)),
-                 asio::detached);
+  copy.headers.Set("x-envoy-attempt-count", "1");
+  auto request = std::make_shared<std::string>();
+  http::EncodeRequestHead(copy, request.get());
+  request->append(ex.body);
+  asio::co_spawn(
+      worker_.io(),
+      RunMirror(worker_, std::move(target), endpoint, timeout, ex.head, std::move(request)),
+      asio::detached);
 }
 
-asio::awaitable<void> Session::RunMirror(
-    Worker& worker, Target target, uint32_t endpoint, absl::Duration timeout,
-    std::shared_ptr<http::request<http::string_body>> request) {
+asio::awaitable<void> Session::RunMirror(Worker& worker, Target target, uint32_t endpoint,
+                                         absl::Duration timeout, bool head,
+                                         std::shared_ptr<const std::string> request) {
   // The mirror's own timer: it ends a wait in the pool's queue, the connect or the exchange.
   auto interrupt = std::make_shared<Interrupt>();
   asio::steady_timer timer(worker.io());
@@ -1313,15 +1324,19 @@ asio::awaitable<void> Session::RunMirror(
   UpstreamConnection& conn = *out.connection;
   interrupt->connection = &conn;
   error_code ec;
-  co_await http::async_write(conn.stream, *request, Await(ec));
-  http::response_parser<http::string_body> parser;
-  parser.header_limit(kUpstreamHeaderLimit);
-  parser.body_limit(kNoBodyLimit);
-  if (!ec) co_await http::async_read(conn.stream, conn.buffer, parser, Await(ec));
+  co_await asio::async_write(conn.stream, asio::buffer(*request), Await(ec));
+  // The response is read to its end and dropped, so that the connection can be reused.
+  conn.response.Reset();
+  conn.decoder.ExpectResponse(head);
+  bool ok = !ec && DecodeFrom(conn.decoder, conn.in).ok();
+  while (ok && !conn.response.complete()) {
+    conn.response.body().clear();
+    ok = co_await ReadUpstream(conn);
+  }
+  conn.response.body().clear();
   interrupt->connection = nullptr;
   // Kept for the next request of its pool only after a complete exchange that allows it.
-  if (!ec && !interrupt->fired && parser.is_done() && parser.keep_alive() &&
-      conn.buffer.size() == 0) {
+  if (ok && !interrupt->fired && conn.decoder.connection_reusable() && conn.in.empty()) {
     worker.pool().Release(std::move(out.connection), target.max_requests_per_connection,
                           worker.context().clock->Now());
   } else {

@@ -1,10 +1,13 @@
 #pragma once
 
+#include <array>
 #include <memory>
 #include <string>
 
 #include "absl/time/time.h"
 #include "gateway/http/beast.h"
+#include "gateway/http/http1_codec.h"
+#include "gateway/http/message_collector.h"
 #include "sluice/v1/decision.pb.h"
 
 namespace sluice::gateway {
@@ -29,25 +32,25 @@ class Session : public std::enable_shared_from_this<Session> {
   struct Target;
   struct AttemptOutcome;
   struct Interrupt;
-  using RequestParser = net::http::request_parser<net::http::buffer_body>;
+  // How one read of the client ended.
+  enum class ClientRead {
+    kOk,       // bytes read and decoded (maybe no new event: a partial head or chunk)
+    kTimeout,  // nothing within the timeout; the connection is still open
+    kClosed,   // the client closed or reset the connection between requests
+    kCut,      // ... or in the middle of a request
+    kInvalid,  // the bytes are not HTTP/1.1 we accept: decoder_.error() says what
+  };
 
   net::asio::awaitable<bool> HandleOne();
-  // Reads the request's head (or the next piece of its body) within `timeout`; a timeout is
-  // beast::error::timeout with the connection still open.
-  net::asio::awaitable<boost::system::error_code> ReadClient(RequestParser& parser,
-                                                             absl::Duration timeout,
-                                                             bool header_only);
-  // A request that cannot be trusted to end where we think: answered with `status` (flag
-  // DPE), logged, and the connection closed (no smuggling). Returns false, for HandleOne.
-  net::asio::awaitable<bool> RefuseAndClose(Exchange& ex,
-                                            const net::http::request_header<>& request,
-                                            unsigned status, std::string body);
-  // The request as the decider sees it: the headers the current table's rules read.
-  v1::DecideRequest DescribeRequest(const net::http::fields& request, const Exchange& ex);
-  net::asio::awaitable<void> Execute(RequestParser& parser, Exchange& ex);
-  net::asio::awaitable<void> Forward(RequestParser& parser, Exchange& ex, Target& target);
-  net::asio::awaitable<AttemptOutcome> RunAttempt(RequestParser& parser, Exchange& ex,
-                                                  Target& target, uint32_t endpoint,
+  // Reads once from the client within `timeout` and decodes what arrived. A timeout cancels
+  // the read, not the connection, so that the client can still be answered 408.
+  net::asio::awaitable<ClientRead> ReadClient(absl::Duration timeout);
+  // Decodes bytes read earlier (a pipelined request, or the first read of a connection).
+  ClientRead DecodeBuffered();
+  v1::DecideRequest DescribeRequest(const http::HeaderMap& request, const Exchange& ex);
+  net::asio::awaitable<void> Execute(Exchange& ex);
+  net::asio::awaitable<void> Forward(Exchange& ex, Target& target);
+  net::asio::awaitable<AttemptOutcome> RunAttempt(Exchange& ex, Target& target, uint32_t endpoint,
                                                   uint32_t attempt, Interrupt& interrupt);
   static net::asio::awaitable<bool> AcquireConnection(Worker& worker, Target& target,
                                                       uint32_t endpoint, bool streaming,
@@ -63,9 +66,9 @@ class Session : public std::enable_shared_from_this<Session> {
   // Fire and forget, through the mirror cluster's pool and limits (Envoy sends shadow
   // requests through the cluster's connection pool and circuit breakers like any other).
   void Mirror(const Exchange& ex, Target target, uint32_t endpoint, absl::Duration timeout);
-  static net::asio::awaitable<void> RunMirror(
-      Worker& worker, Target target, uint32_t endpoint, absl::Duration timeout,
-      std::shared_ptr<net::http::request<net::http::string_body>> request);
+  static net::asio::awaitable<void> RunMirror(Worker& worker, Target target, uint32_t endpoint,
+                                              absl::Duration timeout, bool head,
+                                              std::shared_ptr<const std::string> request);
   void Finish(Exchange& ex);
   // One attempt's outcome, on the decision stream (nothing without a decision).
   void Report(const Exchange& ex, uint32_t cluster_id, uint32_t endpoint, uint32_t attempt,
@@ -77,7 +80,15 @@ class Session : public std::enable_shared_from_this<Session> {
 
   Worker& worker_;
   net::beast::tcp_stream stream_;
-  net::beast::flat_buffer buffer_;
+  // Bytes read from the client and not yet decoded: the rest of a read that held more than
+  // one request (pipelining), left while the request before it is served.
+  std::string in_;
+  std::array<char, 16 * 1024> read_chunk_;  // what each read fills
+  // The request being served, as the decoder delivers it. Its head is edited in place into
+  // the upstream request (the decoder keeps it until the next request starts).
+  http::MessageCollector<http::RequestHead> request_;
+  http::RequestDecoder decoder_;
+  std::string out_;  // bytes for the client, encoded; capacity kept between responses
   // Bounds each read of a request's head or body; a read that times out is cancelled (not
   // the socket closed), so the client can still be answered 408.
   net::asio::steady_timer read_timer_;

@@ -909,10 +909,10 @@ TEST_P(GatewayTest, HostTransferCodingAndLengthRulesAndTheAbsoluteForm) {
        "POST / HTTP/1.1\r\nHost: shop\r\nTransfer-Encoding: gzip\r\n"
        "Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
        "HTTP/1.1 501"},
-      {"chunked in two fields (the parser refuses the repeat)",
+      {"chunked in two fields (a list, as \"chunked, chunked\")",
        "POST / HTTP/1.1\r\nHost: shop\r\nTransfer-Encoding: chunked\r\n"
        "Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
-       "HTTP/1.1 400"},
+       "HTTP/1.1 501"},
       {"two equal lengths",
        "POST / HTTP/1.1\r\nHost: shop\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\nabc",
        "HTTP/1.1 400"},
@@ -1168,6 +1168,47 @@ TEST_P(GatewayTest, KeepAlivePipeliningChunkedBodiesAndSlowClients) {
   EXPECT_TRUE(r.closed_by_peer);
   EXPECT_TRUE(r.received.empty());
   EXPECT_GE(absl::Now() - start, absl::Milliseconds(350));
+}
+
+// Framing the HTTP/1 codec writes back: a HEAD response has its head only, so a pipelined
+// request behind it is answered next; an HTTP/1.0 client that asks for keep-alive gets it
+// (and one that does not is closed); a chunked upload past the retry buffer is streamed
+// upstream chunked, whole.
+TEST_P(GatewayTest, HeadHttp10KeepAliveAndStreamedChunkedUploadsKeepTheirFraming) {
+  StartStubs();
+  StartServer(ShopService() + VirtualService(SplitRoute(100, 0)));
+  StartGateway({"--retry-buffer", "1k"});
+
+  testing::RawResult r =
+      testing::RawExchange(gateway_address_,
+                           "HEAD /download?body=5000 HTTP/1.1\r\nHost: shop\r\n\r\n"
+                           "GET /after-head HTTP/1.1\r\nHost: shop\r\nConnection: close\r\n\r\n");
+  const size_t head_end = r.received.find("\r\n\r\n");
+  ASSERT_NE(head_end, std::string::npos) << r.received;
+  EXPECT_THAT(r.received, StartsWith("HTTP/1.1 200"));
+  EXPECT_THAT(r.received.substr(head_end + 4), StartsWith("HTTP/1.1 200"))
+      << "no body after a HEAD response: " << r.received;
+  EXPECT_THAT(r.received, HasSubstr("\"path\":\"/after-head\""));
+  EXPECT_TRUE(r.closed_by_peer);
+
+  r = testing::RawExchange(gateway_address_,
+                           "GET /ten-a HTTP/1.0\r\nHost: shop\r\nConnection: keep-alive\r\n\r\n"
+                           "GET /ten-b HTTP/1.0\r\nHost: shop\r\n\r\n");
+  const size_t second = r.received.find("\"path\":\"/ten-b\"");
+  ASSERT_NE(second, std::string::npos) << r.received;
+  EXPECT_THAT(r.received.substr(0, r.received.find("\r\n\r\n")),
+              HasSubstr("Connection: keep-alive"));
+  EXPECT_TRUE(r.closed_by_peer) << "an HTTP/1.0 request without keep-alive ends the connection";
+
+  const std::string piece(1500, 'c');
+  r = testing::RawExchange(
+      gateway_address_,
+      absl::StrCat("POST /chunked-upload HTTP/1.1\r\nHost: shop\r\nTransfer-Encoding: chunked\r\n"
+                   "Connection: close\r\n\r\n5dc\r\n",
+                   piece, "\r\n5dc\r\n", piece, "\r\n0\r\n\r\n"));
+  EXPECT_THAT(r.received, StartsWith("HTTP/1.1 200")) << r.received;
+  EXPECT_THAT(r.received, HasSubstr("\"request_bytes\":3000"));
+  EXPECT_TRUE(Logged("\"POST /chunked-upload HTTP/1.1\" 200 - 3000 "));
 }
 
 // The point of the whole exercise: weights and match rules change under steady load

@@ -376,6 +376,15 @@ INSTANTIATE_TEST_SUITE_P(
         HygieneCase{"ChunkedThenGzip",
                     "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, gzip\r\n\r\n", 501,
                     "http1.invalid_transfer_encoding"},
+        // Envoy checks the coding first: one it cannot decode is a 501 even with a length.
+        HygieneCase{"GzipThenContentLength",
+                    "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n"
+                    "Content-Length: 4\r\n\r\nabcd",
+                    501, "http1.invalid_transfer_encoding"},
+        HygieneCase{"ContentLengthThenGzip",
+                    "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 4\r\n"
+                    "Transfer-Encoding: gzip\r\n\r\nabcd",
+                    501, "http1.invalid_transfer_encoding"},
         HygieneCase{"TransferEncodingOnHttp10",
                     "POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n", 400,
                     "http1.transfer_encoding_not_allowed"},
@@ -482,6 +491,26 @@ TEST(RequestDecoderTest, HygieneErrorsDoNotDeliverTheHead) {
   RequestDecoder decoder(recorder);
   EXPECT_FALSE(Feed(decoder, "GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n").ok());
   EXPECT_TRUE(recorder.heads.empty());
+}
+
+// A refused request is still logged with its method and target (Envoy's access log has them
+// for a 400 or 431 too): the decoder keeps what it read of the request line.
+TEST(RequestDecoderTest, ARefusedRequestKeepsItsMethodAndTargetForTheLog) {
+  RequestRecorder recorder;
+  RequestDecoder::Limits limits;
+  limits.max_header_count = 2;
+  RequestDecoder decoder(recorder, limits);
+  EXPECT_TRUE(decoder.method_seen().empty());
+  EXPECT_FALSE(
+      Feed(decoder, "PATCH /items/7?x=1 HTTP/1.1\r\nHost: a\r\nA: 1\r\nB: 2\r\n\r\n").ok());
+  EXPECT_EQ(decoder.error().status, 431);
+  EXPECT_EQ(decoder.method_seen(), "PATCH");
+  EXPECT_EQ(decoder.target_seen(), "/items/7?x=1");
+
+  RequestRecorder other;
+  RequestDecoder garbage(other);
+  EXPECT_FALSE(Feed(garbage, "\x01\x02 / HTTP/1.1\r\n\r\n").ok());
+  EXPECT_TRUE(garbage.method_seen().empty()) << "not a method token";
 }
 
 TEST(RequestDecoderTest, AfterAnErrorNothingMoreIsDecoded) {
