@@ -21,6 +21,10 @@
 #                           bench/open_loop (microsecond latencies); the table gives the
 #                           latency each proxy adds over the direct connection
 #          OPEN_LOOP_DURATION (10s) measured time of each open-loop run (after a 1 s warm-up)
+#          PERF             a proxy's name (e.g. sluice-local): its first process is sampled
+#                           with `perf record -g` (Debian's linux-perf) during its first
+#                           measured run; the flat profile goes to
+#                           bench/results/NAME.perf.txt
 #          PIN (0)          PIN=1 (2+ cores): wrk on CPU 1, proxies, stubs and
 #                           sluice-server on CPU 0; by default the scheduler places all
 set -euo pipefail
@@ -384,7 +388,19 @@ for ((r = 1; r <= rounds; r++)); do
     curl -s -X POST "http://127.0.0.1:${port[stub_v2]}/stub/reset" >/dev/null
     # shellcheck disable=SC2086  # the list of pids is meant to split
     read -r -a before <<<"$(cpu_ticks ${cpu_pids[$proxy]})"
+    perf_pid=
+    if [[ ${PERF:-} == "$proxy" && $r == 1 ]]; then
+      perf record -F 999 -g -p "${pid[$proxy]}" -o "$work/$proxy.perf.data" -- sleep "$duration" \
+        >/dev/null 2>&1 &
+      perf_pid=$!
+    fi
     run_wrk "$work/$proxy.$r.wrk" -t1 -c"$connections" -d"$duration" --latency -H 'Host: shop' "$url"
+    if [[ -n $perf_pid ]]; then
+      wait "$perf_pid" || true
+      mkdir -p "$root/bench/results"
+      perf report -i "$work/$proxy.perf.data" --no-children --sort dso,sym --stdio -g none \
+        2>/dev/null | grep -v '^$' | head -80 >"$root/bench/results/$proxy.perf.txt" || true
+    fi
     # shellcheck disable=SC2086
     read -r -a after <<<"$(cpu_ticks ${cpu_pids[$proxy]})"
     read -r -a names <<<"${cpu_names[$proxy]:-}"

@@ -129,6 +129,15 @@ void AppendBody(absl::string_view data, bool chunked, std::string* out) {
   }
 }
 
+// The end of a chunked body, with the trailers that came with it, if any.
+void AppendLastChunk(const http::HeaderMap* trailers, std::string* out) {
+  if (trailers != nullptr) {
+    http::EncodeLastChunk(*trailers, out);
+  } else {
+    http::EncodeLastChunk(out);
+  }
+}
+
 // Reads once from an upstream connection and decodes what arrived. False when the
 // connection failed or the response cannot be decoded; an end of stream that completes a
 // body delimited by the close is not a failure.
@@ -1082,13 +1091,7 @@ asio::awaitable<Session::AttemptOutcome> Session::RunAttempt(Exchange& ex, Targe
     for (;;) {
       if (request_.complete()) {
         ex.body_pending = false;
-        if (chunked_upload) {
-          if (request_.trailers() != nullptr) {
-            http::EncodeLastChunk(*request_.trailers(), &wire);
-          } else {
-            http::EncodeLastChunk(&wire);
-          }
-        }
+        if (chunked_upload) AppendLastChunk(request_.trailers(), &wire);
       }
       if (!wire.empty()) {
         conn.stream.expires_after(upload_write_timeout);
@@ -1213,13 +1216,7 @@ asio::awaitable<Session::RelayEnd> Session::Relay(AttemptOutcome& outcome, Excha
     AppendBody(body, chunked, &out_);
     body.clear();
     const bool complete = conn.response.complete();
-    if (complete && chunked) {
-      if (conn.response.trailers() != nullptr) {
-        http::EncodeLastChunk(*conn.response.trailers(), &out_);
-      } else {
-        http::EncodeLastChunk(&out_);
-      }
-    }
+    if (complete && chunked) AppendLastChunk(conn.response.trailers(), &out_);
     if (!out_.empty()) {
       error_code ec;
       stream_.expires_after(write_timeout);
