@@ -9,7 +9,10 @@
 // and cancelled. No decision, retries, header rules, metrics or limits: what the gateway
 // costs beyond this is its features; what this costs beyond HAProxy is the core's.
 //   usage: core_floor_proxy --listen HOST:PORT --upstream HOST:PORT:WEIGHT [--upstream ...]
-// Prints "listening http=HOST:PORT" once it accepts connections.
+//                           [--poller epoll|io_uring]
+// `--poller` picks the dispatcher's readiness API (default epoll), so that the two can be
+// compared in one run (PROXIES="... core-floor core-floor-uring"). Prints "listening
+// http=HOST:PORT" once it accepts connections.
 #include <cstdint>
 #include <cstdio>
 #include <iostream>
@@ -21,6 +24,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "gateway/event/dispatcher.h"
+#include "gateway/event/poller.h"
 #include "gateway/event/socket.h"
 #include "gateway/event/time_source.h"
 #include "gateway/event/timer_wheel.h"
@@ -457,12 +461,18 @@ int main(int argc, char** argv) {
   std::string listen_host = "127.0.0.1";
   uint16_t listen_port = 0;
   std::vector<Upstream> upstreams;
+  std::string poller_name = "epoll";
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string flag = argv[i];
     std::string host;
     uint16_t port = 0;
     uint32_t weight = 1;
     if (flag == "--listen" && ParseHostPort(argv[i + 1], &listen_host, &listen_port, nullptr)) {
+      continue;
+    }
+    if (flag == "--poller" &&
+        (std::string(argv[i + 1]) == "epoll" || std::string(argv[i + 1]) == "io_uring")) {
+      poller_name = argv[i + 1];
       continue;
     }
     if (flag == "--upstream" && ParseHostPort(argv[i + 1], &host, &port, &weight) && weight > 0) {
@@ -481,7 +491,13 @@ int main(int argc, char** argv) {
     return 2;
   }
   event::RealTimeSource time_source;
-  auto dispatcher = event::Dispatcher::Create(time_source);
+  absl::StatusOr<std::unique_ptr<event::Poller>> poller =
+      poller_name == "io_uring" ? event::CreateIoUringPoller() : event::CreateEpollPoller();
+  if (!poller.ok()) {
+    std::cerr << "core_floor_proxy: no " << poller_name << " poller: " << poller.status() << "\n";
+    return 1;
+  }
+  auto dispatcher = event::Dispatcher::Create(time_source, std::move(*poller));
   auto listen = event::ListenTcp(listen_host, listen_port, /*reuse_port=*/false, 1024);
   if (!dispatcher.ok() || !listen.ok()) {
     std::cerr << "core_floor_proxy: cannot start: "

@@ -15,7 +15,8 @@
 #                           --decisions local (and its own sluice-server), "floor" for
 #                           bench/floor_proxy.cc, the bare Beast/Asio proxy that is the floor
 #                           of sluice-gateway's stack, "core-floor" for bench/core_floor_proxy.cc,
-#                           the same on the gateway's new event core and HTTP/1 codec)
+#                           the same on the gateway's new event core and HTTP/1 codec,
+#                           "core-floor-uring" for that with io_uring readiness)
 #          OPEN_LOOP_RATE   when set (e.g. 1000): after the wrk rounds, each proxy and the
 #                           stub itself ("direct") again at this fixed rate, open-loop, with
 #                           bench/open_loop (microsecond latencies); the table gives the
@@ -24,7 +25,8 @@
 #          PERF             a proxy's name (e.g. sluice-local): its first process is sampled
 #                           with `perf record -g` (Debian's linux-perf) during its first
 #                           measured run; the flat profile goes to
-#                           bench/results/NAME.perf.txt
+#                           bench/results/NAME.perf.txt. PERF=sluice/server samples that
+#                           proxy's sluice-server instead (server_local for sluice-local)
 #          PIN (0)          PIN=1 (2+ cores): wrk on CPU 1, proxies, stubs and
 #                           sluice-server on CPU 0; by default the scheduler places all
 set -euo pipefail
@@ -145,6 +147,18 @@ wait_ready() {
 # cpu_ticks PID...: utime + stime of each process (all its threads) in clock ticks, one
 # number per pid on one line. The command name in /proc/PID/stat may hold spaces, so fields
 # are counted after its ")": field 3 (state) comes first, utime is field 14, stime 15.
+# stream_counts PROXY: "MESSAGES DECIDE_REQUESTS" the sluice gateway PROXY has sent on its
+# decision streams so far (from its /metrics), or nothing for another proxy.
+stream_counts() {
+  local metrics
+  [[ $1 == sluice* ]] || return 0
+  metrics=$(sed -n 's/^listening .*\bmetrics=\([^ ]*\).*/\1/p' "$work/$1.out")
+  curl -s "http://$metrics/metrics" | awk '
+    $1 == "sluice_gateway_decision_stream_messages_total" { m = $2 }
+    $1 == "sluice_gateway_decision_stream_decide_requests_total" { d = $2 }
+    END { printf "%d %d\n", m, d }'
+}
+
 cpu_ticks() {
   local p stat f per_pid=()
   for p; do
@@ -359,7 +373,15 @@ EOF
         --upstream "127.0.0.1:${port[stub_v1]}:90" --upstream "127.0.0.1:${port[stub_v2]}:10"
       cpu_pids[core-floor]=${pid[core-floor]}
       ;;
-    *) echo "unknown proxy $proxy (want haproxy, nginx, sluice, sluice-local, floor, core-floor)" >&2; exit 2 ;;
+    core-floor-uring)
+      # The same core-floor with io_uring readiness (multishot poll) in place of epoll.
+      [[ -x "$build/bench/core_floor_proxy" ]] || { echo "missing $build/bench/core_floor_proxy" >&2; exit 1; }
+      start core-floor-uring http "$build/bench/core_floor_proxy" --listen 127.0.0.1:0 \
+        --upstream "127.0.0.1:${port[stub_v1]}:90" --upstream "127.0.0.1:${port[stub_v2]}:10" \
+        --poller io_uring
+      cpu_pids[core-floor-uring]=${pid[core-floor-uring]}
+      ;;
+    *) echo "unknown proxy $proxy (want haproxy, nginx, sluice, sluice-local, floor, core-floor, core-floor-uring)" >&2; exit 2 ;;
   esac
   wait_ready "$proxy"
 done
@@ -388,21 +410,34 @@ for ((r = 1; r <= rounds; r++)); do
     curl -s -X POST "http://127.0.0.1:${port[stub_v2]}/stub/reset" >/dev/null
     # shellcheck disable=SC2086  # the list of pids is meant to split
     read -r -a before <<<"$(cpu_ticks ${cpu_pids[$proxy]})"
+    read -r -a stream_before <<<"$(stream_counts "$proxy")"
     perf_pid=
-    if [[ ${PERF:-} == "$proxy" && $r == 1 ]]; then
-      perf record -F 999 -g -p "${pid[$proxy]}" -o "$work/$proxy.perf.data" -- sleep "$duration" \
-        >/dev/null 2>&1 &
+    perf_proxy=${PERF:-} perf_process=${PERF:-}
+    perf_proxy=${perf_proxy%%/*} perf_process=${perf_process##*/}
+    if [[ -n $perf_proxy && $perf_proxy == "$proxy" && $r == 1 ]]; then
+      perf record -F 999 -g -p "${pid[$perf_process]}" -o "$work/$perf_process.perf.data" \
+        -- sleep "$duration" >/dev/null 2>&1 &
       perf_pid=$!
     fi
     run_wrk "$work/$proxy.$r.wrk" -t1 -c"$connections" -d"$duration" --latency -H 'Host: shop' "$url"
     if [[ -n $perf_pid ]]; then
       wait "$perf_pid" || true
       mkdir -p "$root/bench/results"
-      perf report -i "$work/$proxy.perf.data" --no-children --sort dso,sym --stdio -g none \
-        2>/dev/null | grep -v '^$' | head -80 >"$root/bench/results/$proxy.perf.txt" || true
+      perf report -i "$work/$perf_process.perf.data" --no-children --sort dso,sym --stdio \
+        -g none 2>/dev/null | grep -v '^$' | head -80 >"$root/bench/results/$perf_process.perf.txt" ||
+        true
     fi
     # shellcheck disable=SC2086
     read -r -a after <<<"$(cpu_ticks ${cpu_pids[$proxy]})"
+    read -r -a stream_after <<<"$(stream_counts "$proxy")"
+    stream=
+    if ((${#stream_before[@]} == 2 && ${#stream_after[@]} == 2)); then
+      # The worker adds its stream's counts to the metrics every 100 ms: close enough over a
+      # run of seconds. Messages per second and decide requests per message (server mode).
+      stream=$(awk -v m=$((stream_after[0] - stream_before[0])) \
+        -v d=$((stream_after[1] - stream_before[1])) -v secs="${duration%s}" \
+        'BEGIN { printf " stream_msgs_per_s=%.0f decides_per_msg=%.1f", m / secs, m ? d / m : 0 }')
+    fi
     read -r -a names <<<"${cpu_names[$proxy]:-}"
     ticks=0 split=
     for i in "${!before[@]}"; do
@@ -413,6 +448,7 @@ for ((r = 1; r <= rounds; r++)); do
     done
     v1=$(stub_count "${port[stub_v1]}") v2=$(stub_count "${port[stub_v2]}")
     awk -v proxy="$proxy" -v round="$r" -v ticks="$ticks" -v hz="$hz" -v split_ticks="$split" \
+        -v stream="$stream" \
         -v v1="$v1" -v v2="$v2" '
       function ms(s) {  # wrk prints latencies as 512.00us, 3.40ms or 1.02s
         if (s ~ /us$/) return s / 1000
@@ -433,7 +469,7 @@ for ((r = 1; r <= rounds; r++)); do
           split(parts[i], kv, ":"); split_s = split_s (i > 1 ? "," : "") sprintf("%s:%.2fs", kv[1], kv[2] / hz) }
         printf "proxy=%s round=%d rps=%.0f requests=%d p50_ms=%.3f p99_ms=%.3f non2xx=%d sockerr=%d cpu_s=%.2f cpu_s_per_1k=%.4f upstream_requests=%d v2_share=%.3f%s\n",
           proxy, round, rps, requests, p50, p99, non2xx, sockerr, cpu, cpu * 1000 / requests,
-          v1 + v2, (v1 + v2) ? v2 / (v1 + v2) : 0, n ? " cpu_split=" split_s : "" }' "$work/$proxy.$r.wrk" | tee -a "$work/runs.txt"
+          v1 + v2, (v1 + v2) ? v2 / (v1 + v2) : 0, (n ? " cpu_split=" split_s : "") stream }' "$work/$proxy.$r.wrk" | tee -a "$work/runs.txt"
   done
 done
 

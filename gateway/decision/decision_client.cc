@@ -239,6 +239,8 @@ void DecisionClient::Flush() {
       decide->end());
   write_in_flight_ = true;
   ++messages_sent_;
+  decide_requests_sent_ += static_cast<uint64_t>(batch_.decide_size());
+  reports_sent_ += static_cast<uint64_t>(batch_.reports_size());
   v1::GatewayMessage message;
   message.Swap(&batch_);
   reactor_->Write(std::move(message));

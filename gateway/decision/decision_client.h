@@ -86,6 +86,9 @@ class DecisionClient : public std::enable_shared_from_this<DecisionClient> {
   // No stream exists (never started, or the last one has finished after Stop).
   bool stream_closed() const { return reactor_ == nullptr; }
   uint64_t messages_sent() const { return messages_sent_; }
+  // Decide requests and attempt reports those messages carried.
+  uint64_t decide_requests_sent() const { return decide_requests_sent_; }
+  uint64_t reports_sent() const { return reports_sent_; }
   // Decisions that arrived after their request was answered from the table (each reported
   // NOT_SENT so the server releases its load), and reports dropped by a stalled stream.
   uint64_t late_decisions() const { return late_decisions_; }
@@ -135,6 +138,8 @@ class DecisionClient : public std::enable_shared_from_this<DecisionClient> {
   v1::GatewayMessage batch_;
   uint64_t next_id_ = 0;
   uint64_t messages_sent_ = 0;
+  uint64_t decide_requests_sent_ = 0;
+  uint64_t reports_sent_ = 0;
   absl::flat_hash_map<uint64_t, Pending> pending_;
   std::map<uint64_t, std::shared_ptr<const v1::RouteTable>> tables_;  // a few recent versions
   std::shared_ptr<const v1::RouteTable> latest_table_;

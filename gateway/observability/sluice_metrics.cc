@@ -38,7 +38,17 @@ SluiceGatewayMetrics::SluiceGatewayMetrics(prometheus::Registry& registry)
                      .Name("sluice_gateway_table_age_seconds")
                      .Help("Seconds since the worker's decision table was last confirmed by the "
                            "server (0 while connected; -1: no table yet)")
-                     .Register(registry)) {
+                     .Register(registry)),
+      stream_messages_(Counter(registry, "sluice_gateway_decision_stream_messages_total",
+                               "Messages the gateway sent on its decision streams")
+                           .Add({})),
+      stream_decide_requests_(
+          Counter(registry, "sluice_gateway_decision_stream_decide_requests_total",
+                  "Decide requests the gateway sent on its decision streams (server mode)")
+              .Add({})),
+      stream_reports_(Counter(registry, "sluice_gateway_decision_stream_reports_total",
+                              "Attempt reports the gateway sent on its decision streams")
+                          .Add({})) {
   auto& decisions = Counter(registry, "sluice_gateway_decisions_total",
                             "Requests decided, by source: the server (server mode), this "
                             "gateway on the current table (local mode), or on the last table "

@@ -1,6 +1,7 @@
 #pragma once
 
 #include <array>
+#include <cstdint>
 #include <string>
 
 #include "absl/base/thread_annotations.h"
@@ -38,6 +39,14 @@ class SluiceGatewayMetrics {
   // Seconds since worker `worker`'s table was last confirmed by the server (0 while
   // connected); InfiniteDuration (no table yet) is exported as -1.
   void SetTableAge(int worker, absl::Duration age);
+  // What the workers' decision streams carried since the last call: messages sent, decide
+  // requests and attempt reports in them. Decisions per message is the ratio of the first two
+  // counters: how well a loaded gateway coalesces (each message is a wake-up of the server).
+  void AddDecisionStreamTraffic(uint64_t messages, uint64_t decide_requests, uint64_t reports) {
+    stream_messages_.Increment(static_cast<double>(messages));
+    stream_decide_requests_.Increment(static_cast<double>(decide_requests));
+    stream_reports_.Increment(static_cast<double>(reports));
+  }
 
  private:
   prometheus::Counter& Cached(prometheus::Family<prometheus::Counter>& family,
@@ -50,6 +59,9 @@ class SluiceGatewayMetrics {
   prometheus::Histogram& decision_seconds_;
   prometheus::Gauge& decision_up_;
   std::array<prometheus::Counter*, 3> decisions_by_source_{};
+  prometheus::Counter& stream_messages_;
+  prometheus::Counter& stream_decide_requests_;
+  prometheus::Counter& stream_reports_;
   prometheus::Family<prometheus::Gauge>& table_age_;
   Mutex gauges_mu_;
   absl::flat_hash_map<int, prometheus::Gauge*> table_age_by_worker_ ABSL_GUARDED_BY(gauges_mu_);

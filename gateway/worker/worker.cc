@@ -101,6 +101,13 @@ void Worker::WatchDecisionState() {
   table_stale_.store(decisions_->stale(), std::memory_order_relaxed);
   unanswered_.store(decisions_->unanswered(), std::memory_order_relaxed);
   context_.sluice_metrics->SetTableAge(index_, age);
+  // The decision stream's traffic since the last look.
+  const uint64_t messages = decisions_->messages_sent();
+  const uint64_t decides = decisions_->decide_requests_sent();
+  const uint64_t reports = decisions_->reports_sent();
+  context_.sluice_metrics->AddDecisionStreamTraffic(
+      messages - counted_.messages, decides - counted_.decide_requests, reports - counted_.reports);
+  counted_ = {messages, decides, reports};
   if (index_ == 0) {
     context_.sluice_metrics->SetDecisionServiceUp(decisions_->state() ==
                                                   DecisionClient::State::kConnected);

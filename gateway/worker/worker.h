@@ -94,6 +94,12 @@ class Worker {
   net::asio::io_context& io_ = *io_holder_;
   std::optional<net::tcp::acceptor> acceptor_;
   std::shared_ptr<DecisionClient> decisions_;
+  // The decision client's traffic counters as last added to the metrics.
+  struct StreamTraffic {
+    uint64_t messages = 0;
+    uint64_t decide_requests = 0;
+    uint64_t reports = 0;
+  } counted_;
   UpstreamPool pool_{io_};
   absl::BitGen rng_;
   TableView view_;

@@ -131,6 +131,9 @@ TEST_F(DecisionClientTest, ABurstIsAnsweredInFewMessages) {
   EXPECT_EQ(with_table, kRequests);
   EXPECT_EQ(client->state(), DecisionClient::State::kConnected);
   EXPECT_LE(client->messages_sent(), 3u) << "requests of one loop turn were not coalesced";
+  EXPECT_EQ(client->decide_requests_sent(), static_cast<uint64_t>(kRequests))
+      << "every request asked once";
+  EXPECT_EQ(client->reports_sent(), 0u);
   ASSERT_NE(client->latest_table(), nullptr);
   EXPECT_THAT(client->latest_table()->match_header_names(), ::testing::Contains("end-user"));
   StopClient(*client);
@@ -304,6 +307,7 @@ TEST_F(DecisionClientTest, ReportsReleaseInFlightLoad) {
   // Reports need no answer; they are written by the next flush.
   const uint64_t before = client->messages_sent();
   RunUntil([&] { return client->messages_sent() > before; });
+  EXPECT_EQ(client->reports_sent(), 10u) << "the ten reports, in the next message";
   const std::string metrics = testing::HttpGet(server_.Field("metrics"), "/metrics");
   StopClient(*client);
   RunUntil([&] {

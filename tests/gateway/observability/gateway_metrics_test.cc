@@ -99,6 +99,8 @@ TEST(SluiceGatewayMetricsTest, CountsWhatTheGatewayDid) {
   m.CountDecisionFailure("deadline");
   m.ObserveDecision(absl::Microseconds(300));
   m.SetDecisionServiceUp(true);
+  m.AddDecisionStreamTraffic(3, 1000, 20);
+  m.AddDecisionStreamTraffic(1, 10, 5);
   const std::string text = Exposition(registry);
   EXPECT_THAT(text, HasSubstr("sluice_gateway_retries_total{destination_service=\"reviews.default."
                               "svc.cluster.local\",destination_version=\"v1\"} 2"));
@@ -109,6 +111,9 @@ TEST(SluiceGatewayMetricsTest, CountsWhatTheGatewayDid) {
   EXPECT_THAT(text, HasSubstr("sluice_gateway_decision_failures_total{reason=\"deadline\"} 1"));
   EXPECT_THAT(text, HasSubstr("sluice_gateway_decision_duration_seconds_count 1"));
   EXPECT_THAT(text, HasSubstr("sluice_gateway_decision_service_up 1"));
+  EXPECT_THAT(text, HasSubstr("sluice_gateway_decision_stream_messages_total 4"));
+  EXPECT_THAT(text, HasSubstr("sluice_gateway_decision_stream_decide_requests_total 1010"));
+  EXPECT_THAT(text, HasSubstr("sluice_gateway_decision_stream_reports_total 25"));
 }
 
 }  // namespace
