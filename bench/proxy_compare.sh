@@ -16,7 +16,9 @@
 #                           bench/floor_proxy.cc, the bare Beast/Asio proxy that is the floor
 #                           of sluice-gateway's stack, "core-floor" for bench/core_floor_proxy.cc,
 #                           the same on the gateway's new event core and HTTP/1 codec,
-#                           "core-floor-uring" for that with io_uring readiness)
+#                           "core-floor-uring" for that with io_uring readiness,
+#                           "core-task" for bench/core_task_proxy.cc, the same job as
+#                           coroutines on that core)
 #          OPEN_LOOP_RATE   when set (e.g. 1000): after the wrk rounds, each proxy and the
 #                           stub itself ("direct") again at this fixed rate, open-loop, with
 #                           bench/open_loop (microsecond latencies); the table gives the
@@ -373,6 +375,13 @@ EOF
         --upstream "127.0.0.1:${port[stub_v1]}:90" --upstream "127.0.0.1:${port[stub_v2]}:10"
       cpu_pids[core-floor]=${pid[core-floor]}
       ;;
+    core-task)
+      # core_floor_proxy's job written as coroutines on the same core (bench/core_task_proxy.cc).
+      [[ -x "$build/bench/core_task_proxy" ]] || { echo "missing $build/bench/core_task_proxy" >&2; exit 1; }
+      start core-task http "$build/bench/core_task_proxy" --listen 127.0.0.1:0 \
+        --upstream "127.0.0.1:${port[stub_v1]}:90" --upstream "127.0.0.1:${port[stub_v2]}:10"
+      cpu_pids[core-task]=${pid[core-task]}
+      ;;
     core-floor-uring)
       # The same core-floor with io_uring readiness (multishot poll) in place of epoll.
       [[ -x "$build/bench/core_floor_proxy" ]] || { echo "missing $build/bench/core_floor_proxy" >&2; exit 1; }
@@ -381,7 +390,7 @@ EOF
         --poller io_uring
       cpu_pids[core-floor-uring]=${pid[core-floor-uring]}
       ;;
-    *) echo "unknown proxy $proxy (want haproxy, nginx, sluice, sluice-local, floor, core-floor, core-floor-uring)" >&2; exit 2 ;;
+    *) echo "unknown proxy $proxy (want haproxy, nginx, sluice, sluice-local, floor, core-floor, core-floor-uring, core-task)" >&2; exit 2 ;;
   esac
   wait_ready "$proxy"
 done

@@ -1,0 +1,191 @@
+#pragma once
+// Awaitable sockets and timers for coroutines on the Dispatcher (see task.h).
+//
+// An operation tries its system call at once and suspends only when the kernel has said
+// EAGAIN (or a short read or write showed the socket drained or full); the next readiness
+// edge resumes it. So a request that finds its bytes already there costs the system calls
+// and nothing else: no handler object, no allocation, no hop through the loop. Each awaiter
+// lives in the awaiting coroutine's frame.
+//
+// Resumption happens inside the dispatcher's callbacks (an I/O event, a timer) or inside
+// Cancel(); a resumed coroutine may destroy the socket or the alarm it was waiting on.
+#include <sys/uio.h>
+
+#include <coroutine>
+#include <cstddef>
+#include <cstdint>
+
+#include "absl/status/status.h"
+#include "absl/strings/string_view.h"
+#include "gateway/event/dispatcher.h"
+#include "gateway/event/socket.h"
+#include "gateway/event/timer_wheel.h"
+
+namespace sluice::gateway::event {
+
+// A connected (or connecting) non-blocking TCP socket, registered with its dispatcher for
+// its whole life. One read and one write may be awaited at a time (a reader and a writer
+// coroutine, or one coroutine doing one after the other). Destroying the socket unregisters
+// and closes it; no operation may be awaiting then.
+class AsyncSocket final : public IoHandler {
+ public:
+  // Registers `fd`. `connecting`: a ConnectTcp still in progress; Connect() awaits it.
+  static absl::StatusOr<std::unique_ptr<AsyncSocket>> Create(Dispatcher& dispatcher, UniqueFd fd,
+                                                             bool connecting = false);
+  ~AsyncSocket();
+  AsyncSocket(const AsyncSocket&) = delete;
+  AsyncSocket& operator=(const AsyncSocket&) = delete;
+
+  class ReadAwaiter;
+  class WriteAwaiter;
+  class ConnectAwaiter;
+
+  // One read of at most `size` bytes: data, kEof, or kError (ECANCELED, ETIMEDOUT after a
+  // Cancel; the socket's errno otherwise). Never kAgain.
+  ReadAwaiter Read(char* buffer, size_t size);
+  // Writes all of `data` (then `more`), waiting for room as needed: kData with every byte
+  // written, or kError. The bytes must stay put until it completes.
+  WriteAwaiter Write(absl::string_view data, absl::string_view more = {});
+  // The outcome of the connect in progress (OK at once if there was none).
+  ConnectAwaiter Connect();
+
+  // Ends the awaited operations now: each completes with kError `error` (a connect with an
+  // error status). The socket stays usable: a request's read timeout cancels the read and
+  // the client can still be answered 408. Returns whether anything was waiting.
+  bool Cancel(int error);
+
+  int fd() const { return fd_.get(); }
+  // The peer shut its side or the connection failed (seen as a hang-up event).
+  bool hung_up() const { return hung_up_; }
+
+  void OnReadable() override;
+  void OnWritable() override;
+  void OnHangup(bool error) override;
+
+  class ReadAwaiter {
+   public:
+    bool await_ready() { return socket_.TryRead(*this); }
+    void await_suspend(std::coroutine_handle<> waiting) {
+      waiting_ = waiting;
+      socket_.reader_ = this;
+    }
+    IoResult await_resume() const { return result_; }
+
+   private:
+    friend class AsyncSocket;
+    ReadAwaiter(AsyncSocket& socket, char* buffer, size_t size)
+        : socket_(socket), buffer_(buffer), size_(size) {}
+    AsyncSocket& socket_;
+    char* buffer_;
+    size_t size_;
+    IoResult result_;
+    std::coroutine_handle<> waiting_;
+  };
+
+  class WriteAwaiter {
+   public:
+    bool await_ready() { return socket_.TryWrite(*this); }
+    void await_suspend(std::coroutine_handle<> waiting) {
+      waiting_ = waiting;
+      socket_.writer_ = this;
+    }
+    IoResult await_resume() const { return result_; }
+
+   private:
+    friend class AsyncSocket;
+    WriteAwaiter(AsyncSocket& socket, absl::string_view first, absl::string_view second)
+        : socket_(socket), pieces_{first, second} {}
+    AsyncSocket& socket_;
+    absl::string_view pieces_[2];
+    size_t written_ = 0;  // of both pieces together
+    IoResult result_;
+    std::coroutine_handle<> waiting_;
+  };
+
+  class ConnectAwaiter {
+   public:
+    bool await_ready() const { return !socket_.connecting_; }
+    void await_suspend(std::coroutine_handle<> waiting) {
+      waiting_ = waiting;
+      socket_.connector_ = this;
+    }
+    absl::Status await_resume() const { return status_; }
+
+   private:
+    friend class AsyncSocket;
+    explicit ConnectAwaiter(AsyncSocket& socket)
+        : socket_(socket), status_(socket.connect_status_) {}
+    AsyncSocket& socket_;
+    absl::Status status_;
+    std::coroutine_handle<> waiting_;
+  };
+
+ private:
+  AsyncSocket(Dispatcher& dispatcher, UniqueFd fd, bool connecting)
+      : dispatcher_(dispatcher), fd_(std::move(fd)), connecting_(connecting) {}
+
+  // Try the operation now: true when it is complete (result set), false to wait.
+  bool TryRead(ReadAwaiter& read);
+  bool TryWrite(WriteAwaiter& write);
+
+  Dispatcher& dispatcher_;
+  UniqueFd fd_;
+  bool connecting_;
+  absl::Status connect_status_;  // how the connect ended, for a Connect() awaited after
+  bool hung_up_ = false;
+  // What the kernel last said: false once a read (write) said EAGAIN or came back short, true
+  // again at the next readable (writable) edge.
+  bool readable_ = true;
+  bool writable_ = true;
+  ReadAwaiter* reader_ = nullptr;
+  WriteAwaiter* writer_ = nullptr;
+  ConnectAwaiter* connector_ = nullptr;
+};
+
+// A timer a coroutine can wait on, and that something else can cut short: a fault's delay,
+// a retry's back-off. Embedded in its owner; nothing is allocated.
+class Alarm {
+ public:
+  explicit Alarm(TimerWheel& wheel) : timer_(wheel) {}
+  ~Alarm() { timer_.Cancel(); }
+  Alarm(const Alarm&) = delete;
+  Alarm& operator=(const Alarm&) = delete;
+
+  class WaitAwaiter {
+   public:
+    bool await_ready() const { return alarm_.duration_ <= MonotonicDuration::zero(); }
+    void await_suspend(std::coroutine_handle<> waiting) {
+      alarm_.waiting_ = waiting;
+      alarm_.fired_ = false;
+      alarm_.timer_.ArmAfter(alarm_.duration_, TimerCallback::Bind<&Alarm::OnTimer>(&alarm_));
+    }
+    // True when the time ran out; false when Cancel() cut it short.
+    bool await_resume() const {
+      return alarm_.duration_ <= MonotonicDuration::zero() || alarm_.fired_;
+    }
+
+   private:
+    friend class Alarm;
+    explicit WaitAwaiter(Alarm& alarm) : alarm_(alarm) {}
+    Alarm& alarm_;
+  };
+
+  // Waits `duration` from the wheel's current time (a zero or negative one does not wait).
+  WaitAwaiter WaitFor(MonotonicDuration duration) {
+    duration_ = duration;
+    return WaitAwaiter(*this);
+  }
+  // Resumes the waiting coroutine now (its wait returns false). Returns whether one waited.
+  bool Cancel();
+  bool waiting() const { return static_cast<bool>(waiting_); }
+
+ private:
+  void OnTimer();
+
+  Timer timer_;
+  MonotonicDuration duration_{};
+  bool fired_ = false;
+  std::coroutine_handle<> waiting_;
+};
+
+}  // namespace sluice::gateway::event

@@ -1,0 +1,159 @@
+#pragma once
+// Coroutines on the event core: a request's code can read as a sequence (read the head, ask
+// for a decision, connect, write, read the response) while running on the worker's
+// Dispatcher, without Asio's costs per operation (a type-erased handler and an allocation for
+// each asynchronous operation, a hand-off through the executor for each completion).
+//
+// - A Task is a lazily started coroutine that another coroutine awaits (`co_await Child()`);
+//   the child resumes its parent directly when it ends (symmetric transfer: no stack growth,
+//   no trip through the loop).
+// - Leaf operations (a socket read, a timer) are awaiters, not coroutines: they live in the
+//   awaiting coroutine's frame and allocate nothing (see async_socket.h).
+// - Frames come from a per-thread pool of size classes, so a worker that has served a few
+//   requests allocates no frame memory for the next ones.
+// - No exceptions: a coroutine that lets one escape terminates the process (the request path
+//   returns absl::Status instead, as everywhere in sluice).
+//
+// Everything here is for one thread: a Task runs on the thread of the dispatcher whose
+// events resume it.
+#include <coroutine>
+#include <cstddef>
+#include <cstdint>
+#include <exception>
+#include <optional>
+#include <utility>
+
+namespace sluice::gateway::event {
+
+// This thread's frame pool: frames allocated fresh (malloc) and frames served from the pool.
+struct FramePoolStats {
+  uint64_t fresh = 0;
+  uint64_t reused = 0;
+};
+FramePoolStats ThisThreadFramePoolStats();
+
+namespace internal {
+
+// Frames up to kMaxPooledFrame bytes are kept for reuse by 64-byte size class (at most
+// kMaxPooledPerClass of each); larger ones go to the heap and back.
+inline constexpr size_t kFrameClass = 64;
+inline constexpr size_t kMaxPooledFrame = 8 * 1024;
+inline constexpr size_t kMaxPooledPerClass = 4096;
+void* AllocateFrame(size_t size);
+void FreeFrame(void* frame, size_t size) noexcept;
+
+class PromiseBase {
+ public:
+  static void* operator new(size_t size) { return AllocateFrame(size); }
+  static void operator delete(void* frame, size_t size) noexcept { FreeFrame(frame, size); }
+
+  std::suspend_always initial_suspend() noexcept { return {}; }
+  void unhandled_exception() noexcept { std::terminate(); }
+
+  // At its end a task resumes whoever awaited it; a spawned one destroys itself.
+  struct FinalAwaiter {
+    bool await_ready() noexcept { return false; }
+    template <typename Promise>
+    std::coroutine_handle<> await_suspend(std::coroutine_handle<Promise> self) noexcept {
+      PromiseBase& promise = self.promise();
+      if (promise.continuation_) return promise.continuation_;
+      if (promise.detached_) self.destroy();
+      return std::noop_coroutine();
+    }
+    void await_resume() noexcept {}
+  };
+  FinalAwaiter final_suspend() noexcept { return {}; }
+
+  std::coroutine_handle<> continuation_;
+  bool detached_ = false;
+};
+
+}  // namespace internal
+
+template <typename T = void>
+class [[nodiscard]] Task;
+
+// Starts `task` at once; it runs until its first suspension, goes on as its events resume
+// it, and frees itself when it ends. Nobody awaits it.
+void Spawn(Task<void> task);
+
+template <typename T>
+class [[nodiscard]] Task {
+ public:
+  struct promise_type : internal::PromiseBase {
+    Task get_return_object() {
+      return Task(std::coroutine_handle<promise_type>::from_promise(*this));
+    }
+    template <typename U>
+    void return_value(U&& value) {
+      value_.emplace(std::forward<U>(value));
+    }
+    std::optional<T> value_;
+  };
+
+  Task(Task&& other) noexcept : handle_(std::exchange(other.handle_, {})) {}
+  Task& operator=(Task&& other) noexcept {
+    if (this != &other) {
+      if (handle_) handle_.destroy();
+      handle_ = std::exchange(other.handle_, {});
+    }
+    return *this;
+  }
+  Task(const Task&) = delete;
+  Task& operator=(const Task&) = delete;
+  // A task never awaited is destroyed unstarted; one that is suspended is destroyed with
+  // its frame (what it awaited must no longer resume it).
+  ~Task() {
+    if (handle_) handle_.destroy();
+  }
+
+  bool await_ready() const noexcept { return false; }
+  std::coroutine_handle<> await_suspend(std::coroutine_handle<> awaiting) noexcept {
+    handle_.promise().continuation_ = awaiting;
+    return handle_;
+  }
+  T await_resume() { return std::move(*handle_.promise().value_); }
+
+ private:
+  explicit Task(std::coroutine_handle<promise_type> handle) : handle_(handle) {}
+  std::coroutine_handle<promise_type> handle_;
+};
+
+template <>
+class [[nodiscard]] Task<void> {
+ public:
+  struct promise_type : internal::PromiseBase {
+    Task get_return_object() {
+      return Task(std::coroutine_handle<promise_type>::from_promise(*this));
+    }
+    void return_void() noexcept {}
+  };
+
+  Task(Task&& other) noexcept : handle_(std::exchange(other.handle_, {})) {}
+  Task& operator=(Task&& other) noexcept {
+    if (this != &other) {
+      if (handle_) handle_.destroy();
+      handle_ = std::exchange(other.handle_, {});
+    }
+    return *this;
+  }
+  Task(const Task&) = delete;
+  Task& operator=(const Task&) = delete;
+  ~Task() {
+    if (handle_) handle_.destroy();
+  }
+
+  bool await_ready() const noexcept { return false; }
+  std::coroutine_handle<> await_suspend(std::coroutine_handle<> awaiting) noexcept {
+    handle_.promise().continuation_ = awaiting;
+    return handle_;
+  }
+  void await_resume() noexcept {}
+
+ private:
+  friend void Spawn(Task<void> task);
+  explicit Task(std::coroutine_handle<promise_type> handle) : handle_(handle) {}
+  std::coroutine_handle<promise_type> handle_;
+};
+
+}  // namespace sluice::gateway::event
