@@ -29,6 +29,9 @@
 #                           measured run; the flat profile goes to
 #                           bench/results/NAME.perf.txt. PERF=sluice/server samples that
 #                           proxy's sluice-server instead (server_local for sluice-local)
+#          WORKERS (1)      sluice-gateway's --workers and HAProxy's nbthread (nginx and the
+#                           floors stay at one: leave them out of such a run)
+#          WRK_THREADS (1)  wrk's threads (-t)
 #          PIN (0)          PIN=1 (2+ cores): wrk on CPU 1, proxies, stubs and
 #                           sluice-server on CPU 0; by default the scheduler places all
 set -euo pipefail
@@ -38,6 +41,8 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 duration=${DURATION:-10s}
 warmup=${WARMUP:-2s}
 connections=${CONNECTIONS:-32}
+workers=${WORKERS:-1}
+wrk_threads=${WRK_THREADS:-1}
 rounds=${ROUNDS:-1}
 read -r -a proxies <<<"${PROXIES:-haproxy nginx sluice}"
 # nginx and haproxy live in /usr/sbin, which a non-root PATH may lack.
@@ -263,7 +268,7 @@ for proxy in "${proxies[@]}"; do
       start server grpc "$build/server/sluice-server" --config "$work/shop.yaml" \
         --listen 127.0.0.1:0 --metrics 127.0.0.1:0
       start sluice http "$build/gateway/sluice-gateway" --listen 127.0.0.1:0 \
-        --decision "127.0.0.1:${port[server]}" --metrics 127.0.0.1:0 --workers 1
+        --decision "127.0.0.1:${port[server]}" --metrics 127.0.0.1:0 --workers "$workers"
       # Both processes do the proxy's work: the decision comes from the server.
       cpu_pids[sluice]="${pid[sluice]} ${pid[server]}"
       cpu_names[sluice]="gateway server"
@@ -275,12 +280,14 @@ for proxy in "${proxies[@]}"; do
       start server_local grpc "$build/server/sluice-server" --config "$work/shop.yaml" \
         --listen 127.0.0.1:0 --metrics 127.0.0.1:0
       start sluice-local http "$build/gateway/sluice-gateway" --listen 127.0.0.1:0 \
-        --decision "127.0.0.1:${port[server_local]}" --metrics 127.0.0.1:0 --workers 1 \
+        --decision "127.0.0.1:${port[server_local]}" --metrics 127.0.0.1:0 --workers "$workers" \
         --decisions local
       cpu_pids[sluice-local]="${pid[sluice-local]} ${pid[server_local]}"
       cpu_names[sluice-local]="gateway server"
       ;;
     nginx)
+      # One process (master_process off): it cannot follow WORKERS.
+      ((workers == 1)) || { echo "nginx runs one worker here: leave it out when WORKERS=$workers" >&2; exit 2; }
       # One process (no master), its own prefix: Debian's build points the error log and
       # temp folders at /var, which -e and the *_temp_path lines move here.
       port[nginx]=$(free_port)
@@ -330,7 +337,7 @@ EOF
       port[haproxy]=$(free_port)
       cat >"$work/haproxy.cfg" <<EOF
 global
-  nbthread 1
+  nbthread $workers
   maxconn 4096
 defaults
   mode http
@@ -414,7 +421,7 @@ loadavg=$(cut -d' ' -f1-3 /proc/loadavg)
 for ((r = 1; r <= rounds; r++)); do
   for proxy in "${proxies[@]}"; do
     url="http://127.0.0.1:${port[$proxy]}/"
-    run_wrk /dev/null -t1 -c"$connections" -d"$warmup" -H 'Host: shop' "$url"
+    run_wrk /dev/null -t"$wrk_threads" -c"$connections" -d"$warmup" -H 'Host: shop' "$url"
     curl -s -X POST "http://127.0.0.1:${port[stub_v1]}/stub/reset" >/dev/null
     curl -s -X POST "http://127.0.0.1:${port[stub_v2]}/stub/reset" >/dev/null
     # shellcheck disable=SC2086  # the list of pids is meant to split
@@ -428,7 +435,7 @@ for ((r = 1; r <= rounds; r++)); do
         -- sleep "$duration" >/dev/null 2>&1 &
       perf_pid=$!
     fi
-    run_wrk "$work/$proxy.$r.wrk" -t1 -c"$connections" -d"$duration" --latency -H 'Host: shop' "$url"
+    run_wrk "$work/$proxy.$r.wrk" -t"$wrk_threads" -c"$connections" -d"$duration" --latency -H 'Host: shop' "$url"
     if [[ -n $perf_pid ]]; then
       wait "$perf_pid" || true
       mkdir -p "$root/bench/results"
@@ -489,9 +496,9 @@ mkdir -p "$root/bench/results"
   echo
   echo "$(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)), commit $(git -C "$root" describe --always --dirty 2>/dev/null || echo unknown)"
   echo "nginx $(nginx -v 2>&1 | cut -d/ -f2), HAProxy $(haproxy -v | head -1 | cut -d' ' -f3), $(wrk -v 2>&1 | head -1 | cut -d' ' -f1-2)"
-  echo "Loopback; $pinning. One worker/thread per proxy; sluice is sluice-gateway (1 worker) + sluice-server;"
+  echo "Loopback; $pinning. $workers worker(s)/thread(s) per proxy (sluice-gateway --workers, HAProxy nbthread; the floors have one); sluice is sluice-gateway + sluice-server;"
   echo "sluice-local is the same with \`--decisions local\` (decisions in the gateway, from the table its server pushes)."
-  echo "wrk -t1 -c$connections -d$duration --latency -H 'Host: shop' after a ${warmup} warm-up; $rounds round(s), medians."
+  echo "wrk -t$wrk_threads -c$connections -d$duration --latency -H 'Host: shop' after a ${warmup} warm-up; $rounds round(s), medians."
   echo "Proxy CPU is utime+stime from /proc/PID/stat over the measured run (sluice, sluice-local: gateway + server)."
   echo "Load average when the runs started: $loadavg (anything else running on the machine shows here)."
   echo
