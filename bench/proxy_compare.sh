@@ -439,9 +439,12 @@ for ((r = 1; r <= rounds; r++)); do
     if [[ -n $perf_pid ]]; then
       wait "$perf_pid" || true
       mkdir -p "$root/bench/results"
-      perf report -i "$work/$perf_process.perf.data" --no-children --sort dso,sym --stdio \
-        -g none 2>/dev/null | grep -v '^$' | head -80 >"$root/bench/results/$perf_process.perf.txt" ||
-        true
+      {
+        perf report -i "$work/$perf_process.perf.data" --no-children --sort dso --stdio \
+          -g none 2>/dev/null | grep -v '^$' | head -30
+        perf report -i "$work/$perf_process.perf.data" --no-children --sort dso,sym --stdio \
+          -g none 2>/dev/null | grep -v '^#' | grep -v '^$' | head -80
+      } >"$root/bench/results/$perf_process.perf.txt" || true
     fi
     # shellcheck disable=SC2086
     read -r -a after <<<"$(cpu_ticks ${cpu_pids[$proxy]})"
