@@ -32,6 +32,9 @@
 #          WORKERS (1)      sluice-gateway's --workers and HAProxy's nbthread (nginx and the
 #                           floors stay at one: leave them out of such a run)
 #          WRK_THREADS (1)  wrk's threads (-t)
+#          MALLOCS (0)      MALLOCS=1: sluice-gateway and the floors run with
+#                           bench/malloc_count.c preloaded; each run line gets
+#                           mallocs_per_req, heap allocations per request over the run
 #          PIN (0)          PIN=1 (2+ cores): wrk on CPU 1, proxies, stubs and
 #                           sluice-server on CPU 0; by default the scheduler places all
 set -euo pipefail
@@ -108,7 +111,11 @@ declare -A port pid cpu_pids cpu_names
 # port[NAME] and pid[NAME].
 start() {
   local name=$1 key=$2; shift 2
-  "${pin_rest[@]}" "$@" >"$work/$name.out" 2>"$work/$name.err" &
+  local preload=()
+  if [[ ${MALLOCS:-0} == 1 && $name =~ ^(sluice|sluice-local|floor|core-.*)$ ]]; then
+    preload=(env "LD_PRELOAD=$build/bench/libmalloc_count.so" "MALLOC_COUNT_FILE=$work/$name.mallocs")
+  fi
+  "${pin_rest[@]}" "${preload[@]}" "$@" >"$work/$name.out" 2>"$work/$name.err" &
   pid[$name]=$!
   pids+=("${pid[$name]}")
   local addr=
@@ -164,6 +171,19 @@ stream_counts() {
     $1 == "sluice_gateway_decision_stream_messages_total" { m = $2 }
     $1 == "sluice_gateway_decision_stream_decide_requests_total" { d = $2 }
     END { printf "%d %d\n", m, d }'
+}
+
+# malloc_count NAME: heap allocations of proxy NAME so far (MALLOCS=1), or nothing.
+malloc_count() {
+  [[ -f $work/$1.mallocs || ${MALLOCS:-0} == 1 ]] || return 0
+  [[ $1 =~ ^(sluice|sluice-local|floor|core-.*)$ ]] || return 0
+  rm -f "$work/$1.mallocs"
+  kill -USR2 "${pid[$1]}" 2>/dev/null || return 0
+  for _ in $(seq 50); do
+    [[ -s $work/$1.mallocs ]] && break
+    sleep 0.01
+  done
+  sed -n 's/^mallocs=\([0-9]*\).*/\1/p' "$work/$1.mallocs" 2>/dev/null
 }
 
 cpu_ticks() {
@@ -427,6 +447,7 @@ for ((r = 1; r <= rounds; r++)); do
     # shellcheck disable=SC2086  # the list of pids is meant to split
     read -r -a before <<<"$(cpu_ticks ${cpu_pids[$proxy]})"
     read -r -a stream_before <<<"$(stream_counts "$proxy")"
+    mallocs_before=$(malloc_count "$proxy")
     perf_pid=
     perf_proxy=${PERF:-} perf_process=${PERF:-}
     perf_proxy=${perf_proxy%%/*} perf_process=${perf_process##*/}
@@ -449,6 +470,7 @@ for ((r = 1; r <= rounds; r++)); do
     # shellcheck disable=SC2086
     read -r -a after <<<"$(cpu_ticks ${cpu_pids[$proxy]})"
     read -r -a stream_after <<<"$(stream_counts "$proxy")"
+    mallocs_after=$(malloc_count "$proxy")
     stream=
     if ((${#stream_before[@]} == 2 && ${#stream_after[@]} == 2)); then
       # The worker adds its stream's counts to the metrics every 100 ms: close enough over a
@@ -456,6 +478,9 @@ for ((r = 1; r <= rounds; r++)); do
       stream=$(awk -v m=$((stream_after[0] - stream_before[0])) \
         -v d=$((stream_after[1] - stream_before[1])) -v secs="${duration%s}" \
         'BEGIN { printf " stream_msgs_per_s=%.0f decides_per_msg=%.1f", m / secs, m ? d / m : 0 }')
+    fi
+    if [[ -n $mallocs_before && -n $mallocs_after ]]; then
+      stream+=" mallocs=$((mallocs_after - mallocs_before))"
     fi
     read -r -a names <<<"${cpu_names[$proxy]:-}"
     ticks=0 split=
@@ -488,7 +513,12 @@ for ((r = 1; r <= rounds; r++)); do
           split(parts[i], kv, ":"); split_s = split_s (i > 1 ? "," : "") sprintf("%s:%.2fs", kv[1], kv[2] / hz) }
         printf "proxy=%s round=%d rps=%.0f requests=%d p50_ms=%.3f p99_ms=%.3f non2xx=%d sockerr=%d cpu_s=%.2f cpu_s_per_1k=%.4f upstream_requests=%d v2_share=%.3f%s\n",
           proxy, round, rps, requests, p50, p99, non2xx, sockerr, cpu, cpu * 1000 / requests,
-          v1 + v2, (v1 + v2) ? v2 / (v1 + v2) : 0, (n ? " cpu_split=" split_s : "") stream }' "$work/$proxy.$r.wrk" | tee -a "$work/runs.txt"
+          v1 + v2, (v1 + v2) ? v2 / (v1 + v2) : 0, (n ? " cpu_split=" split_s : "") stream \
+          mallocs_per_req(stream, requests) }
+      function mallocs_per_req(s, requests,   m) {
+        if (!match(s, /mallocs=[0-9]+/) || !requests) return ""
+        m = substr(s, RSTART + 8, RLENGTH - 8)
+        return sprintf(" mallocs_per_req=%.1f", m / requests) }' "$work/$proxy.$r.wrk" | tee -a "$work/runs.txt"
   done
 done
 
