@@ -28,7 +28,11 @@
 #                           with `perf record -g` (Debian's linux-perf) during its first
 #                           measured run; the flat profile goes to
 #                           bench/results/NAME.perf.txt. PERF=sluice/server samples that
-#                           proxy's sluice-server instead (server_local for sluice-local)
+#                           proxy's sluice-server instead (server_local for sluice-local).
+#                           PERF_EVENT: record that event instead of CPU samples, e.g. a
+#                           uprobe on malloc (`perf probe -x /lib/x86_64-linux-gnu/libc.so.6
+#                           malloc`, then PERF_EVENT=probe_libc:malloc): the report then
+#                           ranks the callers by the events under them (--children)
 #          WORKERS (1)      sluice-gateway's --workers and HAProxy's nbthread (nginx and the
 #                           floors stay at one: leave them out of such a run)
 #          WRK_THREADS (1)  wrk's threads (-t)
@@ -452,8 +456,11 @@ for ((r = 1; r <= rounds; r++)); do
     perf_proxy=${PERF:-} perf_process=${PERF:-}
     perf_proxy=${perf_proxy%%/*} perf_process=${perf_process##*/}
     if [[ -n $perf_proxy && $perf_proxy == "$proxy" && $r == 1 ]]; then
-      perf record -F 999 -g -p "${pid[$perf_process]}" -o "$work/$perf_process.perf.data" \
-        -- sleep "$duration" >/dev/null 2>&1 &
+      perf_args=(-F 999 -g)
+      # One event in 50, with DWARF stacks: the binaries keep no frame pointers.
+      [[ -n ${PERF_EVENT:-} ]] && perf_args=(-e "$PERF_EVENT" -c 50 --call-graph dwarf,8192)
+      perf record "${perf_args[@]}" -p "${pid[$perf_process]}" \
+        -o "$work/$perf_process.perf.data" -- sleep "$duration" >/dev/null 2>&1 &
       perf_pid=$!
     fi
     run_wrk "$work/$proxy.$r.wrk" -t"$wrk_threads" -c"$connections" -d"$duration" --latency -H 'Host: shop' "$url"
@@ -463,8 +470,9 @@ for ((r = 1; r <= rounds; r++)); do
       {
         perf report -i "$work/$perf_process.perf.data" --no-children --sort dso --stdio \
           -g none 2>/dev/null | grep -v '^$' | head -30
-        perf report -i "$work/$perf_process.perf.data" --no-children --sort dso,sym --stdio \
-          -g none 2>/dev/null | grep -v '^#' | grep -v '^$' | head -80
+        perf report -i "$work/$perf_process.perf.data" \
+          "$([[ -n ${PERF_EVENT:-} ]] && echo --children || echo --no-children)" \
+          --sort dso,sym --stdio -g none 2>/dev/null | grep -v '^#' | grep -v '^$' | head -80
       } >"$root/bench/results/$perf_process.perf.txt" || true
     fi
     # shellcheck disable=SC2086

@@ -54,7 +54,9 @@ void UpstreamPool::Release(std::unique_ptr<UpstreamConnection> connection,
   }
   connection->idle_since = now;
   connection->stream.expires_never();
-  const std::string cluster = connection->cluster;
+  // The connection object stays where it is (the map holds its pointer), so its cluster name
+  // needs no copy for the wake-up.
+  const std::string& cluster = connection->cluster;
   idle_[Key(connection->pool, connection->endpoint)].push_back(std::move(connection));
   Wake(cluster);
 }
@@ -145,8 +147,7 @@ size_t UpstreamPool::CloseIdle(event::MonotonicTime now) {
       UpstreamConnection& c = **it;
       const bool expired = c.idle_timeout > absl::ZeroDuration() &&
                            now - c.idle_since >= absl::ToChronoNanoseconds(c.idle_timeout);
-      if (!expired && Live(c.pool) && c.in.empty() &&
-          !PeerClosedOrDirty(c.stream.socket())) {
+      if (!expired && Live(c.pool) && c.in.empty() && !PeerClosedOrDirty(c.stream.socket())) {
         ++it;
         continue;
       }

@@ -9,6 +9,7 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
+#include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "gateway/event/time_source.h"
 #include "gateway/http/beast.h"
@@ -120,8 +121,14 @@ class UpstreamPool {
   void CloseAll();
 
  private:
-  static std::string Key(const std::string& pool, const std::string& endpoint) {
-    return pool + '\n' + endpoint;
+  // The maps' key for a pool and endpoint, built in a buffer kept for the purpose: a lookup
+  // allocates nothing (the maps look up by string_view); only a new entry copies it. Valid
+  // until the next call.
+  absl::string_view Key(const std::string& pool, const std::string& endpoint) const {
+    key_.assign(pool);
+    key_.push_back('\n');
+    key_.append(endpoint);
+    return key_;
   }
   bool Live(const std::string& pool) const { return !live_.has_value() || live_->contains(pool); }
   void Wake(const std::string& cluster);
@@ -142,6 +149,7 @@ class UpstreamPool {
   std::optional<absl::flat_hash_set<std::string>> live_;
   // Connections it counts hold a weak reference: one destroyed after the pool touches nothing.
   std::shared_ptr<UpstreamPool*> self_;
+  mutable std::string key_;  // see Key()
 };
 
 // True when the peer closed the connection or sent bytes nobody asked for: a pooled
