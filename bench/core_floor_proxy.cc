@@ -17,12 +17,14 @@
 #include <cstdio>
 #include <iostream>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "bench/floor_args.h"
 #include "gateway/event/dispatcher.h"
 #include "gateway/event/poller.h"
 #include "gateway/event/socket.h"
@@ -40,10 +42,7 @@ constexpr std::chrono::seconds kIdleTimeout(60);
 constexpr std::chrono::seconds kRouteTimeout(15);
 constexpr std::chrono::seconds kPerTryTimeout(10);
 
-struct Upstream {
-  event::SocketAddress address;
-  uint32_t weight = 1;
-};
+using Upstream = sluice::bench::FloorUpstream;
 
 // A byte buffer read into at its end and consumed from its front; its storage is kept, so a
 // connection's steady state allocates nothing.
@@ -442,69 +441,28 @@ class Listener final : public event::IoHandler {
   event::UniqueFd fd_;
 };
 
-bool ParseHostPort(absl::string_view text, std::string* host, uint16_t* port, uint32_t* weight) {
-  std::vector<std::string> parts = absl::StrSplit(text, ':');
-  uint32_t p = 0;
-  if (parts.size() < 2 || !absl::SimpleAtoi(parts[1], &p) || p > 65535) return false;
-  *host = parts[0];
-  *port = static_cast<uint16_t>(p);
-  if (weight != nullptr) {
-    *weight = 1;
-    if (parts.size() == 3 && !absl::SimpleAtoi(parts[2], weight)) return false;
-  }
-  return true;
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::string listen_host = "127.0.0.1";
-  uint16_t listen_port = 0;
-  std::vector<Upstream> upstreams;
-  std::string poller_name = "epoll";
-  for (int i = 1; i + 1 < argc; i += 2) {
-    const std::string flag = argv[i];
-    std::string host;
-    uint16_t port = 0;
-    uint32_t weight = 1;
-    if (flag == "--listen" && ParseHostPort(argv[i + 1], &listen_host, &listen_port, nullptr)) {
-      continue;
-    }
-    if (flag == "--poller" &&
-        (std::string(argv[i + 1]) == "epoll" || std::string(argv[i + 1]) == "io_uring")) {
-      poller_name = argv[i + 1];
-      continue;
-    }
-    if (flag == "--upstream" && ParseHostPort(argv[i + 1], &host, &port, &weight) && weight > 0) {
-      auto address = event::SocketAddress::Parse(host, port);
-      if (address.ok()) {
-        upstreams.push_back({*address, weight});
-        continue;
-      }
-    }
-    std::cerr << "core_floor_proxy: bad argument " << flag << " " << argv[i + 1]
-              << "\nusage: core_floor_proxy --listen HOST:PORT --upstream HOST:PORT:WEIGHT ...\n";
-    return 2;
-  }
-  if (upstreams.empty()) {
-    std::cerr << "usage: core_floor_proxy --listen HOST:PORT --upstream HOST:PORT:WEIGHT ...\n";
-    return 2;
-  }
+  std::optional<sluice::bench::FloorArgs> args =
+      sluice::bench::ParseFloorArgs(argc, argv, "core_floor_proxy");
+  if (!args.has_value()) return 2;
+  const std::string& listen_host = args->listen_host;
   event::RealTimeSource time_source;
   absl::StatusOr<std::unique_ptr<event::Poller>> poller =
-      poller_name == "io_uring" ? event::CreateIoUringPoller() : event::CreateEpollPoller();
+      args->poller == "io_uring" ? event::CreateIoUringPoller() : event::CreateEpollPoller();
   if (!poller.ok()) {
-    std::cerr << "core_floor_proxy: no " << poller_name << " poller: " << poller.status() << "\n";
+    std::cerr << "core_floor_proxy: no " << args->poller << " poller: " << poller.status() << "\n";
     return 1;
   }
   auto dispatcher = event::Dispatcher::Create(time_source, std::move(*poller));
-  auto listen = event::ListenTcp(listen_host, listen_port, /*reuse_port=*/false, 1024);
+  auto listen = event::ListenTcp(listen_host, args->listen_port, /*reuse_port=*/false, 1024);
   if (!dispatcher.ok() || !listen.ok()) {
     std::cerr << "core_floor_proxy: cannot start: "
               << (dispatcher.ok() ? listen.status() : dispatcher.status()) << "\n";
     return 1;
   }
-  Proxy proxy(**dispatcher, std::move(upstreams));
+  Proxy proxy(**dispatcher, std::move(args->upstreams));
   const uint16_t port = listen->port;
   Listener listener(proxy, std::move(listen->fd));
   if (!(*dispatcher)->RegisterFd(listener.fd(), &listener, event::kIoReadable).ok()) return 1;

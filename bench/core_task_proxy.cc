@@ -16,11 +16,13 @@
 #include <cstdio>
 #include <iostream>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_split.h"
+#include "bench/floor_args.h"
 #include "gateway/event/async_socket.h"
 #include "gateway/event/dispatcher.h"
 #include "gateway/event/socket.h"
@@ -40,10 +42,7 @@ constexpr std::chrono::seconds kIdleTimeout(60);
 constexpr std::chrono::seconds kRouteTimeout(15);
 constexpr std::chrono::seconds kPerTryTimeout(10);
 
-struct Upstream {
-  event::SocketAddress address;
-  uint32_t weight = 1;
-};
+using Upstream = sluice::bench::FloorUpstream;
 
 // A timer that cancels a socket's operations (ETIMEDOUT) when it fires.
 event::TimerCallback TimeOut(event::AsyncSocket& socket) {
@@ -231,56 +230,22 @@ class Listener final : public event::IoHandler {
   event::UniqueFd fd_;
 };
 
-bool ParseHostPort(absl::string_view text, std::string* host, uint16_t* port, uint32_t* weight) {
-  std::vector<std::string> parts = absl::StrSplit(text, ':');
-  uint32_t p = 0;
-  if (parts.size() < 2 || !absl::SimpleAtoi(parts[1], &p) || p > 65535) return false;
-  *host = parts[0];
-  *port = static_cast<uint16_t>(p);
-  if (weight != nullptr) {
-    *weight = 1;
-    if (parts.size() == 3 && !absl::SimpleAtoi(parts[2], weight)) return false;
-  }
-  return true;
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::string listen_host = "127.0.0.1";
-  uint16_t listen_port = 0;
-  std::vector<Upstream> upstreams;
-  for (int i = 1; i + 1 < argc; i += 2) {
-    const std::string flag = argv[i];
-    std::string host;
-    uint16_t port = 0;
-    uint32_t weight = 1;
-    if (flag == "--listen" && ParseHostPort(argv[i + 1], &listen_host, &listen_port, nullptr)) {
-      continue;
-    }
-    if (flag == "--upstream" && ParseHostPort(argv[i + 1], &host, &port, &weight) && weight > 0) {
-      auto address = event::SocketAddress::Parse(host, port);
-      if (address.ok()) {
-        upstreams.push_back({*address, weight});
-        continue;
-      }
-    }
-    std::cerr << "core_task_proxy: bad argument " << flag << " " << argv[i + 1] << "\n";
-    return 2;
-  }
-  if (upstreams.empty()) {
-    std::cerr << "usage: core_task_proxy --listen HOST:PORT --upstream HOST:PORT:WEIGHT ...\n";
-    return 2;
-  }
+  std::optional<sluice::bench::FloorArgs> args =
+      sluice::bench::ParseFloorArgs(argc, argv, "core_task_proxy");
+  if (!args.has_value()) return 2;
+  const std::string& listen_host = args->listen_host;
   event::RealTimeSource time_source;
   auto dispatcher = event::Dispatcher::Create(time_source);
-  auto listen = event::ListenTcp(listen_host, listen_port, /*reuse_port=*/false, 1024);
+  auto listen = event::ListenTcp(listen_host, args->listen_port, /*reuse_port=*/false, 1024);
   if (!dispatcher.ok() || !listen.ok()) {
     std::cerr << "core_task_proxy: cannot start: "
               << (dispatcher.ok() ? listen.status() : dispatcher.status()) << "\n";
     return 1;
   }
-  Proxy proxy(**dispatcher, std::move(upstreams));
+  Proxy proxy(**dispatcher, std::move(args->upstreams));
   const uint16_t port = listen->port;
   Listener listener(proxy, std::move(listen->fd));
   if (!(*dispatcher)->RegisterFd(listener.fd(), &listener, event::kIoReadable).ok()) return 1;

@@ -89,7 +89,7 @@ void FreeFrame(void* frame, size_t size) noexcept { ThisThreadPool().Free(frame,
 FramePoolStats ThisThreadFramePoolStats() { return internal::ThisThreadPool().stats(); }
 
 void Spawn(Task<void> task) {
-  std::coroutine_handle<Task<void>::promise_type> handle = std::exchange(task.handle_, {});
+  std::coroutine_handle<internal::VoidPromise> handle = std::exchange(task.handle_, {});
   handle.promise().detached_ = true;
   handle.resume();
 }

@@ -77,33 +77,25 @@ class [[nodiscard]] Task;
 // it, and frees itself when it ends. Nobody awaits it.
 void Spawn(Task<void> task);
 
-template <typename T>
-class [[nodiscard]] Task {
- public:
-  struct promise_type : internal::PromiseBase {
-    Task get_return_object() {
-      return Task(std::coroutine_handle<promise_type>::from_promise(*this));
-    }
-    template <typename U>
-    void return_value(U&& value) {
-      value_.emplace(std::forward<U>(value));
-    }
-    std::optional<T> value_;
-  };
+namespace internal {
 
-  Task(Task&& other) noexcept : handle_(std::exchange(other.handle_, {})) {}
-  Task& operator=(Task&& other) noexcept {
+// What Task<T> and Task<void> share: the owned handle, moves, and being awaited.
+template <typename Promise>
+class TaskBase {
+ public:
+  TaskBase(TaskBase&& other) noexcept : handle_(std::exchange(other.handle_, {})) {}
+  TaskBase& operator=(TaskBase&& other) noexcept {
     if (this != &other) {
       if (handle_) handle_.destroy();
       handle_ = std::exchange(other.handle_, {});
     }
     return *this;
   }
-  Task(const Task&) = delete;
-  Task& operator=(const Task&) = delete;
+  TaskBase(const TaskBase&) = delete;
+  TaskBase& operator=(const TaskBase&) = delete;
   // A task never awaited is destroyed unstarted; one that is suspended is destroyed with
   // its frame (what it awaited must no longer resume it).
-  ~Task() {
+  ~TaskBase() {
     if (handle_) handle_.destroy();
   }
 
@@ -112,48 +104,63 @@ class [[nodiscard]] Task {
     handle_.promise().continuation_ = awaiting;
     return handle_;
   }
-  T await_resume() { return std::move(*handle_.promise().value_); }
+
+ protected:
+  explicit TaskBase(std::coroutine_handle<Promise> handle) : handle_(handle) {}
+  std::coroutine_handle<Promise> handle_;
+};
+
+template <typename T>
+struct ValuePromise;
+struct VoidPromise;
+
+}  // namespace internal
+
+template <typename T>
+class [[nodiscard]] Task : public internal::TaskBase<internal::ValuePromise<T>> {
+ public:
+  using promise_type = internal::ValuePromise<T>;
+  T await_resume() { return std::move(*this->handle_.promise().value_); }
 
  private:
-  explicit Task(std::coroutine_handle<promise_type> handle) : handle_(handle) {}
-  std::coroutine_handle<promise_type> handle_;
+  friend promise_type;
+  explicit Task(std::coroutine_handle<promise_type> handle)
+      : internal::TaskBase<promise_type>(handle) {}
 };
 
 template <>
-class [[nodiscard]] Task<void> {
+class [[nodiscard]] Task<void> : public internal::TaskBase<internal::VoidPromise> {
  public:
-  struct promise_type : internal::PromiseBase {
-    Task get_return_object() {
-      return Task(std::coroutine_handle<promise_type>::from_promise(*this));
-    }
-    void return_void() noexcept {}
-  };
-
-  Task(Task&& other) noexcept : handle_(std::exchange(other.handle_, {})) {}
-  Task& operator=(Task&& other) noexcept {
-    if (this != &other) {
-      if (handle_) handle_.destroy();
-      handle_ = std::exchange(other.handle_, {});
-    }
-    return *this;
-  }
-  Task(const Task&) = delete;
-  Task& operator=(const Task&) = delete;
-  ~Task() {
-    if (handle_) handle_.destroy();
-  }
-
-  bool await_ready() const noexcept { return false; }
-  std::coroutine_handle<> await_suspend(std::coroutine_handle<> awaiting) noexcept {
-    handle_.promise().continuation_ = awaiting;
-    return handle_;
-  }
+  using promise_type = internal::VoidPromise;
   void await_resume() noexcept {}
 
  private:
+  friend promise_type;
   friend void Spawn(Task<void> task);
-  explicit Task(std::coroutine_handle<promise_type> handle) : handle_(handle) {}
-  std::coroutine_handle<promise_type> handle_;
+  explicit Task(std::coroutine_handle<promise_type> handle) : TaskBase(handle) {}
 };
+
+namespace internal {
+
+template <typename T>
+struct ValuePromise : PromiseBase {
+  Task<T> get_return_object() {
+    return Task<T>(std::coroutine_handle<ValuePromise>::from_promise(*this));
+  }
+  template <typename U>
+  void return_value(U&& value) {
+    value_.emplace(std::forward<U>(value));
+  }
+  std::optional<T> value_;
+};
+
+struct VoidPromise : PromiseBase {
+  Task<void> get_return_object() {
+    return Task<void>(std::coroutine_handle<VoidPromise>::from_promise(*this));
+  }
+  void return_void() noexcept {}
+};
+
+}  // namespace internal
 
 }  // namespace sluice::gateway::event

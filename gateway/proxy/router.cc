@@ -5,9 +5,7 @@
 #include "absl/strings/match.h"
 
 namespace sluice::gateway {
-namespace {
-
-v1::Outcome ToOutcome(AttemptResult::Kind kind) {
+v1::Outcome ReportedOutcome(AttemptResult::Kind kind) {
   switch (kind) {
     case AttemptResult::Kind::kResponse:
       return v1::RESPONSE;
@@ -22,8 +20,6 @@ v1::Outcome ToOutcome(AttemptResult::Kind kind) {
   }
   return v1::OUTCOME_UNSPECIFIED;
 }
-
-}  // namespace
 
 Router::Router(event::TimerWheel& wheel, event::TimeSource& clock, RequestFlow::Plan plan,
                ClusterLimits& limits, absl::BitGenRef rng, bool request_complete)
@@ -131,7 +127,7 @@ event::Task<Router::Outcome> Router::Run(Upstream& upstream) {
         upstream.CountOverflow("retries");
       }
       if (end.result.kind == AttemptResult::Kind::kOverflow) upstream.CountOverflow("pending");
-      upstream.Report(outcome.last_endpoint, flow.attempts(), ToOutcome(end.result.kind),
+      upstream.Report(outcome.last_endpoint, flow.attempts(), ReportedOutcome(end.result.kind),
                       end.result.status, latency, retrying ? "-" : flow.flags(), !retrying);
       if (retrying) {
         retry_ticket = limits_.TryRetry();

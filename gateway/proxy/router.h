@@ -15,6 +15,9 @@
 
 namespace sluice::gateway {
 
+// How an attempt ended, as an AttemptReport says it.
+v1::Outcome ReportedOutcome(AttemptResult::Kind kind);
+
 // The router of one request, Envoy's router filter as a coroutine on the event core: it runs
 // the attempts RequestFlow asks for, arms the route timer once the whole request is in,
 // waits the back-off between attempts, takes the cluster's request and retry tickets

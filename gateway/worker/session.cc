@@ -18,6 +18,7 @@
 #include "gateway/http/headers.h"
 #include "gateway/observability/access_log.h"
 #include "gateway/proxy/request_flow.h"
+#include "gateway/proxy/router.h"
 #include "gateway/upstream/dns_cache.h"
 #include "gateway/worker/worker.h"
 #include "lib/common/log.h"
@@ -148,22 +149,6 @@ asio::awaitable<bool> ReadUpstream(UpstreamConnection& conn) {
   if (ec == asio::error::eof) co_return conn.decoder.DecodeEof().ok();
   if (ec) co_return false;
   co_return DecodeRead(conn.decoder, conn.in, {conn.read_chunk.data(), n}).ok();
-}
-
-v1::Outcome ToOutcome(AttemptResult::Kind kind) {
-  switch (kind) {
-    case AttemptResult::Kind::kResponse:
-      return v1::RESPONSE;
-    case AttemptResult::Kind::kConnectFailure:
-      return v1::CONNECT_FAILURE;
-    case AttemptResult::Kind::kReset:
-      return v1::RESET;
-    case AttemptResult::Kind::kPerTryTimeout:
-      return v1::TIMEOUT;
-    case AttemptResult::Kind::kOverflow:
-      return v1::OVERFLOW;
-  }
-  return v1::OUTCOME_UNSPECIFIED;
 }
 
 RetryPolicy ToRetryPolicy(const v1::RetryPolicy& p) {
@@ -855,7 +840,7 @@ asio::awaitable<void> Session::Forward(Exchange& ex, Target& target) {
       if (last.result.kind == AttemptResult::Kind::kOverflow) {
         context.sluice_metrics->CountOverflow(target.cluster, "pending");
       }
-      report(last_endpoint, flow.attempts(), ToOutcome(last.result.kind), last.result.status,
+      report(last_endpoint, flow.attempts(), ReportedOutcome(last.result.kind), last.result.status,
              Since(*context.clock, attempt_start), retrying ? "-" : flow.flags(), !retrying);
       if (retrying) {
         // The response (if any) is not used: Envoy resets the upstream stream, which for
