@@ -42,13 +42,16 @@ TEST(TaskTest, NestedTasksPassValuesAndRunToTheEndWhenNothingSuspends) {
 
 TEST(TaskTest, FramesAreReusedOnceWarm) {
   int out = 0;
-  Spawn(Store(1, &out));  // warms the pool: four frames (Store, AddThree, Add twice)
+  Spawn(Store(1, &out));  // warms the pool
   const FramePoolStats warm = ThisThreadFramePoolStats();
   for (int i = 0; i < 1000; ++i) Spawn(Store(i, &out));
   const FramePoolStats after = ThisThreadFramePoolStats();
   EXPECT_EQ(out, 1002);
   EXPECT_EQ(after.fresh, warm.fresh) << "no frame memory allocated per request once warm";
-  EXPECT_EQ(after.reused - warm.reused, 4000u);
+  // Four frames per run (Store, AddThree, Add twice) with GCC; clang may fold the children
+  // awaited at once into their parent's frame (coroutine allocation elision), leaving one.
+  EXPECT_GE(after.reused - warm.reused, 1000u);
+  EXPECT_LE(after.reused - warm.reused, 4000u);
 }
 
 TEST(TaskTest, ATaskNeverAwaitedIsDestroyedUnstarted) {
