@@ -335,11 +335,8 @@ int main(int argc, char** argv) {
               << options.metrics_port << ": " << error << "\n";
     return 1;
   }
-  // An acceptor belongs to the io_context that made it: each worker adopts its descriptor.
-  for (size_t i = 0; i < workers.size(); ++i) {
-    const tcp protocol = acceptors[i].local_endpoint().protocol();
-    workers[i]->Start(protocol, acceptors[i].release());
-  }
+  // Each worker's loop adopts its listener's descriptor.
+  for (size_t i = 0; i < workers.size(); ++i) workers[i]->Start(acceptors[i].release());
 
   std::printf("listening http=%s:%u metrics=%s:%u workers=%d decision=%s decisions=%s\n",
               options.listen_host.c_str(), http_port, options.metrics_host.c_str(), admin.port(),

@@ -30,9 +30,11 @@ std::chrono::nanoseconds Chrono(absl::Duration d) { return absl::ToChronoNanosec
 class DecisionClient::Reactor final
     : public grpc::ClientBidiReactor<v1::GatewayMessage, v1::ServerMessage> {
  public:
-  Reactor(std::weak_ptr<DecisionClient> owner, net::asio::io_context& io,
+  Reactor(std::weak_ptr<DecisionClient> owner, event::Dispatcher& dispatcher,
           std::shared_ptr<void> loop_keepalive, v1::DecisionService::Stub& stub)
-      : owner_(std::move(owner)), io_(io), loop_keepalive_(std::move(loop_keepalive)) {
+      : owner_(std::move(owner)),
+        dispatcher_(dispatcher),
+        loop_keepalive_(std::move(loop_keepalive)) {
     stub.async()->Stream(&context_, this);
     AddHold();
     StartRead(&in_);
@@ -66,7 +68,7 @@ class DecisionClient::Reactor final
       delete this;
       return;
     }
-    net::asio::post(io_, [owner, status, this] {
+    dispatcher_.Post([owner, status, this] {
       owner->OnStreamDone(this, status);
       delete this;
     });
@@ -75,34 +77,36 @@ class DecisionClient::Reactor final
  private:
   template <typename F>
   void Post(F f) {
-    net::asio::post(io_, [weak = owner_, f = std::move(f)] {
+    dispatcher_.Post([weak = owner_, f = std::move(f)] {
       if (auto owner = weak.lock()) f(*owner);
     });
   }
 
   std::weak_ptr<DecisionClient> owner_;
-  net::asio::io_context& io_;
-  std::shared_ptr<void> loop_keepalive_;  // keeps io_ for as long as gRPC may call us
+  event::Dispatcher& dispatcher_;
+  // Keeps dispatcher_ for as long as gRPC may call us.
+  std::shared_ptr<void> loop_keepalive_;
   grpc::ClientContext context_;
   v1::GatewayMessage out_;
   v1::ServerMessage in_;
 };
 
-std::shared_ptr<DecisionClient> DecisionClient::Create(net::asio::io_context& io,
+std::shared_ptr<DecisionClient> DecisionClient::Create(event::Dispatcher& dispatcher,
                                                        std::shared_ptr<grpc::Channel> channel,
                                                        Options options) {
   return std::shared_ptr<DecisionClient>(
-      new DecisionClient(io, std::move(channel), std::move(options)));
+      new DecisionClient(dispatcher, std::move(channel), std::move(options)));
 }
 
-DecisionClient::DecisionClient(net::asio::io_context& io, std::shared_ptr<grpc::Channel> channel,
-                               Options options)
-    : io_(io),
+DecisionClient::DecisionClient(event::Dispatcher& dispatcher,
+                               std::shared_ptr<grpc::Channel> channel, Options options)
+    : dispatcher_(dispatcher),
       channel_(std::move(channel)),
       stub_(v1::DecisionService::NewStub(channel_)),
       options_(std::move(options)),
-      sweep_timer_(io),
-      reconnect_timer_(io),
+      sweep_timer_(dispatcher.timers()),
+      reconnect_timer_(dispatcher.timers()),
+      flush_timer_(dispatcher.timers()),
       reconnect_delay_(options_.reconnect_initial) {}
 
 DecisionClient::~DecisionClient() {
@@ -117,8 +121,10 @@ void DecisionClient::Start() {
 
 void DecisionClient::Stop() {
   stopped_ = true;
-  sweep_timer_.cancel();
-  reconnect_timer_.cancel();
+  sweep_timer_.Cancel();
+  reconnect_timer_.Cancel();
+  flush_timer_.Cancel();
+  flush_scheduled_ = false;
   if (reactor_ != nullptr) reactor_->Cancel();
   FailAll(absl::CancelledError("decision client stopped"));
 }
@@ -133,7 +139,7 @@ void DecisionClient::Connect() {
   tables_.clear();
   connect_started_ = SteadyNow();
   endpoint_changes_applied_ = 0;
-  reactor_ = new Reactor(weak_from_this(), io_, options_.loop_keepalive, *stub_);
+  reactor_ = new Reactor(weak_from_this(), dispatcher_, options_.loop_keepalive, *stub_);
   batch_.set_gateway_name(options_.gateway_name);
   batch_.set_mode(options_.mode);
   ScheduleFlush();
@@ -217,12 +223,13 @@ void DecisionClient::QueueReport(v1::AttemptReport report) {
 void DecisionClient::ScheduleFlush() {
   if (flush_scheduled_) return;
   flush_scheduled_ = true;
-  net::asio::post(io_, [weak = weak_from_this()] {
-    if (auto self = weak.lock()) {
-      self->flush_scheduled_ = false;
-      self->Flush();
-    }
-  });
+  flush_timer_.ArmAfter(event::MonotonicDuration::zero(),
+                        event::TimerCallback::Bind<&DecisionClient::OnFlushTimer>(this));
+}
+
+void DecisionClient::OnFlushTimer() {
+  flush_scheduled_ = false;
+  Flush();
 }
 
 void DecisionClient::Flush() {
@@ -363,11 +370,7 @@ void DecisionClient::OnStreamDone(Reactor* reactor, const grpc::Status& status) 
       absl::Microseconds(absl::Uniform<int64_t>(
           rng_, 0, std::max<int64_t>(1, absl::ToInt64Microseconds(reconnect_delay_ / 2))));
   reconnect_delay_ = std::min(reconnect_delay_ * 2, options_.reconnect_max);
-  reconnect_timer_.expires_after(absl::ToChronoMicroseconds(wait));
-  reconnect_timer_.async_wait([weak = weak_from_this()](boost::system::error_code ec) {
-    if (ec) return;
-    if (auto self = weak.lock()) self->Connect();
-  });
+  reconnect_timer_.ArmAfter(wait, event::TimerCallback::Bind<&DecisionClient::Connect>(this));
 }
 
 void DecisionClient::FailAll(const absl::Status& status) {
@@ -384,14 +387,12 @@ void DecisionClient::FailAll(const absl::Status& status) {
 
 void DecisionClient::ScheduleSweep() {
   const absl::Duration period = std::max(absl::Milliseconds(1), options_.deadline / 10);
-  sweep_timer_.expires_after(absl::ToChronoMicroseconds(period));
-  sweep_timer_.async_wait([weak = weak_from_this()](boost::system::error_code ec) {
-    if (ec) return;
-    if (auto self = weak.lock()) {
-      self->Sweep();
-      self->ScheduleSweep();
-    }
-  });
+  sweep_timer_.ArmAfter(period, event::TimerCallback::Bind<&DecisionClient::OnSweepTimer>(this));
+}
+
+void DecisionClient::OnSweepTimer() {
+  Sweep();
+  ScheduleSweep();
 }
 
 void DecisionClient::Sweep() {

@@ -14,14 +14,16 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "gateway/decision/local_decider.h"
-#include "gateway/http/beast.h"
+#include "gateway/event/dispatcher.h"
+#include "gateway/event/timer_wheel.h"
 #include "grpcpp/grpcpp.h"
 #include "sluice/v1/decision.grpc.pb.h"
 
 namespace sluice::gateway {
 
 // A gateway worker's channel to sluice-server: one DecisionService.Stream, used from the
-// worker's io_context only. gRPC's callbacks, on gRPC's threads, only post back to the loop.
+// worker's event loop (Dispatcher) only. gRPC's callbacks, on gRPC's threads, only post back
+// to the loop.
 //
 // The server pushes the decision table of every configuration version and every endpoint
 // health change on the stream; the client installs them in its LocalDecider and acknowledges
@@ -45,7 +47,7 @@ class DecisionClient : public std::enable_shared_from_this<DecisionClient> {
     absl::Duration reconnect_initial = absl::Milliseconds(50);
     absl::Duration reconnect_max = absl::Seconds(2);
     std::string gateway_name = "sluice-gateway";
-    // Held by each stream until gRPC has finished with it (the owner of the io_context, when
+    // Held by each stream until gRPC has finished with it (the owner of the dispatcher, when
     // the client may be destroyed before its streams are done): the stream's callbacks post
     // to the loop, which must then still exist.
     std::shared_ptr<void> loop_keepalive;
@@ -56,15 +58,17 @@ class DecisionClient : public std::enable_shared_from_this<DecisionClient> {
   using Answer = DecisionAnswer;
   using Callback = std::function<void(absl::StatusOr<Answer>)>;
 
-  static std::shared_ptr<DecisionClient> Create(net::asio::io_context& io,
+  static std::shared_ptr<DecisionClient> Create(event::Dispatcher& dispatcher,
                                                 std::shared_ptr<grpc::Channel> channel,
                                                 Options options);
   ~DecisionClient();
 
-  // All of the following run on the io_context's thread.
+  // All of the following run on the dispatcher's thread.
   void Start();
   void Stop();
-  // Asks for a decision; the id is assigned here. `callback` runs on the io_context.
+  // Asks for a decision; the id is assigned here. `callback` runs on the loop: inside
+  // Decide when the answer is known at once (local mode, or no usable stream), else from
+  // the loop's handling of the server's message or of the deadline.
   void Decide(v1::DecideRequest request, Callback callback);
   // Queues an attempt report; it travels with the next message.
   void Report(v1::AttemptReport report);
@@ -105,7 +109,7 @@ class DecisionClient : public std::enable_shared_from_this<DecisionClient> {
     v1::DecideRequest request;  // kept to decide from the table if the server fails us
   };
 
-  DecisionClient(net::asio::io_context& io, std::shared_ptr<grpc::Channel> channel,
+  DecisionClient(event::Dispatcher& dispatcher, std::shared_ptr<grpc::Channel> channel,
                  Options options);
   void Connect();
   void ScheduleFlush();
@@ -123,8 +127,10 @@ class DecisionClient : public std::enable_shared_from_this<DecisionClient> {
   void Acknowledge();
   void Sweep();
   void ScheduleSweep();
+  void OnSweepTimer();
+  void OnFlushTimer();
 
-  net::asio::io_context& io_;
+  event::Dispatcher& dispatcher_;
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<v1::DecisionService::Stub> stub_;
   Options options_;
@@ -144,8 +150,10 @@ class DecisionClient : public std::enable_shared_from_this<DecisionClient> {
   std::map<uint64_t, std::shared_ptr<const v1::RouteTable>> tables_;  // a few recent versions
   std::shared_ptr<const v1::RouteTable> latest_table_;
 
-  net::asio::steady_timer sweep_timer_;
-  net::asio::steady_timer reconnect_timer_;
+  event::Timer sweep_timer_;
+  event::Timer reconnect_timer_;
+  // Zero-delay: the requests queued during one turn of the loop go out in one message.
+  event::Timer flush_timer_;
   absl::Duration reconnect_delay_;
   absl::BitGen rng_;
   absl::InsecureBitGen decide_rng_;  // the local decider's draws: fast, not for secrets

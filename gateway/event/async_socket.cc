@@ -124,6 +124,7 @@ void AsyncSocket::OnWritable() {
 void AsyncSocket::OnHangup(bool error) {
   (void)error;
   hung_up_ = true;
+  if (TimerCallback watch = std::exchange(on_hangup_, {})) watch();
   // Whatever waits learns it now: a read finds the EOF or the error, a write the error. (A
   // reader whose peer only half-closed reads the bytes still queued first.)
   readable_ = true;
@@ -178,6 +179,11 @@ bool Alarm::Cancel() {
   fired_ = false;
   std::exchange(waiting_, {}).resume();
   return true;
+}
+
+void Alarm::WakeSoon() {
+  if (waiting_)
+    timer_.ArmAfter(MonotonicDuration::zero(), TimerCallback::Bind<&Alarm::OnTimer>(this));
 }
 
 void Alarm::OnTimer() {

@@ -57,6 +57,11 @@ class AsyncSocket final : public IoHandler {
   int fd() const { return fd_.get(); }
   // The peer shut its side or the connection failed (seen as a hang-up event).
   bool hung_up() const { return hung_up_; }
+  // Calls `callback` at the next hang-up event (once; an empty callback stops watching):
+  // how a proxy learns that its client left while nothing reads from it. It runs inside the
+  // socket's event handling, before any waiting operation resumes, so it must not destroy
+  // the socket (arm a timer to act later).
+  void WatchHangup(TimerCallback callback) { on_hangup_ = callback; }
 
   void OnReadable() override;
   void OnWritable() override;
@@ -140,6 +145,7 @@ class AsyncSocket final : public IoHandler {
   ReadAwaiter* reader_ = nullptr;
   WriteAwaiter* writer_ = nullptr;
   ConnectAwaiter* connector_ = nullptr;
+  TimerCallback on_hangup_;
 };
 
 // A timer a coroutine can wait on, and that something else can cut short: a fault's delay,
@@ -177,6 +183,10 @@ class Alarm {
   }
   // Resumes the waiting coroutine now (its wait returns false). Returns whether one waited.
   bool Cancel();
+  // Ends the wait at the next turn of the loop, not inside the caller (as Cancel does): for
+  // a caller that must not have the waiting coroutine run on its stack. The wait returns
+  // true. Nothing happens when nobody waits.
+  void WakeSoon();
   bool waiting() const { return static_cast<bool>(waiting_); }
 
  private:

@@ -88,6 +88,40 @@ void FreeFrame(void* frame, size_t size) noexcept { ThisThreadPool().Free(frame,
 
 FramePoolStats ThisThreadFramePoolStats() { return internal::ThisThreadPool().stats(); }
 
+namespace internal {
+void ForgetInGroup(TaskGroup& group, PromiseBase& promise) noexcept {
+  if (promise.group_prev_ != nullptr) {
+    promise.group_prev_->group_next_ = promise.group_next_;
+  } else {
+    group.first_ = promise.group_next_;
+  }
+  if (promise.group_next_ != nullptr) promise.group_next_->group_prev_ = promise.group_prev_;
+  promise.group_prev_ = promise.group_next_ = nullptr;
+  promise.group_ = nullptr;
+  --group.size_;
+}
+}  // namespace internal
+
+void TaskGroup::Start(Task<void> task) {
+  std::coroutine_handle<internal::VoidPromise> handle = std::exchange(task.handle_, {});
+  internal::VoidPromise& promise = handle.promise();
+  promise.group_ = this;
+  promise.group_next_ = first_;
+  if (first_ != nullptr) first_->group_prev_ = &promise;
+  first_ = &promise;
+  ++size_;
+  handle.resume();
+}
+
+void TaskGroup::DestroyAll() {
+  // A frame's destruction may end others' (a parent holds its children), never start one.
+  while (first_ != nullptr) {
+    auto& promise = static_cast<internal::VoidPromise&>(*first_);
+    internal::ForgetInGroup(*this, promise);
+    std::coroutine_handle<internal::VoidPromise>::from_promise(promise).destroy();
+  }
+}
+
 void Spawn(Task<void> task) {
   std::coroutine_handle<internal::VoidPromise> handle = std::exchange(task.handle_, {});
   handle.promise().detached_ = true;

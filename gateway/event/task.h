@@ -32,6 +32,8 @@ struct FramePoolStats {
 };
 FramePoolStats ThisThreadFramePoolStats();
 
+class TaskGroup;
+
 namespace internal {
 
 // Frames up to kMaxPooledFrame bytes are kept for reuse by 64-byte size class (at most
@@ -41,6 +43,9 @@ inline constexpr size_t kMaxPooledFrame = 8 * 1024;
 inline constexpr size_t kMaxPooledPerClass = 4096;
 void* AllocateFrame(size_t size);
 void FreeFrame(void* frame, size_t size) noexcept;
+class PromiseBase;
+// A task of `group` has ended (its frame is destroyed next).
+void ForgetInGroup(TaskGroup& group, PromiseBase& promise) noexcept;
 
 class PromiseBase {
  public:
@@ -57,7 +62,12 @@ class PromiseBase {
     std::coroutine_handle<> await_suspend(std::coroutine_handle<Promise> self) noexcept {
       PromiseBase& promise = self.promise();
       if (promise.continuation_) return promise.continuation_;
-      if (promise.detached_) self.destroy();
+      if (promise.group_ != nullptr) {
+        ForgetInGroup(*promise.group_, promise);
+        self.destroy();
+      } else if (promise.detached_) {
+        self.destroy();
+      }
       return std::noop_coroutine();
     }
     void await_resume() noexcept {}
@@ -66,6 +76,10 @@ class PromiseBase {
 
   std::coroutine_handle<> continuation_;
   bool detached_ = false;
+  // Started by TaskGroup::Start: the group owns the frame, and links it in its list.
+  TaskGroup* group_ = nullptr;
+  PromiseBase* group_prev_ = nullptr;
+  PromiseBase* group_next_ = nullptr;
 };
 
 }  // namespace internal
@@ -137,6 +151,7 @@ class [[nodiscard]] Task<void> : public internal::TaskBase<internal::VoidPromise
  private:
   friend promise_type;
   friend void Spawn(Task<void> task);
+  friend class TaskGroup;
   explicit Task(std::coroutine_handle<promise_type> handle) : TaskBase(handle) {}
 };
 
@@ -162,5 +177,29 @@ struct VoidPromise : PromiseBase {
 };
 
 }  // namespace internal
+
+// Root coroutines with an owner: a worker's connections and mirrored requests. Start()
+// runs a task until its first suspension; a task that ends frees itself and leaves the
+// group; the tasks still suspended when the group is destroyed are destroyed with it (their
+// frames, and what those own, such as sockets and timers), so that a worker that stops with
+// requests in flight leaks nothing. One thread, like everything here.
+class TaskGroup {
+ public:
+  TaskGroup() = default;
+  ~TaskGroup() { DestroyAll(); }
+  TaskGroup(const TaskGroup&) = delete;
+  TaskGroup& operator=(const TaskGroup&) = delete;
+
+  void Start(Task<void> task);
+  // Destroys every task still suspended.
+  void DestroyAll();
+  size_t size() const { return size_; }
+
+ private:
+  friend void internal::ForgetInGroup(TaskGroup& group, internal::PromiseBase& promise) noexcept;
+  // The running tasks' promises, linked through themselves: starting one allocates nothing.
+  internal::PromiseBase* first_ = nullptr;
+  size_t size_ = 0;
+};
 
 }  // namespace sluice::gateway::event

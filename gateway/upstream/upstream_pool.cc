@@ -7,11 +7,9 @@
 
 namespace sluice::gateway {
 
-namespace asio = net::asio;
-
-bool PeerClosedOrDirty(net::tcp::socket& socket) {
+bool PeerClosedOrDirty(int fd) {
   char byte;
-  const ssize_t n = ::recv(socket.native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+  const ssize_t n = ::recv(fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT);
   if (n == 0) return true;  // orderly close
   if (n > 0) return true;   // unsolicited data: the framing is lost
   return errno != EAGAIN && errno != EWOULDBLOCK;
@@ -30,7 +28,7 @@ std::unique_ptr<UpstreamConnection> UpstreamPool::TakeIdle(const std::string& po
     stack.pop_back();
     const bool expired = idle_timeout > absl::ZeroDuration() &&
                          now - c->idle_since >= absl::ToChronoNanoseconds(idle_timeout);
-    if (!expired && c->in.empty() && !PeerClosedOrDirty(c->stream.socket())) {
+    if (!expired && c->in.empty() && c->socket != nullptr && !PeerClosedOrDirty(c->socket->fd())) {
       found = std::move(c);
     } else {
       Discard(std::move(c));
@@ -53,7 +51,6 @@ void UpstreamPool::Release(std::unique_ptr<UpstreamConnection> connection,
     return;
   }
   connection->idle_since = now;
-  connection->stream.expires_never();
   // The connection object stays where it is (the map holds its pointer), so its cluster name
   // needs no copy for the wake-up.
   const std::string& cluster = connection->cluster;
@@ -81,9 +78,8 @@ void UpstreamPool::Forget(UpstreamConnection& connection) {
 }
 
 void UpstreamPool::Discard(std::unique_ptr<UpstreamConnection> connection) {
-  boost::system::error_code ec;
-  connection->stream.socket().shutdown(net::tcp::socket::shutdown_both, ec);
-  connection->stream.close();
+  if (connection->socket != nullptr) ::shutdown(connection->socket->fd(), SHUT_RDWR);
+  connection->socket.reset();
   connection->ticket.Release();
   if (connection->counted_by.expired()) {
     Wake(connection->cluster);  // never counted open (a test's), but its slot is free
@@ -107,28 +103,34 @@ bool UpstreamPool::CloseOneIdle(const std::string& cluster) {
   return false;
 }
 
-asio::awaitable<void> UpstreamPool::WaitForRelease(const std::string& cluster,
-                                                   absl::Duration max_wait,
-                                                   asio::steady_timer** cancel) {
-  asio::steady_timer timer(io_);
-  if (max_wait == absl::InfiniteDuration()) {
-    timer.expires_at(asio::steady_timer::time_point::max());
-  } else {
-    timer.expires_after(absl::ToChronoNanoseconds(std::max(max_wait, absl::ZeroDuration())));
-  }
-  auto it = waiters_.insert(waiters_.end(), Waiter{cluster, &timer});
-  if (cancel != nullptr) *cancel = &timer;
-  boost::system::error_code ec;
-  co_await timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
-  if (cancel != nullptr) *cancel = nullptr;
-  waiters_.erase(it);
+event::Task<void> UpstreamPool::WaitForRelease(const std::string& cluster, absl::Duration max_wait,
+                                               event::Alarm& alarm, event::Alarm** cancel) {
+  // An infinite wait is a long one: the wheel holds timers of up to 49 days, and the request
+  // that waits is woken by a release, its route timer or its client long before.
+  const absl::Duration wait = max_wait == absl::InfiniteDuration()
+                                  ? absl::Hours(24 * 30)
+                                  : std::max(max_wait, absl::Nanoseconds(1));
+  // Undone however the wait ends, also when the waiting frame is destroyed while suspended
+  // (a worker stopping with requests queued).
+  struct Enlisted {
+    std::list<Waiter>& waiters;
+    std::list<Waiter>::iterator it;
+    event::Alarm** cancel;
+    ~Enlisted() {
+      waiters.erase(it);
+      if (cancel != nullptr) *cancel = nullptr;
+    }
+  } enlisted{waiters_, waiters_.insert(waiters_.end(), Waiter{cluster, &alarm}), cancel};
+  if (cancel != nullptr) *cancel = &alarm;
+  (void)co_await alarm.WaitFor(absl::ToChronoNanoseconds(wait));
 }
 
 void UpstreamPool::Wake(const std::string& cluster) {
   for (Waiter& w : waiters_) {
     if (!w.woken && w.cluster == cluster) {
       w.woken = true;
-      w.timer->cancel();
+      // Not inline: the caller (a release, a discard) is in the middle of its own request.
+      w.alarm->WakeSoon();
       return;
     }
   }
@@ -147,7 +149,8 @@ size_t UpstreamPool::CloseIdle(event::MonotonicTime now) {
       UpstreamConnection& c = **it;
       const bool expired = c.idle_timeout > absl::ZeroDuration() &&
                            now - c.idle_since >= absl::ToChronoNanoseconds(c.idle_timeout);
-      if (!expired && Live(c.pool) && c.in.empty() && !PeerClosedOrDirty(c.stream.socket())) {
+      if (!expired && Live(c.pool) && c.in.empty() && c.socket != nullptr &&
+          !PeerClosedOrDirty(c.socket->fd())) {
         ++it;
         continue;
       }

@@ -11,8 +11,9 @@
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "gateway/event/async_socket.h"
+#include "gateway/event/task.h"
 #include "gateway/event/time_source.h"
-#include "gateway/http/beast.h"
 #include "gateway/http/http1_codec.h"
 #include "gateway/http/message_collector.h"
 #include "gateway/upstream/cluster_limits.h"
@@ -24,14 +25,15 @@ class UpstreamPool;
 // One HTTP/1.1 connection to an upstream endpoint. Carries one request at a time (no
 // pipelining upstream, Envoy's rule) and holds its cluster's maxConnections slot while open.
 struct UpstreamConnection {
-  explicit UpstreamConnection(const net::asio::any_io_executor& executor) : stream(executor) {}
+  UpstreamConnection() = default;
   // A connection counted open by its worker's pool (NoteOpened) and destroyed without
   // Discard (its request's coroutine ended another way) is uncounted here, and wakes a
   // request of its cluster waiting for a connection, as Discard does.
   ~UpstreamConnection();
   UpstreamConnection(const UpstreamConnection&) = delete;
   UpstreamConnection& operator=(const UpstreamConnection&) = delete;
-  net::beast::tcp_stream stream;
+  // Null until its request's coroutine has connected it (see Session::AcquireConnection).
+  std::unique_ptr<event::AsyncSocket> socket;
   // Bytes read from the upstream and not yet decoded. A pooled connection holds none: a
   // byte nobody asked for makes it unfit for another request.
   std::string in;
@@ -44,6 +46,9 @@ struct UpstreamConnection {
   std::string pool;      // its cluster's pool: the name and the generation of its settings
   std::string endpoint;  // "address:port"
   uint32_t requests = 0;
+  // Its request was stopped (route timer, client gone) and its socket shut down: whatever
+  // it reads from now on is not a response.
+  bool aborted = false;
   event::MonotonicTime idle_since;
   // Its cluster's idleTimeout as of its last request (zero: none): past it, an idle
   // connection is closed, as Envoy closes it, whether or not a request comes for it.
@@ -58,12 +63,11 @@ struct UpstreamConnection {
 // connection opened for one cluster never carries another cluster's request, nor one of the
 // same cluster once its pool settings changed (a new generation: a new pool), so each
 // cluster's limits count every connection its requests use. Single-threaded: used only from
-// the worker's io_context. Connections go back only after a complete exchange that allows
+// the worker's loop. Connections go back only after a complete exchange that allows
 // keep-alive; everything else is discarded by the caller (see style-and-stack B5).
 class UpstreamPool {
  public:
-  explicit UpstreamPool(net::asio::io_context& io)
-      : io_(io), self_(std::make_shared<UpstreamPool*>(this)) {}
+  UpstreamPool() : self_(std::make_shared<UpstreamPool*>(this)) {}
   UpstreamPool(const UpstreamPool&) = delete;
   UpstreamPool& operator=(const UpstreamPool&) = delete;
 
@@ -90,10 +94,10 @@ class UpstreamPool {
   // whose pools are per worker, a request queued here waits for this worker's connections
   // (it is queued only when this worker's pool has one to its endpoint; see
   // ClusterLimits::Admit), and slots other workers free are not its concern. `*cancel` points
-  // at the wait's timer while it lasts: cancelling it ends the wait (the request's route
-  // timer, its client going away).
-  net::asio::awaitable<void> WaitForRelease(const std::string& cluster, absl::Duration max_wait,
-                                            net::asio::steady_timer** cancel = nullptr);
+  // at the wait's alarm (`alarm`, the waiter's own) while it lasts: cancelling it ends the wait
+  // (the request's route timer, its client going away).
+  event::Task<void> WaitForRelease(const std::string& cluster, absl::Duration max_wait,
+                                   event::Alarm& alarm, event::Alarm** cancel = nullptr);
   size_t waiters() const { return waiters_.size(); }
 
   // Connections of `pool` to `endpoint` this worker has open (idle or busy). Envoy opens a
@@ -136,12 +140,11 @@ class UpstreamPool {
   // A connection counted by NoteOpened is gone: uncount it and wake a waiter of its cluster.
   void Forget(UpstreamConnection& connection);
 
-  net::asio::io_context& io_;
   // By Key(pool, endpoint), most recently released last.
   absl::flat_hash_map<std::string, std::vector<std::unique_ptr<UpstreamConnection>>> idle_;
   struct Waiter {
     std::string cluster;
-    net::asio::steady_timer* timer;
+    event::Alarm* alarm;
     bool woken = false;
   };
   std::list<Waiter> waiters_;
@@ -154,6 +157,6 @@ class UpstreamPool {
 
 // True when the peer closed the connection or sent bytes nobody asked for: a pooled
 // connection in that state must not carry a request.
-bool PeerClosedOrDirty(net::tcp::socket& socket);
+bool PeerClosedOrDirty(int fd);
 
 }  // namespace sluice::gateway

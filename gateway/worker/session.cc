@@ -6,7 +6,6 @@
 #include <array>
 #include <cerrno>
 #include <cstring>
-#include <functional>
 #include <limits>
 #include <optional>
 
@@ -15,10 +14,10 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "gateway/event/socket.h"
 #include "gateway/http/headers.h"
 #include "gateway/observability/access_log.h"
 #include "gateway/proxy/request_flow.h"
-#include "gateway/proxy/router.h"
 #include "gateway/upstream/dns_cache.h"
 #include "gateway/worker/worker.h"
 #include "lib/common/log.h"
@@ -26,43 +25,60 @@
 
 namespace sluice::gateway {
 
-namespace asio = net::asio;
-namespace beast = net::beast;
-
-using boost::system::error_code;
-using net::tcp;
+using event::IoResult;
 
 namespace {
 
 // A mirrored request on a route without a timeout ends after this (Envoy would wait forever).
 constexpr absl::Duration kMirrorTimeout = absl::Seconds(30);
 
-auto Await(error_code& ec) { return asio::redirect_error(asio::use_awaitable, ec); }
-
 // Time since `start` on the monotonic clock: an NTP step cannot make it negative or huge.
 absl::Duration Since(event::TimeSource& clock, event::MonotonicTime start) {
   return absl::FromChrono(clock.Now() - start);
 }
 
-// Asks the worker's decision stream; resumes the coroutine on the worker's loop. The answer
-// is posted rather than delivered inline because the client may be walking its pending
-// table when it answers.
-template <typename Token>
-auto AsyncDecide(asio::io_context& io, DecisionClient& client, v1::DecideRequest request,
-                 Token&& token) {
-  using Signature = void(absl::StatusOr<DecisionClient::Answer>);
-  return asio::async_initiate<Token, Signature>(
-      [&io, &client](auto handler, v1::DecideRequest request) {
-        auto shared = std::make_shared<decltype(handler)>(std::move(handler));
-        client.Decide(std::move(request),
-                      [&io, shared](absl::StatusOr<DecisionClient::Answer> answer) {
-                        asio::post(io, [shared, answer = std::move(answer)]() mutable {
-                          (*shared)(std::move(answer));
-                        });
-                      });
-      },
-      token, std::move(request));
+// A timer callback that cancels what waits on a socket with ETIMEDOUT (a connect, a write to
+// a peer that stopped reading).
+event::TimerCallback TimeOut(event::AsyncSocket* socket) {
+  return event::TimerCallback(
+      [](void* s) { static_cast<event::AsyncSocket*>(s)->Cancel(ETIMEDOUT); }, socket);
 }
+
+// Asks the worker's decision stream from a coroutine. An answer known at once (local mode,
+// no stream) resumes nothing: the coroutine goes on without suspending. A later one (the
+// server's message, a deadline) resumes it from a zero-delay timer, at the next turn of the
+// loop, because the client may be walking its pending table when it answers. Lives in the
+// awaiting frame; nothing is allocated.
+class DecideAwaiter {
+ public:
+  DecideAwaiter(DecisionClient& client, event::TimerWheel& wheel, v1::DecideRequest request)
+      : client_(client), resume_(wheel), request_(std::move(request)) {}
+
+  bool await_ready() {
+    deciding_ = true;
+    client_.Decide(std::move(request_), [this](absl::StatusOr<DecisionClient::Answer> answer) {
+      answer_ = std::move(answer);
+      if (!deciding_) {
+        resume_.ArmAfter(event::MonotonicDuration::zero(),
+                         event::TimerCallback::Bind<&DecideAwaiter::Resume>(this));
+      }
+    });
+    deciding_ = false;
+    return answer_.has_value();
+  }
+  void await_suspend(std::coroutine_handle<> waiting) { waiting_ = waiting; }
+  absl::StatusOr<DecisionClient::Answer> await_resume() { return std::move(*answer_); }
+
+ private:
+  void Resume() { waiting_.resume(); }
+
+  DecisionClient& client_;
+  event::Timer resume_;
+  v1::DecideRequest request_;
+  bool deciding_ = false;
+  std::optional<absl::StatusOr<DecisionClient::Answer>> answer_;
+  std::coroutine_handle<> waiting_;
+};
 
 // Whether every text field of `ask` is UTF-8, as the proto requires.
 bool DescribableAsUtf8(const v1::DecideRequest& ask) {
@@ -140,15 +156,15 @@ void AppendLastChunk(const http::HeaderMap* trailers, std::string* out) {
 }
 
 // Reads once from an upstream connection and decodes what arrived. False when the
-// connection failed or the response cannot be decoded; an end of stream that completes a
-// body delimited by the close is not a failure.
-asio::awaitable<bool> ReadUpstream(UpstreamConnection& conn) {
-  error_code ec;
-  const size_t n = co_await conn.stream.async_read_some(
-      asio::buffer(conn.read_chunk.data(), conn.read_chunk.size()), Await(ec));
-  if (ec == asio::error::eof) co_return conn.decoder.DecodeEof().ok();
-  if (ec) co_return false;
-  co_return DecodeRead(conn.decoder, conn.in, {conn.read_chunk.data(), n}).ok();
+// connection failed, was aborted, or the response cannot be decoded; an end of stream that
+// completes a body delimited by the close is not a failure.
+event::Task<bool> ReadUpstream(UpstreamConnection& conn) {
+  if (conn.aborted) co_return false;
+  const IoResult r = co_await conn.socket->Read(conn.read_chunk.data(), conn.read_chunk.size());
+  if (conn.aborted) co_return false;
+  if (r.kind == IoResult::Kind::kEof) co_return conn.decoder.DecodeEof().ok();
+  if (!r.data()) co_return false;
+  co_return DecodeRead(conn.decoder, conn.in, {conn.read_chunk.data(), r.bytes}).ok();
 }
 
 RetryPolicy ToRetryPolicy(const v1::RetryPolicy& p) {
@@ -178,53 +194,6 @@ std::string JoinFlags(const std::string& a, const std::string& b) {
   return absl::StrCat(a, ",", b);
 }
 
-// An endpoint's address: a numeric one as it is, a host name from the workers' DNS cache. A
-// name without a result yet waits for its first resolution at most `timeout`; meanwhile
-// `*waiting` points at the wait's timer, so that the route timer (Interrupt) can end it.
-asio::awaitable<absl::StatusOr<asio::ip::address>> ResolveEndpoint(DnsCache& dns,
-                                                                   asio::io_context& io,
-                                                                   const std::string& host,
-                                                                   absl::Duration timeout,
-                                                                   asio::steady_timer** waiting) {
-  error_code ec;
-  const asio::ip::address numeric = asio::ip::make_address(host, ec);
-  if (!ec) co_return numeric;
-  std::optional<DnsCache::Result> known = dns.Lookup(host);
-  if (!known.has_value()) {
-    auto wait = std::make_shared<asio::steady_timer>(io);
-    wait->expires_after(absl::ToChronoMicroseconds(timeout));
-    // Called on the resolver thread: only a post to this worker's loop, and only a weak
-    // reference to a wait that may have ended by then.
-    dns.WhenResolved(host, [ex = io.get_executor(), weak = std::weak_ptr(wait)] {
-      asio::post(ex, [weak] {
-        if (auto w = weak.lock()) w->cancel();
-      });
-    });
-    if (waiting != nullptr) *waiting = wait.get();
-    co_await wait->async_wait(Await(ec));
-    if (waiting != nullptr) *waiting = nullptr;
-    known = dns.Lookup(host);
-    if (!known.has_value()) {
-      co_return absl::DeadlineExceededError(absl::StrCat(
-          "DNS resolution of ", host, " took longer than ", absl::FormatDuration(timeout)));
-    }
-  }
-  if (!known->status.ok()) co_return known->status;
-  const asio::ip::address ip = asio::ip::make_address(known->addresses.front(), ec);
-  if (ec) co_return absl::InternalError(absl::StrCat("resolver gave ", known->addresses.front()));
-  co_return ip;
-}
-
-asio::awaitable<error_code> Connect(beast::tcp_stream& stream, const asio::ip::address& ip,
-                                    uint32_t port, absl::Duration timeout) {
-  error_code ec;
-  stream.expires_after(absl::ToChronoMilliseconds(timeout));
-  co_await stream.async_connect(tcp::endpoint(ip, static_cast<uint16_t>(port)), Await(ec));
-  if (!ec) stream.socket().set_option(tcp::no_delay(true), ec);
-  stream.expires_never();
-  co_return ec;
-}
-
 }  // namespace
 
 // One request from its first byte to the end of its response: what the access log, the
@@ -242,7 +211,6 @@ struct Session::Exchange {
   bool streaming = false;       // the body outgrew the retry buffer; the rest is streamed
   bool had_length = false;      // the client framed a body (Content-Length or chunked)
   bool chunked = false;         // ... with Transfer-Encoding: chunked
-  std::string content_length;   // ... or with this Content-Length
   bool head = false;            // a HEAD request: the response has no body
   unsigned version = 11;        // the client's HTTP version (10 or 11)
   bool body_pending = false;    // part of the client's body is still unread
@@ -280,7 +248,8 @@ struct Session::Target {
 
 struct Session::AttemptOutcome {
   AttemptResult result;
-  // The route timer fired, or the client went away (Interrupt::client_gone says which).
+  // The attempt was stopped (route timer, client gone, a mirror's timer): what it awaited
+  // ended early and its result means nothing.
   bool interrupted = false;
   // A streamed request (no route timer yet) waited for a connection past the idle timeout:
   // Envoy's stream idle timeout, 408 with flag SI.
@@ -292,32 +261,98 @@ struct Session::AttemptOutcome {
   event::MonotonicTime headers_at;
 };
 
-// Lets the route timer, or the client going away, stop whatever the request is waiting on:
-// the current attempt's connection or the back-off timer. The first cause wins.
-struct Session::Interrupt {
-  bool fired = false;
-  bool client_gone = false;  // fired because the client closed or reset its connection
-  bool done = false;
-  UpstreamConnection* connection = nullptr;
-  asio::steady_timer* backoff = nullptr;
-  asio::steady_timer* dns_wait = nullptr;      // a first resolution of the endpoint's host name
-  asio::steady_timer* pending_wait = nullptr;  // queued for a connection (UpstreamPool)
-  // For a streamed request body: what starts the route timer (and the watch on the client)
-  // once the upload has ended.
-  std::function<void()> on_request_complete;
-  void Fire(bool by_client = false) {
-    if (done || fired) return;
+// Lets the router (its route timer, the client leaving) or a mirror's timer stop whatever
+// an attempt awaits: a wait for a connection or a first DNS answer, the connect, the
+// exchange. Fire() only records it and acts at the next turn of the loop (Kick), so that the
+// stopped coroutine never runs inside the router's or the socket's own code.
+struct Session::AttemptControl {
+  explicit AttemptControl(event::TimerWheel& wheel) : kick(wheel) {}
+
+  void Fire() {
+    if (fired) return;
     fired = true;
-    client_gone = by_client;
-    error_code ec;
-    if (connection != nullptr) connection->stream.socket().close(ec);
-    if (backoff != nullptr) backoff->cancel();
-    if (dns_wait != nullptr) dns_wait->cancel();
-    if (pending_wait != nullptr) pending_wait->cancel();
+    kick.ArmAfter(event::MonotonicDuration::zero(),
+                  event::TimerCallback::Bind<&AttemptControl::Kick>(this));
   }
+  // Resumes at most one waiting coroutine, and touches nothing of this afterwards: it may
+  // have been destroyed by then.
+  void Kick() {
+    if (connection != nullptr && connection->socket != nullptr) {
+      connection->aborted = true;
+      ::shutdown(connection->socket->fd(), SHUT_RDWR);
+      connection->socket->Cancel(ECANCELED);
+      return;
+    }
+    if (connection != nullptr) connection->aborted = true;
+    if (wait != nullptr) wait->Cancel();
+  }
+
+  bool fired = false;
+  UpstreamConnection* connection = nullptr;  // the attempt's, once it has one
+  event::Alarm* wait = nullptr;              // queued for a connection, or for DNS
+  event::Timer kick;
+};
+
+// The attempts of one request, as the router asks for them: Envoy's UpstreamRequest (pool
+// admission, connect, the request written, the response head read within the per-try
+// timeout).
+class Session::Attempts final : public Router::Upstream {
+ public:
+  Attempts(Session& session, Exchange& ex, Target& target, Router& router)
+      : session_(session),
+        ex_(ex),
+        target_(target),
+        router_(router),
+        control_(session.worker_.dispatcher().timers()),
+        per_try_timer_(session.worker_.dispatcher().timers()),
+        upload_timer_(session.worker_.dispatcher().timers()) {}
+  ~Attempts() override { DiscardLast(); }
+
+  event::Task<AttemptEnd> Attempt(uint32_t endpoint, uint32_t attempt,
+                                  absl::Duration per_try) override;
+  void Stop() override { control_.Fire(); }
+  void Report(uint32_t endpoint, uint32_t attempt, v1::Outcome outcome, uint32_t status,
+              absl::Duration latency, const std::string& flags, bool final) override {
+    session_.Report(ex_, target_.cluster_id, endpoint, attempt, outcome, status, latency, flags,
+                    final);
+  }
+  void CountRetry() override {
+    session_.worker_.context().sluice_metrics->CountRetry(ex_.destination_host, ex_.subset);
+  }
+  void CountOverflow(const char* limit) override {
+    session_.worker_.context().sluice_metrics->CountOverflow(target_.cluster, limit);
+  }
+
+  AttemptOutcome& last() { return last_; }
+  AttemptControl& control() { return control_; }
+  void DiscardLast() {
+    if (last_.connection) session_.worker_.pool().Discard(std::move(last_.connection));
+  }
+
+ private:
+  void OnPerTryTimeout() {
+    per_try_fired_ = true;
+    if (UpstreamConnection* conn = control_.connection; conn != nullptr && conn->socket) {
+      conn->aborted = true;
+      conn->socket->Cancel(ETIMEDOUT);  // last: the attempt may end inside
+    }
+  }
+
+  Session& session_;
+  Exchange& ex_;
+  Target& target_;
+  Router& router_;
+  AttemptControl control_;
+  // Envoy's per-try timer: from the whole request sent to the response's head.
+  event::Timer per_try_timer_;
+  bool per_try_fired_ = false;
+  // Bounds each write of a streamed upload to an upstream that stops reading.
+  event::Timer upload_timer_;
+  AttemptOutcome last_;
 };
 
 namespace {
+
 http::RequestDecoderLimits RequestLimits(const GatewayOptions& options) {
   http::RequestDecoderLimits limits;
   limits.max_header_bytes = options.max_request_headers_bytes;
@@ -325,72 +360,121 @@ http::RequestDecoderLimits RequestLimits(const GatewayOptions& options) {
   limits.max_body_bytes = options.max_request_body_bytes;
   return limits;
 }
+
+// An endpoint's address: a numeric one as it is, a host name from the workers' DNS cache. A
+// name without a result yet waits for its first resolution at most `timeout`, a wait the
+// attempt's control can end (the route timer).
+event::Task<absl::StatusOr<std::string>> ResolveEndpoint(Worker& worker, const std::string& host,
+                                                         absl::Duration timeout,
+                                                         Session::AttemptControl& control) {
+  if (event::SocketAddress::Parse(host, 0).ok()) co_return host;
+  DnsCache& dns = *worker.context().dns;
+  std::optional<DnsCache::Result> known = dns.Lookup(host);
+  if (!known.has_value()) {
+    event::Alarm alarm(worker.dispatcher().timers());
+    // The resolver thread posts to this worker's loop, and only through weak references:
+    // the loop and this wait may both have ended by then.
+    auto token = std::make_shared<event::Alarm*>(&alarm);
+    dns.WhenResolved(host, [loop = worker.dispatcher_ref(), weak = std::weak_ptr(token)] {
+      if (std::shared_ptr<event::Dispatcher> dispatcher = loop.lock()) {
+        dispatcher->Post([weak] {
+          if (auto t = weak.lock(); t != nullptr && *t != nullptr) (*t)->Cancel();
+        });
+      }
+    });
+    control.wait = &alarm;
+    (void)co_await alarm.WaitFor(absl::ToChronoNanoseconds(timeout));
+    control.wait = nullptr;
+    *token = nullptr;
+    if (control.fired) co_return absl::CancelledError("stopped");
+    known = dns.Lookup(host);
+    if (!known.has_value()) {
+      co_return absl::DeadlineExceededError(absl::StrCat(
+          "DNS resolution of ", host, " took longer than ", absl::FormatDuration(timeout)));
+    }
+  }
+  if (!known->status.ok()) co_return known->status;
+  co_return known->addresses.front();
+}
+
 }  // namespace
 
-Session::Session(Worker& worker, tcp::socket socket)
+Session::Session(Worker& worker, std::unique_ptr<event::AsyncSocket> socket,
+                 std::string client_address)
     : worker_(worker),
-      stream_(std::move(socket)),
+      socket_(std::move(socket)),
       decoder_(request_, RequestLimits(worker.context().options)),
-      read_timer_(worker.io()) {
-  error_code ec;
-  const tcp::endpoint remote = stream_.socket().remote_endpoint(ec);
-  if (!ec) client_address_ = remote.address().to_string();
+      read_timer_(worker.dispatcher().timers()),
+      write_timer_(worker.dispatcher().timers()),
+      client_gone_timer_(worker.dispatcher().timers()),
+      client_address_(std::move(client_address)) {
+  worker_.Register(this);
 }
 
-Session::~Session() = default;
+Session::~Session() { worker_.Unregister(this); }
 
 void Session::CloseIfIdle() {
-  if (idle_) stream_.cancel();
+  if (idle_) {
+    read_timer_.ArmAfter(event::MonotonicDuration::zero(),
+                         event::TimerCallback::Bind<&Session::OnReadTimeout>(this));
+  }
 }
 
-asio::awaitable<void> Session::Run() {
-  worker_.Register(this);
+void Session::OnReadTimeout() {
+  read_timed_out_ = true;
+  socket_->Cancel(ETIMEDOUT);  // last: the session may end inside
+}
+
+void Session::OnWriteTimeout() { socket_->Cancel(ETIMEDOUT); }
+
+event::Task<void> Session::Serve(std::unique_ptr<Session> session) { co_await session->Run(); }
+
+event::Task<void> Session::Run() {
   const GatewayOptions& options = worker_.context().options;
   for (;;) {
     if (in_.empty()) {
       if (worker_.context().draining.load() && served_ > 0) break;
       // Between requests the idle timeout applies; once a byte arrives, the header timeout.
       idle_ = true;
-      stream_.expires_after(absl::ToChronoMilliseconds(options.idle_timeout));
-      error_code ec;
-      const size_t n = co_await stream_.async_read_some(
-          asio::buffer(read_chunk_.data(), read_chunk_.size()), Await(ec));
+      read_timed_out_ = false;
+      read_timer_.ArmAfter(options.idle_timeout,
+                           event::TimerCallback::Bind<&Session::OnReadTimeout>(this));
+      const IoResult r = co_await socket_->Read(read_chunk_.data(), read_chunk_.size());
+      read_timer_.Cancel();
       idle_ = false;
-      if (ec) break;
-      in_.append(read_chunk_.data(), n);
+      if (!r.data()) break;
+      in_.append(read_chunk_.data(), r.bytes);
     }
-    // Nothing on the request path throws by design; should a library call do it, the
-    // connection ends here and the worker still learns that the session is gone.
-    bool more = false;
-    try {
-      more = co_await HandleOne();
-    } catch (const std::exception& e) {
-      LogError(absl::StrCat("gateway session ended by an exception: ", e.what()));
-    }
-    if (!more) break;
+    if (!co_await HandleOne()) break;
     ++served_;
   }
-  error_code ec;
   if (reset_on_close_) {
     // SO_LINGER 0: the close sends RST, so the client sees a reset rather than an end.
-    stream_.socket().set_option(asio::socket_base::linger(true, 0), ec);
+    const linger abortive{1, 0};
+    ::setsockopt(socket_->fd(), SOL_SOCKET, SO_LINGER, &abortive, sizeof(abortive));
   } else {
-    stream_.socket().shutdown(tcp::socket::shutdown_both, ec);
+    ::shutdown(socket_->fd(), SHUT_RDWR);
   }
-  stream_.close();
-  worker_.Unregister(this);
 }
 
 Session::ClientRead Session::DecodeBuffered() {
   return DecodeFrom(decoder_, in_).ok() ? ClientRead::kOk : ClientRead::kInvalid;
 }
 
-asio::awaitable<bool> Session::HandleOne() {
+event::Task<bool> Session::WriteClient(absl::string_view data) {
+  // A client that stops reading is given the idle timeout per write, then closed.
+  write_timer_.ArmAfter(worker_.context().options.idle_timeout,
+                        event::TimerCallback::Bind<&Session::OnWriteTimeout>(this));
+  const IoResult r = co_await socket_->Write(data);
+  write_timer_.Cancel();
+  co_return r.data();
+}
+
+event::Task<bool> Session::HandleOne() {
   const GatewayOptions& options = worker_.context().options;
   Exchange ex;
   ex.start = worker_.context().clock->WallNow();
   ex.started = worker_.context().clock->Now();
-  stream_.expires_never();
   request_.Reset();
   decoder_.ResumeNextMessage();
   // Fast path: a keep-alive client's whole request usually arrived with the read that woke
@@ -434,11 +518,8 @@ asio::awaitable<bool> Session::HandleOne() {
 
   if (request.expect_continue && !request_.complete()) {
     // Answered here (the body is read before routing), so the upstream never sees it.
-    static constexpr char kContinue[] = "HTTP/1.1 100 Continue\r\n\r\n";
-    error_code ec;
-    co_await asio::async_write(stream_.socket(), asio::buffer(kContinue, sizeof(kContinue) - 1),
-                               Await(ec));
-    if (ec) co_return false;
+    static constexpr absl::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
+    if (!co_await WriteClient(kContinue)) co_return false;
   }
 
   // The body, up to the retry buffer. Past it, the rest is streamed to the first attempt.
@@ -491,33 +572,20 @@ asio::awaitable<bool> Session::HandleOne() {
   co_return !ex.close;
 }
 
-asio::awaitable<Session::ClientRead> Session::ReadClient(absl::Duration timeout) {
-  // The timer cancels the read instead of closing the socket (as the stream's own expiry
-  // would), so that the client still gets its 408.
-  read_timer_.expires_after(absl::ToChronoMilliseconds(timeout));
-  const uint64_t generation = ++read_generation_;
+event::Task<Session::ClientRead> Session::ReadClient(absl::Duration timeout) {
+  // The timer cancels the read, not the connection, so that the client still gets its 408.
   read_timed_out_ = false;
-  read_timer_.async_wait([weak = weak_from_this(), generation](error_code timer_ec) {
-    auto self = weak.lock();
-    // An expiry already queued when the read completed must not cancel a later read.
-    if (timer_ec || self == nullptr || self->read_generation_ != generation) return;
-    self->read_timed_out_ = true;
-    error_code ignored;
-    self->stream_.socket().cancel(ignored);
-  });
-  error_code ec;
-  const size_t n = co_await stream_.socket().async_read_some(
-      asio::buffer(read_chunk_.data(), read_chunk_.size()), Await(ec));
-  ++read_generation_;
-  read_timer_.cancel();
-  if (ec) {
-    if (read_timed_out_) co_return ClientRead::kTimeout;
-    const bool mid_request = decoder_.message_in_progress();
-    if (ec == asio::error::eof && !decoder_.DecodeEof().ok()) co_return ClientRead::kCut;
-    co_return mid_request ? ClientRead::kCut : ClientRead::kClosed;
+  read_timer_.ArmAfter(timeout, event::TimerCallback::Bind<&Session::OnReadTimeout>(this));
+  const IoResult r = co_await socket_->Read(read_chunk_.data(), read_chunk_.size());
+  read_timer_.Cancel();
+  if (r.data()) {
+    co_return DecodeRead(decoder_, in_, {read_chunk_.data(), r.bytes}).ok() ? ClientRead::kOk
+                                                                            : ClientRead::kInvalid;
   }
-  co_return DecodeRead(decoder_, in_, {read_chunk_.data(), n}).ok() ? ClientRead::kOk
-                                                                    : ClientRead::kInvalid;
+  if (read_timed_out_) co_return ClientRead::kTimeout;
+  const bool mid_request = decoder_.message_in_progress();
+  if (r.kind == IoResult::Kind::kEof && !decoder_.DecodeEof().ok()) co_return ClientRead::kCut;
+  co_return mid_request ? ClientRead::kCut : ClientRead::kClosed;
 }
 
 v1::DecideRequest Session::DescribeRequest(const http::HeaderMap& request, const Exchange& ex) {
@@ -547,7 +615,7 @@ v1::DecideRequest Session::DescribeRequest(const http::HeaderMap& request, const
   return ask;
 }
 
-asio::awaitable<void> Session::Execute(Exchange& ex) {
+event::Task<void> Session::Execute(Exchange& ex) {
   GatewayContext& context = worker_.context();
   http::RequestHead& upstream = *ex.upstream;
 
@@ -564,8 +632,8 @@ asio::awaitable<void> Session::Execute(Exchange& ex) {
       co_await LocalReply(ex, 400, "request path or a routing header is not valid UTF-8");
       co_return;
     }
-    answer = co_await AsyncDecide(worker_.io(), worker_.decisions(), std::move(ask),
-                                  asio::use_awaitable);
+    answer =
+        co_await DecideAwaiter(worker_.decisions(), worker_.dispatcher().timers(), std::move(ask));
     if (!answer.ok() || answer->decision.action() != v1::RESEND) break;
     if (asks == 2) {
       answer = absl::UnavailableError("configuration changing faster than decisions");
@@ -646,10 +714,8 @@ asio::awaitable<void> Session::Execute(Exchange& ex) {
   if (decision.fault().delay_ms() > 0) {
     context.sluice_metrics->CountFault(decision.host(), "delay");
     fault_flags = "DI";
-    asio::steady_timer delay(worker_.io());
-    delay.expires_after(std::chrono::milliseconds(decision.fault().delay_ms()));
-    error_code ec;
-    co_await delay.async_wait(Await(ec));
+    event::Alarm delay(worker_.dispatcher().timers());
+    (void)co_await delay.WaitFor(std::chrono::milliseconds(decision.fault().delay_ms()));
   }
   if (decision.fault().abort_http_status() > 0) {
     context.sluice_metrics->CountFault(decision.host(), "abort");
@@ -709,8 +775,7 @@ asio::awaitable<void> Session::Execute(Exchange& ex) {
   if (!fault_flags.empty()) ex.flags = JoinFlags(fault_flags, ex.flags);
 }
 
-asio::awaitable<void> Session::Forward(Exchange& ex, Target& target) {
-  GatewayContext& context = worker_.context();
+event::Task<void> Session::Forward(Exchange& ex, Target& target) {
   if (target.endpoints.empty()) {
     ex.flags = "UH";
     co_await LocalReply(ex, 503, kNoHealthyUpstreamBody);
@@ -719,194 +784,220 @@ asio::awaitable<void> Session::Forward(Exchange& ex, Target& target) {
   // A body that outgrew the retry buffer cannot be replayed: one attempt only.
   if (ex.streaming) target.plan.retry.num_retries = 0;
 
-  auto report = [&](uint32_t endpoint, uint32_t attempt, v1::Outcome outcome, uint32_t status,
-                    absl::Duration latency, const std::string& flags, bool final) {
-    Report(ex, target.cluster_id, endpoint, attempt, outcome, status, latency, flags, final);
-  };
-
-  ClusterLimits::Ticket request_ticket = target.limits->TryRequest();
-  if (!request_ticket) {
-    context.sluice_metrics->CountOverflow(target.cluster, "requests");
-    report(target.plan.primary, 0, v1::OVERFLOW, 0, absl::ZeroDuration(), "UO", true);
-    ex.flags = "UO";
-    co_await LocalReply(ex, 503,
-                        "upstream connect error or disconnect/reset before headers. "
-                        "reset reason: overflow",
-                        /*overloaded=*/true);
-    co_return;
-  }
-
-  RequestFlow flow(target.plan, worker_.rng());
-  auto interrupt = std::make_shared<Interrupt>();
-  asio::steady_timer route_timer(worker_.io());
-  const event::MonotonicTime first_sent = context.clock->Now();
-  RequestFlow::Step step = flow.Start(first_sent);
-  // Weak: the Interrupt holds this callback for a streamed body, and must not hold itself.
-  auto arm_route_timer = [&route_timer, weak = std::weak_ptr<Interrupt>(interrupt),
-                          timeout = target.plan.route_timeout] {
-    auto strong = weak.lock();
-    if (strong == nullptr || timeout <= absl::ZeroDuration()) return;
-    route_timer.expires_after(absl::ToChronoMicroseconds(timeout));
-    route_timer.async_wait([strong](error_code ec) {
-      if (!ec) strong->Fire();
-    });
-  };
-  // Envoy resets the upstream request when its client disconnects: the client's socket is
-  // watched from when the whole request is in until the request ends.
-  auto watch_client = [this, weak = std::weak_ptr<Interrupt>(interrupt)] {
-    if (auto strong = weak.lock()) WatchClient(strong);
-  };
-  struct EndOnExit {
-    Interrupt& interrupt;
-    tcp::socket& client;
-    ~EndOnExit() {
-      interrupt.done = true;
-      error_code ec;
-      client.cancel(ec);  // the watch; nothing else waits on the client now
-    }
-  } end_on_exit{*interrupt, stream_.socket()};
-  // Envoy arms the route timeout when it has the whole request. A buffered body is whole
+  event::Dispatcher& dispatcher = worker_.dispatcher();
+  // Envoy arms the route timeout when it has the whole request: a buffered body is whole
   // already; a streamed one is whole when its upload ends, inside the (only) attempt.
-  if (ex.streaming) {
-    interrupt->on_request_complete = [arm_route_timer, watch_client] {
-      arm_route_timer();
-      watch_client();
-    };
-  } else {
-    arm_route_timer();
-    watch_client();
-  }
-  ClusterLimits::Ticket retry_ticket;
-  AttemptOutcome last;
-  uint32_t last_endpoint = 0;
-  for (;;) {
-    if (step.kind == RequestFlow::Step::Kind::kAttempt) {
-      last_endpoint = step.endpoint;
-      const event::MonotonicTime attempt_start = context.clock->Now();
-      last = co_await RunAttempt(ex, target, step.endpoint, step.attempt, *interrupt);
-      const auto& [address, port] = target.endpoints[step.endpoint % target.endpoints.size()];
-      ex.upstream_host = absl::StrCat(address, ":", port);
-      if (last.client_read != ClientRead::kOk) {
-        const bool stalled = last.client_read == ClientRead::kTimeout;
-        report(last_endpoint, flow.attempts(), v1::NOT_SENT, 0,
-               Since(*context.clock, attempt_start), stalled ? "SI" : "DC", true);
-        interrupt->done = true;
-        route_timer.cancel();
-        ex.close = true;
-        if (last.client_read == ClientRead::kInvalid) {
-          ex.flags = "DPE";
-          co_await LocalReply(ex, decoder_.error().status, RefusalBody(decoder_.error().status));
-        } else if (stalled) {
-          // The upload stopped arriving: Envoy's stream idle timeout (408, flag SI).
-          ex.flags = "SI";
-          co_await LocalReply(ex, 408, "stream timeout");
-        } else {
-          ex.flags = "DC";  // the client went away mid-body: nobody to answer
-        }
-        co_return;
-      }
-      if (last.stream_idle_timed_out) {
-        report(last_endpoint, flow.attempts(), v1::NOT_SENT, 0,
-               Since(*context.clock, attempt_start), "SI", true);
-        interrupt->done = true;
-        route_timer.cancel();
-        ex.close = true;  // the rest of the body is still on its way
+  Router router(dispatcher.timers(), dispatcher.time_source(), target.plan, *target.limits,
+                worker_.rng(), /*request_complete=*/!ex.streaming);
+  Attempts attempts(*this, ex, target, router);
+  // Envoy resets the upstream request when its client disconnects: the client's socket is
+  // watched from when the whole request is in until the response has been relayed.
+  struct StopWatchOnExit {
+    Session& session;
+    ~StopWatchOnExit() { session.StopWatchingClient(); }
+  } stop_watch{*this};
+  client_gone_ = false;
+  if (!ex.streaming) WatchClient(&router);
+  const Router::Outcome outcome = co_await router.Run(attempts);
+  AttemptOutcome& last = attempts.last();
+
+  switch (outcome.kind) {
+    case Router::Outcome::Kind::kRequestOver:
+      // The upload broke off, stalled, or waited too long for a connection; the attempt
+      // reported it.
+      ex.close = true;
+      if (last.stream_idle_timed_out || last.client_read == ClientRead::kTimeout) {
+        // Envoy's stream idle timeout (408, flag SI).
         ex.flags = "SI";
         co_await LocalReply(ex, 408, "stream timeout");
-        co_return;
+      } else if (last.client_read == ClientRead::kInvalid) {
+        ex.flags = "DPE";
+        co_await LocalReply(ex, decoder_.error().status, RefusalBody(decoder_.error().status));
+      } else {
+        ex.flags = "DC";  // the client went away mid-body: nobody to answer
       }
-      if (last.interrupted) {
-        if (last.connection) worker_.pool().Discard(std::move(last.connection));
-        if (interrupt->client_gone) {
-          // Envoy resets the upstream request: not the endpoint's failure.
-          report(last_endpoint, flow.attempts(), v1::NOT_SENT, 0,
-                 Since(*context.clock, attempt_start), "DC", true);
-          break;
-        }
-        step = flow.OnRouteTimeout();
-        report(last_endpoint, flow.attempts(), v1::TIMEOUT, 0, Since(*context.clock, attempt_start),
-               "UT", true);
-        continue;
-      }
-      retry_ticket.Release();
-      const bool slot = target.limits->RetrySlotFree();
-      step = flow.OnAttempt(last.result, context.clock->Now(), slot);
-      const bool retrying = step.kind == RequestFlow::Step::Kind::kBackoff;
-      if (!slot && !retrying && absl::StrContains(flow.flags(), "UO") &&
-          last.result.kind != AttemptResult::Kind::kOverflow) {
-        target.limits->CountRetryOverflow();
-        context.sluice_metrics->CountOverflow(target.cluster, "retries");
-      }
-      if (last.result.kind == AttemptResult::Kind::kOverflow) {
-        context.sluice_metrics->CountOverflow(target.cluster, "pending");
-      }
-      report(last_endpoint, flow.attempts(), ReportedOutcome(last.result.kind), last.result.status,
-             Since(*context.clock, attempt_start), retrying ? "-" : flow.flags(), !retrying);
-      if (retrying) {
-        // The response (if any) is not used: Envoy resets the upstream stream, which for
-        // HTTP/1.1 means the connection goes.
-        if (last.connection) worker_.pool().Discard(std::move(last.connection));
-        retry_ticket = target.limits->TryRetry();
-        context.sluice_metrics->CountRetry(ex.destination_host, ex.subset);
-      }
-      continue;
-    }
-    if (step.kind == RequestFlow::Step::Kind::kBackoff) {
-      asio::steady_timer backoff(worker_.io());
-      backoff.expires_after(absl::ToChronoMicroseconds(step.wait));
-      interrupt->backoff = &backoff;
-      error_code ec;
-      co_await backoff.async_wait(Await(ec));
-      interrupt->backoff = nullptr;
-      if (interrupt->client_gone) break;  // the attempt before was reported
-      step = interrupt->fired ? flow.OnRouteTimeout() : flow.OnBackoffDone(context.clock->Now());
-      continue;
-    }
-    break;
-  }
-
-  if (interrupt->client_gone) {
-    // Nobody to answer: logged as Envoy logs a downstream disconnect (response code 0).
-    route_timer.cancel();
-    ex.close = true;
-    ex.flags = "DC";
-    co_return;
-  }
-
-  if (step.kind == RequestFlow::Step::Kind::kPassResponse) {
-    ex.flags = flow.flags();
-    ex.upstream_service_time =
-        std::to_string(absl::ToInt64Milliseconds(absl::FromChrono(last.headers_at - first_sent)));
-    // The route timer still runs while the body streams: it ends the response mid-way.
-    interrupt->connection = last.connection.get();
-    const RelayEnd end = co_await Relay(last, ex, target);
-    interrupt->connection = nullptr;
-    if (end != RelayEnd::kComplete) {
+      co_return;
+    case Router::Outcome::Kind::kClientGone:
+      // Nobody to answer: logged as Envoy logs a downstream disconnect (response code 0).
+      attempts.DiscardLast();
       ex.close = true;
-      // The client has part of a response: it must not take it for the whole. Envoy resets
-      // the downstream stream; on HTTP/1.1 that is an abortive close.
-      reset_on_close_ = true;
-      const char* cause = interrupt->fired                ? (interrupt->client_gone ? "DC" : "UT")
-                          : end == RelayEnd::kUpstreamCut ? "UC"  // Envoy's flag for it
-                                                          : "DC";
-      if (!absl::StrContains(ex.flags, cause)) ex.flags = JoinFlags(ex.flags, cause);
-    }
-  } else {
-    if (last.connection) worker_.pool().Discard(std::move(last.connection));
-    ex.flags = flow.flags();
-    co_await LocalReply(ex, step.status, step.body, step.overloaded);
+      ex.flags = "DC";
+      co_return;
+    case Router::Outcome::Kind::kLocalReply:
+      attempts.DiscardLast();
+      ex.flags = outcome.flags;
+      co_await LocalReply(ex, outcome.status, outcome.body, outcome.overloaded);
+      co_return;
+    case Router::Outcome::Kind::kPassResponse:
+      break;
   }
-  interrupt->done = true;
-  route_timer.cancel();
+  ex.flags = outcome.flags;
+  ex.upstream_service_time = std::to_string(
+      absl::ToInt64Milliseconds(absl::FromChrono(last.headers_at - outcome.first_sent)));
+  // The route timer still runs while the body streams: it ends the response mid-way.
+  const RelayEnd end = co_await Relay(last, ex, target, attempts.control());
+  router.Finish();
+  if (end != RelayEnd::kComplete) {
+    ex.close = true;
+    // The client has part of a response: it must not take it for the whole. Envoy resets
+    // the downstream stream; on HTTP/1.1 that is an abortive close.
+    reset_on_close_ = true;
+    const char* cause = client_gone_                    ? "DC"
+                        : router.route_timed_out()      ? "UT"
+                        : end == RelayEnd::kUpstreamCut ? "UC"  // Envoy's flag for it
+                                                        : "DC";
+    if (!absl::StrContains(ex.flags, cause)) ex.flags = JoinFlags(ex.flags, cause);
+  }
 }
 
-// Envoy's HTTP/1.1 pool admission and connect for one request of `target` to `endpoint`:
-// on success `out.connection` is open and counted; otherwise `out` says why (overflow,
-// connect or DNS failure, interrupted, or a streamed request's idle timeout while queued).
-asio::awaitable<bool> Session::AcquireConnection(Worker& worker, Target& target, uint32_t endpoint,
-                                                 bool streaming, Interrupt& interrupt,
-                                                 AttemptOutcome& out) {
+event::Task<Router::Upstream::AttemptEnd> Session::Attempts::Attempt(uint32_t endpoint,
+                                                                     uint32_t attempt,
+                                                                     absl::Duration per_try) {
+  Worker& worker = session_.worker_;
+  GatewayContext& context = worker.context();
   UpstreamPool& pool = worker.pool();
+  // A response of the attempt before, not passed on: Envoy resets the upstream stream, which
+  // for HTTP/1.1 means the connection goes.
+  DiscardLast();
+  last_ = AttemptOutcome();
+  control_.fired = false;
+  per_try_fired_ = false;
+  AttemptEnd end;
+  AttemptOutcome& out = last_;
+  const event::MonotonicTime started = context.clock->Now();
+  const auto& [address, port] = target_.endpoints[endpoint % target_.endpoints.size()];
+  ex_.upstream_host = absl::StrCat(address, ":", port);
+
+  if (!co_await AcquireConnection(worker, target_, endpoint, ex_.streaming, control_, out)) {
+    DiscardLast();
+    if (out.stream_idle_timed_out) {
+      Report(endpoint, attempt, v1::NOT_SENT, 0, Since(*context.clock, started), "SI", true);
+      end.request_over = true;
+    }
+    end.result = out.result;
+    co_return end;
+  }
+  UpstreamConnection& conn = *out.connection;
+  control_.connection = &conn;
+  struct ClearOnExit {
+    AttemptControl& control;
+    event::Timer& per_try;
+    ~ClearOnExit() {
+      control.connection = nullptr;
+      per_try.Cancel();
+    }
+  } clear{control_, per_try_timer_};
+
+  // The request: the buffered body in one go, or the buffered part then the rest streamed.
+  http::RequestHead& upstream = *ex_.upstream;
+  upstream.headers.Set("x-envoy-attempt-count", absl::StrCat(attempt));
+  const bool chunked_upload = ex_.streaming && ex_.chunked;
+  if (ex_.streaming) {
+    upstream.framing =
+        ex_.chunked ? http::BodyFraming::kChunked : http::BodyFraming::kContentLength;
+    upstream.content_length = ex_.content_length_value;
+  } else if (ex_.had_length || !ex_.body.empty()) {
+    upstream.framing = http::BodyFraming::kContentLength;
+    upstream.content_length = ex_.body.size();
+  } else {
+    upstream.framing = http::BodyFraming::kNone;
+  }
+  std::string& wire = conn.out;
+  wire.clear();
+  http::EncodeRequestHead(upstream, &wire);
+  // Envoy's per-try timer starts once the whole request is in the router and the connection
+  // is ready: now for a buffered body, after the upload for a streamed one.
+  auto arm_per_try = [this, per_try] {
+    if (per_try <= absl::ZeroDuration()) return;
+    per_try_timer_.ArmAfter(per_try, event::TimerCallback::Bind<&Attempts::OnPerTryTimeout>(this));
+  };
+  bool wrote = true;
+  size_t written = 0;
+  if (!ex_.streaming) {
+    arm_per_try();
+    // Head and body in one gathering write; the body stays where it is, for a retry.
+    const IoResult r = co_await conn.socket->Write(wire, ex_.body);
+    wrote = r.data();
+    if (wrote) written = r.bytes;
+  } else {
+    // No request timer runs while a streamed body uploads; like Envoy's stream idle timeout,
+    // the idle timeout bounds each write to an upstream that stops reading.
+    const absl::Duration upload_write_timeout = context.options.idle_timeout;
+    AppendBody(ex_.body, chunked_upload, &wire);
+    for (;;) {
+      if (session_.request_.complete()) {
+        ex_.body_pending = false;
+        if (chunked_upload) AppendLastChunk(session_.request_.trailers(), &wire);
+      }
+      if (!wire.empty()) {
+        upload_timer_.ArmAfter(upload_write_timeout, TimeOut(conn.socket.get()));
+        const IoResult r = co_await conn.socket->Write(wire);
+        upload_timer_.Cancel();
+        wire.clear();
+        wrote = r.data() && !conn.aborted;
+        if (wrote) written += r.bytes;
+      }
+      if (!wrote || session_.request_.complete()) break;
+      const ClientRead read = co_await session_.ReadClient(context.options.idle_timeout);
+      if (read != ClientRead::kOk) {
+        ex_.close = true;
+        out.client_read = read;
+        Report(endpoint, attempt, v1::NOT_SENT, 0, Since(*context.clock, started),
+               read == ClientRead::kTimeout ? "SI" : "DC", true);
+        DiscardLast();
+        end.request_over = true;
+        co_return end;
+      }
+      ex_.bytes_received += session_.request_.body().size();
+      AppendBody(session_.request_.body(), chunked_upload, &wire);
+      session_.request_.body().clear();
+    }
+    if (wrote) {
+      arm_per_try();
+      router_.RequestComplete();
+      session_.WatchClient(&router_);
+    }
+  }
+  // The response's head; 1xx interim responses are read and dropped by the decoder.
+  conn.response.Reset();
+  conn.decoder.ExpectResponse(ex_.head);
+  bool upstream_ok = wrote && !conn.aborted && DecodeFrom(conn.decoder, conn.in).ok();
+  while (upstream_ok && conn.response.head() == nullptr) {
+    upstream_ok = co_await ReadUpstream(conn);
+  }
+  per_try_timer_.Cancel();  // the per-try timeout ends with the response headers
+  if (control_.fired) {
+    out.interrupted = true;
+    DiscardLast();
+    co_return end;
+  }
+  if (!upstream_ok) {
+    out.result.kind =
+        per_try_fired_ ? AttemptResult::Kind::kPerTryTimeout : AttemptResult::Kind::kReset;
+    out.result.request_sent = written > 0;
+    end.result = out.result;
+    DiscardLast();
+    co_return end;
+  }
+  out.headers_at = context.clock->Now();
+  const http::ResponseHead& response = *conn.response.head();
+  out.result.kind = AttemptResult::Kind::kResponse;
+  out.result.status = static_cast<unsigned>(response.status);
+  out.result.rate_limited = response.headers.Get("x-envoy-ratelimited").has_value();
+  int grpc_status = -1;
+  if (std::optional<absl::string_view> value = response.headers.Get("grpc-status");
+      value.has_value() && absl::SimpleAtoi(*value, &grpc_status)) {
+    out.result.grpc_status = grpc_status;
+  }
+  end.result = out.result;
+  co_return end;
+}
+
+event::Task<bool> Session::AcquireConnection(Worker& worker, Target& target, uint32_t endpoint,
+                                             bool streaming, AttemptControl& control,
+                                             AttemptOutcome& out) {
+  UpstreamPool& pool = worker.pool();
+  event::TimeSource& clock = *worker.context().clock;
   const auto& [address, port] = target.endpoints[endpoint % target.endpoints.size()];
   const std::string key = absl::StrCat(address, ":", port);
 
@@ -915,14 +1006,13 @@ asio::awaitable<bool> Session::AcquireConnection(Worker& worker, Target& target,
   // cluster's queue is full, before any connection opens; a pending request opens one, or
   // waits for one of the pool's to free. It stays pending while its new connection connects.
   ClusterLimits::Ticket pending;
-  const auto queued_at = std::chrono::steady_clock::now();
+  const event::MonotonicTime queued_at = clock.Now();
   for (;;) {
-    if (interrupt.fired) {
+    if (control.fired) {
       out.interrupted = true;
       co_return false;
     }
-    if (auto idle =
-            pool.TakeIdle(target.pool, key, target.idle_timeout, worker.context().clock->Now())) {
+    if (auto idle = pool.TakeIdle(target.pool, key, target.idle_timeout, clock.Now())) {
       out.connection = std::move(idle);
       break;
     }
@@ -935,7 +1025,7 @@ asio::awaitable<bool> Session::AcquireConnection(Worker& worker, Target& target,
       co_return false;
     }
     if (admission == ClusterLimits::Admission::kOpenNew) {
-      out.connection = std::make_unique<UpstreamConnection>(worker.io().get_executor());
+      out.connection = std::make_unique<UpstreamConnection>();
       out.connection->cluster = target.cluster;
       out.connection->pool = target.pool;
       out.connection->endpoint = key;
@@ -946,36 +1036,32 @@ asio::awaitable<bool> Session::AcquireConnection(Worker& worker, Target& target,
     // Queued. Another endpoint's idle connection may be what holds the slot we need.
     if (pool.CloseOneIdle(target.cluster)) continue;
     // Woken when one of this worker's connections of the cluster frees, or by the route
-    // timer or the client leaving (Interrupt::Fire); a streamed upload's wait is bounded by
+    // timer or the client leaving (AttemptControl); a streamed upload's wait is bounded by
     // the idle timeout (Envoy's stream idle timeout).
-    const absl::Duration waited = absl::FromChrono(std::chrono::steady_clock::now() - queued_at);
+    const absl::Duration waited = Since(clock, queued_at);
     const absl::Duration max_wait =
         streaming ? worker.context().options.idle_timeout - waited : absl::InfiniteDuration();
     if (streaming && max_wait <= absl::ZeroDuration()) {
       out.stream_idle_timed_out = true;
       co_return false;
     }
-    co_await pool.WaitForRelease(target.cluster, max_wait, &interrupt.pending_wait);
-    if (interrupt.fired) {
-      out.interrupted = true;
-      co_return false;
-    }
+    event::Alarm alarm(worker.dispatcher().timers());
+    co_await pool.WaitForRelease(target.cluster, max_wait, alarm, &control.wait);
   }
   UpstreamConnection& conn = *out.connection;
   conn.idle_timeout = target.idle_timeout;
-  interrupt.connection = &conn;
+  control.connection = &conn;
   struct ClearOnExit {
-    Interrupt& interrupt;
-    ~ClearOnExit() { interrupt.connection = nullptr; }
-  } clear{interrupt};
+    AttemptControl& control;
+    ~ClearOnExit() { control.connection = nullptr; }
+  } clear{control};
 
-  error_code ec;
-  if (!conn.stream.socket().is_open()) {
+  if (conn.socket == nullptr) {
     // Envoy's connect timeout covers the wait for a first resolution and the connect.
-    const event::MonotonicTime connect_started = worker.context().clock->Now();
-    absl::StatusOr<asio::ip::address> ip = co_await ResolveEndpoint(
-        *worker.context().dns, worker.io(), address, target.connect_timeout, &interrupt.dns_wait);
-    if (interrupt.fired) {
+    const event::MonotonicTime connect_started = clock.Now();
+    absl::StatusOr<std::string> ip =
+        co_await ResolveEndpoint(worker, address, target.connect_timeout, control);
+    if (control.fired) {
       out.interrupted = true;
       co_return false;
     }
@@ -985,15 +1071,33 @@ asio::awaitable<bool> Session::AcquireConnection(Worker& worker, Target& target,
       out.result.request_sent = false;
       co_return false;
     }
-    const absl::Duration connect_left =
-        std::max(target.connect_timeout - Since(*worker.context().clock, connect_started),
-                 absl::Milliseconds(1));
-    ec = co_await Connect(conn.stream, *ip, port, connect_left);
-    if (interrupt.fired) {
+    absl::Status connected;
+    absl::StatusOr<event::ConnectingSocket> started =
+        event::ConnectTcp(*ip, static_cast<uint16_t>(port));
+    if (started.ok()) {
+      const bool in_progress = started->in_progress;
+      absl::StatusOr<std::unique_ptr<event::AsyncSocket>> socket =
+          event::AsyncSocket::Create(worker.dispatcher(), std::move(started->fd), in_progress);
+      if (socket.ok()) {
+        conn.socket = std::move(*socket);
+        if (in_progress) {
+          const absl::Duration connect_left = std::max(
+              target.connect_timeout - Since(clock, connect_started), absl::Milliseconds(1));
+          event::Timer connect_timer(worker.dispatcher().timers());
+          connect_timer.ArmAfter(connect_left, TimeOut(conn.socket.get()));
+          connected = co_await conn.socket->Connect();
+        }
+      } else {
+        connected = socket.status();
+      }
+    } else {
+      connected = started.status();
+    }
+    if (control.fired) {
       out.interrupted = true;
       co_return false;
     }
-    if (ec) {
+    if (!connected.ok()) {
       out.result.kind = AttemptResult::Kind::kConnectFailure;
       out.result.request_sent = false;
       co_return false;
@@ -1004,156 +1108,48 @@ asio::awaitable<bool> Session::AcquireConnection(Worker& worker, Target& target,
   co_return true;
 }
 
-asio::awaitable<Session::AttemptOutcome> Session::RunAttempt(Exchange& ex, Target& target,
-                                                             uint32_t endpoint, uint32_t attempt,
-                                                             Interrupt& interrupt) {
-  AttemptOutcome out;
-  UpstreamPool& pool = worker_.pool();
-  if (!co_await AcquireConnection(worker_, target, endpoint, ex.streaming, interrupt, out)) {
-    co_return out;
-  }
-  UpstreamConnection& conn = *out.connection;
-  interrupt.connection = &conn;
-  struct ClearOnExit {
-    Interrupt& interrupt;
-    ~ClearOnExit() { interrupt.connection = nullptr; }
-  } clear{interrupt};
-  error_code ec;
-
-  // The request: the buffered body in one go, or the buffered part then the rest streamed.
-  http::RequestHead& upstream = *ex.upstream;
-  upstream.headers.Set("x-envoy-attempt-count", absl::StrCat(attempt));
-  const bool chunked_upload = ex.streaming && ex.chunked;
-  if (ex.streaming) {
-    upstream.framing = ex.chunked ? http::BodyFraming::kChunked : http::BodyFraming::kContentLength;
-    upstream.content_length = ex.content_length_value;
-  } else if (ex.had_length || !ex.body.empty()) {
-    upstream.framing = http::BodyFraming::kContentLength;
-    upstream.content_length = ex.body.size();
+void Session::WatchClient(Router* router) {
+  watching_ = router;
+  // Bytes of a pipelined request are no departure; a hang-up seen before the watch counts.
+  if (socket_->hung_up()) {
+    OnClientHangup();
   } else {
-    upstream.framing = http::BodyFraming::kNone;
+    socket_->WatchHangup(event::TimerCallback::Bind<&Session::OnClientHangup>(this));
   }
-  std::string& wire = conn.out;
-  wire.clear();
-  http::EncodeRequestHead(upstream, &wire);
-  // The per-try timer: one timer for the whole try, which closes the connection when it
-  // fires (the stream's own expiry would arm and cancel a timer for every operation).
-  const absl::Duration per_try = target.plan.retry.per_try_timeout;
-  conn.stream.expires_never();
-  auto per_try_state = std::make_shared<Interrupt>();
-  per_try_state->connection = &conn;
-  asio::steady_timer per_try_timer(worker_.io());
-  struct DisarmOnExit {
-    Interrupt& state;
-    asio::steady_timer& timer;
-    ~DisarmOnExit() { Disarm(); }
-    void Disarm() {
-      state.done = true;
-      timer.cancel();
-    }
-  } per_try_guard{*per_try_state, per_try_timer};
-  // Envoy's per-try timer starts once the whole request is in the router and the connection
-  // is ready: now for a buffered body, after the upload for a streamed one.
-  auto arm_per_try_timer = [&per_try_timer, per_try_state, per_try] {
-    if (per_try <= absl::ZeroDuration()) return;
-    per_try_timer.expires_after(absl::ToChronoMicroseconds(per_try));
-    per_try_timer.async_wait([per_try_state](error_code timer_ec) {
-      if (!timer_ec) per_try_state->Fire();
-    });
-  };
-  size_t written = 0;
-  if (!ex.streaming) {
-    arm_per_try_timer();
-    // Head and body in one gathering write; the body stays where it is, for a retry.
-    const std::array<asio::const_buffer, 2> buffers{asio::buffer(wire), asio::buffer(ex.body)};
-    written = co_await asio::async_write(conn.stream, buffers, Await(ec));
-  } else {
-    // No request timer runs while a streamed body uploads; like Envoy's stream idle timeout,
-    // the idle timeout bounds each write to an upstream that stops reading.
-    const auto upload_write_timeout =
-        absl::ToChronoMilliseconds(worker_.context().options.idle_timeout);
-    AppendBody(ex.body, chunked_upload, &wire);
-    for (;;) {
-      if (request_.complete()) {
-        ex.body_pending = false;
-        if (chunked_upload) AppendLastChunk(request_.trailers(), &wire);
-      }
-      if (!wire.empty()) {
-        conn.stream.expires_after(upload_write_timeout);
-        written += co_await asio::async_write(conn.stream, asio::buffer(wire), Await(ec));
-        conn.stream.expires_never();
-        wire.clear();
-      }
-      if (ec || request_.complete()) break;
-      const ClientRead read = co_await ReadClient(worker_.context().options.idle_timeout);
-      if (read != ClientRead::kOk) {
-        ex.close = true;
-        out.client_read = read;
-        pool.Discard(std::move(out.connection));
-        co_return out;
-      }
-      ex.bytes_received += request_.body().size();
-      AppendBody(request_.body(), chunked_upload, &wire);
-      request_.body().clear();
-    }
-    if (!ec) {
-      arm_per_try_timer();
-      if (interrupt.on_request_complete) std::exchange(interrupt.on_request_complete, nullptr)();
-    }
-  }
-  // The response's head; 1xx interim responses are read and dropped by the decoder.
-  conn.response.Reset();
-  conn.decoder.ExpectResponse(ex.head);
-  bool upstream_ok = !ec && DecodeFrom(conn.decoder, conn.in).ok();
-  while (upstream_ok && conn.response.head() == nullptr) {
-    upstream_ok = co_await ReadUpstream(conn);
-  }
-  per_try_guard.Disarm();  // the per-try timeout ends with the response headers
-  if (interrupt.fired) {
-    out.interrupted = true;
-    co_return out;
-  }
-  if (!upstream_ok) {
-    out.result.kind =
-        per_try_state->fired ? AttemptResult::Kind::kPerTryTimeout : AttemptResult::Kind::kReset;
-    out.result.request_sent = written > 0;
-    pool.Discard(std::move(out.connection));
-    co_return out;
-  }
-  out.headers_at = worker_.context().clock->Now();
-  const http::ResponseHead& response = *conn.response.head();
-  out.result.kind = AttemptResult::Kind::kResponse;
-  out.result.status = static_cast<unsigned>(response.status);
-  out.result.rate_limited = response.headers.Get("x-envoy-ratelimited").has_value();
-  int grpc_status = -1;
-  if (std::optional<absl::string_view> value = response.headers.Get("grpc-status");
-      value.has_value() && absl::SimpleAtoi(*value, &grpc_status)) {
-    out.result.grpc_status = grpc_status;
-  }
-  co_return out;
 }
 
-void Session::WatchClient(std::shared_ptr<Interrupt> interrupt) {
-  stream_.socket().async_wait(
-      tcp::socket::wait_read, [self = shared_from_this(), interrupt](error_code ec) {
-        if (ec || interrupt->done || interrupt->fired || !self->stream_.socket().is_open()) return;
-        char byte;
-        const ssize_t n =
-            ::recv(self->stream_.socket().native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
-        if (n > 0) return;  // the next pipelined request
-        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
-          self->WatchClient(std::move(interrupt));
-          return;
-        }
-        // End of stream or an error: Envoy's HTTP connection manager does not half-close,
-        // so a client's FIN ends its requests as a reset does.
-        interrupt->Fire(/*by_client=*/true);
-      });
+void Session::StopWatchingClient() {
+  watching_ = nullptr;
+  socket_->WatchHangup({});
+  client_gone_timer_.Cancel();
 }
 
-asio::awaitable<Session::RelayEnd> Session::Relay(AttemptOutcome& outcome, Exchange& ex,
-                                                  Target& target) {
+void Session::OnClientHangup() {
+  if (watching_ == nullptr) return;
+  char byte;
+  const ssize_t n = ::recv(socket_->fd(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+  if (n > 0) return;  // the next pipelined request: its close shows once it is read
+  if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
+    socket_->WatchHangup(event::TimerCallback::Bind<&Session::OnClientHangup>(this));
+    return;
+  }
+  // End of stream or an error: Envoy's HTTP connection manager does not half-close, so a
+  // client's FIN ends its requests as a reset does. The router hears it at the next turn of
+  // the loop, outside the socket's event handling.
+  client_gone_timer_.ArmAfter(event::MonotonicDuration::zero(),
+                              event::TimerCallback::Bind<&Session::OnClientGone>(this));
+}
+
+void Session::OnClientGone() {
+  if (watching_ == nullptr) return;
+  client_gone_ = true;
+  watching_->ClientGone();  // last: the session may end inside
+}
+
+event::Task<Session::RelayEnd> Session::Relay(AttemptOutcome& outcome, Exchange& ex, Target& target,
+                                              AttemptControl& control) {
   UpstreamConnection& conn = *outcome.connection;
+  control.connection = &conn;  // the route timer, or the client leaving, aborts it
   http::ResponseHead& response = *conn.response.head();
   ex.response_code = static_cast<unsigned>(response.status);
   StripHopByHop(response.headers);
@@ -1185,8 +1181,6 @@ asio::awaitable<Session::RelayEnd> Session::Relay(AttemptOutcome& outcome, Excha
   if (ex.body_pending || worker_.context().draining.load()) ex.close = true;
   if (ex.version == 10 && !ex.close) response.headers.Set("Connection", "keep-alive");
   const bool chunked = framing == http::BodyFraming::kChunked && !bodyless;
-  // A client that stops reading is given the idle timeout per write, then closed.
-  const auto write_timeout = absl::ToChronoMilliseconds(worker_.context().options.idle_timeout);
 
   out_.clear();
   http::EncodeResponseHead(status, response.reason, response.headers, framing,
@@ -1203,15 +1197,9 @@ asio::awaitable<Session::RelayEnd> Session::Relay(AttemptOutcome& outcome, Excha
     const bool complete = conn.response.complete();
     if (complete && chunked) AppendLastChunk(conn.response.trailers(), &out_);
     if (!out_.empty()) {
-      error_code ec;
-      stream_.expires_after(write_timeout);
-      co_await asio::async_write(stream_, asio::buffer(out_), Await(ec));
-      stream_.expires_never();
+      client_ok = co_await WriteClient(out_);
       out_.clear();
-      if (ec) {
-        client_ok = false;
-        break;
-      }
+      if (!client_ok) break;
     }
     if (complete) break;
     if (!co_await ReadUpstream(conn)) {
@@ -1219,9 +1207,11 @@ asio::awaitable<Session::RelayEnd> Session::Relay(AttemptOutcome& outcome, Excha
       break;
     }
   }
+  control.connection = nullptr;
   // Bytes past the response's end mean the upstream's framing cannot be trusted: such a
-  // connection must not carry another client's request.
-  if (upstream_ok && client_ok && conn.decoder.connection_reusable() && conn.in.empty()) {
+  // connection must not carry another client's request. A stopped one is not reused either.
+  if (upstream_ok && client_ok && !control.fired && !conn.aborted &&
+      conn.decoder.connection_reusable() && conn.in.empty()) {
     worker_.pool().Release(std::move(outcome.connection), target.max_requests_per_connection,
                            worker_.context().clock->Now());
   } else {
@@ -1232,8 +1222,8 @@ asio::awaitable<Session::RelayEnd> Session::Relay(AttemptOutcome& outcome, Excha
                        : RelayEnd::kComplete;
 }
 
-asio::awaitable<void> Session::LocalReply(Exchange& ex, unsigned status, std::string body,
-                                          bool overloaded, std::string location) {
+event::Task<void> Session::LocalReply(Exchange& ex, unsigned status, std::string body,
+                                      bool overloaded, std::string location) {
   // 1xx, 204 and 304 carry no body.
   if (status < 200 || status == 204 || status == 304) body.clear();
   http::HeaderMap headers;
@@ -1252,11 +1242,7 @@ asio::awaitable<void> Session::LocalReply(Exchange& ex, unsigned status, std::st
   if (!ex.head) out_.append(body);
   ex.bytes_sent = ex.head ? 0 : body.size();
   ex.response_code = status;
-  error_code ec;
-  stream_.expires_after(absl::ToChronoMilliseconds(worker_.context().options.idle_timeout));
-  co_await asio::async_write(stream_, asio::buffer(out_), Await(ec));
-  stream_.expires_never();
-  if (ec) ex.close = true;
+  if (!co_await WriteClient(out_)) ex.close = true;
 }
 
 void Session::Mirror(const Exchange& ex, Target target, uint32_t endpoint, absl::Duration timeout) {
@@ -1270,55 +1256,42 @@ void Session::Mirror(const Exchange& ex, Target target, uint32_t endpoint, absl:
     copy.headers.Set("host", ShadowAuthority(HeaderValue(copy.headers, "host")));
   }
   copy.headers.Set("x-envoy-attempt-count", "1");
-  auto request = std::make_shared<std::string>();
-  http::EncodeRequestHead(copy, request.get());
-  request->append(ex.body);
-  asio::co_spawn(
-      worker_.io(),
-      RunMirror(worker_, std::move(target), endpoint, timeout, ex.head, std::move(request)),
-      asio::detached);
+  std::string request;
+  http::EncodeRequestHead(copy, &request);
+  request.append(ex.body);
+  worker_.tasks().Start(
+      RunMirror(worker_, std::move(target), endpoint, timeout, ex.head, std::move(request)));
 }
 
-asio::awaitable<void> Session::RunMirror(Worker& worker, Target target, uint32_t endpoint,
-                                         absl::Duration timeout, bool head,
-                                         std::shared_ptr<const std::string> request) {
+event::Task<void> Session::RunMirror(Worker& worker, Target target, uint32_t endpoint,
+                                     absl::Duration timeout, bool head, std::string request) {
   // The mirror's own timer: it ends a wait in the pool's queue, the connect or the exchange.
-  auto interrupt = std::make_shared<Interrupt>();
-  asio::steady_timer timer(worker.io());
-  timer.expires_after(absl::ToChronoMicroseconds(timeout));
-  timer.async_wait([interrupt](error_code ec) {
-    if (!ec) interrupt->Fire();
-  });
-  struct DisarmOnExit {
-    Interrupt& interrupt;
-    asio::steady_timer& timer;
-    ~DisarmOnExit() {
-      interrupt.done = true;
-      timer.cancel();
-    }
-  } disarm{*interrupt, timer};
+  AttemptControl control(worker.dispatcher().timers());
+  event::Timer timer(worker.dispatcher().timers());
+  timer.ArmAfter(timeout, event::TimerCallback::Bind<&AttemptControl::Fire>(&control));
   AttemptOutcome out;
-  if (!co_await AcquireConnection(worker, target, endpoint, /*streaming=*/false, *interrupt, out)) {
+  if (!co_await AcquireConnection(worker, target, endpoint, /*streaming=*/false, control, out)) {
     // Overflow drops the copy, as Envoy's circuit breakers drop a shadow request.
     if (out.connection) worker.pool().Discard(std::move(out.connection));
     co_return;
   }
   UpstreamConnection& conn = *out.connection;
-  interrupt->connection = &conn;
-  error_code ec;
-  co_await asio::async_write(conn.stream, asio::buffer(*request), Await(ec));
+  control.connection = &conn;
+  const IoResult wrote = co_await conn.socket->Write(request);
   // The response is read to its end and dropped, so that the connection can be reused.
   conn.response.Reset();
   conn.decoder.ExpectResponse(head);
-  bool ok = !ec && DecodeFrom(conn.decoder, conn.in).ok();
+  bool ok = wrote.data() && !conn.aborted && DecodeFrom(conn.decoder, conn.in).ok();
   while (ok && !conn.response.complete()) {
     conn.response.body().clear();
     ok = co_await ReadUpstream(conn);
   }
   conn.response.body().clear();
-  interrupt->connection = nullptr;
+  control.connection = nullptr;
+  timer.Cancel();
   // Kept for the next request of its pool only after a complete exchange that allows it.
-  if (ok && !interrupt->fired && conn.decoder.connection_reusable() && conn.in.empty()) {
+  if (ok && !control.fired && !conn.aborted && conn.decoder.connection_reusable() &&
+      conn.in.empty()) {
     worker.pool().Release(std::move(out.connection), target.max_requests_per_connection,
                           worker.context().clock->Now());
   } else {

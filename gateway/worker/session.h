@@ -5,33 +5,51 @@
 #include <string>
 
 #include "absl/time/time.h"
-#include "gateway/http/beast.h"
+#include "gateway/event/async_socket.h"
+#include "gateway/event/task.h"
+#include "gateway/event/timer_wheel.h"
 #include "gateway/http/http1_codec.h"
 #include "gateway/http/message_collector.h"
+#include "gateway/proxy/router.h"
 #include "sluice/v1/decision.pb.h"
 
 namespace sluice::gateway {
 
 class Worker;
 
-// One downstream HTTP/1.1 connection: requests are read, decided, executed and answered
-// strictly in order (pipelined requests wait in the read buffer), with Envoy's limits and
-// timers against slow or malformed clients.
-class Session : public std::enable_shared_from_this<Session> {
+// One downstream HTTP/1.1 connection on the worker's event loop: requests are read,
+// decided, executed and answered strictly in order (pipelined requests wait in the read
+// buffer), with Envoy's limits and timers against slow or malformed clients. The per-request
+// policy (attempts, retries, back-off, the route timer) is the Router's; the session is the
+// downstream codec and the upstream requests the router asks for.
+class Session {
  public:
-  Session(Worker& worker, net::tcp::socket socket);
+  Session(Worker& worker, std::unique_ptr<event::AsyncSocket> socket, std::string client_address);
   ~Session();
+  Session(const Session&) = delete;
+  Session& operator=(const Session&) = delete;
 
   // Serves requests until the client leaves, asks to close, errs, or the gateway drains.
-  net::asio::awaitable<void> Run();
-  // During a drain: a connection waiting for its next request is closed now.
+  // Owns the session: it ends by destroying it.
+  static event::Task<void> Serve(std::unique_ptr<Session> session);
+  // During a drain: a connection waiting for its next request is closed (at the next turn of
+  // the loop, not inside the caller).
   void CloseIfIdle();
+
+  struct Target;
+  struct AttemptControl;
+  struct AttemptOutcome;
+  // Envoy's HTTP/1.1 pool admission and connect for one request of `target` to `endpoint`,
+  // shared by attempts and mirrors: on success `out.connection` is open and counted;
+  // otherwise `out` says why (overflow, connect or DNS failure, interrupted, or a streamed
+  // request's idle timeout while queued).
+  static event::Task<bool> AcquireConnection(Worker& worker, Target& target, uint32_t endpoint,
+                                             bool streaming, AttemptControl& control,
+                                             AttemptOutcome& out);
 
  private:
   struct Exchange;
-  struct Target;
-  struct AttemptOutcome;
-  struct Interrupt;
+  class Attempts;
   // How one read of the client ended.
   enum class ClientRead {
     kOk,       // bytes read and decoded (maybe no new event: a partial head or chunk)
@@ -41,34 +59,29 @@ class Session : public std::enable_shared_from_this<Session> {
     kInvalid,  // the bytes are not HTTP/1.1 we accept: decoder_.error() says what
   };
 
-  net::asio::awaitable<bool> HandleOne();
+  event::Task<void> Run();
+  event::Task<bool> HandleOne();
   // Reads once from the client within `timeout` and decodes what arrived. A timeout cancels
   // the read, not the connection, so that the client can still be answered 408.
-  net::asio::awaitable<ClientRead> ReadClient(absl::Duration timeout);
+  event::Task<ClientRead> ReadClient(absl::Duration timeout);
+  // Writes `data` to the client, each wait for room bounded by the idle timeout. False when
+  // the client is gone or stopped reading.
+  event::Task<bool> WriteClient(absl::string_view data);
   // Decodes bytes read earlier (a pipelined request, or the first read of a connection).
   ClientRead DecodeBuffered();
   v1::DecideRequest DescribeRequest(const http::HeaderMap& request, const Exchange& ex);
-  net::asio::awaitable<void> Execute(Exchange& ex);
-  net::asio::awaitable<void> Forward(Exchange& ex, Target& target);
-  net::asio::awaitable<AttemptOutcome> RunAttempt(Exchange& ex, Target& target, uint32_t endpoint,
-                                                  uint32_t attempt, Interrupt& interrupt);
-  static net::asio::awaitable<bool> AcquireConnection(Worker& worker, Target& target,
-                                                      uint32_t endpoint, bool streaming,
-                                                      Interrupt& interrupt, AttemptOutcome& out);
+  event::Task<void> Execute(Exchange& ex);
+  event::Task<void> Forward(Exchange& ex, Target& target);
   enum class RelayEnd { kComplete, kUpstreamCut, kClientGone };
-  net::asio::awaitable<RelayEnd> Relay(AttemptOutcome& outcome, Exchange& ex, Target& target);
-  // While a request is forwarded: a client that closes or resets its connection fires
-  // `interrupt` (Envoy resets the upstream request of a client that disconnects). Bytes of a
-  // pipelined request end the watch: a close behind them shows only once they are read.
-  void WatchClient(std::shared_ptr<Interrupt> interrupt);
-  net::asio::awaitable<void> LocalReply(Exchange& ex, unsigned status, std::string body,
-                                        bool overloaded = false, std::string location = "");
+  event::Task<RelayEnd> Relay(AttemptOutcome& outcome, Exchange& ex, Target& target,
+                              AttemptControl& control);
+  event::Task<void> LocalReply(Exchange& ex, unsigned status, std::string body,
+                               bool overloaded = false, std::string location = "");
   // Fire and forget, through the mirror cluster's pool and limits (Envoy sends shadow
   // requests through the cluster's connection pool and circuit breakers like any other).
   void Mirror(const Exchange& ex, Target target, uint32_t endpoint, absl::Duration timeout);
-  static net::asio::awaitable<void> RunMirror(Worker& worker, Target target, uint32_t endpoint,
-                                              absl::Duration timeout, bool head,
-                                              std::shared_ptr<const std::string> request);
+  static event::Task<void> RunMirror(Worker& worker, Target target, uint32_t endpoint,
+                                     absl::Duration timeout, bool head, std::string request);
   void Finish(Exchange& ex);
   // One attempt's outcome, on the decision stream (nothing without a decision).
   void Report(const Exchange& ex, uint32_t cluster_id, uint32_t endpoint, uint32_t attempt,
@@ -78,8 +91,18 @@ class Session : public std::enable_shared_from_this<Session> {
   // (which counts it as in flight until then).
   void ReportNotSent(const Exchange& ex, const char* flags);
 
+  // While a request is forwarded: a client that closes or resets its connection tells the
+  // router (Envoy resets the upstream request of a client that disconnects). Bytes of a
+  // pipelined request are not a departure.
+  void WatchClient(Router* router);
+  void StopWatchingClient();
+  void OnClientHangup();
+  void OnClientGone();
+  void OnReadTimeout();
+  void OnWriteTimeout();
+
   Worker& worker_;
-  net::beast::tcp_stream stream_;
+  std::unique_ptr<event::AsyncSocket> socket_;
   // Bytes read from the client and not yet decoded: the rest of a read that held more than
   // one request (pipelining), left while the request before it is served.
   std::string in_;
@@ -89,11 +112,16 @@ class Session : public std::enable_shared_from_this<Session> {
   http::MessageCollector<http::RequestHead> request_;
   http::RequestDecoder decoder_;
   std::string out_;  // bytes for the client, encoded; capacity kept between responses
-  // Bounds each read of a request's head or body; a read that times out is cancelled (not
-  // the socket closed), so the client can still be answered 408.
-  net::asio::steady_timer read_timer_;
+  // Bounds each read of a request's head or body (and the wait between requests); a read
+  // that times out is cancelled, not the socket closed, so the client can still get a 408.
+  event::Timer read_timer_;
   bool read_timed_out_ = false;
-  uint64_t read_generation_ = 0;  // a timer handler of an earlier read does nothing
+  event::Timer write_timer_;  // bounds each wait for room to write to the client
+  // The client left while a request was forwarded: the router hears it from this timer's
+  // callback, at the next turn of the loop, not inside the socket's event handling.
+  event::Timer client_gone_timer_;
+  Router* watching_ = nullptr;  // the router told when the client leaves
+  bool client_gone_ = false;    // ... and it did, during the request being forwarded
   std::string client_address_;
   bool idle_ = false;
   bool reset_on_close_ = false;  // a response was cut: close with RST, not FIN

@@ -1,17 +1,22 @@
 #include "gateway/worker/worker.h"
 
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+
 #include <algorithm>
 #include <chrono>
+#include <cstdlib>
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
+#include "gateway/event/async_socket.h"
+#include "gateway/event/socket.h"
 #include "gateway/worker/session.h"
 #include "lib/common/log.h"
 
 namespace sluice::gateway {
-
-namespace asio = net::asio;
-using net::tcp;
 
 std::string PoolKey(const v1::ClusterInfo& cluster) {
   // The settings themselves (a few bytes) are the generation: equal settings share a pool
@@ -20,66 +25,112 @@ std::string PoolKey(const v1::ClusterInfo& cluster) {
                       absl::BytesToHexString(cluster.pool().SerializeAsString()));
 }
 
+namespace {
+
+std::shared_ptr<event::Dispatcher> MakeDispatcher(event::TimeSource& clock) {
+  absl::StatusOr<std::unique_ptr<event::Dispatcher>> dispatcher = event::Dispatcher::Create(clock);
+  if (!dispatcher.ok()) {
+    // epoll_create1 or eventfd failed: the process is out of descriptors at start-up.
+    LogError("cannot create a worker's event loop: ", dispatcher.status().ToString());
+    std::abort();
+  }
+  return std::shared_ptr<event::Dispatcher>(std::move(*dispatcher));
+}
+
+}  // namespace
+
 Worker::Worker(int index, GatewayContext& context, std::shared_ptr<grpc::Channel> channel)
-    : index_(index), context_(context) {
+    : index_(index),
+      context_(context),
+      dispatcher_(MakeDispatcher(*context.clock)),
+      state_timer_(dispatcher_->timers()),
+      drain_timer_(dispatcher_->timers()),
+      reaper_timer_(dispatcher_->timers()),
+      stop_timer_(dispatcher_->timers()),
+      accept_backoff_timer_(dispatcher_->timers()) {
   DecisionClient::Options options;
   options.deadline = context.options.decision_deadline;
   options.gateway_name = absl::StrCat(context.options.gateway_name, "/", index);
   options.mode = context.options.decision_mode;
   options.max_table_age = context.options.max_table_age;
-  options.loop_keepalive = io_holder_;
-  decisions_ = DecisionClient::Create(io_, std::move(channel), options);
+  options.loop_keepalive = dispatcher_;
+  decisions_ = DecisionClient::Create(*dispatcher_, std::move(channel), options);
 }
 
 Worker::~Worker() { Stop(); }
 
-void Worker::Start(tcp protocol, int listener) {
-  acceptor_.emplace(io_, protocol, listener);
-  asio::post(io_, [this] {
+void Worker::Start(int listener) {
+  listener_.reset(listener);
+  thread_ = std::thread([this] {
+    // Non-blocking (an edge-triggered listener is drained until EAGAIN), and TCP_NODELAY,
+    // which accepted sockets inherit.
+    const int flags = ::fcntl(listener_.get(), F_GETFL);
+    ::fcntl(listener_.get(), F_SETFL, flags | O_NONBLOCK);
+    const int one = 1;
+    ::setsockopt(listener_.get(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    if (absl::Status s = dispatcher_->RegisterFd(listener_.get(), this, event::kIoReadable);
+        !s.ok()) {
+      LogError("worker ", index_, ": cannot watch its listener: ", s.ToString());
+    }
     decisions_->Start();
     WatchDecisionState();
     ReapIdleConnections();
+    Accept();  // connections that came before the registration gave no edge
+    dispatcher_->Run();
+    // The loop has ended: what is still running ends here, on its own thread, while the
+    // loop's timers and sockets still exist.
+    tasks_.DestroyAll();
+    pool_.CloseAll();
+    CloseListener();
   });
-  asio::co_spawn(io_, Accept(), asio::detached);
-  thread_ = std::thread([this] { io_.run(); });
 }
 
-asio::awaitable<void> Worker::Accept() {
-  // After a failed accept: 10 ms, doubling up to 1 s, back to 10 ms once one succeeds.
-  constexpr std::chrono::milliseconds kFirstBackoff(10);
-  constexpr std::chrono::milliseconds kMaxBackoff(1000);
-  std::chrono::milliseconds backoff = kFirstBackoff;
-  bool failing = false;
-  for (;;) {
-    boost::system::error_code ec;
-    tcp::socket socket =
-        co_await acceptor_->async_accept(asio::redirect_error(asio::use_awaitable, ec));
-    if (ec) {
-      if (ec == asio::error::operation_aborted || !acceptor_->is_open()) co_return;
-      // EMFILE and friends: keep serving the connections we have, and wait before the next
-      // try. The connection left in the backlog keeps the listener readable, so trying again
-      // at once would spin at 100% CPU for as long as the shortage lasts.
-      if (!failing) {
-        LogWarning("worker ", index_, ": cannot accept connections (", ec.message(),
-                   "), retrying with back-off up to 1s");
-        failing = true;
-      }
-      accept_backoff_timer_.expires_after(backoff);
-      co_await accept_backoff_timer_.async_wait(asio::redirect_error(asio::use_awaitable, ec));
-      if (ec == asio::error::operation_aborted || !acceptor_->is_open()) co_return;
-      backoff = std::min(backoff * 2, kMaxBackoff);
-      continue;
-    }
-    if (failing) {
+void Worker::Accept() {
+  if (!listener_.valid() || accept_failing_) return;
+  const absl::Status status = event::AcceptAll(
+      listener_.get(), [this](event::UniqueFd fd, const event::SocketAddress& peer) {
+        absl::StatusOr<std::unique_ptr<event::AsyncSocket>> socket =
+            event::AsyncSocket::Create(*dispatcher_, std::move(fd));
+        if (!socket.ok()) {
+          LogWarning("worker ", index_,
+                     ": cannot register a connection: ", socket.status().ToString());
+          return;
+        }
+        tasks_.Start(
+            Session::Serve(std::make_unique<Session>(*this, std::move(*socket), peer.Host())));
+      });
+  if (status.ok()) {
+    if (accept_backoff_ > std::chrono::milliseconds(0)) {
       LogInfo("worker ", index_, ": accepting connections again");
-      failing = false;
-      backoff = kFirstBackoff;
+      accept_backoff_ = std::chrono::milliseconds(0);
     }
-    socket.set_option(tcp::no_delay(true), ec);
-    auto session = std::make_shared<Session>(*this, std::move(socket));
-    asio::co_spawn(
-        io_, [session]() -> asio::awaitable<void> { co_await session->Run(); }, asio::detached);
+    return;
   }
+  // EMFILE and friends: keep serving the connections we have, and wait before the next try
+  // (10 ms, doubling up to 1 s; back to 10 ms once one succeeds). The connections left in
+  // the backlog keep the listener readable but give no new edge, so only the timer retries.
+  if (accept_backoff_ == std::chrono::milliseconds(0)) {
+    LogWarning("worker ", index_, ": cannot accept connections (", status.message(),
+               "), retrying with back-off up to 1s");
+    accept_backoff_ = std::chrono::milliseconds(10);
+  } else {
+    accept_backoff_ = std::min(accept_backoff_ * 2, std::chrono::milliseconds(1000));
+  }
+  accept_failing_ = true;
+  accept_backoff_timer_.ArmAfter(accept_backoff_,
+                                 event::TimerCallback::Bind<&Worker::OnAcceptBackoff>(this));
+}
+
+void Worker::OnAcceptBackoff() {
+  accept_failing_ = false;
+  Accept();
+}
+
+void Worker::CloseListener() {
+  if (!listener_.valid()) return;
+  (void)dispatcher_->Unregister(listener_.get());
+  listener_.reset();
+  accept_backoff_timer_.Cancel();
 }
 
 WorkerTableState Worker::table_state() const {
@@ -112,10 +163,8 @@ void Worker::WatchDecisionState() {
     context_.sluice_metrics->SetDecisionServiceUp(decisions_->state() ==
                                                   DecisionClient::State::kConnected);
   }
-  state_timer_.expires_after(std::chrono::milliseconds(100));
-  state_timer_.async_wait([this](boost::system::error_code ec) {
-    if (!ec) WatchDecisionState();
-  });
+  state_timer_.ArmAfter(std::chrono::milliseconds(100),
+                        event::TimerCallback::Bind<&Worker::WatchDecisionState>(this));
 }
 
 void Worker::ReapIdleConnections() {
@@ -123,10 +172,8 @@ void Worker::ReapIdleConnections() {
   pool_.CloseIdle(context_.clock->Now());
   // Circuit breakers of clusters no table, request or connection uses any more.
   if (index_ == 0) context_.limits.Sweep();
-  reaper_timer_.expires_after(std::chrono::seconds(1));
-  reaper_timer_.async_wait([this](boost::system::error_code ec) {
-    if (!ec) ReapIdleConnections();
-  });
+  reaper_timer_.ArmAfter(std::chrono::seconds(1),
+                         event::TimerCallback::Bind<&Worker::ReapIdleConnections>(this));
 }
 
 const TableView& Worker::View(const std::shared_ptr<const v1::RouteTable>& table) {
@@ -172,51 +219,49 @@ void Worker::Unregister(Session* session) {
 }
 
 void Worker::BeginDrain() {
-  asio::post(io_, [this] {
-    boost::system::error_code ec;
-    if (acceptor_) acceptor_->close(ec);
-    accept_backoff_timer_.cancel();
+  dispatcher_->Post([this] {
+    CloseListener();
     // A connection between requests gets a moment for a request already on its way, then
     // closes; busy ones answer their request with Connection: close and end.
-    drain_timer_.expires_after(std::chrono::milliseconds(250));
-    drain_timer_.async_wait([this](boost::system::error_code ec) {
-      if (ec) return;
-      for (Session* s : sessions_) s->CloseIfIdle();
-    });
+    drain_timer_.ArmAfter(std::chrono::milliseconds(250),
+                          event::TimerCallback::Bind<&Worker::CloseIdleSessions>(this));
   });
+}
+
+void Worker::CloseIdleSessions() {
+  // Each closes at the next turn of the loop (the set must not change while walked).
+  for (Session* s : sessions_) s->CloseIfIdle();
 }
 
 void Worker::Stop() {
   if (!thread_.joinable()) return;
-  asio::post(io_, [this] {
+  dispatcher_->Post([this] {
     decisions_->Stop();
-    state_timer_.cancel();
-    drain_timer_.cancel();
-    reaper_timer_.cancel();
-    accept_backoff_timer_.cancel();
+    state_timer_.Cancel();
+    drain_timer_.Cancel();
+    reaper_timer_.Cancel();
     pool_.CloseAll();
-    boost::system::error_code ec;
-    if (acceptor_) acceptor_->close(ec);
+    CloseListener();
+    stop_waits_ = 0;
+    WaitForStreamEnd();
   });
+  thread_.join();
+}
+
+void Worker::WaitForStreamEnd() {
   // The loop ends once the decision stream has finished (cancelled, it takes milliseconds),
   // or after 5 s at most. A stream still not finished then (a loaded machine, a gRPC that
-  // hangs) may post its last callbacks later: they find the loop kept by io_holder_, and are
-  // never run.
-  asio::co_spawn(
-      io_,
-      [this]() -> asio::awaitable<void> {
-        asio::steady_timer wait(io_);
-        for (int i = 0; i < 500 && !decisions_->stream_closed(); ++i) {
-          wait.expires_after(std::chrono::milliseconds(10));
-          co_await wait.async_wait(asio::use_awaitable);
-        }
-        if (!decisions_->stream_closed()) {
-          LogWarning("worker ", index_, ": decision stream not finished 5 s after stop");
-        }
-        io_.stop();
-      },
-      asio::detached);
-  thread_.join();
+  // hangs) may post its last callbacks later: they find the loop kept alive by the stream
+  // (Options::loop_keepalive), and are never run.
+  if (!decisions_->stream_closed() && stop_waits_++ < 500) {
+    stop_timer_.ArmAfter(std::chrono::milliseconds(10),
+                         event::TimerCallback::Bind<&Worker::WaitForStreamEnd>(this));
+    return;
+  }
+  if (!decisions_->stream_closed()) {
+    LogWarning("worker ", index_, ": decision stream not finished 5 s after stop");
+  }
+  dispatcher_->Exit();
 }
 
 }  // namespace sluice::gateway

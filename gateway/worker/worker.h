@@ -10,7 +10,9 @@
 #include "absl/container/flat_hash_set.h"
 #include "absl/random/random.h"
 #include "gateway/decision/decision_client.h"
-#include "gateway/http/beast.h"
+#include "gateway/event/dispatcher.h"
+#include "gateway/event/task.h"
+#include "gateway/event/timer_wheel.h"
 #include "gateway/upstream/upstream_pool.h"
 #include "gateway/worker/gateway_context.h"
 
@@ -44,19 +46,19 @@ struct WorkerTableState {
 
 // One event loop on one thread, as Envoy's workers: it owns its downstream connections, its
 // upstream pool and its decision stream; nothing in here is touched from another thread
-// except through Post().
-class Worker {
+// except through the dispatcher's Post() (and the atomics read by health and metrics).
+class Worker final : private event::IoHandler {
  public:
   Worker(int index, GatewayContext& context, std::shared_ptr<grpc::Channel> channel);
   ~Worker();
 
-  // Starts the thread; `listener` is this worker's SO_REUSEPORT listening socket (its file
-  // descriptor, adopted by the worker's own io_context).
-  void Start(net::tcp protocol, int listener);
+  // Starts the thread; `listener` is this worker's SO_REUSEPORT listening socket, which the
+  // worker now owns.
+  void Start(int listener);
   // Stops accepting (new connections are refused once every worker has stopped), lets
   // requests in progress finish with `Connection: close`, closes idle connections.
   void BeginDrain();
-  // Ends the loop and joins the thread.
+  // Ends the loop and joins the thread; connections still open are closed.
   void Stop();
 
   size_t sessions() const { return session_count_.load(std::memory_order_relaxed); }
@@ -66,7 +68,12 @@ class Worker {
   WorkerTableState table_state() const;
 
   // Used by sessions, on this worker's thread.
-  net::asio::io_context& io() { return io_; }
+  event::Dispatcher& dispatcher() { return *dispatcher_; }
+  // For threads that post to this loop and may outlive it (the DNS resolver).
+  std::weak_ptr<event::Dispatcher> dispatcher_ref() { return dispatcher_; }
+  // Connections and mirrored requests: whatever is still running when the loop ends is
+  // destroyed with it.
+  event::TaskGroup& tasks() { return tasks_; }
   int index() const { return index_; }
   GatewayContext& context() { return context_; }
   DecisionClient& decisions() { return *decisions_; }
@@ -77,22 +84,31 @@ class Worker {
   void Unregister(Session* session);
 
  private:
-  net::asio::awaitable<void> Accept();
+  // event::IoHandler, for the listener.
+  void OnReadable() override { Accept(); }
+  void OnWritable() override {}
+
+  // Accepts every pending connection (the listener is edge-triggered).
+  void Accept();
+  void OnAcceptBackoff();
+  void CloseListener();
   void WatchDecisionState();
   // Every second: closes pooled connections past their idle timeout or closed upstream.
   void ReapIdleConnections();
   // Once the decision client has a newer table: the pools of clusters it no longer has (or
   // whose pool settings changed) are drained (UpstreamPool::SetLivePools).
   void DrainOldPools();
+  void CloseIdleSessions();
+  // After Stop: exits the loop once the decision stream has finished, or after 5 s.
+  void WaitForStreamEnd();
 
   const int index_;
   GatewayContext& context_;
-  // Shared with the decision client's streams: gRPC may still post a stream's last callbacks
-  // after a Stop that gave up waiting for them, and they must find a loop (never run) rather
-  // than freed memory.
-  std::shared_ptr<net::asio::io_context> io_holder_ = std::make_shared<net::asio::io_context>(1);
-  net::asio::io_context& io_ = *io_holder_;
-  std::optional<net::tcp::acceptor> acceptor_;
+  // Shared with the decision client's streams and the DNS resolver's callbacks: gRPC may
+  // still post a stream's last callbacks after a Stop that gave up waiting for them, and they
+  // must find a loop (never run) rather than freed memory.
+  std::shared_ptr<event::Dispatcher> dispatcher_;
+  event::UniqueFd listener_;
   std::shared_ptr<DecisionClient> decisions_;
   // The decision client's traffic counters as last added to the metrics.
   struct StreamTraffic {
@@ -100,7 +116,7 @@ class Worker {
     uint64_t decide_requests = 0;
     uint64_t reports = 0;
   } counted_;
-  UpstreamPool pool_{io_};
+  UpstreamPool pool_;
   absl::BitGen rng_;
   TableView view_;
   std::shared_ptr<const v1::RouteTable> pools_table_;  // the table DrainOldPools last saw
@@ -111,12 +127,18 @@ class Worker {
   std::atomic<int64_t> table_age_ms_{-1};
   std::atomic<bool> table_stale_{false};
   std::atomic<bool> unanswered_{false};
-  net::asio::steady_timer state_timer_{io_};
-  net::asio::steady_timer drain_timer_{io_};
-  net::asio::steady_timer reaper_timer_{io_};
-  // Waits between accepts that fail (EMFILE: the pending connection keeps the listener
-  // readable, and retrying at once would spin).
-  net::asio::steady_timer accept_backoff_timer_{io_};
+  event::Timer state_timer_;
+  event::Timer drain_timer_;
+  event::Timer reaper_timer_;
+  event::Timer stop_timer_;
+  int stop_waits_ = 0;
+  // Waits between accepts that fail (EMFILE: the connections left in the backlog give no new
+  // edge, and retrying at once would spin).
+  event::Timer accept_backoff_timer_;
+  std::chrono::milliseconds accept_backoff_{0};
+  bool accept_failing_ = false;
+  // Declared last: destroyed first, while the pool, the timers and the loop still exist.
+  event::TaskGroup tasks_;
   std::thread thread_;
 };
 

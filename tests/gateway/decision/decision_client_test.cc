@@ -75,9 +75,10 @@ class DecisionClientTest : public ::testing::Test {
     options.deadline = deadline;
     options.reconnect_initial = absl::Milliseconds(20);
     options.reconnect_max = absl::Milliseconds(200);
+    options.loop_keepalive = dispatcher_;
     if (configure) configure(options);
     auto client = DecisionClient::Create(
-        io_, grpc::CreateChannel(address_, grpc::InsecureChannelCredentials()), options);
+        *dispatcher_, grpc::CreateChannel(address_, grpc::InsecureChannelCredentials()), options);
     client->Start();
     return client;
   }
@@ -86,21 +87,21 @@ class DecisionClientTest : public ::testing::Test {
   void RunUntil(const std::function<bool()>& done, absl::Duration limit = absl::Seconds(10)) {
     const absl::Time end = absl::Now() + limit;
     while (!done() && absl::Now() < end) {
-      io_.run_for(std::chrono::milliseconds(5));
-      io_.restart();
+      dispatcher_->RunOnce(std::chrono::milliseconds(5));
     }
     ASSERT_TRUE(done()) << "timed out";
   }
 
   // Stops `client` and runs the loop until gRPC has finished its stream: gRPC's last
-  // callbacks post to io_, which must outlive them (Worker::Stop waits the same way).
-  // Destroying io_ before then is a use-after-free that ThreadSanitizer reports.
+  // callbacks post to the dispatcher, which must outlive them (Worker::Stop waits the same
+  // way; the stream also holds it through Options::loop_keepalive).
   void StopClient(DecisionClient& client) {
     client.Stop();
     RunUntil([&] { return client.stream_closed(); });
   }
 
-  net::asio::io_context io_;
+  event::RealTimeSource clock_;
+  std::shared_ptr<event::Dispatcher> dispatcher_ = std::move(*event::Dispatcher::Create(clock_));
   std::string address_;
   testing::Process server_;
 };
@@ -115,7 +116,7 @@ TEST_F(DecisionClientTest, ABurstIsAnsweredInFewMessages) {
   constexpr int kRequests = 1000;
   int answered = 0, jason_on_v2 = 0, with_table = 0;
   // All issued in one turn of the loop: they must share messages.
-  net::asio::post(io_, [&] {
+  dispatcher_->Post([&] {
     for (int i = 0; i < kRequests; ++i) {
       client->Decide(Request(i % 2 ? "jason" : ""), [&,
                                                      i](absl::StatusOr<DecisionClient::Answer> a) {
@@ -144,7 +145,7 @@ TEST_F(DecisionClientTest, NoServerMeansAQuickErrorNotAHang) {
   absl::Status status;
   bool done = false;
   const absl::Time start = absl::Now();
-  net::asio::post(io_, [&] {
+  dispatcher_->Post([&] {
     client->Decide(Request(), [&](absl::StatusOr<DecisionClient::Answer> a) {
       status = a.status();
       done = true;
@@ -160,7 +161,7 @@ TEST_F(DecisionClientTest, DecidesFromTheLastTableWhileTheServerIsDownAndReconne
   StartServer();
   auto client = Client();
   bool first = false;
-  net::asio::post(io_, [&] {
+  dispatcher_->Post([&] {
     client->Decide(Request(), [&](absl::StatusOr<DecisionClient::Answer> a) {
       ASSERT_TRUE(a.ok()) << a.status();
       EXPECT_EQ(a->source, DecisionSource::kServer);
@@ -286,7 +287,7 @@ TEST_F(DecisionClientTest, ReportsReleaseInFlightLoad) {
   auto client = Client(absl::Seconds(5));
   RunUntil([&] { return client->table_version() > 0; });
   std::vector<v1::Decision> decisions;
-  net::asio::post(io_, [&] {
+  dispatcher_->Post([&] {
     for (int i = 0; i < 10; ++i) {
       client->Decide(Request(), [&](absl::StatusOr<DecisionClient::Answer> a) {
         ASSERT_TRUE(a.ok());
