@@ -46,7 +46,7 @@ bool UpstreamPool::HasIdle(const std::string& pool, const std::string& endpoint)
 void UpstreamPool::Release(std::unique_ptr<UpstreamConnection> connection,
                            uint32_t max_requests_per_connection, event::MonotonicTime now) {
   if ((max_requests_per_connection != 0 && connection->requests >= max_requests_per_connection) ||
-      !Live(connection->pool)) {
+      !Live(connection->pool) || connection->aborted || connection->socket == nullptr) {
     Discard(std::move(connection));
     return;
   }
@@ -112,17 +112,24 @@ event::Task<void> UpstreamPool::WaitForRelease(const std::string& cluster, absl:
                                   : std::max(max_wait, absl::Nanoseconds(1));
   // Undone however the wait ends, also when the waiting frame is destroyed while suspended
   // (a worker stopping with requests queued).
+  // A waiter woken for a freed connection, whose wait then ended another way before it ran
+  // (its route timer, its client leaving), passes the wake on: the connection is still
+  // free, and another request of the cluster may be queued for it.
   struct Enlisted {
-    std::list<Waiter>& waiters;
+    UpstreamPool& pool;
     std::list<Waiter>::iterator it;
     event::Alarm** cancel;
+    bool ran = false;  // the wait ended by a wake or its limit, not cancelled or destroyed
     ~Enlisted() {
-      waiters.erase(it);
+      const bool pass_on = it->woken && !ran;
+      std::string cluster = pass_on ? std::move(it->cluster) : std::string();
+      pool.waiters_.erase(it);
       if (cancel != nullptr) *cancel = nullptr;
+      if (pass_on) pool.Wake(cluster);
     }
-  } enlisted{waiters_, waiters_.insert(waiters_.end(), Waiter{cluster, &alarm}), cancel};
+  } enlisted{*this, waiters_.insert(waiters_.end(), Waiter{cluster, &alarm}), cancel};
   if (cancel != nullptr) *cancel = &alarm;
-  (void)co_await alarm.WaitFor(absl::ToChronoNanoseconds(wait));
+  enlisted.ran = co_await alarm.WaitFor(absl::ToChronoNanoseconds(wait));
 }
 
 void UpstreamPool::Wake(const std::string& cluster) {

@@ -79,23 +79,26 @@ class UpstreamPool {
   bool HasIdle(const std::string& pool, const std::string& endpoint) const;
 
   // Keeps `connection` for reuse unless it has served `max_requests_per_connection` (zero:
-  // unlimited) or its pool is no longer live (see SetLivePools), in which case it is closed.
+  // unlimited), its pool is no longer live (see SetLivePools) or it was aborted, in which
+  // case it is closed.
   void Release(std::unique_ptr<UpstreamConnection> connection, uint32_t max_requests_per_connection,
                event::MonotonicTime now);
   // Closes it: its maxConnections slot frees, and a request of its cluster waiting for a
-  // connection on this worker wakes up.
+  // connection on this worker wakes up. Nothing may be awaiting its socket.
   void Discard(std::unique_ptr<UpstreamConnection> connection);
   // Closes one idle connection of `cluster` (any endpoint), so that a request queued behind
   // maxConnections can open one to the endpoint it needs. False when there was none.
   bool CloseOneIdle(const std::string& cluster);
 
   // Waits until a connection of `cluster` frees on this worker (released, discarded or
-  // destroyed), at most `max_wait` (InfiniteDuration: no limit). No polling: as in Envoy,
-  // whose pools are per worker, a request queued here waits for this worker's connections
-  // (it is queued only when this worker's pool has one to its endpoint; see
-  // ClusterLimits::Admit), and slots other workers free are not its concern. `*cancel` points
-  // at the wait's alarm (`alarm`, the waiter's own) while it lasts: cancelling it ends the wait
-  // (the request's route timer, its client going away).
+  // destroyed), at most `max_wait` (InfiniteDuration: 30 days, in practice until a wake, the
+  // route timer or the client ends it). The wake comes at the next turn of the loop, not
+  // inside the release. No polling: as in Envoy, whose pools are per worker, a request
+  // queued here waits for this worker's connections (it is queued only when this worker's
+  // pool has one to its endpoint; see ClusterLimits::Admit), and slots other workers free are
+  // not its concern. `*cancel` points at the wait's alarm (`alarm`, the waiter's own) while
+  // it lasts: Cancel() on it ends the wait at once, resuming the waiter inside the caller, so
+  // call it from a loop callback that touches nothing afterwards (AttemptControl::Kick).
   event::Task<void> WaitForRelease(const std::string& cluster, absl::Duration max_wait,
                                    event::Alarm& alarm, event::Alarm** cancel = nullptr);
   size_t waiters() const { return waiters_.size(); }

@@ -3,26 +3,64 @@
 
 #include "gateway/upstream/upstream_pool.h"
 
-#include "absl/time/clock.h"
+#include <poll.h>
+#include <sys/socket.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+#include "gateway/event/async_socket.h"
+#include "gateway/event/dispatcher.h"
+#include "gateway/event/socket.h"
+#include "gateway/event/task.h"
+#include "gateway/event/time_source.h"
+#include "gateway/event/timer_wheel.h"
 #include "gtest/gtest.h"
 
 namespace sluice::gateway {
 namespace {
 
-namespace asio = net::asio;
-using net::tcp;
+using std::chrono::milliseconds;
+
+// How long a step that needs only the loopback (a handshake, a FIN, a few bytes) may take
+// before the test gives up on it: generous, for a loaded machine.
+constexpr int kLoopbackWaitMs = 2000;
+
+// Waits as a request queued behind maxConnections does: on an alarm of its own, until a
+// connection of `cluster` frees, then records that it resumed. A free function taking its
+// inputs as parameters, not a capturing lambda: a coroutine's inputs must live in its frame,
+// and a lambda's captures die with the closure (see task.h).
+event::Task<void> WaitForConnection(UpstreamPool& pool, event::TimerWheel& timers,
+                                    std::string cluster, absl::Duration max_wait,
+                                    event::Alarm** cancel, bool* woke) {
+  event::Alarm alarm(timers);
+  co_await pool.WaitForRelease(cluster, max_wait, alarm, cancel);
+  *woke = true;
+}
 
 class UpstreamPoolTest : public ::testing::Test {
  protected:
-  UpstreamPoolTest() : acceptor_(io_, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0)) {}
+  void SetUp() override {
+    auto dispatcher = event::Dispatcher::Create(clock_);
+    ASSERT_TRUE(dispatcher.ok()) << dispatcher.status();
+    dispatcher_ = *std::move(dispatcher);
+    auto listener = event::ListenTcp("127.0.0.1", 0, /*reuse_port=*/false, /*backlog=*/16);
+    ASSERT_TRUE(listener.ok()) << listener.status();
+    listener_ = *std::move(listener);
+  }
 
   // A connected pair: the pool's side, and the upstream's side (kept to close it at will).
   // Its pool is the cluster's generation `generation`.
   std::unique_ptr<UpstreamConnection> Connect(const std::string& cluster = "c",
                                               const std::string& generation = "1") {
-    auto c = std::make_unique<UpstreamConnection>(io_.get_executor());
-    c->stream.socket().connect(acceptor_.local_endpoint());
-    peers_.push_back(acceptor_.accept());
+    auto c = std::make_unique<UpstreamConnection>();
+    ConnectSocket(*c);
     c->cluster = cluster;
     c->pool = cluster + "#" + generation;
     c->endpoint = cluster + "-endpoint";
@@ -30,11 +68,87 @@ class UpstreamPoolTest : public ::testing::Test {
     return c;
   }
 
-  asio::io_context io_;
-  tcp::acceptor acceptor_;
-  std::vector<tcp::socket> peers_;
+  // Connects `c` to the listener and accepts the upstream's side: a plain blocking socket,
+  // accepted once the handshake is done, so that the test plays the upstream in sequence.
+  void ConnectSocket(UpstreamConnection& c) {
+    auto connecting = event::ConnectTcp("127.0.0.1", listener_.port);
+    ASSERT_TRUE(connecting.ok()) << connecting.status();
+    pollfd pending{listener_.fd.get(), POLLIN, 0};
+    ASSERT_EQ(::poll(&pending, 1, kLoopbackWaitMs), 1) << "no connection to accept";
+    event::UniqueFd peer(::accept4(listener_.fd.get(), nullptr, nullptr, SOCK_CLOEXEC));
+    ASSERT_TRUE(peer.valid()) << std::strerror(errno);
+    auto socket = event::AsyncSocket::Create(*dispatcher_, std::move(connecting->fd),
+                                             connecting->in_progress);
+    ASSERT_TRUE(socket.ok()) << socket.status();
+    c.socket = *std::move(socket);
+    pool_sides_.push_back(c.socket->fd());
+    peers_.push_back(std::move(peer));
+  }
+
+  // Closes the upstream's side of the `i`th pair, and waits until its FIN has reached the
+  // pool's side: it takes a moment, even on loopback, and the pool must see it (not a sleep
+  // that may be too short on a loaded machine).
+  void ClosePeer(size_t i) {
+    ASSERT_LT(i, peers_.size());
+    peers_[i].reset();
+    AwaitArrivalAtPoolSide(i);
+  }
+  // Writes `bytes` from the upstream's side of the `i`th pair, and waits until they arrived.
+  void PeerWrite(size_t i, absl::string_view bytes) {
+    ASSERT_LT(i, peers_.size());
+    ASSERT_EQ(::send(peers_[i].get(), bytes.data(), bytes.size(), MSG_NOSIGNAL),
+              static_cast<ssize_t>(bytes.size()));
+    AwaitArrivalAtPoolSide(i);
+  }
+  // Only while the pair's connection is open: its fd number is reused once it closes.
+  void AwaitArrivalAtPoolSide(size_t i) {
+    pollfd pool_side{pool_sides_[i], POLLIN | POLLRDHUP, 0};
+    ASSERT_EQ(::poll(&pool_side, 1, kLoopbackWaitMs), 1) << "nothing reached the pool's side";
+  }
+
+  // Starts a waiter for a connection of `cluster` (see WaitForConnection); it runs until it
+  // suspends. The fixture owns it: one still waiting when the test ends is destroyed first.
+  void StartWaiter(const std::string& cluster, absl::Duration max_wait, bool* woke,
+                   event::Alarm** cancel = nullptr) {
+    tasks_.Start(WaitForConnection(pool_, dispatcher_->timers(), cluster, max_wait, cancel, woke));
+  }
+
+  // Turns the loop until `done`; fails the test if that takes more than a couple of seconds
+  // of real time.
+  template <typename Done>
+  void RunUntil(Done done, milliseconds limit = std::chrono::seconds(2)) {
+    const auto give_up = std::chrono::steady_clock::now() + limit;
+    while (!done()) {
+      if (std::chrono::steady_clock::now() >= give_up) {
+        ADD_FAILURE() << "gave up after " << limit.count() << " ms";
+        return;
+      }
+      dispatcher_->RunOnce(milliseconds(10));
+    }
+  }
+  // Moves the simulated clock `simulated` forward (due timers fire), then turns the loop for
+  // `real` of real time (I/O and anything posted or due at once run): what a test waiting for
+  // nothing to happen must let happen.
+  void RunFor(milliseconds real, absl::Duration simulated = absl::ZeroDuration()) {
+    clock_.Advance(simulated);
+    const auto until = std::chrono::steady_clock::now() + real;
+    do {
+      dispatcher_->RunOnce(milliseconds(10));
+    } while (std::chrono::steady_clock::now() < until);
+  }
+
+  // The loop's clock is simulated, starting at t0_: the times the tests hand the pool and
+  // the loop's timers are on one clock, and a wait can be watched over days without sleeping.
+  event::SimulatedTimeSource clock_;
+  // Declared before what it outlives: the sockets registered with it, the alarms on its wheel.
+  std::unique_ptr<event::Dispatcher> dispatcher_;
+  event::ListenSocket listener_;
+  std::vector<event::UniqueFd> peers_;
+  std::vector<int> pool_sides_;  // the pool's side of each pair, by the same index as peers_
   ClusterLimits limits_{PoolLimits{.max_connections = 8}};
-  UpstreamPool pool_{io_};
+  UpstreamPool pool_;
+  // Destroyed first: a waiter still queued unlists itself from pool_ as its frame goes.
+  event::TaskGroup tasks_;
   const event::MonotonicTime t0_ = event::SimulatedTimeSource::kDefaultStart;
   event::MonotonicTime At(absl::Duration since_t0) const {
     return t0_ + absl::ToChronoNanoseconds(since_t0);
@@ -83,8 +197,7 @@ TEST_F(UpstreamPoolTest, CloseIdleClosesConnectionsPastTheirOwnIdleTimeoutOnly) 
 TEST_F(UpstreamPoolTest, CloseIdleClosesConnectionsTheUpstreamClosedWithoutARequest) {
   pool_.Release(Connect(), 0, t0_);  // no idle timeout
   pool_.Release(Connect(), 0, t0_);
-  peers_.front().close();
-  absl::SleepFor(absl::Milliseconds(20));  // the FIN needs a moment, even on loopback
+  ClosePeer(0);
   EXPECT_EQ(pool_.CloseIdle(At(absl::Hours(100))), 1u);
   EXPECT_EQ(pool_.idle_count(), 1u);
   EXPECT_EQ(limits_.connections(), 1u);
@@ -92,16 +205,14 @@ TEST_F(UpstreamPoolTest, CloseIdleClosesConnectionsTheUpstreamClosedWithoutARequ
 
 TEST_F(UpstreamPoolTest, DropsConnectionsTheUpstreamClosed) {
   pool_.Release(Connect(), 0, t0_);
-  peers_.back().close();
-  absl::SleepFor(absl::Milliseconds(20));  // the FIN needs a moment, even on loopback
+  ClosePeer(0);
   EXPECT_EQ(pool_.TakeIdle("c#1", "c-endpoint", absl::ZeroDuration(), t0_), nullptr);
   EXPECT_EQ(limits_.connections(), 0u);
 }
 
 TEST_F(UpstreamPoolTest, DropsConnectionsWithUnsolicitedBytes) {
   pool_.Release(Connect(), 0, t0_);
-  asio::write(peers_.back(), asio::buffer("HTTP/1.1 200 OK\r\n", 17));
-  absl::SleepFor(absl::Milliseconds(20));
+  PeerWrite(0, "HTTP/1.1 200 OK\r\n");
   EXPECT_EQ(pool_.TakeIdle("c#1", "c-endpoint", absl::ZeroDuration(), t0_), nullptr);
 }
 
@@ -194,72 +305,117 @@ TEST_F(UpstreamPoolTest, PoolsNoLongerLiveAreDrained) {
   EXPECT_EQ(pool_.idle_endpoints(), 0u);
 }
 
+// The wake-up comes at the next turn of the loop, not on the stack of the request that
+// freed the connection (it is in the middle of its own work), and only to a waiter of the
+// connection's cluster. A discard frees a slot as a release does.
 TEST_F(UpstreamPoolTest, AReleaseWakesAWaiterOfTheSameCluster) {
-  absl::Time woke = absl::InfiniteFuture();
-  const absl::Time start = absl::Now();
-  asio::co_spawn(
-      io_,
-      [&]() -> asio::awaitable<void> {
-        co_await pool_.WaitForRelease("c", absl::InfiniteDuration());
-        woke = absl::Now();
-      },
-      asio::detached);
-  auto c = Connect();
-  asio::post(io_, [&] { pool_.Discard(std::move(c)); });
-  io_.run_for(std::chrono::seconds(2));
-  EXPECT_LT(woke - start, absl::Seconds(1)) << "woken by the release";
+  bool other_woke = false;
+  StartWaiter("other", absl::InfiniteDuration(), &other_woke);
+  bool woke = false;
+  StartWaiter("c", absl::InfiniteDuration(), &woke);
+  ASSERT_EQ(pool_.waiters(), 2u);
+
+  pool_.Release(Connect(), 0, t0_);
+  EXPECT_FALSE(woke) << "not inside the release";
+  dispatcher_->RunOnce(milliseconds(0));
+  EXPECT_TRUE(woke) << "woken by the release, at the next turn of the loop";
+
+  bool woke_again = false;
+  StartWaiter("c", absl::InfiniteDuration(), &woke_again);
+  pool_.Discard(Connect());
+  EXPECT_FALSE(woke_again) << "not inside the discard";
+  dispatcher_->RunOnce(milliseconds(0));
+  EXPECT_TRUE(woke_again) << "woken by the discard";
+
+  RunFor(milliseconds(200));
+  EXPECT_FALSE(other_woke) << "another cluster's connections are no use to it";
+  EXPECT_EQ(pool_.waiters(), 1u);
+}
+
+// A waiter woken for a freed connection whose wait then ends another way before it runs (its
+// route timer fired in the same turn) passes the wake on to the next waiter of the cluster:
+// otherwise that one would stay queued behind a free connection.
+TEST_F(UpstreamPoolTest, AWakeThatFindsItsWaiterGoneGoesToTheNextWaiter) {
+  event::Alarm* first_cancel = nullptr;
+  bool first_woke = false;
+  StartWaiter("c", absl::InfiniteDuration(), &first_woke, &first_cancel);
+  bool second_woke = false;
+  StartWaiter("c", absl::InfiniteDuration(), &second_woke);
+
+  pool_.Discard(Connect());  // wakes the first, at the next turn
+  ASSERT_NE(first_cancel, nullptr);
+  first_cancel->Cancel();  // ... which its route timer ends first
+  EXPECT_TRUE(first_woke);
+  EXPECT_FALSE(second_woke);
+  RunUntil([&] { return second_woke; });
+  EXPECT_EQ(pool_.waiters(), 0u);
 }
 
 // A connection whose request ended without handing it back (destroyed with its coroutine) is
 // still uncounted and frees its slot for whoever waits: nothing polls for it.
 TEST_F(UpstreamPoolTest, AConnectionDestroyedWithoutDiscardIsUncountedAndWakesAWaiter) {
   bool woke = false;
-  asio::co_spawn(
-      io_,
-      [&]() -> asio::awaitable<void> {
-        co_await pool_.WaitForRelease("c", absl::InfiniteDuration());
-        woke = true;
-      },
-      asio::detached);
+  StartWaiter("c", absl::InfiniteDuration(), &woke);
   auto c = Connect();
   pool_.NoteOpened(*c);
   EXPECT_EQ(pool_.OpenCount("c#1", "c-endpoint"), 1u);
   EXPECT_EQ(limits_.connections(), 1u);
-  io_.poll();
   ASSERT_EQ(pool_.waiters(), 1u);
   c.reset();
   EXPECT_EQ(pool_.OpenCount("c#1", "c-endpoint"), 0u);
   EXPECT_EQ(limits_.connections(), 0u);
-  io_.run_for(std::chrono::seconds(2));
+  RunUntil([&] { return woke; });
   EXPECT_TRUE(woke);
   EXPECT_EQ(pool_.waiters(), 0u);
 }
 
-// A waiter with no time limit waits for a wake, however long; cancelling its timer (the
+// A waiter with no time limit waits for a wake, however long; cancelling its alarm (the
 // request's route timer firing) ends the wait at once.
 TEST_F(UpstreamPoolTest, AWaitWithoutLimitEndsOnAWakeOrWhenCancelled) {
-  asio::steady_timer* cancel = nullptr;
+  event::Alarm* cancel = nullptr;
   bool woke = false;
-  asio::co_spawn(
-      io_,
-      [&]() -> asio::awaitable<void> {
-        co_await pool_.WaitForRelease("c", absl::InfiniteDuration(), &cancel);
-        woke = true;
-      },
-      asio::detached);
-  io_.run_for(std::chrono::milliseconds(200));
+  StartWaiter("c", absl::InfiniteDuration(), &woke, &cancel);
+  // Neither the loop turning nor time passing (a week: past any route timeout) ends it.
+  RunFor(milliseconds(200), absl::Hours(24 * 7));
   EXPECT_FALSE(woke) << "no poll ends the wait";
   ASSERT_NE(cancel, nullptr);
-  cancel->cancel();
-  io_.run_for(std::chrono::milliseconds(200));
-  EXPECT_TRUE(woke);
+  cancel->Cancel();
+  EXPECT_TRUE(woke) << "at once, without a turn of the loop";
   EXPECT_EQ(cancel, nullptr) << "cleared once the wait is over";
+  EXPECT_EQ(pool_.waiters(), 0u);
+}
+
+// A limited wait ends at its limit with no connection freed: the request gives up then.
+TEST_F(UpstreamPoolTest, AWaitEndsAtItsLimit) {
+  bool woke = false;
+  StartWaiter("c", absl::Seconds(5), &woke);
+  RunFor(milliseconds(0), absl::Milliseconds(4999));
+  EXPECT_FALSE(woke);
+  RunFor(milliseconds(0), absl::Milliseconds(1));
+  EXPECT_TRUE(woke);
+  EXPECT_EQ(pool_.waiters(), 0u);
+}
+
+// A waiter destroyed while queued (its worker stopping with requests in flight) leaves the
+// pool nothing to wake: a later release touches neither its frame nor its alarm.
+TEST_F(UpstreamPoolTest, AWaiterDestroyedWhileQueuedIsForgotten) {
+  event::Alarm* cancel = nullptr;
+  bool woke = false;
+  StartWaiter("c", absl::InfiniteDuration(), &woke, &cancel);
+  ASSERT_EQ(pool_.waiters(), 1u);
+  tasks_.DestroyAll();
+  EXPECT_EQ(pool_.waiters(), 0u);
+  EXPECT_EQ(cancel, nullptr) << "the alarm it pointed at is gone";
+  pool_.Release(Connect(), 0, t0_);
+  RunFor(milliseconds(50));
+  EXPECT_FALSE(woke);
+  EXPECT_EQ(dispatcher_->timers().armed_count(), 0u);
 }
 
 // A connection that outlives its pool (a request's coroutine destroyed after the worker's
 // pool at shutdown) touches nothing of it.
 TEST_F(UpstreamPoolTest, AConnectionOutlivingItsPoolIsHarmless) {
-  auto pool = std::make_unique<UpstreamPool>(io_);
+  auto pool = std::make_unique<UpstreamPool>();
   auto c = Connect();
   pool->NoteOpened(*c);
   pool.reset();
