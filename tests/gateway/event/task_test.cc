@@ -112,6 +112,60 @@ TEST_F(AlarmTest, AZeroWaitDoesNotSuspend) {
   EXPECT_EQ(wheel_.armed_count(), 0u);
 }
 
+TEST_F(AlarmTest, WakeSoonEndsTheWaitAtTheNextAdvanceNotInsideTheCaller) {
+  Alarm alarm(wheel_);
+  std::optional<bool> expired;
+  Spawn(WaitAndRecord(alarm, std::chrono::hours(1), &expired));
+  alarm.WakeSoon();
+  EXPECT_FALSE(expired.has_value()) << "not on the caller's stack";
+  Advance(MonotonicDuration::zero());
+  EXPECT_EQ(expired, std::optional<bool>(true));
+  EXPECT_EQ(wheel_.armed_count(), 0u);
+  alarm.WakeSoon();  // nobody waits: nothing is armed
+  EXPECT_EQ(wheel_.armed_count(), 0u);
+}
+
+// A task that waits on `alarm`, then counts itself done.
+Task<void> WaitThenCount(Alarm& alarm, int* done) {
+  (void)co_await alarm.WaitFor(std::chrono::seconds(1));
+  ++*done;
+}
+
+// Owns a counter that a destroyed frame decrements: tells whether a frame was destroyed.
+struct Tracked {
+  int* alive;
+  explicit Tracked(int* a) : alive(a) { ++*alive; }
+  Tracked(Tracked&& other) noexcept : alive(std::exchange(other.alive, nullptr)) {}
+  ~Tracked() {
+    if (alive != nullptr) --*alive;
+  }
+};
+
+// Waits on an alarm of its own frame, as the gateway's requests do.
+Task<void> HoldAnHour(TimerWheel& wheel, Tracked tracked) {
+  Alarm alarm(wheel);
+  (void)co_await alarm.WaitFor(std::chrono::hours(1));
+}
+
+TEST_F(AlarmTest, ATaskGroupForgetsTasksThatEndAndDestroysThoseStillSuspended) {
+  Alarm first(wheel_);
+  int done = 0;
+  int alive = 0;
+  {
+    TaskGroup group;
+    group.Start(WaitThenCount(first, &done));
+    group.Start(HoldAnHour(wheel_, Tracked(&alive)));
+    EXPECT_EQ(group.size(), 2u);
+    EXPECT_EQ(alive, 1);
+    Advance(std::chrono::seconds(1));
+    EXPECT_EQ(done, 1);
+    EXPECT_EQ(group.size(), 1u) << "a task that ends leaves the group";
+    EXPECT_EQ(wheel_.armed_count(), 1u);
+  }
+  EXPECT_EQ(alive, 0) << "the suspended task's frame went with the group";
+  EXPECT_EQ(wheel_.armed_count(), 0u) << "and its alarm with it";
+}
+
 // Sockets: a real dispatcher on one end of a socket pair; the test plays the peer.
 class AsyncSocketTest : public ::testing::Test {
  protected:
@@ -188,6 +242,21 @@ TEST_F(AsyncSocketTest, CancelEndsAWaitingReadAndTheSocketStaysUsable) {
   RunUntil([&] { return result.has_value(); });
   ASSERT_TRUE(result.has_value() && result->data());
   EXPECT_EQ(buffer.substr(0, result->bytes), "later");
+}
+
+// The watch a proxy keeps on a client it is not reading from: the callback runs when the
+// peer goes, once.
+TEST_F(AsyncSocketTest, WatchHangupCallsBackOnceWhenThePeerCloses) {
+  int calls = 0;
+  socket_->WatchHangup(TimerCallback([](void* count) { ++*static_cast<int*>(count); }, &calls));
+  dispatcher_->RunOnce(milliseconds(0));
+  EXPECT_EQ(calls, 0);
+  peer_.reset();
+  RunUntil([&] { return calls > 0; });
+  EXPECT_EQ(calls, 1);
+  EXPECT_TRUE(socket_->hung_up());
+  dispatcher_->RunOnce(milliseconds(20));
+  EXPECT_EQ(calls, 1) << "once";
 }
 
 TEST_F(AsyncSocketTest, APeerThatClosesEndsAWaitingReadWithEof) {
