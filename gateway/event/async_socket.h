@@ -57,6 +57,11 @@ class AsyncSocket final : public IoHandler {
   int fd() const { return fd_.get(); }
   // The peer shut its side or the connection failed (seen as a hang-up event).
   bool hung_up() const { return hung_up_; }
+  // Nothing has arrived since the last read drained the socket (it came back short or said
+  // EAGAIN), and the peer has not hung up: no readiness edge since. A pooled connection in
+  // this state needs no system call to tell that its upstream has neither closed it nor
+  // written to it unasked.
+  bool quiet() const { return !readable_ && !hung_up_; }
   // Calls `callback` at the next hang-up event (once; an empty callback stops watching):
   // how a proxy learns that its client left while nothing reads from it. It runs inside the
   // socket's event handling, before any waiting operation resumes, so it must not destroy

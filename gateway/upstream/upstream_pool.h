@@ -161,5 +161,8 @@ class UpstreamPool {
 // True when the peer closed the connection or sent bytes nobody asked for: a pooled
 // connection in that state must not carry a request.
 bool PeerClosedOrDirty(int fd);
+// The same for a connection on the loop: no system call unless a readiness edge (data, a
+// hang-up) has come since its last read.
+bool PeerClosedOrDirty(const event::AsyncSocket& socket);
 
 }  // namespace sluice::gateway

@@ -259,6 +259,31 @@ TEST_F(AsyncSocketTest, WatchHangupCallsBackOnceWhenThePeerCloses) {
   EXPECT_EQ(calls, 1) << "once";
 }
 
+// What lets a pool trust an idle connection without a system call: quiet after a read that
+// drained the socket, not once bytes or a hang-up have come (seen by the loop).
+TEST_F(AsyncSocketTest, QuietUntilSomethingArrives) {
+  EXPECT_FALSE(socket_->quiet()) << "nothing read yet: unknown";
+  PeerWrite("response");
+  std::string buffer(64, '\0');
+  std::optional<IoResult> result;
+  Spawn(ReadOnce(*socket_, &buffer, &result));
+  ASSERT_TRUE(result.has_value() && result->data());
+  EXPECT_TRUE(socket_->quiet()) << "a short read drained it";
+  dispatcher_->RunOnce(milliseconds(0));
+  EXPECT_TRUE(socket_->quiet());
+  PeerWrite("x");
+  RunUntil([&] { return !socket_->quiet(); });
+  EXPECT_FALSE(socket_->quiet()) << "unsolicited bytes";
+
+  result.reset();
+  Spawn(ReadOnce(*socket_, &buffer, &result));
+  ASSERT_TRUE(result.has_value() && result->data());
+  EXPECT_TRUE(socket_->quiet());
+  peer_.reset();
+  RunUntil([&] { return !socket_->quiet(); });
+  EXPECT_FALSE(socket_->quiet()) << "the peer closed";
+}
+
 TEST_F(AsyncSocketTest, APeerThatClosesEndsAWaitingReadWithEof) {
   std::string buffer(64, '\0');
   std::optional<IoResult> result;
