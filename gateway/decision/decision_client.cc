@@ -215,7 +215,7 @@ void DecisionClient::QueueReport(v1::AttemptReport report) {
     return;
   }
   *batch_.add_reports() = std::move(report);
-  ScheduleFlush();
+  ScheduleReportFlush();
 }
 
 // Requests queued during this turn of the loop go out together: the flush runs after the
@@ -232,6 +232,22 @@ void DecisionClient::OnFlushTimer() {
   Flush();
 }
 
+void DecisionClient::ScheduleReportFlush() {
+  // A flush already coming (for the next turn, or for earlier reports) takes these along.
+  if (flush_scheduled_ || flush_timer_.armed()) return;
+  flush_timer_.ArmAfter(options_.report_delay,
+                        event::TimerCallback::Bind<&DecisionClient::OnReportTimer>(this));
+}
+
+void DecisionClient::OnReportTimer() {
+  reports_due_ = true;
+  Flush();
+}
+
+bool DecisionClient::OnlyReports() const {
+  return batch_.decide_size() == 0 && !batch_.has_ack() && batch_.gateway_name().empty();
+}
+
 void DecisionClient::Flush() {
   if (reactor_ == nullptr || reads_ended_ || write_in_flight_) return;
   if (batch_.decide_size() == 0 && batch_.reports_size() == 0 && batch_.gateway_name().empty() &&
@@ -244,6 +260,13 @@ void DecisionClient::Flush() {
       std::remove_if(decide->begin(), decide->end(),
                      [this](const v1::DecideRequest& r) { return !pending_.contains(r.id()); }),
       decide->end());
+  if (OnlyReports() && batch_.reports_size() == 0) return;
+  if (OnlyReports() && !reports_due_) {
+    ScheduleReportFlush();
+    return;
+  }
+  reports_due_ = false;
+  if (flush_timer_.armed() && !flush_scheduled_) flush_timer_.Cancel();  // they go now
   write_in_flight_ = true;
   ++messages_sent_;
   decide_requests_sent_ += static_cast<uint64_t>(batch_.decide_size());

@@ -47,6 +47,11 @@ class DecisionClient : public std::enable_shared_from_this<DecisionClient> {
     absl::Duration reconnect_initial = absl::Milliseconds(50);
     absl::Duration reconnect_max = absl::Seconds(2);
     std::string gateway_name = "sluice-gateway";
+    // Attempt reports that would travel alone (no decision or acknowledgement to ride with:
+    // local mode, or a quiet moment in server mode) wait up to this long for company, so that
+    // under load the server handles one message per window rather than one per loop turn
+    // (its cost is per message). Zero: sent at the next turn of the loop.
+    absl::Duration report_delay = absl::Milliseconds(5);
     // Held by each stream until gRPC has finished with it (the owner of the dispatcher, when
     // the client may be destroyed before its streams are done): the stream's callbacks post
     // to the loop, which must then still exist.
@@ -112,7 +117,13 @@ class DecisionClient : public std::enable_shared_from_this<DecisionClient> {
   DecisionClient(event::Dispatcher& dispatcher, std::shared_ptr<grpc::Channel> channel,
                  Options options);
   void Connect();
+  // The next turn of the loop: for decisions and acknowledgements.
   void ScheduleFlush();
+  // Within Options::report_delay: for reports alone.
+  void ScheduleReportFlush();
+  void OnReportTimer();
+  // The batch holds reports and nothing that must go at once.
+  bool OnlyReports() const;
   void Flush();
   void OnWriteDone(bool ok);
   void OnMessage(v1::ServerMessage& message);
@@ -140,7 +151,8 @@ class DecisionClient : public std::enable_shared_from_this<DecisionClient> {
   Reactor* reactor_ = nullptr;  // owned by gRPC until OnDone; deleted on the loop after it
   bool reads_ended_ = false;
   bool write_in_flight_ = false;
-  bool flush_scheduled_ = false;
+  bool flush_scheduled_ = false;  // flush_timer_ armed for the next turn of the loop
+  bool reports_due_ = false;      // the report delay has run out: reports go even alone
   v1::GatewayMessage batch_;
   uint64_t next_id_ = 0;
   uint64_t messages_sent_ = 0;

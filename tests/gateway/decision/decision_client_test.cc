@@ -317,5 +317,51 @@ TEST_F(DecisionClientTest, ReportsReleaseInFlightLoad) {
   });
 }
 
+// The server's cost is per message: reports that would travel alone wait for company (the
+// report delay), and ride at once with a decision that goes.
+TEST_F(DecisionClientTest, ReportsAloneWaitForCompanyAndRideWithDecisions) {
+  StartServer();
+  auto client = Client(absl::Seconds(5),
+                       [](DecisionClient::Options& o) { o.report_delay = absl::Seconds(1); });
+  RunUntil([&] { return client->table_version() > 0; });
+  std::vector<v1::Decision> decisions;
+  auto decide = [&](int n) {
+    for (int i = 0; i < n; ++i) {
+      client->Decide(Request(), [&](absl::StatusOr<DecisionClient::Answer> a) {
+        ASSERT_TRUE(a.ok());
+        decisions.push_back(a->decision);
+      });
+    }
+  };
+  dispatcher_->Post([&] { decide(4); });
+  RunUntil([&] { return decisions.size() == 4; });
+  auto report = [&](const v1::Decision& d) {
+    v1::AttemptReport r;
+    r.set_id(d.id());
+    r.set_attempt(1);
+    r.set_outcome(v1::RESPONSE);
+    r.set_status_code(200);
+    r.set_final(true);
+    client->Report(r);
+  };
+  // Three reports on three turns of the loop: one message, after the delay.
+  const uint64_t messages = client->messages_sent();
+  const uint64_t reports = client->reports_sent();
+  for (int i = 0; i < 3; ++i) {
+    report(decisions[i]);
+    dispatcher_->RunOnce(std::chrono::milliseconds(0));
+  }
+  EXPECT_EQ(client->messages_sent(), messages) << "not one message per turn";
+  RunUntil([&] { return client->reports_sent() == reports + 3; });
+  EXPECT_EQ(client->messages_sent(), messages + 1) << "the three together";
+
+  // A report waiting when a decision goes rides with it, without waiting for the delay.
+  report(decisions[3]);
+  dispatcher_->Post([&] { decide(1); });
+  RunUntil([&] { return decisions.size() == 5; }, absl::Milliseconds(900));
+  EXPECT_EQ(client->reports_sent(), reports + 4);
+  StopClient(*client);
+}
+
 }  // namespace
 }  // namespace sluice::gateway
