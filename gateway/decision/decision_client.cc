@@ -156,9 +156,10 @@ bool DecisionClient::TableUsable() const {
 }
 
 void DecisionClient::AnswerFromTable(const v1::DecideRequest& request, DecisionSource source,
-                                     const Callback& callback, const absl::Status& error) {
+                                     const Callback& callback,
+                                     absl::FunctionRef<absl::Status()> error) {
   if (!TableUsable()) {
-    callback(error);
+    callback(error());  // built only here: a status with a message allocates
     return;
   }
   std::optional<v1::AttemptReport> no_healthy;
@@ -172,13 +173,13 @@ bool DecisionClient::unanswered() const {
   return unanswered_since_.has_value() && SteadyNow() - *unanswered_since_ < kUnansweredMemory;
 }
 
-void DecisionClient::Decide(v1::DecideRequest request, Callback callback) {
+void DecisionClient::Decide(v1::DecideRequest& request, Callback callback) {
   const uint64_t id = ++next_id_;
   request.set_id(id);
   const bool connected = state_ == State::kConnected && !stopped_;
   if (local_.has_table() && (options_.mode == v1::DECISION_MODE_LOCAL || !connected)) {
     AnswerFromTable(request, connected ? DecisionSource::kLocal : DecisionSource::kStale, callback,
-                    absl::UnavailableError("decision table too old"));
+                    [] { return absl::UnavailableError("decision table too old"); });
     return;
   }
   if (state_ == State::kDisconnected || stopped_) {
@@ -189,8 +190,9 @@ void DecisionClient::Decide(v1::DecideRequest request, Callback callback) {
   if (batch_.decide_size() >= kMaxQueuedDecisions) {
     // The stream is not keeping up (a write has been in flight for long): do not queue
     // without bound; decide from the table, or let the failure policy answer.
-    AnswerFromTable(request, DecisionSource::kStale, callback,
-                    absl::ResourceExhaustedError("too many decisions waiting for the server"));
+    AnswerFromTable(request, DecisionSource::kStale, callback, [] {
+      return absl::ResourceExhaustedError("too many decisions waiting for the server");
+    });
     return;
   }
   // Server mode, or no table yet: the server decides.
@@ -403,7 +405,7 @@ void DecisionClient::FailAll(const absl::Status& status) {
     if (stopped_) {
       p.callback(status);
     } else {
-      AnswerFromTable(p.request, DecisionSource::kStale, p.callback, status);
+      AnswerFromTable(p.request, DecisionSource::kStale, p.callback, [&status] { return status; });
     }
   }
 }
@@ -443,7 +445,7 @@ void DecisionClient::Sweep() {
   if (!expired.empty()) unanswered_since_ = now;
   for (Pending& p : expired) {
     AnswerFromTable(p.request, DecisionSource::kStale, p.callback,
-                    absl::DeadlineExceededError("no decision within the deadline"));
+                    [] { return absl::DeadlineExceededError("no decision within the deadline"); });
   }
 }
 

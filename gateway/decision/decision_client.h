@@ -10,6 +10,7 @@
 #include <string>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/functional/function_ref.h"
 #include "absl/random/random.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
@@ -74,7 +75,13 @@ class DecisionClient : public std::enable_shared_from_this<DecisionClient> {
   // Asks for a decision; the id is assigned here. `callback` runs on the loop: inside
   // Decide when the answer is known at once (local mode, or no usable stream), else from
   // the loop's handling of the server's message or of the deadline.
-  void Decide(v1::DecideRequest request, Callback callback);
+  // A request decided here (local mode, or from the last table) is read in place and stays
+  // the caller's, so that a caller reusing one message allocates nothing per request; one
+  // sent to the server is moved out of it.
+  void Decide(v1::DecideRequest& request, Callback callback);
+  void Decide(v1::DecideRequest&& request, Callback callback) {
+    Decide(request, std::move(callback));
+  }
   // Queues an attempt report; it travels with the next message.
   void Report(v1::AttemptReport report);
 
@@ -133,7 +140,7 @@ class DecisionClient : public std::enable_shared_from_this<DecisionClient> {
   void QueueReport(v1::AttemptReport report);
   // Answers `callback` from the table when it is usable, else with `error`.
   void AnswerFromTable(const v1::DecideRequest& request, DecisionSource source,
-                       const Callback& callback, const absl::Status& error);
+                       const Callback& callback, absl::FunctionRef<absl::Status()> error);
   bool TableUsable() const;
   void Acknowledge();
   void Sweep();

@@ -51,12 +51,12 @@ event::TimerCallback TimeOut(event::AsyncSocket* socket) {
 // awaiting frame; nothing is allocated.
 class DecideAwaiter {
  public:
-  DecideAwaiter(DecisionClient& client, event::TimerWheel& wheel, v1::DecideRequest request)
-      : client_(client), resume_(wheel), request_(std::move(request)) {}
+  DecideAwaiter(DecisionClient& client, event::TimerWheel& wheel, v1::DecideRequest& request)
+      : client_(client), resume_(wheel), request_(request) {}
 
   bool await_ready() {
     deciding_ = true;
-    client_.Decide(std::move(request_), [this](absl::StatusOr<DecisionClient::Answer> answer) {
+    client_.Decide(request_, [this](absl::StatusOr<DecisionClient::Answer> answer) {
       answer_ = std::move(answer);
       if (!deciding_) {
         resume_.ArmAfter(event::MonotonicDuration::zero(),
@@ -74,7 +74,7 @@ class DecideAwaiter {
 
   DecisionClient& client_;
   event::Timer resume_;
-  v1::DecideRequest request_;
+  v1::DecideRequest& request_;
   bool deciding_ = false;
   std::optional<absl::StatusOr<DecisionClient::Answer>> answer_;
   std::coroutine_handle<> waiting_;
@@ -588,8 +588,11 @@ event::Task<Session::ClientRead> Session::ReadClient(absl::Duration timeout) {
   co_return mid_request ? ClientRead::kCut : ClientRead::kClosed;
 }
 
-v1::DecideRequest Session::DescribeRequest(const http::HeaderMap& request, const Exchange& ex) {
-  v1::DecideRequest ask;
+void Session::DescribeRequest(const http::HeaderMap& request, const Exchange& ex,
+                              v1::DecideRequest& ask) {
+  // Cleared, not made anew: its strings keep their buffers from the connection's previous
+  // request, so describing this one allocates nothing.
+  ask.Clear();
   ask.set_authority(ex.authority);
   ask.set_method(ex.method);
   ask.set_path(ex.path);
@@ -612,7 +615,6 @@ v1::DecideRequest Session::DescribeRequest(const http::HeaderMap& request, const
       h->set_value(std::string(value));
     });
   }
-  return ask;
 }
 
 event::Task<void> Session::Execute(Exchange& ex) {
@@ -624,7 +626,8 @@ event::Task<void> Session::Execute(Exchange& ex) {
   // The server answers RESEND when the table our header names came from is older than the
   // rules it decides with; each answer brings the newer table, so a retry or two settles it.
   for (int asks = 0;; ++asks) {
-    v1::DecideRequest ask = DescribeRequest(upstream.headers, ex);
+    v1::DecideRequest& ask = ask_;
+    DescribeRequest(upstream.headers, ex, ask);
     if (!DescribableAsUtf8(ask)) {
       // The decision API carries text as UTF-8 (proto3 strings): bytes that are not would make
       // the server drop the whole stream. RFC 3986 wants such bytes percent-encoded anyway.
@@ -632,8 +635,7 @@ event::Task<void> Session::Execute(Exchange& ex) {
       co_await LocalReply(ex, 400, "request path or a routing header is not valid UTF-8");
       co_return;
     }
-    answer =
-        co_await DecideAwaiter(worker_.decisions(), worker_.dispatcher().timers(), std::move(ask));
+    answer = co_await DecideAwaiter(worker_.decisions(), worker_.dispatcher().timers(), ask);
     if (!answer.ok() || answer->decision.action() != v1::RESEND) break;
     if (asks == 2) {
       answer = absl::UnavailableError("configuration changing faster than decisions");

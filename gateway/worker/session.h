@@ -69,7 +69,8 @@ class Session {
   event::Task<bool> WriteClient(absl::string_view data);
   // Decodes bytes read earlier (a pipelined request, or the first read of a connection).
   ClientRead DecodeBuffered();
-  v1::DecideRequest DescribeRequest(const http::HeaderMap& request, const Exchange& ex);
+  // The decision's question, written into `ask` (the session's own, reused).
+  void DescribeRequest(const http::HeaderMap& request, const Exchange& ex, v1::DecideRequest& ask);
   event::Task<void> Execute(Exchange& ex);
   event::Task<void> Forward(Exchange& ex, Target& target);
   enum class RelayEnd { kComplete, kUpstreamCut, kClientGone };
@@ -111,7 +112,8 @@ class Session {
   // the upstream request (the decoder keeps it until the next request starts).
   http::MessageCollector<http::RequestHead> request_;
   http::RequestDecoder decoder_;
-  std::string out_;  // bytes for the client, encoded; capacity kept between responses
+  std::string out_;        // bytes for the client, encoded; capacity kept between responses
+  v1::DecideRequest ask_;  // the question for the decision, reused from request to request
   // Bounds each read of a request's head or body (and the wait between requests); a read
   // that times out is cancelled, not the socket closed, so the client can still get a 408.
   event::Timer read_timer_;
