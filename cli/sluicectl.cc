@@ -2,6 +2,7 @@
 // other command talks to sluice-server's AdminService.
 
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -12,6 +13,7 @@
 #include <utility>
 #include <vector>
 
+#include "absl/flags/flag.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
@@ -23,6 +25,8 @@
 #include "absl/time/time.h"
 #include "google/protobuf/util/json_util.h"
 #include "grpcpp/grpcpp.h"
+#include "lib/common/flags.h"
+#include "lib/common/host_port.h"
 #include "lib/common/sizes.h"
 #include "lib/common/utf8.h"
 #include "lib/routing/snapshot.h"
@@ -31,13 +35,44 @@
 #include "server/routing/snapshot_compiler.h"
 #include "sluice/v1/admin.grpc.pb.h"
 
+// Every command's options are flags of the one program: each is read by the commands it
+// names, and given to another command it changes nothing.
+ABSL_FLAG(std::optional<sluice::HostPort>, server, std::nullopt,
+          "HOST:PORT of sluice-server, before or after the command (default: $SLUICE_SERVER, "
+          "else 127.0.0.1:7070).");
+ABSL_FLAG(std::vector<std::string>, f, {},
+          "validate, apply: Istio YAML files or folders; several may follow one -f (-f a.yaml "
+          "dir/), and -f may be repeated.");
+ABSL_FLAG(bool, describe, false,
+          "validate: also print every host's routes, clusters, endpoints and canaries.");
+ABSL_FLAG(bool, quiet, false, "validate: print errors only.");
+ABSL_FLAG(bool, dry_run, false, "apply: validate on the server and change nothing.");
+ABSL_FLAG(sluice::ByteSize, max_apply_bytes, (sluice::ByteSize{16 << 20}),
+          "apply: the most YAML sent in one apply, up to 1024m (sluice-server's default "
+          "--max-apply-bytes); more is refused here, before sending.");
+ABSL_FLAG(std::string, n, "default", "get, delete, canary: the resource's namespace.");
+ABSL_FLAG(std::string, o, "",
+          "get, apply, explain, endpoints, gateways, canary: json prints the API's answer as "
+          "JSON; without it, tables.");
+ABSL_FLAG(std::string, host, "", "explain: the request's authority, e.g. reviews:9080 (required).");
+ABSL_FLAG(std::string, path, "/", "explain: the request's path.");
+ABSL_FLAG(std::string, X, "GET", "explain: the request's method.");
+ABSL_FLAG(std::string, scheme, "http", "explain: the request's scheme.");
+ABSL_FLAG(std::vector<std::string>, H, {}, "explain: a request header, name:value.");
+ABSL_FLAG(std::vector<std::string>, source_label, {},
+          "explain: a label of the calling workload, k=v.");
+ABSL_FLAG(bool, watch, false,
+          "canary status: print a progress line whenever it changes, until the canary finishes "
+          "(Succeeded or Failed) or Ctrl-C.");
+
 namespace {
 
 namespace fs = std::filesystem;
 
 constexpr char kUsage[] = R"(usage: sluicectl [--server HOST:PORT] COMMAND [options]
 
-The server address defaults to $SLUICE_SERVER, else 127.0.0.1:7070.
+The server address defaults to $SLUICE_SERVER, else 127.0.0.1:7070. Options and --server go
+before or after the command and its operands, as --flag value or --flag=value.
 
 commands:
   validate -f PATH... [--describe] [--quiet]
@@ -78,10 +113,35 @@ commands:
       next step above it); restart begins the analysis again from 0%.
 )";
 
+sluice::flags::Program FlagsProgram() {
+  sluice::flags::Program program;
+  program.name = "sluicectl";
+  program.usage = kUsage;
+  program.take_following = {&FLAGS_f};
+  program.repeated = {&FLAGS_H, &FLAGS_source_label};
+  program.aliases = {{"filename", "f"}, {"namespace", "n"}, {"output", "o"},
+                     {"method", "X"},   {"header", "H"},    {"q", "quiet"}};
+  program.requirements = {
+      sluice::flags::Require(
+          FLAGS_max_apply_bytes, "a size up to 1024m",
+          [](sluice::ByteSize s) { return s.bytes > 0 && s.bytes <= uint64_t{1024} << 20; }),
+      sluice::flags::Require(FLAGS_o, "json, or nothing for tables",
+                             [](const std::string& o) { return o.empty() || o == "json"; }),
+  };
+  return program;
+}
+
+// 0: the help on stdout. Else (a usage error, already described): where to read more.
 int Usage(int code) {
-  (code == 0 ? std::cout : std::cerr) << kUsage;
+  if (code == 0) {
+    std::cout << sluice::flags::Help(FlagsProgram());
+  } else {
+    std::cerr << "(`sluicectl --help` lists every command and option)\n";
+  }
   return code;
 }
+
+bool Json() { return absl::GetFlag(FLAGS_o) == "json"; }
 
 // Exit codes: 0 done, 1 rejected or not found, 2 usage, 3 server unreachable.
 int RpcFailure(const grpc::Status& status) {
@@ -103,84 +163,18 @@ std::string ToJson(const google::protobuf::Message& m) {
   return out;
 }
 
-// Parsed arguments: flags with values, repeatable, and positionals.
+// A command's operands: the arguments after its name that are not flags.
 struct Args {
-  std::vector<std::pair<std::string, std::string>> flags;
   std::vector<std::string> positional;
-  std::vector<std::string> switches;
-
-  std::vector<std::string> All(absl::string_view name) const {
-    std::vector<std::string> out;
-    for (const auto& [k, v] : flags) {
-      if (k == name) out.push_back(v);
-    }
-    return out;
-  }
-  std::string One(absl::string_view name, std::string fallback = "") const {
-    for (const auto& [k, v] : flags) {
-      if (k == name) return v;
-    }
-    return fallback;
-  }
-  bool Has(absl::string_view name) const {
-    return std::find(switches.begin(), switches.end(), name) != switches.end();
-  }
 };
 
-// Flags that take a value, with their short aliases mapped to the long name.
-std::string CanonicalFlag(absl::string_view f) {
-  if (f == "-f" || f == "--filename") return "-f";
-  if (f == "-n" || f == "--namespace") return "-n";
-  if (f == "-o" || f == "--output") return "-o";
-  if (f == "-X" || f == "--method") return "-X";
-  if (f == "-H" || f == "--header") return "-H";
-  if (f == "--server" || f == "--host" || f == "--path" || f == "--source-label" ||
-      f == "--scheme" || f == "--max-apply-bytes") {
-    return std::string(f);
-  }
-  return "";
-}
-
-bool ParseArgs(const std::vector<std::string>& in, Args& out, std::string& error) {
-  for (size_t i = 0; i < in.size(); ++i) {
-    std::string a = in[i];
-    std::string value;
-    bool inline_value = false;
-    if (absl::StartsWith(a, "--") && a.find('=') != std::string::npos) {
-      value = a.substr(a.find('=') + 1);
-      a = a.substr(0, a.find('='));
-      inline_value = true;
-    }
-    const std::string flag = CanonicalFlag(a);
-    if (!flag.empty()) {
-      if (!inline_value) {
-        if (i + 1 >= in.size()) {
-          error = absl::StrCat(a, " needs a value");
-          return false;
-        }
-        value = in[++i];
-      }
-      out.flags.emplace_back(flag, value);
-      // `-f a.yaml b.yaml`: following non-flags are more files.
-      while (flag == "-f" && i + 1 < in.size() && !absl::StartsWith(in[i + 1], "-")) {
-        out.flags.emplace_back(flag, in[++i]);
-      }
-    } else if (absl::StartsWith(a, "-") && a.size() > 1) {
-      out.switches.push_back(a);
-    } else {
-      out.positional.push_back(a);
-    }
-  }
-  return true;
-}
-
-int Validate(const Args& args) {
-  const std::vector<std::string> paths = args.All("-f");
+int Validate() {
+  const std::vector<std::string> paths = absl::GetFlag(FLAGS_f);
   if (paths.empty()) {
     std::cerr << "sluicectl validate: give at least one -f PATH\n";
     return Usage(2);
   }
-  const bool quiet = args.Has("--quiet") || args.Has("-q");
+  const bool quiet = absl::GetFlag(FLAGS_quiet);
   sluice::config::LoadResult loaded = sluice::config::LoadPaths(paths);
   absl::StatusOr<std::shared_ptr<const sluice::routing::Snapshot>> snapshot;
   if (loaded.ok()) {
@@ -195,7 +189,7 @@ int Validate(const Args& args) {
     std::cerr << loaded.diagnostics.error_count() << " error(s); nothing would be applied\n";
     return 1;
   }
-  if (args.Has("--describe")) {
+  if (absl::GetFlag(FLAGS_describe)) {
     std::cout << sluice::routing::DescribeSnapshot(**snapshot);
   } else {
     std::cout << "valid: " << sluice::routing::FormatSummary(sluice::routing::Summarize(**snapshot))
@@ -204,8 +198,6 @@ int Validate(const Args& args) {
   return 0;
 }
 
-// sluice-server's default --max-apply-bytes: sluicectl sends no larger message unless told.
-constexpr uint64_t kDefaultMaxApplyBytes = 16 << 20;
 // Answers (a resource's YAML, an apply's diagnostics) may be larger than gRPC's 4 MiB default.
 constexpr int kMaxAnswerBytes = 64 << 20;
 
@@ -269,14 +261,14 @@ int ApplyTooLarge(const std::string& message) {
   return 1;
 }
 
-int Apply(Client& client, const Args& args) {
-  const std::vector<std::string> paths = args.All("-f");
+int Apply(Client& client) {
+  const std::vector<std::string> paths = absl::GetFlag(FLAGS_f);
   if (paths.empty()) {
     std::cerr << "sluicectl apply: give at least one -f PATH\n";
     return Usage(2);
   }
   sluice::v1::ApplyRequest request;
-  request.set_dry_run(args.Has("--dry-run"));
+  request.set_dry_run(absl::GetFlag(FLAGS_dry_run));
   for (const std::string& path : paths) {
     std::vector<std::string> files;
     std::error_code ec;
@@ -333,7 +325,7 @@ int Apply(Client& client, const Args& args) {
   }
   if (!status.ok()) return RpcFailure(status);
   for (const sluice::v1::Diagnostic& d : response.diagnostics()) std::cerr << d.text() << "\n";
-  if (args.One("-o") == "json") {
+  if (Json()) {
     std::cout << ToJson(response) << "\n";
   } else if (request.dry_run()) {
     const bool ok = std::none_of(response.diagnostics().begin(), response.diagnostics().end(),
@@ -374,12 +366,12 @@ int Get(Client& client, const Args& args) {
       return Usage(2);
     }
   }
-  const bool json = args.One("-o") == "json";
+  const bool json = Json();
   if (args.positional.size() >= 2) {
     sluice::v1::GetRequest request;
     request.mutable_ref()->set_kind(kind);
     request.mutable_ref()->set_name(args.positional[1]);
-    request.mutable_ref()->set_namespace_(args.One("-n", "default"));
+    request.mutable_ref()->set_namespace_(absl::GetFlag(FLAGS_n));
     sluice::v1::GetResponse response;
     grpc::Status status = client.stub().Get(client.Context().get(), request, &response);
     if (!status.ok()) return RpcFailure(status);
@@ -417,7 +409,7 @@ int Delete(Client& client, const Args& args) {
   sluice::v1::DeleteRequest request;
   request.mutable_ref()->set_kind(CanonicalKind(args.positional[0]));
   request.mutable_ref()->set_name(args.positional[1]);
-  request.mutable_ref()->set_namespace_(args.One("-n", "default"));
+  request.mutable_ref()->set_namespace_(absl::GetFlag(FLAGS_n));
   sluice::v1::DeleteResponse response;
   grpc::Status status = client.stub().Delete(client.Context().get(), request, &response);
   if (!status.ok()) return RpcFailure(status);
@@ -431,17 +423,17 @@ std::string FormatEndpoint(const sluice::v1::Endpoint& e) {
   return absl::StrCat(e.address(), ":", e.port());
 }
 
-int Explain(Client& client, const Args& args) {
+int Explain(Client& client) {
   sluice::v1::DecideRequest request;
-  request.set_authority(args.One("--host"));
-  request.set_path(args.One("--path", "/"));
-  request.set_method(args.One("-X", "GET"));
-  request.set_scheme(args.One("--scheme", "http"));
+  request.set_authority(absl::GetFlag(FLAGS_host));
+  request.set_path(absl::GetFlag(FLAGS_path));
+  request.set_method(absl::GetFlag(FLAGS_X));
+  request.set_scheme(absl::GetFlag(FLAGS_scheme));
   if (request.authority().empty()) {
     std::cerr << "sluicectl explain: --host is required\n";
     return Usage(2);
   }
-  for (const std::string& h : args.All("-H")) {
+  for (const std::string& h : absl::GetFlag(FLAGS_H)) {
     const size_t colon = h.find(':');
     if (colon == std::string::npos) {
       std::cerr << "sluicectl explain: -H takes name:value, got \"" << h << "\"\n";
@@ -451,14 +443,14 @@ int Explain(Client& client, const Args& args) {
     header->set_name(absl::AsciiStrToLower(absl::StripAsciiWhitespace(h.substr(0, colon))));
     header->set_value(std::string(absl::StripAsciiWhitespace(h.substr(colon + 1))));
   }
-  for (const std::string& l : args.All("--source-label")) {
+  for (const std::string& l : absl::GetFlag(FLAGS_source_label)) {
     std::vector<std::string> kv = absl::StrSplit(l, absl::MaxSplits('=', 1));
     if (kv.size() == 2) (*request.mutable_source_labels())[kv[0]] = kv[1];
   }
   sluice::v1::ExplainResponse response;
   grpc::Status status = client.stub().Explain(client.Context().get(), request, &response);
   if (!status.ok()) return RpcFailure(status);
-  if (args.One("-o") == "json") {
+  if (Json()) {
     std::cout << ToJson(response) << "\n";
     return 0;
   }
@@ -506,7 +498,7 @@ int Endpoints(Client& client, const Args& args) {
   sluice::v1::ListEndpointsResponse response;
   grpc::Status status = client.stub().ListEndpoints(client.Context().get(), request, &response);
   if (!status.ok()) return RpcFailure(status);
-  if (args.One("-o") == "json") {
+  if (Json()) {
     std::cout << ToJson(response) << "\n";
     return 0;
   }
@@ -570,12 +562,12 @@ std::string FormatAge(int64_t unix_ms, absl::Time now) {
   return absl::StrCat(seconds / 3600, "h ago");
 }
 
-int Gateways(Client& client, const Args& args) {
+int Gateways(Client& client) {
   sluice::v1::ListGatewaysRequest request;
   sluice::v1::ListGatewaysResponse response;
   grpc::Status status = client.stub().ListGateways(client.Context().get(), request, &response);
   if (!status.ok()) return RpcFailure(status);
-  if (args.One("-o") == "json") {
+  if (Json()) {
     std::cout << ToJson(response) << "\n";
     return 0;
   }
@@ -695,13 +687,13 @@ int Canary(Client& client, const Args& args) {
   }
   const std::string& verb = args.positional[0];
   const std::string name = args.positional.size() > 1 ? args.positional[1] : "";
-  const std::string ns = args.One("-n", "default");
-  const bool json = args.One("-o") == "json";
+  const std::string ns = absl::GetFlag(FLAGS_n);
+  const bool json = Json();
   if (verb == "status") {
     sluice::v1::CanaryStatusRequest request;
     request.set_name(name);
     request.set_namespace_(ns);
-    const bool watch = args.Has("--watch");
+    const bool watch = absl::GetFlag(FLAGS_watch);
     std::string last_line;
     while (true) {
       sluice::v1::CanaryStatusResponse response;
@@ -775,51 +767,37 @@ int Canary(Client& client, const Args& args) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::vector<std::string> argv_rest(argv + 1, argv + argc);
-  std::string server =
-      std::getenv("SLUICE_SERVER") != nullptr ? std::getenv("SLUICE_SERVER") : "127.0.0.1:7070";
-  while (!argv_rest.empty() && absl::StartsWith(argv_rest.front(), "--server")) {
-    if (argv_rest.front().find('=') != std::string::npos) {
-      server = argv_rest.front().substr(argv_rest.front().find('=') + 1);
-      argv_rest.erase(argv_rest.begin());
-    } else if (argv_rest.size() >= 2) {
-      server = argv_rest[1];
-      argv_rest.erase(argv_rest.begin(), argv_rest.begin() + 2);
-    } else {
-      return Usage(2);
-    }
-  }
-  if (argv_rest.empty()) return Usage(2);
-  const std::string command = argv_rest.front();
-  Args args;
-  std::string error;
-  if (!ParseArgs({argv_rest.begin() + 1, argv_rest.end()}, args, error)) {
-    std::cerr << "sluicectl " << command << ": " << error << "\n";
+  const sluice::flags::Program program = FlagsProgram();
+  std::vector<std::string> positional = sluice::flags::Parse(argc, argv, program);
+  if (positional.empty()) {
+    std::cerr << sluice::flags::Help(program);
     return 2;
   }
-  if (command == "-h" || command == "--help" || command == "help" || args.Has("--help") ||
-      args.Has("-h")) {
-    return Usage(0);
-  }
-  if (command == "validate") return Validate(args);
-  // `--server` is accepted after the command too (`sluicectl apply -f x --server ADDR`).
-  server = args.One("--server", server);
-  uint64_t max_apply_bytes = kDefaultMaxApplyBytes;
-  if (const std::string value = args.One("--max-apply-bytes"); !value.empty()) {
-    const std::optional<uint64_t> n = sluice::ParseBytes(value);
-    if (!n || *n == 0 || *n > uint64_t{1024} << 20) {
-      std::cerr << "sluicectl: --max-apply-bytes " << value << ": want a size up to 1024m\n";
-      return 2;
+  const std::string command = positional.front();
+  const Args args{{positional.begin() + 1, positional.end()}};
+  if (command == "help") return Usage(0);
+  if (command == "validate") return Validate();
+  // --server, else $SLUICE_SERVER, read as strictly as the flag.
+  sluice::HostPort server{"127.0.0.1", 7070};
+  if (const std::optional<sluice::HostPort> flag = absl::GetFlag(FLAGS_server)) {
+    server = *flag;
+  } else if (const char* env = std::getenv("SLUICE_SERVER"); env != nullptr && *env != '\0') {
+    absl::StatusOr<sluice::HostPort> parsed = sluice::ParseHostPort(env);
+    if (!parsed.ok()) {
+      sluice::flags::UsageError(
+          program,
+          absl::StrCat("$SLUICE_SERVER \"", env, "\": ", sluice::HostPortWant(parsed.status())));
     }
-    max_apply_bytes = *n;
+    server = *parsed;
   }
-  Client client(server, max_apply_bytes);
-  if (command == "apply") return Apply(client, args);
+  // gRPC's target syntax: an IPv6 address in brackets.
+  Client client(server.ToString(), absl::GetFlag(FLAGS_max_apply_bytes).bytes);
+  if (command == "apply") return Apply(client);
   if (command == "get") return Get(client, args);
   if (command == "delete") return Delete(client, args);
-  if (command == "explain") return Explain(client, args);
+  if (command == "explain") return Explain(client);
   if (command == "endpoints") return Endpoints(client, args);
-  if (command == "gateways") return Gateways(client, args);
+  if (command == "gateways") return Gateways(client);
   if (command == "canary") return Canary(client, args);
   std::cerr << "sluicectl: unknown command \"" << command << "\"\n";
   return Usage(2);

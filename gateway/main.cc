@@ -12,7 +12,7 @@
 #include <thread>
 #include <vector>
 
-#include "absl/strings/numbers.h"
+#include "absl/flags/flag.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/strip.h"
@@ -22,6 +22,8 @@
 #include "gateway/worker/gateway_context.h"
 #include "gateway/worker/worker.h"
 #include "grpcpp/grpcpp.h"
+#include "lib/common/flags.h"
+#include "lib/common/host_port.h"
 #include "lib/common/mutex_mode.h"
 #include "lib/common/signals.h"
 #include "lib/common/sizes.h"
@@ -34,144 +36,172 @@ using sluice::gateway::GatewayOptions;
 namespace asio = sluice::net::asio;
 using sluice::net::tcp;
 
-constexpr char kUsage[] =
-    "usage: sluice-gateway --listen HOST:PORT --decision HOST:PORT --metrics HOST:PORT\n"
-    "         [--workers N] [--decision-failure deny|fallback=HOST:PORT]\n"
-    "         [--access-log PATH|-] [--access-log-flush-interval DURATION]\n"
-    "         [--decision-deadline DURATION]\n"
-    "         [--max-request-headers BYTES] [--max-request-header-count N]\n"
-    "         [--max-request-body BYTES]\n"
-    "         [--retry-buffer BYTES] [--request-header-timeout DURATION]\n"
-    "         [--idle-timeout DURATION] [--drain-timeout DURATION] [--name NAME]\n"
-    "         [--decisions server|local] [--max-table-age DURATION]\n"
-    "         [--shadow-host-suffix[=true|false]] [--dns-refresh-rate DURATION]\n"
-    "Port 0 picks a free port; the chosen ports are printed on start-up.\n";
+// --decision-failure: `deny`, or `fallback=HOST:PORT`.
+struct DecisionFailureFlag {
+  DecisionFailurePolicy policy;
+};
 
-bool SplitHostPort(const std::string& value, std::string* host, uint16_t* port) {
-  const size_t colon = value.rfind(':');
-  uint32_t p = 0;
-  if (colon == std::string::npos || colon == 0 || !absl::SimpleAtoi(value.substr(colon + 1), &p) ||
-      p > 65535) {
+bool AbslParseFlag(absl::string_view text, DecisionFailureFlag* out, std::string* error) {
+  constexpr char kWant[] = "want deny or fallback=HOST:PORT";
+  if (text == "deny") {
+    out->policy = DecisionFailurePolicy{};
+    return true;
+  }
+  if (!absl::ConsumePrefix(&text, "fallback=")) {
+    *error = kWant;
     return false;
   }
-  *host = value.substr(0, colon);
-  *port = static_cast<uint16_t>(p);
+  absl::StatusOr<sluice::HostPort> fallback = sluice::ParseHostPort(text);
+  if (!fallback.ok()) {
+    *error = absl::StrCat(kWant, " (", fallback.status().message(), ")");
+    return false;
+  }
+  if (fallback->port == 0) {
+    *error = absl::StrCat(kWant, " with a port other than 0");
+    return false;
+  }
+  out->policy.kind = DecisionFailurePolicy::Kind::kFallback;
+  out->policy.fallback_host = fallback->host;
+  out->policy.fallback_port = fallback->port;
   return true;
 }
 
-// "65536", "64k", "16m" (binary multiples).
-bool ParseBytes(const std::string& text, uint64_t* out) {
-  const std::optional<uint64_t> n = sluice::ParseBytes(text);
-  if (n) *out = *n;
-  return n.has_value();
+std::string AbslUnparseFlag(const DecisionFailureFlag& value) {
+  if (value.policy.kind == DecisionFailurePolicy::Kind::kDeny) return "deny";
+  return absl::StrCat(
+      "fallback=",
+      sluice::HostPort{value.policy.fallback_host, value.policy.fallback_port}.ToString());
 }
 
-// Returns an error message, or empty when every flag parsed.
-std::string ParseFlags(int argc, char** argv, GatewayOptions& o) {
-  bool have_listen = false, have_decision = false, have_metrics = false;
-  for (int i = 1; i < argc; ++i) {
-    const std::string flag = argv[i];
-    if (flag == "--help" || flag == "-h") return "help";
-    // A boolean flag: alone, or with =true or =false.
-    if (absl::string_view rest = flag;
-        absl::ConsumePrefix(&rest, "--shadow-host-suffix") && (rest.empty() || rest[0] == '=')) {
-      if (!rest.empty() && rest != "=true" && rest != "=false") {
-        return absl::StrCat(flag, ": want true or false");
-      }
-      o.shadow_host_suffix = rest != "=false";
-      continue;
-    }
-    if (i + 1 >= argc) return absl::StrCat(flag, " needs a value");
-    const std::string value = argv[++i];
-    auto bad = [&](const char* what) { return absl::StrCat(flag, " ", value, ": ", what); };
-    auto duration = [&](absl::Duration* d) {
-      return absl::ParseDuration(value, d) && *d >= absl::ZeroDuration();
-    };
-    if (flag == "--listen") {
-      if (!SplitHostPort(value, &o.listen_host, &o.listen_port)) return bad("want HOST:PORT");
-      have_listen = true;
-    } else if (flag == "--decision") {
-      std::string host;
-      uint16_t port;
-      if (!SplitHostPort(value, &host, &port) || port == 0) return bad("want HOST:PORT");
-      o.decision_address = value;
-      have_decision = true;
-    } else if (flag == "--metrics") {
-      if (!SplitHostPort(value, &o.metrics_host, &o.metrics_port)) return bad("want HOST:PORT");
-      have_metrics = true;
-    } else if (flag == "--workers") {
-      if (!absl::SimpleAtoi(value, &o.workers) || o.workers < 1 || o.workers > 256) {
-        return bad("want a number from 1 to 256");
-      }
-    } else if (flag == "--decision-failure") {
-      if (value == "deny") {
-        o.decision_failure.kind = DecisionFailurePolicy::Kind::kDeny;
-      } else if (absl::StartsWith(value, "fallback=")) {
-        o.decision_failure.kind = DecisionFailurePolicy::Kind::kFallback;
-        if (!SplitHostPort(value.substr(9), &o.decision_failure.fallback_host,
-                           &o.decision_failure.fallback_port) ||
-            o.decision_failure.fallback_port == 0) {
-          return bad("want deny or fallback=HOST:PORT");
-        }
-      } else {
-        return bad("want deny or fallback=HOST:PORT");
-      }
-    } else if (flag == "--access-log") {
-      o.access_log = value;
-    } else if (flag == "--access-log-flush-interval") {
-      if (!duration(&o.access_log_flush_interval) ||
-          o.access_log_flush_interval == absl::ZeroDuration()) {
-        return bad("want a positive duration such as 1s");
-      }
-    } else if (flag == "--decision-deadline") {
-      if (!duration(&o.decision_deadline) || o.decision_deadline == absl::ZeroDuration()) {
-        return bad("want a positive duration such as 250ms");
-      }
-    } else if (flag == "--max-request-headers") {
-      uint64_t n = 0;
-      if (!ParseBytes(value, &n) || n < 1024 || n > 1024 * 1024) {
-        return bad("want a size from 1k to 1m");
-      }
-      o.max_request_headers_bytes = static_cast<uint32_t>(n);
-    } else if (flag == "--max-request-header-count") {
-      if (!absl::SimpleAtoi(value, &o.max_request_header_count) || o.max_request_header_count < 1 ||
-          o.max_request_header_count > 10000) {
-        return bad("want a number from 1 to 10000");
-      }
-    } else if (flag == "--max-request-body") {
-      if (!ParseBytes(value, &o.max_request_body_bytes)) return bad("want a size such as 16m");
-    } else if (flag == "--retry-buffer") {
-      if (!ParseBytes(value, &o.retry_buffer_bytes)) return bad("want a size such as 64k");
-    } else if (flag == "--request-header-timeout") {
-      if (!duration(&o.request_header_timeout)) return bad("want a duration such as 10s");
-    } else if (flag == "--idle-timeout") {
-      if (!duration(&o.idle_timeout)) return bad("want a duration such as 60s");
-    } else if (flag == "--drain-timeout") {
-      if (!duration(&o.drain_timeout)) return bad("want a duration such as 30s");
-    } else if (flag == "--name") {
-      o.gateway_name = value;
-    } else if (flag == "--decisions") {
-      if (value == "server") {
-        o.decision_mode = sluice::v1::DECISION_MODE_SERVER;
-      } else if (value == "local") {
-        o.decision_mode = sluice::v1::DECISION_MODE_LOCAL;
-      } else {
-        return bad("want server or local");
-      }
-    } else if (flag == "--dns-refresh-rate") {
-      if (!duration(&o.dns_refresh_rate) || o.dns_refresh_rate <= absl::ZeroDuration()) {
-        return bad("want a positive duration such as 5s");
-      }
-    } else if (flag == "--max-table-age") {
-      if (!duration(&o.max_table_age)) return bad("want a duration such as 30s or inf");
-    } else {
-      return absl::StrCat("unknown flag ", flag);
-    }
-  }
-  if (!have_listen || !have_decision || !have_metrics) {
-    return "--listen, --decision and --metrics are required";
-  }
-  return "";
+}  // namespace
+
+// Defaults are GatewayOptions' own, so the two cannot disagree.
+ABSL_FLAG(std::optional<sluice::HostPort>, listen, std::nullopt,
+          "HOST:PORT where clients connect (required); port 0 picks a free one.");
+ABSL_FLAG(std::optional<sluice::HostPort>, decision, std::nullopt,
+          "HOST:PORT of sluice-server's gRPC (required).");
+ABSL_FLAG(std::optional<sluice::HostPort>, metrics, std::nullopt,
+          "HOST:PORT of the admin port, /metrics and /healthz (required); port 0 picks a free "
+          "one.");
+ABSL_FLAG(int, workers, GatewayOptions{}.workers,
+          "Event loops, one thread each, each with its own listener (SO_REUSEPORT), upstream "
+          "pool and decision stream; 1 to 256.");
+ABSL_FLAG(std::string, decisions, "server",
+          "Where decisions are taken: server (asked per request) or local (on the table the "
+          "server pushes).");
+ABSL_FLAG(DecisionFailureFlag, decision_failure, DecisionFailureFlag{},
+          "With no decision and no usable table: deny (503, flag DSU), or fallback=HOST:PORT "
+          "to send such requests there, once and without retries (flag DSF).");
+ABSL_FLAG(absl::Duration, decision_deadline, GatewayOptions{}.decision_deadline,
+          "How long a server-mode decision may take before the last table (or "
+          "--decision-failure) decides.");
+ABSL_FLAG(absl::Duration, max_table_age, GatewayOptions{}.max_table_age,
+          "Decide from the last table only while the server has been unreachable for less than "
+          "this (inf as Envoy; 0s never decides from an unconfirmed table).");
+ABSL_FLAG(std::string, access_log, GatewayOptions{}.access_log,
+          "Envoy's default access-log format, one line per request, to this file, or - for "
+          "stdout; SIGUSR1 reopens the file.");
+ABSL_FLAG(absl::Duration, access_log_flush_interval, GatewayOptions{}.access_log_flush_interval,
+          "Buffered access-log lines are written at least this often.");
+ABSL_FLAG(sluice::ByteSize, max_request_headers,
+          (sluice::ByteSize{GatewayOptions{}.max_request_headers_bytes}),
+          "Request header limit, from 1k to 1m; beyond it 431 and close.");
+ABSL_FLAG(uint32_t, max_request_header_count, GatewayOptions{}.max_request_header_count,
+          "Header fields per request, Host and repeated names included, from 1 to 10000; one "
+          "more is answered 431 and the connection closed.");
+ABSL_FLAG(sluice::ByteSize, max_request_body,
+          (sluice::ByteSize{GatewayOptions{}.max_request_body_bytes}),
+          "Request body limit; beyond it 413 and close.");
+ABSL_FLAG(sluice::ByteSize, retry_buffer, (sluice::ByteSize{GatewayOptions{}.retry_buffer_bytes}),
+          "Request bodies up to this size are kept for replay on retry; longer ones are streamed "
+          "upstream and not retried.");
+ABSL_FLAG(absl::Duration, request_header_timeout, GatewayOptions{}.request_header_timeout,
+          "A client must finish its headers within this, else 408 and close.");
+ABSL_FLAG(absl::Duration, idle_timeout, GatewayOptions{}.idle_timeout,
+          "A keep-alive connection with no request is closed after this; it also bounds each "
+          "wait for the next piece of a request body.");
+ABSL_FLAG(absl::Duration, drain_timeout, GatewayOptions{}.drain_timeout,
+          "On SIGTERM, how long requests in flight may finish before connections are closed.");
+ABSL_FLAG(std::string, name, GatewayOptions{}.gateway_name,
+          "This gateway's name in its metrics and in `sluicectl gateways`.");
+ABSL_FLAG(absl::Duration, dns_refresh_rate, GatewayOptions{}.dns_refresh_rate,
+          "How often endpoint host names are resolved again.");
+ABSL_FLAG(bool, shadow_host_suffix, GatewayOptions{}.shadow_host_suffix,
+          "Mirrored requests carry Host: NAME-shadow, as Istio before 1.28 sent them "
+          "(--shadow-host-suffix, or =true|false).");
+
+namespace {
+
+constexpr char kUsage[] =
+    R"(usage: sluice-gateway --listen HOST:PORT --decision HOST:PORT --metrics HOST:PORT [flags]
+
+The HTTP/1.1 proxy that executes sluice-server's decisions as Envoy would. Port 0 picks a
+free port; the chosen ports are printed on start-up:
+  listening http=HOST:PORT metrics=HOST:PORT workers=N decision=ADDR decisions=MODE
+)";
+
+sluice::flags::Program FlagsProgram() {
+  using sluice::flags::Require;
+  sluice::flags::Program program;
+  program.name = "sluice-gateway";
+  program.usage = kUsage;
+  const auto non_negative = [](absl::Duration d) { return d >= absl::ZeroDuration(); };
+  const auto positive = [](absl::Duration d) { return d > absl::ZeroDuration(); };
+  const auto given = [](const std::optional<sluice::HostPort>& a) { return a.has_value(); };
+  program.requirements = {
+      Require(FLAGS_listen, "HOST:PORT", given),
+      Require(FLAGS_decision, "HOST:PORT with a port other than 0",
+              [](const std::optional<sluice::HostPort>& a) { return a && a->port != 0; }),
+      Require(FLAGS_metrics, "HOST:PORT", given),
+      Require(FLAGS_workers, "a number from 1 to 256", [](int n) { return n >= 1 && n <= 256; }),
+      Require(FLAGS_decisions, "server or local",
+              [](const std::string& m) { return m == "server" || m == "local"; }),
+      Require(FLAGS_decision_deadline, "a positive duration such as 250ms", positive),
+      Require(FLAGS_max_table_age, "a duration such as 30s or inf", non_negative),
+      Require(FLAGS_access_log_flush_interval, "a positive duration such as 1s", positive),
+      Require(FLAGS_max_request_headers, "a size from 1k to 1m",
+              [](sluice::ByteSize s) { return s.bytes >= 1024 && s.bytes <= 1024 * 1024; }),
+      Require(FLAGS_max_request_header_count, "a number from 1 to 10000",
+              [](uint32_t n) { return n >= 1 && n <= 10000; }),
+      Require(FLAGS_request_header_timeout, "a duration such as 10s", non_negative),
+      Require(FLAGS_idle_timeout, "a duration such as 60s", non_negative),
+      Require(FLAGS_drain_timeout, "a duration such as 30s", non_negative),
+      Require(FLAGS_dns_refresh_rate, "a positive duration such as 5s", positive),
+  };
+  return program;
+}
+
+// The options the flags set, once sluice::flags::Parse has checked them.
+GatewayOptions OptionsFromFlags() {
+  GatewayOptions o;
+  const sluice::HostPort listen = *absl::GetFlag(FLAGS_listen);
+  o.listen_host = listen.host;
+  o.listen_port = listen.port;
+  // gRPC's target syntax: an IPv6 address in brackets.
+  o.decision_address = absl::GetFlag(FLAGS_decision)->ToString();
+  const sluice::HostPort metrics = *absl::GetFlag(FLAGS_metrics);
+  o.metrics_host = metrics.host;
+  o.metrics_port = metrics.port;
+  o.workers = absl::GetFlag(FLAGS_workers);
+  o.decision_failure = absl::GetFlag(FLAGS_decision_failure).policy;
+  o.access_log = absl::GetFlag(FLAGS_access_log);
+  o.access_log_flush_interval = absl::GetFlag(FLAGS_access_log_flush_interval);
+  o.decision_deadline = absl::GetFlag(FLAGS_decision_deadline);
+  o.decision_mode = absl::GetFlag(FLAGS_decisions) == "local" ? sluice::v1::DECISION_MODE_LOCAL
+                                                              : sluice::v1::DECISION_MODE_SERVER;
+  o.max_table_age = absl::GetFlag(FLAGS_max_table_age);
+  o.max_request_headers_bytes =
+      static_cast<uint32_t>(absl::GetFlag(FLAGS_max_request_headers).bytes);
+  o.max_request_header_count = absl::GetFlag(FLAGS_max_request_header_count);
+  o.max_request_body_bytes = absl::GetFlag(FLAGS_max_request_body).bytes;
+  o.retry_buffer_bytes = absl::GetFlag(FLAGS_retry_buffer).bytes;
+  o.request_header_timeout = absl::GetFlag(FLAGS_request_header_timeout);
+  o.idle_timeout = absl::GetFlag(FLAGS_idle_timeout);
+  o.drain_timeout = absl::GetFlag(FLAGS_drain_timeout);
+  o.gateway_name = absl::GetFlag(FLAGS_name);
+  o.shadow_host_suffix = absl::GetFlag(FLAGS_shadow_host_suffix);
+  o.dns_refresh_rate = absl::GetFlag(FLAGS_dns_refresh_rate);
+  return o;
 }
 
 // One SO_REUSEPORT listener per worker on the same port: the kernel spreads connections.
@@ -220,15 +250,12 @@ const char* StateName(sluice::gateway::DecisionClient::State state) {
 
 int main(int argc, char** argv) {
   using namespace sluice::gateway;
-  GatewayOptions options;
-  if (std::string error = ParseFlags(argc, argv, options); !error.empty()) {
-    if (error == "help") {
-      std::cout << kUsage;
-      return 0;
-    }
-    std::cerr << "sluice-gateway: " << error << "\n" << kUsage;
-    return 2;
+  const sluice::flags::Program program = FlagsProgram();
+  if (const std::vector<std::string> extra = sluice::flags::Parse(argc, argv, program);
+      !extra.empty()) {
+    sluice::flags::UsageError(program, absl::StrCat("unexpected argument \"", extra.front(), "\""));
   }
+  const GatewayOptions options = OptionsFromFlags();
 
   sluice::DisableMutexDeadlockDetection();
   // SIGUSR1: reopen the access log (logrotate).
@@ -316,10 +343,7 @@ int main(int argc, char** argv) {
       state = "degraded";  // connected, but decisions miss their deadline
     }
     health.status = state == "serving" || state == "degraded" || state == "stale" ? 200 : 503;
-    const std::string policy =
-        fallback ? absl::StrCat("fallback=", options.decision_failure.fallback_host, ":",
-                                options.decision_failure.fallback_port)
-                 : "deny";
+    const std::string policy = AbslUnparseFlag(DecisionFailureFlag{options.decision_failure});
     health.body =
         absl::StrCat("{\"state\":\"", state, "\",\"decision_service\":\"",
                      StateName(workers.front()->decision_state()),
@@ -338,8 +362,9 @@ int main(int argc, char** argv) {
   // Each worker's loop adopts its listener's descriptor.
   for (size_t i = 0; i < workers.size(); ++i) workers[i]->Start(acceptors[i].release());
 
-  std::printf("listening http=%s:%u metrics=%s:%u workers=%d decision=%s decisions=%s\n",
-              options.listen_host.c_str(), http_port, options.metrics_host.c_str(), admin.port(),
+  std::printf("listening http=%s metrics=%s workers=%d decision=%s decisions=%s\n",
+              sluice::HostPort{options.listen_host, http_port}.ToString().c_str(),
+              sluice::HostPort{options.metrics_host, admin.port()}.ToString().c_str(),
               options.workers, options.decision_address.c_str(),
               options.decision_mode == sluice::v1::DECISION_MODE_LOCAL ? "local" : "server");
   std::fflush(stdout);

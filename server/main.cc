@@ -7,12 +7,11 @@
 #include <cstdio>
 #include <iostream>
 #include <memory>
-#include <optional>
 #include <string>
 #include <vector>
 
+#include "absl/flags/flag.h"
 #include "absl/strings/match.h"
-#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
@@ -20,11 +19,12 @@
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/grpcpp.h"
 #include "grpcpp/health_check_service_interface.h"
+#include "lib/common/flags.h"
+#include "lib/common/host_port.h"
 #include "lib/common/log.h"
 #include "lib/common/mutex_mode.h"
 #include "lib/common/signals.h"
 #include "lib/common/sizes.h"
-#include "lib/config/duration.h"
 #include "lib/routing/snapshot_printer.h"
 #include "prometheus/exposer.h"
 #include "prometheus/registry.h"
@@ -38,139 +38,93 @@
 #include "server/health/health_tracker.h"
 #include "server/store/config_store.h"
 
+ABSL_FLAG(std::vector<std::string>, config, {},
+          "Istio YAML files or folders, watched and reloaded. Several paths may follow one "
+          "--config (--config a.yaml b.yaml), and --config may be repeated.");
+ABSL_FLAG(std::string, state_dir, "",
+          "Where configuration applied through the API (and canary progress) is kept across "
+          "restarts; without it applied configuration is lost on restart.");
+ABSL_FLAG(sluice::HostPort, listen, (sluice::HostPort{"127.0.0.1", 7070}),
+          "HOST:PORT for gRPC, decisions and administration; port 0 picks a free port.");
+ABSL_FLAG(sluice::HostPort, metrics, (sluice::HostPort{"127.0.0.1", 9464}),
+          "HOST:PORT for Prometheus /metrics; port 0 picks a free port.");
+ABSL_FLAG(absl::Duration, reload_interval, absl::Seconds(1),
+          "How often the --config files are checked for changes.");
+ABSL_FLAG(absl::Duration, shutdown_grace, absl::Seconds(1),
+          "On SIGTERM or SIGINT, how long RPCs in progress may finish; gateway streams open "
+          "longer are cancelled and reconnect.");
+ABSL_FLAG(std::string, prometheus_url, "",
+          "Prometheus server (http://HOST:PORT[/prefix]) for canary metrics with `source: "
+          "prometheus` or a `query`.");
+ABSL_FLAG(sluice::ByteSize, max_apply_bytes, (sluice::ByteSize{16 << 20}),
+          "The largest admin request (an apply's YAML with the request around it), from 1k to "
+          "1024m; a larger one is refused with RESOURCE_EXHAUSTED before any of it is parsed.");
+ABSL_FLAG(uint64_t, max_apply_resources, 10000,
+          "The most resources one apply may hold; more are refused with INVALID_ARGUMENT.");
+
 namespace {
 
-constexpr char kUsage[] = R"(usage: sluice-server [options]
+constexpr char kUsage[] = R"(usage: sluice-server [flags]
 
-  --config PATH...        Istio YAML files or folders (repeatable); watched and reloaded
-  --state-dir DIR         where applied configuration is kept across restarts
-                          (default: none, applied configuration is lost on restart)
-  --listen HOST:PORT      gRPC address for decisions and administration
-                          (default 127.0.0.1:7070; port 0 picks a free port)
-  --metrics HOST:PORT     Prometheus /metrics address (default 127.0.0.1:9464; port 0 too)
-  --reload-interval DUR   how often config files are checked for changes (default 1s)
-  --shutdown-grace DUR    on SIGTERM, how long RPCs in progress may finish; gateway streams
-                          open longer are cancelled and reconnect elsewhere (default 1s)
-  --prometheus-url URL    Prometheus server for canary metrics with `source: prometheus` or a
-                          `query` (e.g. http://127.0.0.1:9090); default: none
-  --max-apply-bytes SIZE  the largest apply (its YAML with the request around it) the server
-                          takes (default 16m); a larger one is refused with RESOURCE_EXHAUSTED
-                          before any of it is parsed
-  --max-apply-resources N the most resources one apply may hold (default 10000); more are
-                          refused with INVALID_ARGUMENT
+The decision server: holds the configuration (Istio YAML from --config and what is applied
+through the API), endpoint health and canary weights, and answers gateways and sluicectl.
 
 On start it prints one line to stdout:
   listening grpc=HOST:PORT metrics=HOST:PORT version=N
 )";
 
-constexpr uint64_t kDefaultMaxApplyBytes = 16 << 20;
-
-struct Flags {
-  std::vector<std::string> config_paths;
-  std::string state_dir;
-  std::string listen = "127.0.0.1:7070";
-  std::string metrics = "127.0.0.1:9464";
-  absl::Duration reload_interval = absl::Seconds(1);
-  absl::Duration shutdown_grace = absl::Seconds(1);
-  std::string prometheus_url;
-  uint64_t max_apply_bytes = kDefaultMaxApplyBytes;
-  uint64_t max_apply_resources = 10000;
-};
-
-bool ParseFlags(int argc, char** argv, Flags& flags, std::string& error) {
-  for (int i = 1; i < argc; ++i) {
-    std::string arg = argv[i];
-    std::string value;
-    const size_t eq = arg.find('=');
-    if (absl::StartsWith(arg, "--") && eq != std::string::npos) {
-      value = arg.substr(eq + 1);
-      arg = arg.substr(0, eq);
-    } else if (arg == "-h" || arg == "--help") {
-      std::cout << kUsage;
-      std::exit(0);
-    } else if (i + 1 < argc) {
-      value = argv[++i];
-    } else {
-      error = absl::StrCat(arg, " needs a value");
-      return false;
-    }
-    if (arg == "--config") {
-      flags.config_paths.push_back(value);
-      // `--config a.yaml b.yaml`: following arguments that are not flags are paths too.
-      while (i + 1 < argc && !absl::StartsWith(argv[i + 1], "--")) {
-        flags.config_paths.push_back(argv[++i]);
-      }
-    } else if (arg == "--state-dir") {
-      flags.state_dir = value;
-    } else if (arg == "--listen") {
-      flags.listen = value;
-    } else if (arg == "--metrics") {
-      flags.metrics = value;
-    } else if (arg == "--reload-interval") {
-      auto d = sluice::config::ParseDuration(value);
-      if (!d.ok() || *d <= absl::ZeroDuration()) {
-        error = absl::StrCat("--reload-interval: ", value, " is not a positive duration");
-        return false;
-      }
-      flags.reload_interval = *d;
-    } else if (arg == "--shutdown-grace") {
-      auto d = sluice::config::ParseDuration(value);
-      if (!d.ok()) {
-        error = absl::StrCat("--shutdown-grace: ", value, " is not a duration");
-        return false;
-      }
-      flags.shutdown_grace = *d;
-    } else if (arg == "--prometheus-url") {
-      flags.prometheus_url = value;
-    } else if (arg == "--max-apply-bytes") {
-      const std::optional<uint64_t> n = sluice::ParseBytes(value);
-      if (!n || *n < 1024 || *n > uint64_t{1024} << 20) {
-        error = absl::StrCat("--max-apply-bytes: ", value, " is not a size from 1k to 1024m");
-        return false;
-      }
-      flags.max_apply_bytes = *n;
-    } else if (arg == "--max-apply-resources") {
-      if (!absl::SimpleAtoi(value, &flags.max_apply_resources) || flags.max_apply_resources == 0) {
-        error = absl::StrCat("--max-apply-resources: ", value, " is not a positive number");
-        return false;
-      }
-    } else {
-      error = absl::StrCat("unknown flag ", arg);
-      return false;
-    }
-  }
-  return true;
-}
-
-std::string HostOf(const std::string& address) {
-  const size_t colon = address.rfind(':');
-  return colon == std::string::npos ? address : address.substr(0, colon);
+sluice::flags::Program FlagsProgram() {
+  sluice::flags::Program program;
+  program.name = "sluice-server";
+  program.usage = kUsage;
+  program.take_following = {&FLAGS_config};
+  const auto finite_positive = [](absl::Duration d) {
+    return d > absl::ZeroDuration() && d != absl::InfiniteDuration();
+  };
+  program.requirements = {
+      sluice::flags::Require(FLAGS_reload_interval, "a positive duration such as 1s",
+                             finite_positive),
+      sluice::flags::Require(FLAGS_shutdown_grace, "a finite duration of 0s or more, such as 1s",
+                             [](absl::Duration d) {
+                               return d >= absl::ZeroDuration() && d != absl::InfiniteDuration();
+                             }),
+      sluice::flags::Require(
+          FLAGS_max_apply_bytes, "a size from 1k to 1024m",
+          [](sluice::ByteSize s) { return s.bytes >= 1024 && s.bytes <= uint64_t{1024} << 20; }),
+      sluice::flags::Require(FLAGS_max_apply_resources, "a positive number",
+                             [](uint64_t n) { return n > 0; }),
+  };
+  return program;
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
-  Flags flags;
-  std::string error;
-  if (!ParseFlags(argc, argv, flags, error)) {
-    std::cerr << "sluice-server: " << error << "\n" << kUsage;
-    return 2;
+  const sluice::flags::Program program = FlagsProgram();
+  if (const std::vector<std::string> extra = sluice::flags::Parse(argc, argv, program);
+      !extra.empty()) {
+    sluice::flags::UsageError(program, absl::StrCat("unexpected argument \"", extra.front(),
+                                                    "\" (paths go after --config)"));
   }
+  const std::vector<std::string> config_paths = absl::GetFlag(FLAGS_config);
+  const std::string state_dir = absl::GetFlag(FLAGS_state_dir);
+  const sluice::HostPort listen = absl::GetFlag(FLAGS_listen);
+  const sluice::HostPort metrics_listen = absl::GetFlag(FLAGS_metrics);
 
   sluice::DisableMutexDeadlockDetection();
   // Signals are taken by this thread only; every thread started below inherits the mask.
   const sigset_t signals = sluice::BlockTerminationSignals();
 
   sluice::store::ConfigStore::Options options;
-  options.config_paths = flags.config_paths;
-  options.state_dir = flags.state_dir;
-  options.max_apply_resources = flags.max_apply_resources;
+  options.config_paths = config_paths;
+  options.state_dir = state_dir;
+  options.max_apply_resources = absl::GetFlag(FLAGS_max_apply_resources);
   auto store = sluice::store::ConfigStore::Open(options);
   if (!store.ok()) {
     std::cerr << "sluice-server: " << store.status().message() << "\n";
     return 1;
   }
-  if (flags.state_dir.empty()) {
+  if (state_dir.empty()) {
     sluice::LogWarning("no --state-dir: configuration applied through the API is lost on restart");
   }
 
@@ -193,8 +147,8 @@ int main(int argc, char** argv) {
   sluice::canary::TrafficRecorder traffic([] { return absl::Now(); });
   (*store)->OnSwap([&traffic](const sluice::routing::Snapshot& s) { traffic.OnSnapshot(s); });
   sluice::canary::CanaryManager::Options canary_options;
-  canary_options.state_dir = flags.state_dir;
-  canary_options.prometheus_url = flags.prometheus_url;
+  canary_options.state_dir = state_dir;
+  canary_options.prometheus_url = absl::GetFlag(FLAGS_prometheus_url);
   auto canaries =
       sluice::canary::CanaryManager::Create(**store, traffic, *registry, canary_options);
   if (!canaries.ok()) {
@@ -208,10 +162,15 @@ int main(int argc, char** argv) {
 
   std::unique_ptr<prometheus::Exposer> exposer;
   try {
-    exposer = std::make_unique<prometheus::Exposer>(flags.metrics);
+    exposer = std::make_unique<prometheus::Exposer>(metrics_listen.ToString());
   } catch (const std::exception& e) {
-    std::cerr << "sluice-server: cannot serve metrics on " << flags.metrics << ": " << e.what()
-              << "\n";
+    std::cerr << "sluice-server: cannot serve metrics on " << metrics_listen.ToString() << ": "
+              << e.what() << "\n";
+    if (absl::StrContains(metrics_listen.host, ':')) {
+      // Checked with civetweb's mg_check_feature(8): Debian 12 builds it without USE_IPV6.
+      std::cerr << "sluice-server: the metrics server (civetweb, as Debian builds it) has no "
+                   "IPv6; give --metrics an IPv4 address or a host name\n";
+    }
     return 1;
   }
   exposer->RegisterCollectable(registry);
@@ -223,7 +182,7 @@ int main(int argc, char** argv) {
   (*store)->OnSwap([&hub](const sluice::routing::Snapshot& s) { hub.OnSnapshot(s); });
   hub.Start();
   sluice::api::AdminServiceImpl admin_service(**store, metrics, health, **canaries, hub,
-                                              flags.max_apply_bytes);
+                                              absl::GetFlag(FLAGS_max_apply_bytes).bytes);
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
@@ -239,21 +198,24 @@ int main(int argc, char** argv) {
   // received bytes, before anything parses them (a server has no per-method limit, and the
   // decision stream keeps none: it is the gateways').
   int grpc_port = 0;
-  builder.AddListeningPort(flags.listen, grpc::InsecureServerCredentials(), &grpc_port);
+  builder.AddListeningPort(listen.ToString(), grpc::InsecureServerCredentials(), &grpc_port);
   builder.RegisterService(&decision_service);
   builder.RegisterService(&admin_service);
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (server == nullptr || grpc_port == 0) {
-    std::cerr << "sluice-server: cannot listen on " << flags.listen << "\n";
+    std::cerr << "sluice-server: cannot listen on " << listen.ToString() << "\n";
     return 1;
   }
   server->GetHealthCheckService()->SetServingStatus("", true);
   server->GetHealthCheckService()->SetServingStatus("sluice.v1.DecisionService", true);
 
   const auto ports = exposer->GetListeningPorts();
-  const std::string grpc_address = absl::StrCat(HostOf(flags.listen), ":", grpc_port);
+  const std::string grpc_address =
+      sluice::HostPort{listen.host, static_cast<uint16_t>(grpc_port)}.ToString();
   const std::string metrics_address =
-      absl::StrCat(HostOf(flags.metrics), ":", ports.empty() ? 0 : ports.front());
+      sluice::HostPort{metrics_listen.host,
+                       static_cast<uint16_t>(ports.empty() ? 0 : ports.front())}
+          .ToString();
   const auto snapshot = (*store)->Current();
   sluice::LogInfo("configuration version ", snapshot->version(), ": ",
                   sluice::routing::FormatSummary(sluice::routing::Summarize(*snapshot)));
@@ -264,7 +226,7 @@ int main(int argc, char** argv) {
               metrics_address.c_str(), static_cast<unsigned long long>(snapshot->version()));
   std::fflush(stdout);
 
-  const timespec tick = absl::ToTimespec(flags.reload_interval);
+  const timespec tick = absl::ToTimespec(absl::GetFlag(FLAGS_reload_interval));
   while (true) {
     const int sig = sigtimedwait(&signals, nullptr, &tick);
     if (sig == SIGINT || sig == SIGTERM) {
@@ -291,7 +253,7 @@ int main(int argc, char** argv) {
   // the grace period. Gateway streams never end on their own, so they are cancelled at the
   // deadline and their gateways reconnect.
   server->GetHealthCheckService()->SetServingStatus(false);
-  server->Shutdown(absl::ToChronoTime(absl::Now() + flags.shutdown_grace));
+  server->Shutdown(absl::ToChronoTime(absl::Now() + absl::GetFlag(FLAGS_shutdown_grace)));
   sluice::LogInfo("stopped");
   return 0;
 }

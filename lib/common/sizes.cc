@@ -33,4 +33,21 @@ std::string FormatBytes(uint64_t bytes) {
   return absl::StrCat(bytes, bytes == 1 ? " byte" : " bytes");
 }
 
+bool AbslParseFlag(absl::string_view text, ByteSize* out, std::string* error) {
+  const std::optional<uint64_t> n = ParseBytes(text);
+  if (!n) {
+    *error = "want a size in bytes such as 65536, 64k or 16m";
+    return false;
+  }
+  out->bytes = *n;
+  return true;
+}
+
+std::string AbslUnparseFlag(const ByteSize& value) {
+  constexpr uint64_t kKiB = 1024, kMiB = 1024 * 1024;
+  if (value.bytes != 0 && value.bytes % kMiB == 0) return absl::StrCat(value.bytes / kMiB, "m");
+  if (value.bytes != 0 && value.bytes % kKiB == 0) return absl::StrCat(value.bytes / kKiB, "k");
+  return absl::StrCat(value.bytes);
+}
+
 }  // namespace sluice

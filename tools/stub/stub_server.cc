@@ -4,8 +4,8 @@
 // it receives.
 //
 //   sluice-stub --listen HOST:PORT --name NAME [--subset S] [--error-rate F]
-//               [--latency DURATION] [--threads N] [--seed N]
-//   prints: listening http=HOST:PORT
+//               [--latency DURATION] [--threads N] [--seed N]      (--help lists them)
+//   prints: listening http=HOST:PORT name=NAME
 //
 // Per request (query `?status=503` or header `x-stub-status: 503`):
 //   status=N           answer N (a comma list picks by x-envoy-attempt-count: "503,200"
@@ -38,6 +38,7 @@
 #include <thread>
 #include <vector>
 
+#include "absl/flags/flag.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -45,14 +46,50 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "gateway/http/beast.h"
+#include "lib/common/flags.h"
+#include "lib/common/host_port.h"
 #include "lib/common/signals.h"
+
+ABSL_FLAG(sluice::HostPort, listen, (sluice::HostPort{"127.0.0.1", 0}),
+          "HOST:PORT to listen on; port 0 picks a free port.");
+ABSL_FLAG(std::string, name, "stub", "Named in every response (x-stub-name) and in /stub/stats.");
+ABSL_FLAG(std::string, subset, "", "Named in every response (x-stub-subset) when set.");
+ABSL_FLAG(double, error_rate, 0,
+          "The share of requests answered 503, from 0 to 1 (POST /stub/config?error-rate=F "
+          "changes it).");
+ABSL_FLAG(absl::Duration, latency, absl::ZeroDuration(),
+          "Added before every answer (POST /stub/config?latency=D changes it).");
+ABSL_FLAG(int, threads, 1, "Threads running the event loop, from 1 to 64.");
+ABSL_FLAG(uint64_t, seed, 0, "Seed of the --error-rate draws.");
 
 namespace {
 
 using namespace sluice::net;  // NOLINT: the stub is one file of Asio code
 
+constexpr char kUsage[] = R"(usage: sluice-stub --listen HOST:PORT --name NAME [flags]
+
+An upstream for tests, demos and benchmarks; see tools/stub/stub_server.cc for what each
+request can ask of it. On start it prints one line to stdout:
+  listening http=HOST:PORT name=NAME
+)";
+
+sluice::flags::Program FlagsProgram() {
+  using sluice::flags::Require;
+  sluice::flags::Program program;
+  program.name = "sluice-stub";
+  program.usage = kUsage;
+  program.requirements = {
+      Require(FLAGS_error_rate, "a number between 0 and 1",
+              [](double r) { return r >= 0 && r <= 1; }),
+      Require(FLAGS_latency, "a duration such as 20ms",
+              [](absl::Duration d) { return d >= absl::ZeroDuration(); }),
+      Require(FLAGS_threads, "a number from 1 to 64", [](int n) { return n >= 1 && n <= 64; }),
+  };
+  return program;
+}
+
 struct Options {
-  std::string listen = "127.0.0.1:0";
+  sluice::HostPort listen{"127.0.0.1", 0};
   std::string name = "stub";
   std::string subset;
   double error_rate = 0;
@@ -287,72 +324,43 @@ asio::awaitable<void> Accept(tcp::acceptor& acceptor, State& state) {
   }
 }
 
-bool ParseArgs(int argc, char** argv, Options& o) {
-  for (int i = 1; i + 1 < argc; i += 2) {
-    const std::string flag = argv[i];
-    const std::string value = argv[i + 1];
-    if (flag == "--listen") {
-      o.listen = value;
-    } else if (flag == "--name") {
-      o.name = value;
-    } else if (flag == "--subset") {
-      o.subset = value;
-    } else if (flag == "--error-rate") {
-      if (!absl::SimpleAtod(value, &o.error_rate) || o.error_rate < 0 || o.error_rate > 1) {
-        std::cerr << "sluice-stub: --error-rate takes a number between 0 and 1\n";
-        return false;
-      }
-    } else if (flag == "--latency") {
-      if (!absl::ParseDuration(value, &o.latency)) {
-        std::cerr << "sluice-stub: --latency takes a duration such as 20ms\n";
-        return false;
-      }
-    } else if (flag == "--threads") {
-      absl::SimpleAtoi(value, &o.threads);
-    } else if (flag == "--seed") {
-      absl::SimpleAtoi(value, &o.seed);
-    } else {
-      std::cerr << "sluice-stub: unknown flag " << flag << "\n";
-      return false;
-    }
-  }
-  return (argc % 2) == 1;
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
-  Options options;
-  if (!ParseArgs(argc, argv, options)) {
-    std::cerr << "usage: sluice-stub --listen HOST:PORT --name NAME [--subset S] "
-                 "[--error-rate F] [--latency DURATION] [--threads N] [--seed N]\n";
-    return 2;
+  const sluice::flags::Program program = FlagsProgram();
+  if (const std::vector<std::string> extra = sluice::flags::Parse(argc, argv, program);
+      !extra.empty()) {
+    sluice::flags::UsageError(program, absl::StrCat("unexpected argument \"", extra.front(), "\""));
   }
+  Options options;
+  options.listen = absl::GetFlag(FLAGS_listen);
+  options.name = absl::GetFlag(FLAGS_name);
+  options.subset = absl::GetFlag(FLAGS_subset);
+  options.error_rate = absl::GetFlag(FLAGS_error_rate);
+  options.latency = absl::GetFlag(FLAGS_latency);
+  options.threads = absl::GetFlag(FLAGS_threads);
+  options.seed = absl::GetFlag(FLAGS_seed);
   const sigset_t signals = sluice::BlockTerminationSignals();
 
-  const size_t colon = options.listen.rfind(':');
-  uint32_t port = 0;
-  if (colon == std::string::npos || !absl::SimpleAtoi(options.listen.substr(colon + 1), &port) ||
-      port > 65535) {
-    std::cerr << "sluice-stub: --listen takes HOST:PORT\n";
-    return 2;
-  }
   asio::io_context io(options.threads);
   State state(options);
   tcp::acceptor acceptor(io);
   try {
-    const tcp::endpoint endpoint(asio::ip::make_address(options.listen.substr(0, colon)),
-                                 static_cast<uint16_t>(port));
+    // Asio takes the address without the brackets HostPort keeps off it.
+    const tcp::endpoint endpoint(asio::ip::make_address(options.listen.host), options.listen.port);
     acceptor.open(endpoint.protocol());
     acceptor.set_option(asio::socket_base::reuse_address(true));
     acceptor.bind(endpoint);
     acceptor.listen(asio::socket_base::max_listen_connections);
   } catch (const std::exception& e) {
-    std::cerr << "sluice-stub: cannot listen on " << options.listen << ": " << e.what() << "\n";
+    std::cerr << "sluice-stub: cannot listen on " << options.listen.ToString() << ": " << e.what()
+              << "\n";
     return 1;
   }
-  std::printf("listening http=%s:%u name=%s\n", options.listen.substr(0, colon).c_str(),
-              acceptor.local_endpoint().port(), options.name.c_str());
+  std::printf(
+      "listening http=%s name=%s\n",
+      sluice::HostPort{options.listen.host, acceptor.local_endpoint().port()}.ToString().c_str(),
+      options.name.c_str());
   std::fflush(stdout);
   asio::co_spawn(io, Accept(acceptor, state), asio::detached);
   std::vector<std::thread> threads;
