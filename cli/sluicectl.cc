@@ -233,7 +233,9 @@ class Client {
 // this side.
 std::optional<std::pair<uint64_t, uint64_t>> OversizeMessage(const grpc::Status& status) {
   if (status.error_code() != grpc::StatusCode::RESOURCE_EXHAUSTED) return std::nullopt;
-  absl::string_view text = status.error_message();
+  // error_message() returns a copy: keep it, the view below points into it.
+  const std::string message = status.error_message();
+  absl::string_view text = message;
   const size_t at = text.find("larger than max (");
   if (at == absl::string_view::npos) return std::nullopt;
   text.remove_prefix(at + std::strlen("larger than max ("));
