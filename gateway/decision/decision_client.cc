@@ -94,6 +94,15 @@ class DecisionClient::Reactor final
 std::shared_ptr<DecisionClient> DecisionClient::Create(event::Dispatcher& dispatcher,
                                                        std::shared_ptr<grpc::Channel> channel,
                                                        Options options) {
+  // Debian's gRPC (1.51, whose I/O manager runs nothing in the background) serves the
+  // callback API from one process-wide completion queue, counted by the channels that have
+  // used it: when the last of them goes, gRPC shuts the queue down and joins its threads, and
+  // that teardown races those threads (an abort, "assertion failed: prior > 0" in
+  // grpc_completion_queue_next, seen between test cases and possible at a gateway's exit;
+  // couchbase-cxx-client#1060 hit the same). The first channel is kept for the life of the
+  // process (reachable, so no leak is reported), so the count never falls back to zero.
+  static auto* const kFirstChannel = new std::shared_ptr<grpc::Channel>(channel);
+  (void)kFirstChannel;
   return std::shared_ptr<DecisionClient>(
       new DecisionClient(dispatcher, std::move(channel), std::move(options)));
 }

@@ -56,6 +56,17 @@ v1::DecideRequest Request(const std::string& user = "") {
   return r;
 }
 
+// The report of a first attempt answered 200: what ends a decision on the server.
+v1::AttemptReport FinalResponse(const v1::Decision& decision) {
+  v1::AttemptReport r;
+  r.set_id(decision.id());
+  r.set_attempt(1);
+  r.set_outcome(v1::RESPONSE);
+  r.set_status_code(200);
+  r.set_final(true);
+  return r;
+}
+
 class DecisionClientTest : public ::testing::Test {
  protected:
   void SetUp() override { address_ = absl::StrCat("127.0.0.1:", FreePort()); }
@@ -296,15 +307,7 @@ TEST_F(DecisionClientTest, ReportsReleaseInFlightLoad) {
     }
   });
   RunUntil([&] { return decisions.size() == 10; });
-  for (const v1::Decision& d : decisions) {
-    v1::AttemptReport r;
-    r.set_id(d.id());
-    r.set_attempt(1);
-    r.set_outcome(v1::RESPONSE);
-    r.set_status_code(200);
-    r.set_final(true);
-    client->Report(r);
-  }
+  for (const v1::Decision& d : decisions) client->Report(FinalResponse(d));
   // Reports need no answer; they are written by the next flush.
   const uint64_t before = client->messages_sent();
   RunUntil([&] { return client->messages_sent() > before; });
@@ -335,15 +338,7 @@ TEST_F(DecisionClientTest, ReportsAloneWaitForCompanyAndRideWithDecisions) {
   };
   dispatcher_->Post([&] { decide(4); });
   RunUntil([&] { return decisions.size() == 4; });
-  auto report = [&](const v1::Decision& d) {
-    v1::AttemptReport r;
-    r.set_id(d.id());
-    r.set_attempt(1);
-    r.set_outcome(v1::RESPONSE);
-    r.set_status_code(200);
-    r.set_final(true);
-    client->Report(r);
-  };
+  auto report = [&](const v1::Decision& d) { client->Report(FinalResponse(d)); };
   // Three reports on three turns of the loop: one message, after the delay.
   const uint64_t messages = client->messages_sent();
   const uint64_t reports = client->reports_sent();
