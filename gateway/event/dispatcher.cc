@@ -194,13 +194,6 @@ bool Dispatcher::Current(int fd, uint32_t generation) const {
          registrations_[index].generation == generation;
 }
 
-// No UBSan vptr check here: on a cache miss it probes the object's memory through a pipe
-// (sanitizer_common's IsAccessibleMemoryRange), which cannot be created when the process is
-// out of descriptors, and then reports a valid handler as "invalid vptr" and aborts. A
-// gateway out of descriptors is a case the tests provoke on purpose (EMFILE back-off).
-#if defined(__clang__)
-__attribute__((no_sanitize("vptr")))
-#endif
 void Dispatcher::Dispatch(const Poller::Event& event) {
   const int fd = static_cast<int>(static_cast<uint32_t>(event.token));
   const auto generation = static_cast<uint32_t>(event.token >> 32);
