@@ -1609,6 +1609,17 @@ TEST_P(GatewayTest, OutOfFileDescriptorsTheWorkerWaitsInsteadOfSpinning) {
   StartServer(ShopService() + VirtualService(SplitRoute(100, 0)));
   constexpr int kMaxFiles = 64;
   launcher_ = {"/usr/bin/prlimit", absl::StrCat("--nofile=", kMaxFiles, ":", kMaxFiles), "--"};
+  // Under UBSan (the asan-test stage) the vptr check cannot work in a process out of
+  // descriptors: on a type-cache miss it probes the object's memory through a pipe
+  // (sanitizer_common's IsAccessibleMemoryRange), the pipe cannot be made, and a valid object
+  // is reported as "invalid vptr". This one gateway runs with that check suppressed; every
+  // other check, and ASan, stay on.
+  if (const char* ubsan = getenv("UBSAN_OPTIONS"); ubsan != nullptr) {
+    const std::string suppressions = dir_.Write("ubsan.supp", "vptr:*\n");
+    launcher_.insert(
+        launcher_.begin(),
+        {"/usr/bin/env", absl::StrCat("UBSAN_OPTIONS=", ubsan, ":suppressions=", suppressions)});
+  }
   StartGateway();
   ASSERT_EQ(Get("/").status, 200);
 
@@ -1623,7 +1634,8 @@ TEST_P(GatewayTest, OutOfFileDescriptorsTheWorkerWaitsInsteadOfSpinning) {
   while (OpenDescriptors(gateway_.pid()) < kMaxFiles && absl::Now() < give_up) {
     absl::SleepFor(absl::Milliseconds(10));
   }
-  ASSERT_GE(OpenDescriptors(gateway_.pid()), kMaxFiles) << "the gateway never ran out";
+  ASSERT_GE(OpenDescriptors(gateway_.pid()), kMaxFiles) << "the gateway never ran out; its log:\n"
+                                                        << gateway_.Log();
   absl::SleepFor(absl::Milliseconds(100));
 
   const double cpu_before = CpuSeconds(gateway_.pid());
