@@ -151,7 +151,7 @@ int Run(const Options& o) {
 
   Process server;
   if (!server.Start(
-          {o.server, "--config", dir.path(), "--listen", "127.0.0.1:0", "--metrics", "127.0.0.1:0"},
+          {o.server, "--plaintext", "--config", dir.path(), "--listen", "127.0.0.1:0", "--metrics", "127.0.0.1:0"},
           "listening ")) {
     std::fprintf(stderr, "sluice-server: %s\n", server.error().c_str());
     return 1;
@@ -160,7 +160,7 @@ int Run(const Options& o) {
   std::vector<std::unique_ptr<Process>> gateways;
   for (int g = 0; g < o.gateways; ++g) {
     auto gateway = std::make_unique<Process>();
-    if (!gateway->Start({o.gateway, "--listen", "127.0.0.1:0", "--decision", grpc_address,
+    if (!gateway->Start({o.gateway, "--plaintext", "--listen", "127.0.0.1:0", "--decision", grpc_address,
                          "--metrics", "127.0.0.1:0", "--workers", std::to_string(o.workers),
                          "--name", absl::StrCat("gw-", g), "--decisions", "local"},
                         "listening ")) {

@@ -289,9 +289,9 @@ for proxy in "${proxies[@]}"; do
   case $proxy in
     sluice)
       write_shop_yaml
-      start server grpc "$build/server/sluice-server" --config "$work/shop.yaml" \
+      start server grpc "$build/server/sluice-server" --plaintext --config "$work/shop.yaml" \
         --listen 127.0.0.1:0 --metrics 127.0.0.1:0
-      start sluice http "$build/gateway/sluice-gateway" --listen 127.0.0.1:0 \
+      start sluice http "$build/gateway/sluice-gateway" --plaintext --listen 127.0.0.1:0 \
         --decision "127.0.0.1:${port[server]}" --metrics 127.0.0.1:0 --workers "$workers"
       # Both processes do the proxy's work: the decision comes from the server.
       cpu_pids[sluice]="${pid[sluice]} ${pid[server]}"
@@ -301,9 +301,9 @@ for proxy in "${proxies[@]}"; do
       # The same, with the gateway deciding from the table its own sluice-server pushes
       # (--decisions local). The server still counts: it receives the attempt reports.
       write_shop_yaml
-      start server_local grpc "$build/server/sluice-server" --config "$work/shop.yaml" \
+      start server_local grpc "$build/server/sluice-server" --plaintext --config "$work/shop.yaml" \
         --listen 127.0.0.1:0 --metrics 127.0.0.1:0
-      start sluice-local http "$build/gateway/sluice-gateway" --listen 127.0.0.1:0 \
+      start sluice-local http "$build/gateway/sluice-gateway" --plaintext --listen 127.0.0.1:0 \
         --decision "127.0.0.1:${port[server_local]}" --metrics 127.0.0.1:0 --workers "$workers" \
         --decisions local
       cpu_pids[sluice-local]="${pid[sluice-local]} ${pid[server_local]}"

@@ -63,7 +63,7 @@ mkdir -p "$root/bench/results"
       name=$1; gsub(/"/,"",name); sub(/_median$/,"",name); printf "| %s | %.0f ns |\n", name, $3 }'
 } | tee "$out"
 
-start server "$build/server/sluice-server" --config "$root/deploy/examples" \
+start server "$build/server/sluice-server" --plaintext --config "$root/deploy/examples" \
   --listen 127.0.0.1:0 --metrics 127.0.0.1:0
 start echo "$build/bench/echo_server" --listen 127.0.0.1:0
 

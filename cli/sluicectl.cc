@@ -31,6 +31,7 @@
 #include "lib/common/utf8.h"
 #include "lib/routing/snapshot.h"
 #include "lib/routing/snapshot_printer.h"
+#include "lib/security/tls.h"
 #include "server/config/loader.h"
 #include "server/routing/snapshot_compiler.h"
 #include "sluice/v1/admin.grpc.pb.h"
@@ -61,6 +62,20 @@ ABSL_FLAG(std::string, scheme, "http", "explain: the request's scheme.");
 ABSL_FLAG(std::vector<std::string>, H, {}, "explain: a request header, name:value.");
 ABSL_FLAG(std::vector<std::string>, source_label, {},
           "explain: a label of the calling workload, k=v.");
+ABSL_FLAG(std::string, tls_cert, "",
+          "PEM client certificate for mutual TLS with sluice-server (default: $SLUICE_TLS_CERT).");
+ABSL_FLAG(std::string, tls_key, "", "PEM private key of --tls-cert (default: $SLUICE_TLS_KEY).");
+ABSL_FLAG(std::string, tls_ca, "",
+          "PEM CA bundle that verifies sluice-server's certificate (default: $SLUICE_TLS_CA).");
+ABSL_FLAG(std::string, tls_server_name, "",
+          "The name the server's certificate must carry when not the host of --server "
+          "(default: $SLUICE_TLS_SERVER_NAME).");
+ABSL_FLAG(std::string, token_file, "",
+          "File holding a bearer token that identifies this client to the server's access "
+          "policy, sent over TLS only (default: $SLUICE_TOKEN_FILE).");
+ABSL_FLAG(bool, plaintext, false,
+          "Talk to a server started with --plaintext (default: $SLUICE_PLAINTEXT=1).");
+ABSL_FLAG(uint32_t, limit, 20, "history: how many of the most recent changes to show.");
 ABSL_FLAG(bool, watch, false,
           "canary status: print a progress line whenever it changes, until the canary finishes "
           "(Succeeded or Failed) or Ctrl-C.");
@@ -73,6 +88,10 @@ constexpr char kUsage[] = R"(usage: sluicectl [--server HOST:PORT] COMMAND [opti
 
 The server address defaults to $SLUICE_SERVER, else 127.0.0.1:7070. Options and --server go
 before or after the command and its operands, as --flag value or --flag=value.
+
+The connection is mutual TLS: --tls-ca, --tls-cert and --tls-key (or $SLUICE_TLS_CA,
+$SLUICE_TLS_CERT, $SLUICE_TLS_KEY), optionally --token-file; or --plaintext for a server
+started with --plaintext.
 
 commands:
   validate -f PATH... [--describe] [--quiet]
@@ -97,6 +116,9 @@ commands:
   endpoints [HOST] [-o json]
       Endpoints per cluster (host and subset): health (ejected since/until and why),
       in-flight count, success rate over the last minute, ejection count.
+  history [--limit N] [-o json]
+      The latest changes (apply, delete, canary actions) and refused attempts: when, who,
+      what, versions before and after, outcome; from the server's audit log.
   gateways [-o json]
       Gateway workers on the decision stream: mode (server or local), decision table
       version acknowledged/sent, marked (behind) until a worker installs the server's
@@ -145,7 +167,11 @@ bool Json() { return absl::GetFlag(FLAGS_o) == "json"; }
 
 // Exit codes: 0 done, 1 rejected or not found, 2 usage, 3 server unreachable.
 int RpcFailure(const grpc::Status& status) {
-  std::cerr << "sluicectl: " << status.error_message() << "\n";
+  const char* kind =
+      status.error_code() == grpc::StatusCode::PERMISSION_DENIED ? "permission denied: "
+      : status.error_code() == grpc::StatusCode::UNAUTHENTICATED ? "not authenticated: "
+                                                                 : "";
+  std::cerr << "sluicectl: " << kind << status.error_message() << "\n";
   if (status.error_code() == grpc::StatusCode::UNAVAILABLE ||
       status.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED) {
     return 3;
@@ -210,21 +236,34 @@ grpc::ChannelArguments ChannelLimits(uint64_t max_send_bytes) {
 
 class Client {
  public:
-  Client(const std::string& address, uint64_t max_send_bytes)
+  // `token`: a bearer token for every call ("" for none).
+  Client(const std::string& address, uint64_t max_send_bytes,
+         const sluice::security::Transport& transport,
+         std::shared_ptr<grpc::ChannelCredentials> credentials, std::string token)
       : max_send_bytes_(max_send_bytes),
+        token_(std::move(token)),
         stub_(sluice::v1::AdminService::NewStub(grpc::CreateCustomChannel(
-            address, grpc::InsecureChannelCredentials(), ChannelLimits(max_send_bytes)))) {}
+            address, std::move(credentials), ChannelArgs(max_send_bytes, transport)))) {}
 
   std::unique_ptr<grpc::ClientContext> Context() const {
     auto ctx = std::make_unique<grpc::ClientContext>();
     ctx->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+    if (!token_.empty()) ctx->AddMetadata("authorization", absl::StrCat("Bearer ", token_));
     return ctx;
   }
   sluice::v1::AdminService::Stub& stub() { return *stub_; }
   uint64_t max_send_bytes() const { return max_send_bytes_; }
 
  private:
+  static grpc::ChannelArguments ChannelArgs(uint64_t max_send_bytes,
+                                            const sluice::security::Transport& transport) {
+    grpc::ChannelArguments args = ChannelLimits(max_send_bytes);
+    sluice::security::AddServerNameOverride(transport, args);
+    return args;
+  }
+
   uint64_t max_send_bytes_;
+  std::string token_;
   std::unique_ptr<sluice::v1::AdminService::Stub> stub_;
 };
 
@@ -564,6 +603,52 @@ std::string FormatAge(int64_t unix_ms, absl::Time now) {
   return absl::StrCat(seconds / 3600, "h ago");
 }
 
+// Columns padded to their widest cell, two spaces apart; the last column unpadded.
+void PrintTable(const std::vector<std::vector<std::string>>& rows) {
+  std::vector<size_t> widths;
+  for (const auto& row : rows) {
+    widths.resize(std::max(widths.size(), row.size()), 0);
+    for (size_t i = 0; i < row.size(); ++i) widths[i] = std::max(widths[i], row[i].size());
+  }
+  for (const auto& row : rows) {
+    std::string line;
+    for (size_t i = 0; i < row.size(); ++i) {
+      absl::StrAppend(&line, row[i]);
+      if (i + 1 < row.size()) line.append(widths[i] - row[i].size() + 2, ' ');
+    }
+    std::cout << line << "\n";
+  }
+}
+
+int History(Client& client) {
+  sluice::v1::HistoryRequest request;
+  request.set_limit(absl::GetFlag(FLAGS_limit));
+  sluice::v1::HistoryResponse response;
+  grpc::Status status = client.stub().History(client.Context().get(), request, &response);
+  if (!status.ok()) return RpcFailure(status);
+  if (Json()) {
+    std::cout << ToJson(response) << "\n";
+    return 0;
+  }
+  if (response.entries_size() == 0) {
+    std::cout << "no changes recorded (the server keeps them with --audit-log, or in memory "
+                 "since it started)\n";
+    return 0;
+  }
+  std::vector<std::vector<std::string>> rows = {
+      {"TIME", "IDENTITY", "ACTION", "OUTCOME", "VERSION", "RESOURCES", "DETAIL"}};
+  for (const sluice::v1::AuditEntry& e : response.entries()) {
+    rows.push_back({e.time(), e.identity(), e.action(), e.outcome(),
+                    e.version_before() == e.version_after()
+                        ? absl::StrCat(e.version_after())
+                        : absl::StrCat(e.version_before(), "->", e.version_after()),
+                    e.resources().empty() ? "-" : absl::StrJoin(e.resources(), ","),
+                    e.detail().empty() ? "-" : e.detail()});
+  }
+  PrintTable(rows);
+  return 0;
+}
+
 int Gateways(Client& client) {
   sluice::v1::ListGatewaysRequest request;
   sluice::v1::ListGatewaysResponse response;
@@ -600,28 +685,12 @@ int Gateways(Client& client) {
     row.decisions = absl::StrCat(s.decisions());
     rows.push_back(std::move(row));
   }
-  std::vector<size_t> widths(9, 0);
-  const auto fields = [](const Row& r) {
-    return std::vector<const std::string*>{&r.name,        &r.peer,        &r.mode,
-                                           &r.version,     &r.propagation, &r.changes,
-                                           &r.last_report, &r.reports,     &r.decisions};
-  };
+  std::vector<std::vector<std::string>> table;
   for (const Row& r : rows) {
-    const auto f = fields(r);
-    for (size_t i = 0; i < f.size(); ++i) widths[i] = std::max(widths[i], f[i]->size());
+    table.push_back({r.name, r.peer, r.mode, r.version, r.propagation, r.changes, r.last_report,
+                     r.reports, r.decisions});
   }
-  for (const Row& r : rows) {
-    const auto f = fields(r);
-    std::string line;
-    for (size_t i = 0; i < f.size(); ++i) {
-      if (i + 1 == f.size()) {
-        absl::StrAppend(&line, *f[i]);
-      } else {
-        absl::StrAppend(&line, *f[i], std::string(widths[i] - f[i]->size() + 2, ' '));
-      }
-    }
-    std::cout << line << "\n";
-  }
+  PrintTable(table);
   return 0;
 }
 
@@ -792,14 +861,61 @@ int main(int argc, char** argv) {
     }
     server = *parsed;
   }
+  // Each connection flag falls back to its environment variable, as --server does.
+  const auto flag_or_env = [](const absl::Flag<std::string>& flag, const char* env) {
+    std::string value = absl::GetFlag(flag);
+    if (value.empty()) {
+      if (const char* e = std::getenv(env); e != nullptr) value = e;
+    }
+    return value;
+  };
+  const char* plaintext_env = std::getenv("SLUICE_PLAINTEXT");
+  const bool plaintext = absl::GetFlag(FLAGS_plaintext) ||
+                         (plaintext_env != nullptr && std::string(plaintext_env) == "1");
+  absl::StatusOr<sluice::security::Transport> transport = sluice::security::ChooseTransport(
+      sluice::security::Side::kClient, plaintext,
+      {.cert = flag_or_env(FLAGS_tls_cert, "SLUICE_TLS_CERT"),
+       .key = flag_or_env(FLAGS_tls_key, "SLUICE_TLS_KEY"),
+       .ca = flag_or_env(FLAGS_tls_ca, "SLUICE_TLS_CA"),
+       .server_name = flag_or_env(FLAGS_tls_server_name, "SLUICE_TLS_SERVER_NAME")});
+  if (!transport.ok()) sluice::flags::UsageError(program, transport.status().message());
+  absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> credentials =
+      sluice::security::ChannelCredentials(*transport);
+  if (!credentials.ok()) {
+    std::cerr << "sluicectl: " << credentials.status().message() << "\n";
+    return 2;
+  }
+  std::string token;
+  if (const std::string token_file = flag_or_env(FLAGS_token_file, "SLUICE_TOKEN_FILE");
+      !token_file.empty()) {
+    if (transport->plaintext) {
+      sluice::flags::UsageError(program,
+                                "--token-file: a token is sent over TLS only, not --plaintext");
+    }
+    std::ifstream in(token_file);
+    std::stringstream text;
+    text << in.rdbuf();
+    token = std::string(absl::StripAsciiWhitespace(text.str()));
+    // The token's bytes stay out of every message.
+    if (!in.good() && !in.eof()) {
+      std::cerr << "sluicectl: --token-file " << token_file << ": cannot read it\n";
+      return 2;
+    }
+    if (token.empty()) {
+      std::cerr << "sluicectl: --token-file " << token_file << " is empty\n";
+      return 2;
+    }
+  }
   // gRPC's target syntax: an IPv6 address in brackets.
-  Client client(server.ToString(), absl::GetFlag(FLAGS_max_apply_bytes).bytes);
+  Client client(server.ToString(), absl::GetFlag(FLAGS_max_apply_bytes).bytes, *transport,
+                *std::move(credentials), std::move(token));
   if (command == "apply") return Apply(client);
   if (command == "get") return Get(client, args);
   if (command == "delete") return Delete(client, args);
   if (command == "explain") return Explain(client);
   if (command == "endpoints") return Endpoints(client, args);
   if (command == "gateways") return Gateways(client);
+  if (command == "history") return History(client);
   if (command == "canary") return Canary(client, args);
   std::cerr << "sluicectl: unknown command \"" << command << "\"\n";
   return Usage(2);

@@ -24,9 +24,11 @@
 #include "grpcpp/grpcpp.h"
 #include "lib/common/flags.h"
 #include "lib/common/host_port.h"
+#include "lib/common/log.h"
 #include "lib/common/mutex_mode.h"
 #include "lib/common/signals.h"
 #include "lib/common/sizes.h"
+#include "lib/security/tls.h"
 #include "prometheus/registry.h"
 
 namespace {
@@ -126,6 +128,18 @@ ABSL_FLAG(std::string, name, GatewayOptions{}.gateway_name,
           "This gateway's name in its metrics and in `sluicectl gateways`.");
 ABSL_FLAG(absl::Duration, dns_refresh_rate, GatewayOptions{}.dns_refresh_rate,
           "How often endpoint host names are resolved again.");
+ABSL_FLAG(std::string, tls_cert, "",
+          "PEM certificate chain this gateway presents to sluice-server (mutual TLS with "
+          "--tls-key and --tls-ca).");
+ABSL_FLAG(std::string, tls_key, "", "PEM private key of --tls-cert.");
+ABSL_FLAG(std::string, tls_ca, "", "PEM CA bundle that verifies sluice-server's certificate.");
+ABSL_FLAG(std::string, tls_server_name, "",
+          "The name sluice-server's certificate must carry, when not the host of --decision.");
+ABSL_FLAG(absl::Duration, tls_refresh_interval, absl::Seconds(10),
+          "How often the --tls-* files are re-read (rotation without a restart).");
+ABSL_FLAG(bool, plaintext, false,
+          "Talk to sluice-server without TLS (its --plaintext): for tests and demos on "
+          "loopback.");
 ABSL_FLAG(bool, shadow_host_suffix, GatewayOptions{}.shadow_host_suffix,
           "Mirrored requests carry Host: NAME-shadow, as Istio before 1.28 sent them "
           "(--shadow-host-suffix, or =true|false).");
@@ -256,10 +270,30 @@ int main(int argc, char** argv) {
     sluice::flags::UsageError(program, absl::StrCat("unexpected argument \"", extra.front(), "\""));
   }
   const GatewayOptions options = OptionsFromFlags();
+  absl::StatusOr<sluice::security::Transport> transport = sluice::security::ChooseTransport(
+      sluice::security::Side::kClient, absl::GetFlag(FLAGS_plaintext),
+      {.cert = absl::GetFlag(FLAGS_tls_cert),
+       .key = absl::GetFlag(FLAGS_tls_key),
+       .ca = absl::GetFlag(FLAGS_tls_ca),
+       .refresh = absl::GetFlag(FLAGS_tls_refresh_interval),
+       .server_name = absl::GetFlag(FLAGS_tls_server_name)});
+  if (!transport.ok()) sluice::flags::UsageError(program, transport.status().message());
+  if (transport->plaintext) {
+    sluice::LogWarning("--plaintext: the decision stream to ", options.decision_address,
+                       " is unencrypted and unauthenticated; use mutual TLS (--tls-cert, "
+                       "--tls-key, --tls-ca) outside tests and demos");
+  }
 
   sluice::DisableMutexDeadlockDetection();
   // SIGUSR1: reopen the access log (logrotate).
   const sigset_t signals = sluice::BlockTerminationSignals({SIGUSR1});
+  // gRPC starts threads of its own from here on: after the signal mask, which they inherit.
+  absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> credentials =
+      sluice::security::ChannelCredentials(*transport);
+  if (!credentials.ok()) {
+    std::cerr << "sluice-gateway: " << credentials.status().message() << "\n";
+    return 1;
+  }
 
   auto registry = std::make_shared<prometheus::Registry>();
   IstioMetrics istio_metrics(*registry, options.gateway_name, "default");
@@ -306,8 +340,8 @@ int main(int argc, char** argv) {
     args.SetInt(GRPC_ARG_MINIMAL_STACK, 1);  // see server/main.cc
     args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
     args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 2000);
-    auto channel = grpc::CreateCustomChannel(options.decision_address,
-                                             grpc::InsecureChannelCredentials(), args);
+    sluice::security::AddServerNameOverride(*transport, args);
+    auto channel = grpc::CreateCustomChannel(options.decision_address, *credentials, args);
     workers.push_back(std::make_unique<Worker>(i, context, std::move(channel)));
   }
 

@@ -8,6 +8,9 @@ packages=(
   make cmake g++ pkg-config
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libabsl-dev prometheus-cpp-dev libre2-dev libyaml-cpp-dev libboost1.74-dev
+  # mutual TLS: OpenSSL checks the certificate files; its command line makes certificates
+  # (scripts/make-certs.sh, the demo) and the TLS tests read a served certificate with it
+  libssl-dev openssl
   # the HTTP/1 parser (Node's llhttp, shipped as C sources) and io_uring for the proxy core
   node-llhttp liburing-dev
   # tests and benchmarks

@@ -26,6 +26,7 @@
 #include "lib/common/signals.h"
 #include "lib/common/sizes.h"
 #include "lib/routing/snapshot_printer.h"
+#include "lib/security/tls.h"
 #include "prometheus/exposer.h"
 #include "prometheus/registry.h"
 #include "server/api/admin_service.h"
@@ -36,6 +37,8 @@
 #include "server/canary/traffic_recorder.h"
 #include "server/health/health_ticker.h"
 #include "server/health/health_tracker.h"
+#include "server/security/access_control.h"
+#include "server/security/audit_log.h"
 #include "server/store/config_store.h"
 
 ABSL_FLAG(std::vector<std::string>, config, {},
@@ -61,6 +64,29 @@ ABSL_FLAG(sluice::ByteSize, max_apply_bytes, (sluice::ByteSize{16 << 20}),
           "1024m; a larger one is refused with RESOURCE_EXHAUSTED before any of it is parsed.");
 ABSL_FLAG(uint64_t, max_apply_resources, 10000,
           "The most resources one apply may hold; more are refused with INVALID_ARGUMENT.");
+ABSL_FLAG(std::optional<sluice::HostPort>, health, std::nullopt,
+          "HOST:PORT serving gRPC health checks (grpc.health.v1) in plaintext, for probes that "
+          "cannot do mutual TLS (Kubernetes' grpc probes); every other call there is refused.");
+ABSL_FLAG(std::string, tls_cert, "",
+          "PEM certificate chain this server presents (mutual TLS with --tls-key and --tls-ca).");
+ABSL_FLAG(std::string, tls_key, "", "PEM private key of --tls-cert.");
+ABSL_FLAG(std::string, tls_ca, "",
+          "PEM CA bundle that verifies the certificates of gateways and sluicectl.");
+ABSL_FLAG(absl::Duration, tls_refresh_interval, absl::Seconds(10),
+          "How often the --tls-* files are re-read; a rotated certificate is served to new "
+          "connections from then on, without a restart.");
+ABSL_FLAG(bool, plaintext, false,
+          "Serve without TLS: anyone who reaches --listen can read decisions and, without "
+          "--access-policy, change the configuration. For tests and demos on loopback.");
+ABSL_FLAG(std::string, access_policy, "",
+          "YAML file of identities and their roles (read, write, canary, gateway), re-read when "
+          "it changes; without it every client the CA verifies holds every role.");
+ABSL_FLAG(std::vector<std::string>, allow_identity, {},
+          "A client certificate SAN (URI or DNS name; a trailing * matches a prefix) allowed to "
+          "call at all; repeatable. Without it, every identity the CA verifies may.");
+ABSL_FLAG(std::string, audit_log, "",
+          "File (created 0600) that gets one JSON line per change and refused change: who, what, "
+          "when, versions before and after; sluicectl history shows the recent ones.");
 
 namespace {
 
@@ -78,6 +104,7 @@ sluice::flags::Program FlagsProgram() {
   program.name = "sluice-server";
   program.usage = kUsage;
   program.take_following = {&FLAGS_config};
+  program.repeated = {&FLAGS_allow_identity};
   const auto finite_positive = [](absl::Duration d) {
     return d > absl::ZeroDuration() && d != absl::InfiniteDuration();
   };
@@ -111,9 +138,48 @@ int main(int argc, char** argv) {
   const sluice::HostPort listen = absl::GetFlag(FLAGS_listen);
   const sluice::HostPort metrics_listen = absl::GetFlag(FLAGS_metrics);
 
+  absl::StatusOr<sluice::security::Transport> transport = sluice::security::ChooseTransport(
+      sluice::security::Side::kServer, absl::GetFlag(FLAGS_plaintext),
+      {.cert = absl::GetFlag(FLAGS_tls_cert),
+       .key = absl::GetFlag(FLAGS_tls_key),
+       .ca = absl::GetFlag(FLAGS_tls_ca),
+       .refresh = absl::GetFlag(FLAGS_tls_refresh_interval)});
+  if (!transport.ok()) sluice::flags::UsageError(program, transport.status().message());
+  if (transport->plaintext && (!absl::GetFlag(FLAGS_access_policy).empty() ||
+                               !absl::GetFlag(FLAGS_allow_identity).empty())) {
+    sluice::flags::UsageError(program,
+                              "--access-policy and --allow-identity need mutual TLS: over "
+                              "--plaintext no caller can be identified");
+  }
+  auto access = sluice::security::AccessControl::Create(
+      {.policy_path = absl::GetFlag(FLAGS_access_policy),
+       .allowed_identities = absl::GetFlag(FLAGS_allow_identity),
+       .require_tls = !transport->plaintext});
+  if (!access.ok()) {
+    std::cerr << "sluice-server: " << access.status().message() << "\n";
+    return 1;
+  }
+  if (transport->plaintext) {
+    sluice::LogWarning(
+        "--plaintext: decisions and administration travel unencrypted and "
+        "clients are not authenticated; use mutual TLS (--tls-cert, --tls-key, "
+        "--tls-ca) outside tests and demos");
+  } else if (!(*access)->has_policy()) {
+    sluice::LogWarning(
+        "no --access-policy: every client the --tls-ca verifies holds every role "
+        "(read, write, canary, gateway)");
+  }
+
   sluice::DisableMutexDeadlockDetection();
   // Signals are taken by this thread only; every thread started below inherits the mask.
   const sigset_t signals = sluice::BlockTerminationSignals();
+  // gRPC starts threads of its own from here on: after the signal mask, which they inherit.
+  absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> credentials =
+      sluice::security::ServerCredentials(*transport);
+  if (!credentials.ok()) {
+    std::cerr << "sluice-server: " << credentials.status().message() << "\n";
+    return 1;
+  }
 
   sluice::store::ConfigStore::Options options;
   options.config_paths = config_paths;
@@ -175,7 +241,14 @@ int main(int argc, char** argv) {
   }
   exposer->RegisterCollectable(registry);
 
+  auto audit =
+      sluice::security::AuditLog::Open({.path = absl::GetFlag(FLAGS_audit_log)}, *registry);
+  if (!audit.ok()) {
+    std::cerr << "sluice-server: " << audit.status().message() << "\n";
+    return 1;
+  }
   sluice::api::DecisionServiceImpl decision_service(**store, metrics, health, traffic, hub);
+  decision_service.SetAccessControl(access->get());
   (*store)->OnSwap(
       [&decision_service](const sluice::routing::Snapshot& s) { decision_service.OnSnapshot(s); });
   // After the health tracker's listener: the table carries the ejections it carried over.
@@ -183,6 +256,7 @@ int main(int argc, char** argv) {
   hub.Start();
   sluice::api::AdminServiceImpl admin_service(**store, metrics, health, **canaries, hub,
                                               absl::GetFlag(FLAGS_max_apply_bytes).bytes);
+  admin_service.SetSecurity(access->get(), audit->get());
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
@@ -198,12 +272,19 @@ int main(int argc, char** argv) {
   // received bytes, before anything parses them (a server has no per-method limit, and the
   // decision stream keeps none: it is the gateways').
   int grpc_port = 0;
-  builder.AddListeningPort(listen.ToString(), grpc::InsecureServerCredentials(), &grpc_port);
+  builder.AddListeningPort(listen.ToString(), *credentials, &grpc_port);
+  int health_port = 0;
+  const std::optional<sluice::HostPort> health_listen = absl::GetFlag(FLAGS_health);
+  if (health_listen) {
+    builder.AddListeningPort(health_listen->ToString(), grpc::InsecureServerCredentials(),
+                             &health_port);
+  }
   builder.RegisterService(&decision_service);
   builder.RegisterService(&admin_service);
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
-  if (server == nullptr || grpc_port == 0) {
-    std::cerr << "sluice-server: cannot listen on " << listen.ToString() << "\n";
+  if (server == nullptr || grpc_port == 0 || (health_listen && health_port == 0)) {
+    std::cerr << "sluice-server: cannot listen on " << listen.ToString()
+              << (health_listen ? absl::StrCat(" and ", health_listen->ToString()) : "") << "\n";
     return 1;
   }
   server->GetHealthCheckService()->SetServingStatus("", true);
@@ -222,8 +303,15 @@ int main(int argc, char** argv) {
   sluice::LogInfo("decisions and administration on ", grpc_address, " (gRPC); metrics on http://",
                   metrics_address, "/metrics");
   (*canaries)->Start();
-  std::printf("listening grpc=%s metrics=%s version=%llu\n", grpc_address.c_str(),
-              metrics_address.c_str(), static_cast<unsigned long long>(snapshot->version()));
+  // health=HOST:PORT only with --health, after the fields scripts already read.
+  const std::string health_field =
+      health_listen ? absl::StrCat(" health=", sluice::HostPort{health_listen->host,
+                                                                static_cast<uint16_t>(health_port)}
+                                                   .ToString())
+                    : "";
+  std::printf("listening grpc=%s metrics=%s version=%llu%s\n", grpc_address.c_str(),
+              metrics_address.c_str(), static_cast<unsigned long long>(snapshot->version()),
+              health_field.c_str());
   std::fflush(stdout);
 
   const timespec tick = absl::ToTimespec(absl::GetFlag(FLAGS_reload_interval));
@@ -232,6 +320,13 @@ int main(int argc, char** argv) {
     if (sig == SIGINT || sig == SIGTERM) {
       sluice::LogInfo("signal ", sig, ": shutting down");
       break;
+    }
+    if (std::optional<absl::Status> policy = (*access)->ReloadIfChanged()) {
+      if (policy->ok()) {
+        sluice::LogInfo("--access-policy ", absl::GetFlag(FLAGS_access_policy), " re-read");
+      } else {
+        sluice::LogError(policy->message());
+      }
     }
     // Poll the files: simple, and it sees edits made through editors that replace files.
     if (auto change = (*store)->ReloadFilesIfChanged()) {

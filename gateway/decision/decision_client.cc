@@ -392,6 +392,17 @@ void DecisionClient::OnStreamDone(Reactor* reactor, const grpc::Status& status) 
   if (reactor != reactor_) return;
   reactor_ = nullptr;
   state_ = State::kDisconnected;
+  // A server that refuses this gateway's identity will refuse every reconnection too: say so
+  // once per distinct reason rather than at every back-off.
+  if (status.error_code() == grpc::StatusCode::PERMISSION_DENIED ||
+      status.error_code() == grpc::StatusCode::UNAUTHENTICATED) {
+    if (status.error_message() != last_refusal_) {
+      last_refusal_ = status.error_message();
+      LogError("decision server refused this gateway: ", last_refusal_);
+    }
+  } else {
+    last_refusal_.clear();
+  }
   FailAll(absl::UnavailableError(
       absl::StrCat("decision stream ended: ", status.error_message().empty()
                                                   ? std::string("closed by the server")

@@ -174,6 +174,8 @@ class DecisionClient : public std::enable_shared_from_this<DecisionClient> {
   // Zero-delay: the requests queued during one turn of the loop go out in one message.
   event::Timer flush_timer_;
   absl::Duration reconnect_delay_;
+  // The last refusal (PERMISSION_DENIED, UNAUTHENTICATED) logged, so each is logged once.
+  std::string last_refusal_;
   absl::BitGen rng_;
   absl::InsecureBitGen decide_rng_;  // the local decider's draws: fast, not for secrets
   LocalDecider local_{decide_rng_};

@@ -14,7 +14,7 @@ namespace sluice {
 
 absl::Status WriteFileAtomically(const std::filesystem::path& path, absl::string_view contents) {
   const std::filesystem::path tmp = path.string() + ".tmp";
-  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
   if (fd < 0) {
     return absl::InternalError(absl::StrCat("open ", tmp.string(), ": ", std::strerror(errno)));
   }

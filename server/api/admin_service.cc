@@ -142,7 +142,7 @@ template <typename Request, typename Response>
 grpc::Status AdminServiceImpl::ParseAndCall(absl::string_view name,
                                             TypedMethod<Request, Response> typed,
                                             grpc::ServerContext* context, std::string bytes,
-                                            Response* response) {
+                                            Response* response, const std::string& identity) {
   Request request;
   if (!request.ParseFromString(bytes)) {
     std::string problem;
@@ -155,7 +155,105 @@ grpc::Status AdminServiceImpl::ParseAndCall(absl::string_view name,
     return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, problem);
   }
   bytes = std::string();  // an Apply's YAML is not kept twice while it is applied
-  return (this->*typed)(context, &request, response);
+  const uint64_t version_before = store_.Current()->version();
+  grpc::Status status = (this->*typed)(context, &request, response);
+  AuditChange(request, *response, status, identity, version_before);
+  return status;
+}
+
+security::Role AdminServiceImpl::RoleOf(absl::string_view method) {
+  if (method == "Apply" || method == "Delete") return security::Role::kWrite;
+  if (method == "CanaryAction") return security::Role::kCanary;
+  return security::Role::kRead;
+}
+
+namespace {
+
+std::string CanaryName(const v1::CanaryActionRequest& r) {
+  return absl::StrCat("Canary/", r.namespace_().empty() ? "default" : r.namespace_(), "/",
+                      r.name());
+}
+
+}  // namespace
+
+template <typename Request, typename Response>
+void AdminServiceImpl::AuditChange(const Request& request, const Response& response,
+                                   const grpc::Status& status, const std::string& identity,
+                                   uint64_t version_before) {
+  constexpr bool kApply = std::is_same_v<Request, v1::ApplyRequest>;
+  constexpr bool kDelete = std::is_same_v<Request, v1::DeleteRequest>;
+  constexpr bool kCanary = std::is_same_v<Request, v1::CanaryActionRequest>;
+  if constexpr (kApply || kDelete || kCanary) {
+    if (audit_ == nullptr) return;
+    v1::AuditEntry entry;
+    entry.set_identity(identity.empty() ? "anonymous" : identity);
+    entry.set_version_before(version_before);
+    entry.set_version_after(store_.Current()->version());
+    std::string outcome = status.ok() ? "applied" : "failed";
+    if (!status.ok()) entry.set_detail(status.error_message());
+    if constexpr (kApply) {
+      if (request.dry_run()) return;  // changes nothing
+      entry.set_action("apply");
+      for (const std::string& key : response.changed()) entry.add_resources(key);
+      if (response.changed_size() == 0) {
+        for (const v1::ApplyFile& f : request.files()) {
+          entry.add_resources(absl::StrCat("file:", f.name()));
+        }
+      }
+      if (status.ok() && !response.applied()) {
+        const auto errors = std::count_if(
+            response.diagnostics().begin(), response.diagnostics().end(),
+            [](const v1::Diagnostic& d) { return d.severity() == v1::Diagnostic::ERROR; });
+        outcome = errors > 0 ? "invalid" : "unchanged";
+        if (errors > 0) entry.set_detail(absl::StrCat(errors, " error(s); nothing changed"));
+      }
+      if (status.ok()) entry.set_version_after(response.version());
+    } else if constexpr (kDelete) {
+      entry.set_action("delete");
+      entry.add_resources(ToKey(request.ref()).ToString());
+    } else {
+      entry.set_action(absl::StrCat("canary-", request.action()));
+      entry.add_resources(CanaryName(request));
+      if (request.action() == "set-weight") {
+        entry.set_detail(absl::StrCat("weight ", request.weight(),
+                                      status.ok() ? "" : absl::StrCat(": ", entry.detail())));
+      }
+    }
+    entry.set_outcome(outcome);
+    audit_->Record(std::move(entry));
+  }
+}
+
+void AdminServiceImpl::AuditRefusal(absl::string_view method, const std::string& bytes,
+                                    const security::Verdict& verdict) {
+  if (audit_ == nullptr || RoleOf(method) == security::Role::kRead) return;
+  v1::AuditEntry entry;
+  entry.set_identity(verdict.identity);
+  entry.set_version_before(store_.Current()->version());
+  entry.set_version_after(entry.version_before());
+  entry.set_outcome("denied");
+  entry.set_detail(std::string(verdict.status.message()));
+  // What was asked, read only as far as the protobuf goes: an apply's YAML stays unparsed.
+  if (method == "Apply") {
+    v1::ApplyRequest request;
+    const bool parsed = bytes.size() <= max_apply_bytes_ && request.ParseFromString(bytes);
+    entry.set_action(parsed && request.dry_run() ? "dry-run" : "apply");
+    if (parsed) {
+      for (const v1::ApplyFile& f : request.files()) {
+        entry.add_resources(absl::StrCat("file:", f.name()));
+      }
+    }
+  } else if (method == "Delete") {
+    entry.set_action("delete");
+    v1::DeleteRequest request;
+    if (request.ParseFromString(bytes)) entry.add_resources(ToKey(request.ref()).ToString());
+  } else {
+    v1::CanaryActionRequest request;
+    const bool parsed = request.ParseFromString(bytes);
+    entry.set_action(parsed ? absl::StrCat("canary-", request.action()) : "canary");
+    if (parsed) entry.add_resources(CanaryName(request));
+  }
+  audit_->Record(std::move(entry));
 }
 
 template <typename Request, typename Response>
@@ -182,6 +280,17 @@ void AdminServiceImpl::ServeRaw(absl::string_view name, TypedMethod<Request, Res
               return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
                                   absl::StrCat("no ", Request::descriptor()->name(), " arrived"));
             }
+            security::Verdict verdict{"anonymous", absl::OkStatus()};
+            if (access_ != nullptr) {
+              verdict = access_->Check(*context, RoleOf(method_name), method_name);
+              if (!verdict.status.ok()) {
+                LogWarning(RefusalPrefix(method_name), verdict.status.message());
+                if (RoleOf(method_name) != security::Role::kRead && audit_ != nullptr) {
+                  AuditRefusal(method_name, Flatten(buffer).value_or(""), verdict);
+                }
+                return security::ToGrpcStatus(verdict.status);
+              }
+            }
             // gRPC has received it whole (its own size limit is not in force, see
             // server/main.cc); nothing has parsed or copied it yet.
             if (grpc::Status status = CheckSize(method_name, buffer.Length()); !status.ok()) {
@@ -194,8 +303,8 @@ void AdminServiceImpl::ServeRaw(absl::string_view name, TypedMethod<Request, Res
                   absl::StrCat("the ", Request::descriptor()->name(), " could not be read"));
             }
             Response response;
-            grpc::Status status =
-                ParseAndCall(method_name, typed, context, *std::move(bytes), &response);
+            grpc::Status status = ParseAndCall(method_name, typed, context, *std::move(bytes),
+                                               &response, verdict.identity);
             if (status.ok() && !stream->Write(response)) {
               return grpc::Status(grpc::StatusCode::CANCELLED, "the client went away");
             }
@@ -206,7 +315,7 @@ void AdminServiceImpl::ServeRaw(absl::string_view name, TypedMethod<Request, Res
                                                        std::string* out) -> grpc::Status {
     if (grpc::Status status = CheckSize(method_name, bytes.size()); !status.ok()) return status;
     Response response;
-    grpc::Status status = ParseAndCall(method_name, typed, context, bytes, &response);
+    grpc::Status status = ParseAndCall(method_name, typed, context, bytes, &response, "");
     if (status.ok()) response.SerializeToString(out);
     return status;
   };
@@ -231,6 +340,7 @@ AdminServiceImpl::AdminServiceImpl(store::ConfigStore& store, ServerMetrics& met
   ServeRaw("CanaryStatus", &AdminServiceImpl::CanaryStatus);
   ServeRaw("CanaryAction", &AdminServiceImpl::CanaryAction);
   ServeRaw("ListGateways", &AdminServiceImpl::ListGateways);
+  ServeRaw("History", &AdminServiceImpl::History);
   // A method added to admin.proto and not served here would answer INTERNAL with no
   // message again: refuse to start instead.
   const google::protobuf::ServiceDescriptor* service =
@@ -484,6 +594,14 @@ grpc::Status AdminServiceImpl::CanaryAction(grpc::ServerContext*,
 grpc::Status AdminServiceImpl::ListGateways(grpc::ServerContext*, const v1::ListGatewaysRequest*,
                                             v1::ListGatewaysResponse* response) {
   *response = hub_.List();
+  return grpc::Status::OK;
+}
+
+grpc::Status AdminServiceImpl::History(grpc::ServerContext*, const v1::HistoryRequest* request,
+                                       v1::HistoryResponse* response) {
+  if (audit_ == nullptr) return grpc::Status::OK;
+  const size_t limit = request->limit() == 0 ? 50 : request->limit();
+  for (v1::AuditEntry& entry : audit_->Recent(limit)) *response->add_entries() = std::move(entry);
   return grpc::Status::OK;
 }
 

@@ -11,6 +11,8 @@
 #include "server/api/server_metrics.h"
 #include "server/canary/canary_manager.h"
 #include "server/health/health_tracker.h"
+#include "server/security/access_control.h"
+#include "server/security/audit_log.h"
 #include "server/store/config_store.h"
 #include "sluice/v1/admin.grpc.pb.h"
 
@@ -50,6 +52,20 @@ class AdminServiceImpl final : public v1::AdminService::Service {
                             v1::CanaryStatusResponse* response) override;
   grpc::Status ListGateways(grpc::ServerContext*, const v1::ListGatewaysRequest*,
                             v1::ListGatewaysResponse* response) override;
+  grpc::Status History(grpc::ServerContext*, const v1::HistoryRequest* request,
+                       v1::HistoryResponse* response) override;
+
+  // Who may call which method (each call over gRPC is checked before its request is parsed),
+  // and where changes are recorded. Either may be null: no checks, no record. Set before the
+  // server starts.
+  void SetSecurity(const security::AccessControl* access, security::AuditLog* audit) {
+    access_ = access;
+    audit_ = audit;
+  }
+
+  // The role each method needs: kWrite for Apply and Delete, kCanary for CanaryAction, kRead
+  // for the rest.
+  static security::Role RoleOf(absl::string_view method);
 
  private:
   template <typename Request, typename Response>
@@ -72,7 +88,17 @@ class AdminServiceImpl final : public v1::AdminService::Service {
   // Parses `bytes` as a Request and calls `typed`, or says why they are refused.
   template <typename Request, typename Response>
   grpc::Status ParseAndCall(absl::string_view name, TypedMethod<Request, Response> typed,
-                            grpc::ServerContext* context, std::string bytes, Response* response);
+                            grpc::ServerContext* context, std::string bytes, Response* response,
+                            const std::string& identity);
+  // Records a change (Apply, Delete, CanaryAction) that ran, with its outcome; other requests
+  // record nothing.
+  template <typename Request, typename Response>
+  void AuditChange(const Request& request, const Response& response, const grpc::Status& status,
+                   const std::string& identity, uint64_t version_before);
+  // Records a change refused before it ran (the caller lacked the role), with what it asked
+  // for as far as its bytes tell.
+  void AuditRefusal(absl::string_view method, const std::string& bytes,
+                    const security::Verdict& verdict);
   // RESOURCE_EXHAUSTED when a request of `bytes` bytes is over max_apply_bytes_.
   grpc::Status CheckSize(absl::string_view name, size_t bytes);
 
@@ -82,6 +108,8 @@ class AdminServiceImpl final : public v1::AdminService::Service {
   canary::CanaryManager& canaries_;
   const GatewayHub& hub_;
   const uint64_t max_apply_bytes_;
+  const security::AccessControl* access_ = nullptr;
+  security::AuditLog* audit_ = nullptr;
   // By method name; filled by the constructor, read-only after.
   absl::flat_hash_map<std::string, RawCall> raw_calls_;
 };

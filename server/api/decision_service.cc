@@ -8,6 +8,7 @@
 #include "absl/random/random.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
+#include "lib/common/log.h"
 #include "lib/routing/decider.h"
 #include "lib/routing/decision_proto.h"
 
@@ -270,12 +271,27 @@ class StreamReactor final : public grpc::ServerBidiReactor<v1::GatewayMessage, v
   grpc::Status refusal_ ABSL_GUARDED_BY(mu_);  // OK unless the gateway broke a limit
 };
 
+// A stream that ends as soon as it starts, with the reason the caller may not open one.
+class RefusedStream final : public grpc::ServerBidiReactor<v1::GatewayMessage, v1::ServerMessage> {
+ public:
+  explicit RefusedStream(grpc::Status status) { Finish(std::move(status)); }
+  void OnDone() override { delete this; }
+};
+
 }  // namespace
 
 grpc::ServerUnaryReactor* DecisionServiceImpl::Decide(grpc::CallbackServerContext* context,
                                                       const v1::DecideRequest* request,
                                                       v1::Decision* response) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  if (access_ != nullptr) {
+    const security::Verdict verdict = access_->Check(*context, security::Role::kGateway, "Decide");
+    if (!verdict.status.ok()) {
+      LogWarning("Decide refused: ", verdict.status.message());
+      reactor->Finish(security::ToGrpcStatus(verdict.status));
+      return reactor;
+    }
+  }
   if (absl::Status status = CheckRequest(*request); !status.ok()) {
     metrics_.decide_invalid.Increment();
     reactor->Finish(
@@ -300,6 +316,14 @@ grpc::ServerUnaryReactor* DecisionServiceImpl::Decide(grpc::CallbackServerContex
 
 grpc::ServerBidiReactor<v1::GatewayMessage, v1::ServerMessage>* DecisionServiceImpl::Stream(
     grpc::CallbackServerContext* context) {
+  if (access_ != nullptr) {
+    const security::Verdict verdict = access_->Check(*context, security::Role::kGateway, "Stream");
+    if (!verdict.status.ok()) {
+      // Logged once per refused stream; a refused gateway retries with back-off.
+      LogWarning("decision stream from ", context->peer(), " refused: ", verdict.status.message());
+      return new RefusedStream(security::ToGrpcStatus(verdict.status));
+    }
+  }
   return new StreamReactor(*this, context->peer());
 }
 

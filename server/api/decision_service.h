@@ -13,6 +13,7 @@
 #include "server/api/server_metrics.h"
 #include "server/canary/traffic_recorder.h"
 #include "server/health/health_tracker.h"
+#include "server/security/access_control.h"
 #include "server/store/config_store.h"
 #include "sluice/v1/decision.grpc.pb.h"
 
@@ -27,6 +28,9 @@ class DecisionServiceImpl final : public v1::DecisionService::CallbackService {
                       health::HealthTracker& health, canary::TrafficRecorder& traffic,
                       GatewayHub& hub)
       : store_(store), metrics_(metrics), health_(health), traffic_(traffic), hub_(hub) {}
+
+  // Who may call (the gateway role; null: anyone). Set before the server starts.
+  void SetAccessControl(const security::AccessControl* access) { access_ = access; }
 
   // A new snapshot is serving (ConfigStore::OnSwap): remember its match header names.
   void OnSnapshot(const routing::Snapshot& snapshot);
@@ -48,6 +52,7 @@ class DecisionServiceImpl final : public v1::DecisionService::CallbackService {
   GatewayHub& hub() { return hub_; }
 
  private:
+  const security::AccessControl* access_ = nullptr;
   store::ConfigStore& store_;
   ServerMetrics& metrics_;
   health::HealthTracker& health_;

@@ -116,10 +116,18 @@ absl::StatusOr<std::unique_ptr<ConfigStore>> ConfigStore::Open(Options options) 
   uint64_t version = 0;
   if (!opts.state_dir.empty()) {
     std::error_code ec;
-    fs::create_directories(opts.state_dir, ec);
+    const bool created = fs::create_directories(opts.state_dir, ec);
     if (ec) {
       return absl::FailedPreconditionError(
           absl::StrCat("state directory ", opts.state_dir, ": ", ec.message()));
+    }
+    // Applied configuration and canary state are the server's alone: 0700, files 0600.
+    if (created) {
+      fs::permissions(opts.state_dir, fs::perms::owner_all, fs::perm_options::replace, ec);
+    } else if ((fs::status(opts.state_dir, ec).permissions() &
+                (fs::perms::group_all | fs::perms::others_all)) != fs::perms::none) {
+      LogWarning("state directory ", opts.state_dir,
+                 " is open to other users; chmod 700 it (files written from now on are 0600)");
     }
     const fs::path applied_file = fs::path(opts.state_dir) / kAppliedFile;
     if (fs::exists(applied_file)) {

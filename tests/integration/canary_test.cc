@@ -142,9 +142,9 @@ spec:
 
   void StartServer() {
     config_path_ = dir_.Write("shop.yaml", Config(threshold_, interval_, analysis_));
-    std::vector<std::string> argv = {SLUICE_SERVER_BINARY, "--config",    config_path_,
-                                     "--listen",           grpc_listen_,  "--metrics",
-                                     "127.0.0.1:0",        "--state-dir", dir_.path() + "/state"};
+    std::vector<std::string> argv = {
+        SLUICE_SERVER_BINARY, "--plaintext", "--config",    config_path_,  "--listen",
+        grpc_listen_,         "--metrics",   "127.0.0.1:0", "--state-dir", dir_.path() + "/state"};
     if (GetParam().evidence == Evidence::kPrometheus) {
       argv.push_back("--prometheus-url");
       argv.push_back(prometheus_url_);
@@ -156,10 +156,10 @@ spec:
 
   // `wait`: until its decision streams are up (false when the server is not started yet).
   void StartGateway(bool wait = true) {
-    ASSERT_TRUE(
-        gateway_.Start({SLUICE_GATEWAY_BINARY, "--listen", "127.0.0.1:0", "--decision", grpc_,
-                        "--metrics", "127.0.0.1:0", "--decisions", GetParam().decisions},
-                       "listening "))
+    ASSERT_TRUE(gateway_.Start(
+        {SLUICE_GATEWAY_BINARY, "--plaintext", "--listen", "127.0.0.1:0", "--decision", grpc_,
+         "--metrics", "127.0.0.1:0", "--decisions", GetParam().decisions},
+        "listening "))
         << gateway_.error();
     gateway_address_ = gateway_.Field("http");
     gateway_admin_ = gateway_.Field("metrics");
@@ -230,8 +230,8 @@ scrape_configs:
 
   std::string Sluicectl(const std::string& args, int* exit_code = nullptr) const {
     const std::string out = dir_.path() + "/ctl.out";
-    const std::string command =
-        absl::StrCat(SLUICECTL_BINARY, " ", args, " --server ", grpc_, " > ", out, " 2>&1");
+    const std::string command = absl::StrCat(SLUICECTL_BINARY, " --plaintext ", args, " --server ",
+                                             grpc_, " > ", out, " 2>&1");
     const int status = std::system(command.c_str());
     if (exit_code != nullptr) *exit_code = WEXITSTATUS(status);
     std::ifstream in(out);

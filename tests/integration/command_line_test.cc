@@ -40,63 +40,8 @@ using ::testing::Not;
 const std::string kBookinfo = absl::StrCat(SLUICE_SOURCE_DIR, "/deploy/examples/bookinfo.yaml");
 const std::string kCanary = absl::StrCat(SLUICE_SOURCE_DIR, "/deploy/examples/canary.yaml");
 
-struct Ran {
-  int exit_code = -1;  // -1: killed, or did not end within the timeout
-  std::string out;
-  std::string err;
-};
-
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
-
-// Runs a program to its end (at most `timeout`) with `env` added to the environment, and
-// returns its exit code, stdout and stderr.
-Ran RunToEnd(const std::vector<std::string>& argv, const std::vector<std::string>& env = {},
-             absl::Duration timeout = absl::Seconds(20)) {
-  testing::TempDir dir;
-  const std::string out_path = dir.path() + "/out", err_path = dir.path() + "/err";
-  std::vector<std::string> environment = env;
-  for (char** e = environ; *e != nullptr; ++e) {
-    if (!absl::StartsWith(*e, "SLUICE_SERVER=")) environment.push_back(*e);
-  }
-  std::vector<char*> args, envp;
-  for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
-  args.push_back(nullptr);
-  for (const std::string& e : environment) envp.push_back(const_cast<char*>(e.c_str()));
-  envp.push_back(nullptr);
-  const int out_fd = open(out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  const int err_fd = open(err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  const pid_t pid = fork();
-  if (pid == 0) {
-    prctl(PR_SET_PDEATHSIG, SIGKILL);  // no program outlives a crashed test
-    dup2(out_fd, STDOUT_FILENO);
-    dup2(err_fd, STDERR_FILENO);
-    execve(args[0], args.data(), envp.data());
-    _exit(127);
-  }
-  close(out_fd);
-  close(err_fd);
-  Ran ran;
-  const absl::Time give_up = absl::Now() + timeout;
-  int status = 0;
-  while (waitpid(pid, &status, WNOHANG) == 0) {
-    if (absl::Now() > give_up) {
-      kill(pid, SIGKILL);
-      waitpid(pid, &status, 0);
-      status = -1;
-      break;
-    }
-    absl::SleepFor(absl::Milliseconds(5));
-  }
-  if (status != -1 && WIFEXITED(status)) ran.exit_code = WEXITSTATUS(status);
-  ran.out = ReadFile(out_path);
-  ran.err = ReadFile(err_path);
-  return ran;
-}
+using testing::Ran;
+using testing::RunToEnd;
 
 // The flags --help lists: "--listen" -> "127.0.0.1:7070" ("-f, --filename" -> "none").
 std::map<std::string, std::string> HelpFlags(const std::string& help) {
@@ -132,7 +77,16 @@ std::vector<Program> Programs() {
         {"--shutdown-grace", "1s"},
         {"--prometheus-url", "none"},
         {"--max-apply-bytes", "16m"},
-        {"--max-apply-resources", "10000"}}},
+        {"--max-apply-resources", "10000"},
+        {"--tls-cert", "none"},
+        {"--tls-key", "none"},
+        {"--tls-ca", "none"},
+        {"--tls-refresh-interval", "10s"},
+        {"--plaintext", "false"},
+        {"--access-policy", "none"},
+        {"--allow-identity", "none"},
+        {"--audit-log", "none"},
+        {"--health", "none"}}},
       {"sluice_gateway",
        SLUICE_GATEWAY_BINARY,
        {{"--listen", "none"},
@@ -154,7 +108,13 @@ std::vector<Program> Programs() {
         {"--drain-timeout", "30s"},
         {"--name", "sluice-gateway"},
         {"--dns-refresh-rate", "5s"},
-        {"--shadow-host-suffix", "false"}}},
+        {"--shadow-host-suffix", "false"},
+        {"--tls-cert", "none"},
+        {"--tls-key", "none"},
+        {"--tls-ca", "none"},
+        {"--tls-server-name", "none"},
+        {"--tls-refresh-interval", "10s"},
+        {"--plaintext", "false"}}},
       {"sluicectl",
        SLUICECTL_BINARY,
        {{"--server", "none"},
@@ -171,7 +131,14 @@ std::vector<Program> Programs() {
         {"--scheme", "http"},
         {"-H, --header", "none"},
         {"--source-label", "none"},
-        {"--watch", "false"}}},
+        {"--watch", "false"},
+        {"--tls-cert", "none"},
+        {"--tls-key", "none"},
+        {"--tls-ca", "none"},
+        {"--tls-server-name", "none"},
+        {"--token-file", "none"},
+        {"--plaintext", "false"},
+        {"--limit", "20"}}},
       {"sluice_stub",
        SLUICE_STUB_BINARY,
        {{"--listen", "127.0.0.1:0"},
@@ -216,9 +183,9 @@ struct BadValue {
 };
 
 TEST(CommandLineBadValueTest, RefusedWithTheFlagAndWhatItWants) {
-  const std::vector<std::string> gateway = {SLUICE_GATEWAY_BINARY, "--listen",
-                                            "127.0.0.1:0",         "--decision",
-                                            "127.0.0.1:1",         "--metrics=127.0.0.1:0"};
+  const std::vector<std::string> gateway = {SLUICE_GATEWAY_BINARY,  "--plaintext", "--listen",
+                                            "127.0.0.1:0",          "--decision",  "127.0.0.1:1",
+                                            "--metrics=127.0.0.1:0"};
   auto with = [](std::vector<std::string> argv, std::vector<std::string> more) {
     argv.insert(argv.end(), more.begin(), more.end());
     return argv;
@@ -241,7 +208,8 @@ TEST(CommandLineBadValueTest, RefusedWithTheFlagAndWhatItWants) {
        "--decision-failure \"fallback=x\": want deny or fallback=HOST:PORT (no port)"},
       {with(gateway, {"--shadow-host-suffix=maybe"}),
        "--shadow-host-suffix \"maybe\": want true or false"},
-      {{SLUICE_GATEWAY_BINARY, "--decision", "127.0.0.1:1", "--metrics", "127.0.0.1:0"},
+      {{SLUICE_GATEWAY_BINARY, "--plaintext", "--decision", "127.0.0.1:1", "--metrics",
+        "127.0.0.1:0"},
        "--listen is required: want HOST:PORT"},
       {{SLUICE_GATEWAY_BINARY, "--listen", "127.0.0.1:99999"},
        "--listen \"127.0.0.1:99999\": want HOST:PORT"},
@@ -253,6 +221,23 @@ TEST(CommandLineBadValueTest, RefusedWithTheFlagAndWhatItWants) {
       {{SLUICECTL_BINARY, "apply", "-f", kBookinfo, "--max-apply-bytes=0"},
        "--max-apply-bytes \"0\": want a size up to 1024m"},
       {{SLUICECTL_BINARY, "get", "-o", "yaml"}, "-o \"yaml\": want json"},
+      // Transport security is chosen on purpose: mutual TLS, or --plaintext by name.
+      {{SLUICE_SERVER_BINARY, "--config", kBookinfo},
+       "no transport security chosen: give --tls-cert, --tls-key and --tls-ca for mutual TLS, or "
+       "--plaintext"},
+      {{SLUICE_SERVER_BINARY, "--plaintext", "--tls-ca", kBookinfo},
+       "--plaintext and --tls-cert/--tls-key/--tls-ca exclude each other"},
+      {{SLUICE_SERVER_BINARY, "--tls-cert", kBookinfo, "--tls-ca", kBookinfo},
+       "TLS is missing --tls-key"},
+      {{SLUICE_SERVER_BINARY, "--plaintext", "--access-policy", kBookinfo},
+       "--access-policy and --allow-identity need mutual TLS"},
+      {{SLUICE_GATEWAY_BINARY, "--listen", "127.0.0.1:0", "--decision", "127.0.0.1:1", "--metrics",
+        "127.0.0.1:0"},
+       "no transport security chosen"},
+      {{SLUICECTL_BINARY, "get", "--tls-ca", kBookinfo, "--tls-key", kBookinfo},
+       "TLS is missing --tls-cert"},
+      {{SLUICECTL_BINARY, "get", "--plaintext", "--token-file", kBookinfo},
+       "--token-file: a token is sent over TLS only"},
   };
   for (const BadValue& c : cases) {
     SCOPED_TRACE(absl::StrJoin(c.argv, " "));
@@ -277,17 +262,17 @@ std::string ListResources(const std::vector<std::string>& argv) {
 TEST(CommandLineFormsTest, ServerTakesBothFormsAndSeveralPathsAfterConfig) {
   // `--config a b` (several paths after one --config) and spaces ...
   testing::Process spaced;
-  ASSERT_TRUE(spaced.Start(
-      {SLUICE_SERVER_BINARY, "--config", kBookinfo, kCanary, "--listen", "127.0.0.1:0", "--metrics",
-       "127.0.0.1:0", "--reload-interval", "50ms", "--max-apply-bytes", "1m"},
-      "listening "))
+  ASSERT_TRUE(spaced.Start({SLUICE_SERVER_BINARY, "--plaintext", "--config", kBookinfo, kCanary,
+                            "--listen", "127.0.0.1:0", "--metrics", "127.0.0.1:0",
+                            "--reload-interval", "50ms", "--max-apply-bytes", "1m"},
+                           "listening "))
       << spaced.error();
   // ... and `--config=a --config=b` with equals signs.
   testing::Process equals;
-  ASSERT_TRUE(equals.Start(
-      {SLUICE_SERVER_BINARY, "--config=" + kBookinfo, "--config=" + kCanary, "--listen=127.0.0.1:0",
-       "--metrics=127.0.0.1:0", "--reload-interval=50ms", "--max-apply-bytes=1m"},
-      "listening "))
+  ASSERT_TRUE(equals.Start({SLUICE_SERVER_BINARY, "--plaintext=true", "--config=" + kBookinfo,
+                            "--config=" + kCanary, "--listen=127.0.0.1:0", "--metrics=127.0.0.1:0",
+                            "--reload-interval=50ms", "--max-apply-bytes=1m"},
+                           "listening "))
       << equals.error();
   for (testing::Process* server : {&spaced, &equals}) {
     EXPECT_THAT(testing::HttpGet(server->Field("metrics"), "/metrics"),
@@ -295,8 +280,9 @@ TEST(CommandLineFormsTest, ServerTakesBothFormsAndSeveralPathsAfterConfig) {
   }
   // sluicectl's --server before or after the command, with a space or '='; both files loaded.
   for (const std::vector<std::string>& argv : std::vector<std::vector<std::string>>{
-           {SLUICECTL_BINARY, "--server", spaced.Field("grpc"), "get", "-o", "json"},
-           {SLUICECTL_BINARY, "get", "--output=json", "--server=" + equals.Field("grpc")}}) {
+           {SLUICECTL_BINARY, "--plaintext", "--server", spaced.Field("grpc"), "get", "-o", "json"},
+           {SLUICECTL_BINARY, "get", "--output=json", "--server=" + equals.Field("grpc"),
+            "--plaintext=true"}}) {
     const std::string listed = ListResources(argv);
     EXPECT_THAT(listed, HasSubstr("bookinfo.yaml"));
     EXPECT_THAT(listed, HasSubstr("canary.yaml"));
@@ -308,18 +294,19 @@ TEST(CommandLineFormsTest, ServerTakesBothFormsAndSeveralPathsAfterConfig) {
 
 TEST(CommandLineFormsTest, GatewayTakesBothForms) {
   testing::Process spaced;
-  ASSERT_TRUE(spaced.Start(
-      {SLUICE_GATEWAY_BINARY, "--listen", "127.0.0.1:0", "--decision", "127.0.0.1:1", "--metrics",
-       "127.0.0.1:0", "--workers", "2", "--access-log", "-", "--decision-failure", "deny"},
-      "listening "))
+  ASSERT_TRUE(spaced.Start({SLUICE_GATEWAY_BINARY, "--plaintext", "--listen", "127.0.0.1:0",
+                            "--decision", "127.0.0.1:1", "--metrics", "127.0.0.1:0", "--workers",
+                            "2", "--access-log", "-", "--decision-failure", "deny"},
+                           "listening "))
       << spaced.error();
   EXPECT_EQ(spaced.Field("workers"), "2");
   EXPECT_EQ(spaced.Field("decisions"), "server");
   testing::Process equals;
-  ASSERT_TRUE(equals.Start({SLUICE_GATEWAY_BINARY, "--listen=127.0.0.1:0", "--decision=127.0.0.1:1",
-                            "--metrics=127.0.0.1:0", "--workers=3", "--decisions=local",
-                            "--shadow-host-suffix", "--decision-failure=fallback=127.0.0.1:9"},
-                           "listening "))
+  ASSERT_TRUE(equals.Start(
+      {SLUICE_GATEWAY_BINARY, "--plaintext=true", "--listen=127.0.0.1:0", "--decision=127.0.0.1:1",
+       "--metrics=127.0.0.1:0", "--workers=3", "--decisions=local", "--shadow-host-suffix",
+       "--decision-failure=fallback=127.0.0.1:9"},
+      "listening "))
       << equals.error();
   EXPECT_EQ(equals.Field("workers"), "3");
   EXPECT_EQ(equals.Field("decisions"), "local");
@@ -405,15 +392,16 @@ TEST(CommandLineIPv6Test, EveryProgramOnIPv6Loopback) {
   // The server's metrics stay on IPv4: civetweb, its HTTP server, has no IPv6 as Debian builds
   // it.
   testing::Process server;
-  ASSERT_TRUE(server.Start({SLUICE_SERVER_BINARY, "--config", kCanary, "--listen", "[::1]:0",
-                            "--metrics", "127.0.0.1:0"},
+  ASSERT_TRUE(server.Start({SLUICE_SERVER_BINARY, "--plaintext", "--config", kCanary, "--listen",
+                            "[::1]:0", "--metrics", "127.0.0.1:0"},
                            "listening "))
       << server.error();
   ASSERT_TRUE(absl::StartsWith(server.Field("grpc"), "[::1]:")) << server.Field("grpc");
   testing::Process gateway;
-  ASSERT_TRUE(gateway.Start({SLUICE_GATEWAY_BINARY, "--listen", "[::1]:0", "--decision",
-                             server.Field("grpc"), "--metrics=[::1]:0", "--decisions=local"},
-                            "listening "))
+  ASSERT_TRUE(
+      gateway.Start({SLUICE_GATEWAY_BINARY, "--plaintext", "--listen", "[::1]:0", "--decision",
+                     server.Field("grpc"), "--metrics=[::1]:0", "--decisions=local"},
+                    "listening "))
       << gateway.error();
   ASSERT_TRUE(absl::StartsWith(gateway.Field("http"), "[::1]:")) << gateway.Field("http");
   EXPECT_EQ(gateway.Field("decision"), server.Field("grpc"));
@@ -427,7 +415,8 @@ TEST(CommandLineIPv6Test, EveryProgramOnIPv6Loopback) {
   EXPECT_THAT(health, HasSubstr("\"serving\""));
   // The example's upstreams are not running: the answer is the gateway's own (503).
   EXPECT_THAT(Get(gateway.Field("http"), "/cart"), HasSubstr("HTTP/1.1 5"));
-  const Ran ran = RunToEnd({SLUICECTL_BINARY, "gateways", "--server", server.Field("grpc")});
+  const Ran ran =
+      RunToEnd({SLUICECTL_BINARY, "gateways", "--plaintext", "--server", server.Field("grpc")});
   EXPECT_EQ(ran.exit_code, 0) << ran.err;
   EXPECT_THAT(ran.out, HasSubstr("sluice-gateway/0"));
 

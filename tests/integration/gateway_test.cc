@@ -147,9 +147,9 @@ spec:
   void StartServer(const std::string& config, const std::string& listen = "127.0.0.1:0",
                    std::vector<std::string> extra = {}) {
     config_path_ = dir_.Write("shop.yaml", config);
-    std::vector<std::string> argv = {SLUICE_SERVER_BINARY, "--config", config_path_,
-                                     "--listen",           listen,     "--metrics",
-                                     "127.0.0.1:0"};
+    std::vector<std::string> argv = {SLUICE_SERVER_BINARY, "--plaintext", "--config",
+                                     config_path_,         "--listen",    listen,
+                                     "--metrics",          "127.0.0.1:0"};
     argv.insert(argv.end(), extra.begin(), extra.end());
     ASSERT_TRUE(server_.Start(argv, "listening ")) << server_.error();
     grpc_ = server_.Field("grpc");
@@ -214,9 +214,9 @@ spec:
   // it with Logged().
   void StartGateway(std::vector<std::string> extra = {}) {
     access_log_ = dir_.path() + "/access.log";
-    std::vector<std::string> argv = {GatewayBinary(), "--listen",    "127.0.0.1:0", "--decision",
-                                     grpc_,           "--metrics",   "127.0.0.1:0", "--access-log",
-                                     access_log_,     "--decisions", GetParam()};
+    std::vector<std::string> argv = {GatewayBinary(), "--plaintext", "--listen",    "127.0.0.1:0",
+                                     "--decision",    grpc_,         "--metrics",   "127.0.0.1:0",
+                                     "--access-log",  access_log_,   "--decisions", GetParam()};
     argv.insert(argv.end(), {"--access-log-flush-interval", "50ms"});
     argv.insert(argv.end(), extra.begin(), extra.end());
     argv.insert(argv.begin(), launcher_.begin(), launcher_.end());
@@ -273,8 +273,9 @@ spec:
 
   void Apply(const std::string& config) {
     const std::string path = dir_.Write("apply.yaml", config);
-    const std::string command = absl::StrCat(SLUICECTL_BINARY, " apply -f ", path, " --server ",
-                                             grpc_, " > ", dir_.path(), "/apply.out 2>&1");
+    const std::string command =
+        absl::StrCat(SLUICECTL_BINARY, " --plaintext apply -f ", path, " --server ", grpc_, " > ",
+                     dir_.path(), "/apply.out 2>&1");
     ASSERT_EQ(std::system(command.c_str()), 0) << command;
   }
 
@@ -1524,10 +1525,11 @@ TEST_P(GatewayTest, WithoutAnyTableTheFailurePolicyAnswersWithinTheDeadline) {
   StartServer(ShopService() + VirtualService(SplitRoute(100, 0)));
   server_.Stop();  // its address now leads nowhere
   access_log_ = dir_.path() + "/access.log";
-  ASSERT_TRUE(gateway_.Start(
-      {GatewayBinary(), "--listen", "127.0.0.1:0", "--decision", grpc_, "--metrics", "127.0.0.1:0",
-       "--access-log", access_log_, "--decisions", GetParam(), "--decision-deadline", "200ms"},
-      "listening "))
+  ASSERT_TRUE(
+      gateway_.Start({GatewayBinary(), "--plaintext", "--listen", "127.0.0.1:0", "--decision",
+                      grpc_, "--metrics", "127.0.0.1:0", "--access-log", access_log_, "--decisions",
+                      GetParam(), "--decision-deadline", "200ms"},
+                     "listening "))
       << gateway_.error();
   gateway_address_ = gateway_.Field("http");
   for (int i = 0; i < 3; ++i) {

@@ -195,14 +195,14 @@ class ObservabilityTest : public ::testing::Test {
 
   void StartAll() {
     StartStubs();
-    ASSERT_TRUE(server_.Start(
-        {SLUICE_SERVER_BINARY, "--config", dir_.Write("shop.yaml", Config(false)), "--listen",
-         "127.0.0.1:0", "--metrics", "127.0.0.1:0", "--state-dir", dir_.path() + "/state"},
-        "listening "))
+    ASSERT_TRUE(server_.Start({SLUICE_SERVER_BINARY, "--plaintext", "--config",
+                               dir_.Write("shop.yaml", Config(false)), "--listen", "127.0.0.1:0",
+                               "--metrics", "127.0.0.1:0", "--state-dir", dir_.path() + "/state"},
+                              "listening "))
         << server_.error();
     grpc_ = server_.Field("grpc");
-    ASSERT_TRUE(gateway_.Start({SLUICE_GATEWAY_BINARY, "--listen", "127.0.0.1:0", "--decision",
-                                grpc_, "--metrics", "127.0.0.1:0"},
+    ASSERT_TRUE(gateway_.Start({SLUICE_GATEWAY_BINARY, "--plaintext", "--listen", "127.0.0.1:0",
+                                "--decision", grpc_, "--metrics", "127.0.0.1:0"},
                                "listening "))
         << gateway_.error();
     gateway_address_ = gateway_.Field("http");
@@ -229,7 +229,8 @@ class ObservabilityTest : public ::testing::Test {
 
   std::string Sluicectl(const std::string& args) const {
     const std::string out = dir_.path() + "/ctl.out";
-    std::system(absl::StrCat(SLUICECTL_BINARY, " ", args, " --server ", grpc_, " > ", out, " 2>&1")
+    std::system(absl::StrCat(SLUICECTL_BINARY, " --plaintext ", args, " --server ", grpc_, " > ",
+                             out, " 2>&1")
                     .c_str());
     return ReadAll(out);
   }

@@ -100,10 +100,10 @@ spec:
   }
 
   void StartAll(const std::string& outlier, int gateways) {
-    ASSERT_TRUE(
-        server_.Start({SLUICE_SERVER_BINARY, "--config", dir_.Write("shop.yaml", Config(outlier)),
-                       "--listen", "127.0.0.1:0", "--metrics", "127.0.0.1:0"},
-                      "listening "))
+    ASSERT_TRUE(server_.Start(
+        {SLUICE_SERVER_BINARY, "--plaintext", "--config", dir_.Write("shop.yaml", Config(outlier)),
+         "--listen", "127.0.0.1:0", "--metrics", "127.0.0.1:0"},
+        "listening "))
         << server_.error();
     grpc_ = server_.Field("grpc");
     server_metrics_ = server_.Field("metrics");
@@ -111,9 +111,9 @@ spec:
       auto gateway = std::make_unique<testing::Process>();
       const std::string log = absl::StrCat(dir_.path(), "/access-", i, ".log");
       ASSERT_TRUE(gateway->Start(
-          {SLUICE_GATEWAY_BINARY, "--listen", "127.0.0.1:0", "--decision", grpc_, "--metrics",
-           "127.0.0.1:0", "--access-log", log, "--access-log-flush-interval", "50ms", "--name",
-           absl::StrCat("gw-", i), "--decisions", GetParam()},
+          {SLUICE_GATEWAY_BINARY, "--plaintext", "--listen", "127.0.0.1:0", "--decision", grpc_,
+           "--metrics", "127.0.0.1:0", "--access-log", log, "--access-log-flush-interval", "50ms",
+           "--name", absl::StrCat("gw-", i), "--decisions", GetParam()},
           "listening "))
           << gateway->error();
       ASSERT_TRUE(testing::WaitForGatewayServing(gateway->Field("metrics"))) << gateway->Log();
@@ -155,8 +155,8 @@ spec:
   // report reaching the server is not enough for the next request to see its ejection.
   void WaitForGatewaysToApply(int64_t n) {
     const std::string out = dir_.path() + "/gateways.out";
-    const std::string command =
-        absl::StrCat(SLUICECTL_BINARY, " gateways -o json --server ", grpc_, " > ", out, " 2>&1");
+    const std::string command = absl::StrCat(
+        SLUICECTL_BINARY, " --plaintext gateways -o json --server ", grpc_, " > ", out, " 2>&1");
     auto all_applied = [&] {
       if (std::system(command.c_str()) != 0) return false;
       std::ifstream in(out);
@@ -189,8 +189,9 @@ spec:
 
   std::string Endpoints(const std::string& format = "") const {
     const std::string out = dir_.path() + "/endpoints.out";
-    const std::string command = absl::StrCat(SLUICECTL_BINARY, " endpoints shop --server ", grpc_,
-                                             format, " > ", out, " 2>&1");
+    const std::string command =
+        absl::StrCat(SLUICECTL_BINARY, " --plaintext endpoints shop --server ", grpc_, format,
+                     " > ", out, " 2>&1");
     EXPECT_EQ(std::system(command.c_str()), 0) << command;
     std::ifstream in(out);
     return std::string(std::istreambuf_iterator<char>(in), {});

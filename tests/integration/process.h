@@ -92,6 +92,19 @@ RawResult RawExchangeInPieces(const std::string& address, const std::vector<std:
 
 // A loopback TCP port that was free a moment ago (bind to port 0, read it, close): for
 // programs that cannot report the port they picked.
+// What a program that ran to its end did.
+struct Ran {
+  int exit_code = -1;  // -1: killed, or did not end within the timeout
+  std::string out;
+  std::string err;
+};
+
+// Runs a program to its end (at most `timeout`) with `env` added to the environment (from
+// which every inherited SLUICE_* variable is left out, so a developer's settings cannot change
+// a test), and returns its exit code, stdout and stderr.
+Ran RunToEnd(const std::vector<std::string>& argv, const std::vector<std::string>& env = {},
+             absl::Duration timeout = absl::Seconds(20));
+
 int FreePort();
 
 // Percent-encodes everything but unreserved characters, for query strings.

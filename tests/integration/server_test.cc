@@ -113,9 +113,9 @@ class ServerTest : public ::testing::Test {
   void StartServer(const std::string& config = kConfig, std::vector<std::string> extra = {}) {
     if (!config.empty()) config_dir_.Write("config/reviews.yaml", config);
     std::vector<std::string> argv = {
-        SLUICE_SERVER_BINARY, "--config",        config_dir_.path() + "/config",
-        "--state-dir",        state_dir_.path(), "--listen",
-        "127.0.0.1:0",        "--metrics",       "127.0.0.1:0"};
+        SLUICE_SERVER_BINARY, "--plaintext",     "--config", config_dir_.path() + "/config",
+        "--state-dir",        state_dir_.path(), "--listen", "127.0.0.1:0",
+        "--metrics",          "127.0.0.1:0"};
     argv.insert(argv.end(), extra.begin(), extra.end());
     ASSERT_TRUE(server_.Start(argv, "listening ")) << server_.error();
     channel_ = grpc::CreateChannel(server_.Field("grpc"), grpc::InsecureChannelCredentials());
@@ -538,8 +538,8 @@ TEST_F(ServerTest, MetricsCountDecisionsByRouteAndSubset) {
 std::string RunSluicectl(const testing::TempDir& dir, const std::string& server,
                          const std::string& args, int* exit_code) {
   const std::string out = dir.path() + "/ctl.out";
-  const std::string command =
-      absl::StrCat(SLUICECTL_BINARY, " ", args, " --server ", server, " > ", out, " 2>&1");
+  const std::string command = absl::StrCat(SLUICECTL_BINARY, " --plaintext ", args, " --server ",
+                                           server, " > ", out, " 2>&1");
   const int status = std::system(command.c_str());
   *exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
   std::ifstream in(out);
@@ -715,18 +715,19 @@ class GatewaysServerTest : public ::testing::Test {
   };
 
   void SetUp() override {
-    ASSERT_TRUE(server_.Start(
-        {SLUICE_SERVER_BINARY, "--config", absl::StrCat(SLUICE_SOURCE_DIR, "/deploy/examples"),
-         "--state-dir", state_dir_.path(), "--listen", "127.0.0.1:0", "--metrics", "127.0.0.1:0"},
-        "listening "))
+    ASSERT_TRUE(
+        server_.Start({SLUICE_SERVER_BINARY, "--plaintext", "--config",
+                       absl::StrCat(SLUICE_SOURCE_DIR, "/deploy/examples"), "--state-dir",
+                       state_dir_.path(), "--listen", "127.0.0.1:0", "--metrics", "127.0.0.1:0"},
+                      "listening "))
         << server_.error();
     grpc_ = server_.Field("grpc");
   }
 
   void StartGateway(testing::Process& gateway, const std::string& name, const std::string& mode) {
     ASSERT_TRUE(gateway.Start(
-        {SLUICE_GATEWAY_BINARY, "--listen", "127.0.0.1:0", "--decision", grpc_, "--metrics",
-         "127.0.0.1:0", "--name", name, "--workers", "2", "--decisions", mode},
+        {SLUICE_GATEWAY_BINARY, "--plaintext", "--listen", "127.0.0.1:0", "--decision", grpc_,
+         "--metrics", "127.0.0.1:0", "--name", name, "--workers", "2", "--decisions", mode},
         "listening "))
         << gateway.error();
     ASSERT_TRUE(testing::WaitForGatewayServing(gateway.Field("metrics")))
@@ -735,8 +736,8 @@ class GatewaysServerTest : public ::testing::Test {
 
   std::string Sluicectl(const std::string& args, int* exit_code = nullptr) const {
     const std::string out = dir_.path() + "/ctl.out";
-    const std::string command =
-        absl::StrCat(SLUICECTL_BINARY, " ", args, " --server ", grpc_, " > ", out, " 2>&1");
+    const std::string command = absl::StrCat(SLUICECTL_BINARY, " --plaintext ", args, " --server ",
+                                             grpc_, " > ", out, " 2>&1");
     const int status = std::system(command.c_str());
     if (exit_code != nullptr) *exit_code = WEXITSTATUS(status);
     std::ifstream in(out);

@@ -72,10 +72,10 @@ class DecisionClientTest : public ::testing::Test {
   void SetUp() override { address_ = absl::StrCat("127.0.0.1:", FreePort()); }
 
   void StartServer() {
-    ASSERT_TRUE(server_.Start(
-        {ServerBinary(), "--config", std::string(SLUICE_SOURCE_DIR) + "/deploy/examples",
-         "--listen", address_, "--metrics", "127.0.0.1:0"},
-        "listening "))
+    ASSERT_TRUE(server_.Start({ServerBinary(), "--plaintext", "--config",
+                               std::string(SLUICE_SOURCE_DIR) + "/deploy/examples", "--listen",
+                               address_, "--metrics", "127.0.0.1:0"},
+                              "listening "))
         << server_.error();
   }
 
