@@ -19,6 +19,7 @@
 #include "absl/time/time.h"
 #include "gtest/gtest.h"
 #include "server/config/loader.h"
+#include "server/security/access_policy.h"
 #include "yaml-cpp/yaml.h"
 
 namespace {
@@ -358,8 +359,9 @@ TEST(ManifestsTest, ArgumentPortsAgreeWithContainerPorts) {
   for (const Workload& w : Workloads()) {
     const std::string where = w.deployment->Where();
     std::set<int> from_args;
-    for (const char* flag : {"--listen", "--metrics"}) {
+    for (const char* flag : {"--listen", "--metrics", "--health"}) {
       const std::optional<std::string> address = Flag(w.container, flag);
+      if (!address && std::string(flag) == "--health") continue;  // the server's only
       if (!address) {
         ADD_FAILURE() << where << ": no " << flag;
         continue;
@@ -375,24 +377,26 @@ TEST(ManifestsTest, ArgumentPortsAgreeWithContainerPorts) {
     }
     for (int port : ContainerPorts(w.container)) {
       EXPECT_TRUE(from_args.count(port))
-          << where << ": containerPort " << port << " is in no --listen or --metrics";
+          << where << ": containerPort " << port << " is in no --listen, --metrics or --health";
     }
   }
 }
 
-TEST(ManifestsTest, ServerIsOneReplicaWithGrpcProbesOnItsListenPort) {
+TEST(ManifestsTest, ServerIsOneReplicaWithGrpcProbesOnItsHealthPort) {
   const std::optional<Workload> server = WorkloadRunning("sluice-server");
   ASSERT_TRUE(server);
   const YAML::Node& d = server->deployment->node;
   EXPECT_EQ(Scalar(d, "spec.replicas"), "1") << "no leader election: one server only";
   EXPECT_EQ(Scalar(d, "spec.strategy.type"), "Recreate") << "one writer of the state volume";
 
-  const int port = PortOf(Flag(server->container, "--listen").value_or(""));
+  // The kubelet's grpc probes speak no TLS: they go to the plaintext --health port.
+  const int port = PortOf(Flag(server->container, "--health").value_or(""));
+  ASSERT_GT(port, 0) << "sluice-server has no --health port for its probes";
   const YAML::Node readiness = At(server->container, "readinessProbe.grpc");
   const YAML::Node liveness = At(server->container, "livenessProbe.grpc");
   ASSERT_TRUE(readiness.IsMap()) << "readinessProbe is not a grpc probe";
   ASSERT_TRUE(liveness.IsMap()) << "livenessProbe is not a grpc probe";
-  // A grpc probe's port is a number (Kubernetes takes no names there): --listen's.
+  // A grpc probe's port is a number (Kubernetes takes no names there): --health's.
   EXPECT_EQ(Int(At(readiness, "port")), port);
   EXPECT_EQ(Int(At(liveness, "port")), port);
   EXPECT_EQ(Scalar(readiness, "service"), "sluice.v1.DecisionService");
@@ -584,6 +588,51 @@ TEST(ManifestsTest, ConfigPointsAtConfigMapKeysThatSluiceAccepts) {
                              << loaded.diagnostics.ToString();
     EXPECT_GT(loaded.config.size(), 0u) << "ConfigMap " << name << " key " << key << " is empty";
   }
+}
+
+// Every channel is mutual TLS with files from a mounted Secret (never --plaintext), and the
+// server's access policy is a ConfigMap key that sluice accepts.
+TEST(ManifestsTest, ChannelsAreMutualTlsFromSecretsAndThePolicyParses) {
+  for (const Workload& w : Workloads()) {
+    const std::string where = w.deployment->Where();
+    for (const char* flag : {"--tls-cert", "--tls-key", "--tls-ca"}) {
+      const std::optional<std::string> path = Flag(w.container, flag);
+      ASSERT_TRUE(path) << where << ": no " << flag;
+      const auto [volume, mount] = VolumeAt(w, fs::path(*path).parent_path().string());
+      ASSERT_TRUE(Has(volume)) << where << ": " << flag << " " << *path << " is on no volume";
+      EXPECT_FALSE(Scalar(volume, "secret.secretName").empty())
+          << where << ": " << flag << " " << *path << " is not from a Secret";
+    }
+    EXPECT_FALSE(Flag(w.container, "--plaintext").has_value()) << where;
+    for (const std::string& arg : Args(w.container)) {
+      EXPECT_FALSE(absl::StartsWith(arg, "--plaintext")) << where;
+    }
+  }
+  const std::optional<Workload> server = WorkloadRunning("sluice-server");
+  ASSERT_TRUE(server);
+  const std::optional<std::string> policy = Flag(server->container, "--access-policy");
+  ASSERT_TRUE(policy) << "sluice-server runs without --access-policy";
+  const fs::path p(*policy);
+  const auto [volume, mount] = VolumeAt(*server, p.parent_path().string());
+  ASSERT_TRUE(Has(volume)) << "--access-policy " << *policy << " is on no volume";
+  const std::string name = Scalar(volume, "configMap.name");
+  const Doc* config_map = Find("ConfigMap", name, server->deployment->Namespace());
+  ASSERT_NE(config_map, nullptr) << "no ConfigMap " << name;
+  const YAML::Node data = At(config_map->node, "data");
+  const YAML::Node text = data.IsMap() ? data[p.filename().string()] : YAML::Node();
+  ASSERT_TRUE(Has(text) && text.IsScalar()) << "ConfigMap " << name << " has no " << p.filename();
+  sluice::config::Diagnostics diagnostics;
+  const sluice::security::AccessPolicy parsed =
+      sluice::security::AccessPolicy::Parse(text.as<std::string>(), name, diagnostics);
+  EXPECT_FALSE(diagnostics.HasErrors()) << diagnostics.ToString();
+  // The gateways' identity holds the gateway role, and nobody else does.
+  bool gateway = false;
+  for (const auto& entry : parsed.entries()) {
+    for (sluice::security::Role role : entry.roles) {
+      if (role == sluice::security::Role::kGateway) gateway = true;
+    }
+  }
+  EXPECT_TRUE(gateway) << "no identity in the policy may open decision streams";
 }
 
 TEST(ManifestsTest, ScrapeAnnotationsNameTheMetricsPort) {

@@ -4,6 +4,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -147,16 +148,38 @@ const std::vector<Program>& Programs() {
        "--shutdown-grace",
        absl::Seconds(1),
        {"--config", "--state-dir", "--listen", "--metrics", "--reload-interval", "--shutdown-grace",
-        "--prometheus-url", "--max-apply-bytes", "--max-apply-resources"}},
+        "--prometheus-url", "--max-apply-bytes", "--max-apply-resources", "--tls-cert", "--tls-key",
+        "--tls-ca", "--tls-refresh-interval", "--plaintext", "--access-policy", "--allow-identity",
+        "--audit-log", "--health"}},
       {"sluice-gateway",
        "SLUICE_GATEWAY_ARGS",
        "--drain-timeout",
        absl::Seconds(30),
-       {"--listen", "--decision", "--metrics", "--workers", "--decision-failure", "--access-log",
-        "--decision-deadline", "--max-request-headers", "--max-request-body", "--retry-buffer",
-        "--request-header-timeout", "--idle-timeout", "--drain-timeout", "--name", "--decisions",
-        "--max-table-age", "--access-log-flush-interval", "--shadow-host-suffix",
-        "--max-request-header-count"}},
+       {"--listen",
+        "--decision",
+        "--metrics",
+        "--workers",
+        "--decision-failure",
+        "--access-log",
+        "--decision-deadline",
+        "--max-request-headers",
+        "--max-request-body",
+        "--retry-buffer",
+        "--request-header-timeout",
+        "--idle-timeout",
+        "--drain-timeout",
+        "--name",
+        "--decisions",
+        "--max-table-age",
+        "--access-log-flush-interval",
+        "--shadow-host-suffix",
+        "--max-request-header-count",
+        "--tls-cert",
+        "--tls-key",
+        "--tls-ca",
+        "--tls-server-name",
+        "--tls-refresh-interval",
+        "--plaintext"}},
   };
   return *programs;
 }
@@ -267,6 +290,31 @@ TEST_P(SystemdUnitTest, RunsUnprivilegedWithFlagsFromTheEnvironmentFile) {
     const std::string flag = arg.substr(0, arg.find('='));
     EXPECT_TRUE(program.flags.count(flag)) << env_path_.filename() << ": unknown flag " << flag;
   }
+}
+
+// Every channel is mutual TLS: the unit passes the three files as systemd credentials (%d),
+// each loaded by a LoadCredential= line, and nothing asks for plaintext.
+TEST_P(SystemdUnitTest, TalksMutualTlsWithFilesFromCredentials) {
+  const std::string exec_start = Service("ExecStart");
+  std::set<std::string> loaded;
+  for (const std::string& line : All(unit_, "Service", "LoadCredential")) {
+    const size_t colon = line.find(':');
+    ASSERT_NE(colon, std::string::npos) << "LoadCredential=" << line;
+    loaded.insert(line.substr(0, colon));
+    EXPECT_TRUE(absl::StartsWith(line.substr(colon + 1), "/etc/sluice-tls/")) << line;
+  }
+  const std::vector<std::string> words = absl::StrSplit(exec_start, ' ', absl::SkipWhitespace());
+  for (const char* flag : {"--tls-cert", "--tls-key", "--tls-ca"}) {
+    auto it = std::find(words.begin(), words.end(), flag);
+    ASSERT_NE(it, words.end()) << exec_start;
+    ASSERT_NE(it + 1, words.end());
+    absl::string_view file = *(it + 1);
+    ASSERT_TRUE(absl::ConsumePrefix(&file, "%d/")) << flag << " " << file;
+    EXPECT_TRUE(loaded.count(std::string(file))) << "no LoadCredential= for " << file;
+  }
+  EXPECT_FALSE(absl::StrContains(exec_start, "--plaintext"));
+  EXPECT_FALSE(EnvFlag("--plaintext").has_value());
+  for (const std::string& arg : args_) EXPECT_NE(arg, "--plaintext");
 }
 
 // systemd kills what is still running after TimeoutStopSec: it must exceed the time the
