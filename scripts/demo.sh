@@ -7,7 +7,9 @@
 # 100%) on its metrics, shown live by `sluicectl canary status --watch`; then a bad v2 is
 # rolled out again and rolled back by the controller. At the end the server is stopped and both
 # gateways go on serving from their last table. Everything picks free ports and stops by
-# itself (about a minute).
+# itself (about a minute). Every channel is mutual TLS, with certificates made for the demo by
+# scripts/make-certs.sh; sluicectl acts as the admin identity, and a read-only identity's
+# refused change shows in the audit log (sluicectl history).
 #   usage: scripts/demo.sh BUILD_DIR
 set -euo pipefail
 build_dir=$(cd "${1:-build}" && pwd)
@@ -38,6 +40,12 @@ field() { grep -o "$2=[^ ]*" "$work/$1.out" | cut -d= -f2; }
 step "sluicectl validate -f deploy/examples"
 "$ctl" validate -f "$root/deploy/examples"
 
+step "scripts/make-certs.sh: a CA, certificates for the server, the gateways and two operators, an access policy"
+"$root/scripts/make-certs.sh" "$work/certs"
+certs=$work/certs
+# sluicectl reads its TLS files from the environment, as it reads $SLUICE_SERVER.
+export SLUICE_TLS_CA=$certs/ca.crt SLUICE_TLS_CERT=$certs/admin.crt SLUICE_TLS_KEY=$certs/admin.key
+
 step "start two stub upstreams, sluice-server and two sluice-gateways (ports picked by the kernel)"
 start stub-v1 "$build_dir/tools/sluice-stub" --listen 127.0.0.1:0 --name shop-v1 --subset v1
 start stub-v2 "$build_dir/tools/sluice-stub" --listen 127.0.0.1:0 --name shop-v2 --subset v2
@@ -49,17 +57,21 @@ sed -e "s/18081/${v1##*:}/" -e "s/18082/${v2##*:}/" -e 's/interval: 30s/interval
   -e 's/interval: 1m/interval: 10s/' -e 's/minRequests: 50/minRequests: 20/' \
   "$root/deploy/examples/canary.yaml" >"$work/shop.yaml"
 start server "$build_dir/server/sluice-server" --config "$work/shop.yaml" \
-  --state-dir "$work/state" --listen 127.0.0.1:0 --metrics 127.0.0.1:0
+  --state-dir "$work/state" --listen 127.0.0.1:0 --metrics 127.0.0.1:0 \
+  --tls-cert "$certs/server.crt" --tls-key "$certs/server.key" --tls-ca "$certs/ca.crt" \
+  --access-policy "$certs/policy.yaml" --audit-log "$work/state/audit.log"
 server_pid=${pids[-1]}
 export SLUICE_SERVER=$(field server grpc)
+gateway_tls=(--tls-cert "$certs/gateway.crt" --tls-key "$certs/gateway.key" --tls-ca "$certs/ca.crt")
 start gateway "$build_dir/gateway/sluice-gateway" --listen 127.0.0.1:0 \
-  --decision "$SLUICE_SERVER" --metrics 127.0.0.1:0 --workers 2 --access-log "$work/access.log"
+  --decision "$SLUICE_SERVER" --metrics 127.0.0.1:0 --workers 2 --access-log "$work/access.log" \
+  "${gateway_tls[@]}"
 gateway=$(field gateway http)
 admin=$(field gateway metrics)
 # The second gateway decides locally, on the table the server pushes (no round trip).
 start gateway-local "$build_dir/gateway/sluice-gateway" --listen 127.0.0.1:0 \
   --decision "$SLUICE_SERVER" --metrics 127.0.0.1:0 --workers 2 --decisions local \
-  --name gateway-local --access-log "$work/access-local.log"
+  --name gateway-local --access-log "$work/access-local.log" "${gateway_tls[@]}"
 gateway_local=$(field gateway-local http)
 admin_local=$(field gateway-local metrics)
 for a in "$admin" "$admin_local"; do
@@ -200,6 +212,11 @@ step "sluicectl explain --host shop --path /cart"
 
 step "sluicectl gateways: both gateways acknowledged every version (the rollback included)"
 "$ctl" gateways
+
+step "a read-only identity tries a change: refused, and audited"
+"$ctl" --tls-cert "$certs/reader.crt" --tls-key "$certs/reader.key" canary promote shop || true
+step "sluicectl history: the audit log's latest changes (who, what, versions, outcome)"
+"$ctl" history --limit 6
 
 step "the server stops (kill); both gateways keep deciding from their last table"
 kill "$server_pid"
