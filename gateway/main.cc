@@ -80,8 +80,10 @@ std::string AbslUnparseFlag(const DecisionFailureFlag& value) {
 // Defaults are GatewayOptions' own, so the two cannot disagree.
 ABSL_FLAG(std::optional<sluice::HostPort>, listen, std::nullopt,
           "HOST:PORT where clients connect (required); port 0 picks a free one.");
-ABSL_FLAG(std::optional<sluice::HostPort>, decision, std::nullopt,
-          "HOST:PORT of sluice-server's gRPC (required).");
+ABSL_FLAG(std::optional<sluice::HostPortList>, decision, std::nullopt,
+          "HOST:PORT of sluice-server's gRPC (required); several replicas as "
+          "HOST:PORT,HOST:PORT (IP addresses) or one host name with several addresses: each "
+          "worker's stream goes to one and fails over to another.");
 ABSL_FLAG(std::optional<sluice::HostPort>, metrics, std::nullopt,
           "HOST:PORT of the admin port, /metrics and /healthz (required); port 0 picks a free "
           "one.");
@@ -164,8 +166,11 @@ sluice::flags::Program FlagsProgram() {
   const auto given = [](const std::optional<sluice::HostPort>& a) { return a.has_value(); };
   program.requirements = {
       Require(FLAGS_listen, "HOST:PORT", given),
-      Require(FLAGS_decision, "HOST:PORT with a port other than 0",
-              [](const std::optional<sluice::HostPort>& a) { return a && a->port != 0; }),
+      Require(FLAGS_decision, "HOST:PORT[,HOST:PORT...] with ports other than 0",
+              [](const std::optional<sluice::HostPortList>& a) {
+                return a && std::all_of(a->entries.begin(), a->entries.end(),
+                                        [](const sluice::HostPort& hp) { return hp.port != 0; });
+              }),
       Require(FLAGS_metrics, "HOST:PORT", given),
       Require(FLAGS_workers, "a number from 1 to 256", [](int n) { return n >= 1 && n <= 256; }),
       Require(FLAGS_decisions, "server or local",
@@ -191,7 +196,7 @@ GatewayOptions OptionsFromFlags() {
   const sluice::HostPort listen = *absl::GetFlag(FLAGS_listen);
   o.listen_host = listen.host;
   o.listen_port = listen.port;
-  // gRPC's target syntax: an IPv6 address in brackets.
+  // As given (for logs and the listening line); the channel's target is derived in main.
   o.decision_address = absl::GetFlag(FLAGS_decision)->ToString();
   const sluice::HostPort metrics = *absl::GetFlag(FLAGS_metrics);
   o.metrics_host = metrics.host;
@@ -278,6 +283,19 @@ int main(int argc, char** argv) {
        .refresh = absl::GetFlag(FLAGS_tls_refresh_interval),
        .server_name = absl::GetFlag(FLAGS_tls_server_name)});
   if (!transport.ok()) sluice::flags::UsageError(program, transport.status().message());
+  const sluice::HostPortList decision = *absl::GetFlag(FLAGS_decision);
+  absl::StatusOr<std::string> decision_target = sluice::GrpcTarget(decision);
+  if (!decision_target.ok()) {
+    sluice::flags::UsageError(program,
+                              absl::StrCat("--decision: ", decision_target.status().message()));
+  }
+  const bool replicas = decision.entries.size() > 1;
+  if (replicas && !transport->plaintext && transport->files.server_name.empty()) {
+    // gRPC would check each server's certificate against the whole address list.
+    sluice::flags::UsageError(program,
+                              "several --decision addresses over TLS need --tls-server-name: "
+                              "the name every server's certificate carries");
+  }
   if (transport->plaintext) {
     sluice::LogWarning("--plaintext: the decision stream to ", options.decision_address,
                        " is unencrypted and unauthenticated; use mutual TLS (--tls-cert, "
@@ -341,7 +359,11 @@ int main(int argc, char** argv) {
     args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
     args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 2000);
     sluice::security::AddServerNameOverride(*transport, args);
-    auto channel = grpc::CreateCustomChannel(options.decision_address, *credentials, args);
+    // Several replicas: round_robin keeps a connection to each, so a worker whose server
+    // goes away reconnects at once to one known to be up (pick_first would try the dead
+    // address first again). Each channel starts at a random replica: workers spread out.
+    if (replicas) args.SetLoadBalancingPolicyName("round_robin");
+    auto channel = grpc::CreateCustomChannel(*decision_target, *credentials, args);
     workers.push_back(std::make_unique<Worker>(i, context, std::move(channel)));
   }
 

@@ -1,5 +1,7 @@
 #include "lib/common/host_port.h"
 
+#include <arpa/inet.h>
+
 #include <algorithm>
 
 #include "absl/status/status.h"
@@ -7,6 +9,8 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 
 namespace sluice {
@@ -69,5 +73,48 @@ bool AbslParseFlag(absl::string_view text, HostPort* out, std::string* error) {
 }
 
 std::string AbslUnparseFlag(const HostPort& value) { return value.ToString(); }
+
+std::string HostPortList::ToString() const {
+  return absl::StrJoin(entries, ",", [](std::string* out, const HostPort& hp) {
+    absl::StrAppend(out, hp.ToString());
+  });
+}
+
+bool AbslParseFlag(absl::string_view text, HostPortList* out, std::string* error) {
+  HostPortList list;
+  for (absl::string_view entry : absl::StrSplit(text, ',')) {
+    absl::StatusOr<HostPort> parsed = ParseHostPort(entry);
+    if (!parsed.ok()) {
+      *error = absl::StrCat(
+          "want HOST:PORT[,HOST:PORT...] such as 127.0.0.1:7070 or "
+          "10.0.0.1:7070,10.0.0.2:7070 (",
+          entry.empty() ? "an empty entry" : parsed.status().message(), ")");
+      return false;
+    }
+    list.entries.push_back(*std::move(parsed));
+  }
+  *out = std::move(list);
+  return true;
+}
+
+std::string AbslUnparseFlag(const HostPortList& value) { return value.ToString(); }
+
+absl::StatusOr<std::string> GrpcTarget(const HostPortList& list) {
+  if (list.entries.empty()) return Bad("no address");
+  if (list.entries.size() == 1) return list.entries.front().ToString();
+  const auto is = [](int family, const std::string& host) {
+    unsigned char buffer[sizeof(in6_addr)];
+    return inet_pton(family, host.c_str(), buffer) == 1;
+  };
+  for (int family : {AF_INET, AF_INET6}) {
+    if (std::all_of(list.entries.begin(), list.entries.end(),
+                    [&](const HostPort& hp) { return is(family, hp.host); })) {
+      return absl::StrCat(family == AF_INET ? "ipv4:" : "ipv6:", list.ToString());
+    }
+  }
+  return Bad(
+      "several addresses must all be IPv4 or all IPv6 addresses; for replicas behind a host "
+      "name, give the name once (every address it resolves to is used)");
+}
 
 }  // namespace sluice

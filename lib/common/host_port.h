@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
@@ -35,5 +36,25 @@ std::string HostPortWant(const absl::Status& error);
 // Abseil flags of type HostPort (`ABSL_FLAG(sluice::HostPort, listen, ...)`).
 bool AbslParseFlag(absl::string_view text, HostPort* out, std::string* error);
 std::string AbslUnparseFlag(const HostPort& value);
+
+// Several HOST:PORT, comma-separated (`10.0.0.1:7070,10.0.0.2:7070`): every replica of a
+// service, for a client that fails over between them.
+struct HostPortList {
+  std::vector<HostPort> entries;
+
+  // The entries joined by commas; parses back to the same value.
+  std::string ToString() const;
+};
+
+// Abseil flags of type HostPortList. Each entry is read as ParseHostPort reads one; an empty
+// entry or list is an error.
+bool AbslParseFlag(absl::string_view text, HostPortList* out, std::string* error);
+std::string AbslUnparseFlag(const HostPortList& value);
+
+// The gRPC channel target that reaches every entry: one entry as it is (gRPC's resolver finds
+// every address of a name), several IP addresses of one family as gRPC's `ipv4:` or `ipv6:`
+// address list. Several entries with a host name among them are refused (gRPC cannot list
+// names in one target): the message says to give the name once.
+absl::StatusOr<std::string> GrpcTarget(const HostPortList& list);
 
 }  // namespace sluice

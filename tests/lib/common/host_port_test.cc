@@ -87,5 +87,40 @@ TEST(HostPortFlag, OptionalIsEmptyOrAnAddress) {
   EXPECT_FALSE(absl::ParseFlag("7070", &value, &error));
 }
 
+TEST(HostPortList, ParsesCommaSeparatedReplicasAndUnparsesTheSame) {
+  for (const char* text : {"127.0.0.1:7070", "10.0.0.1:7070,10.0.0.2:7071", "[::1]:1,[::2]:2",
+                           "sluice-server.sluice.svc:7070"}) {
+    SCOPED_TRACE(text);
+    HostPortList value;
+    std::string error;
+    ASSERT_TRUE(absl::ParseFlag(text, &value, &error)) << error;
+    EXPECT_EQ(absl::UnparseFlag(value), text);
+  }
+  HostPortList value;
+  std::string error;
+  EXPECT_FALSE(absl::ParseFlag("10.0.0.1:7070,", &value, &error));
+  EXPECT_THAT(error, ::testing::HasSubstr("(an empty entry)"));
+  EXPECT_FALSE(absl::ParseFlag("10.0.0.1:7070,::1:7070", &value, &error));
+  EXPECT_THAT(error, ::testing::HasSubstr("an IPv6 address needs brackets"));
+}
+
+TEST(HostPortList, GrpcTargetListsAddressesOfOneFamilyOrTakesOneName) {
+  const auto target = [](const char* text) {
+    HostPortList list;
+    std::string error;
+    EXPECT_TRUE(absl::ParseFlag(text, &list, &error)) << error;
+    return GrpcTarget(list);
+  };
+  EXPECT_EQ(*target("sluice-server.sluice.svc:7070"), "sluice-server.sluice.svc:7070");
+  EXPECT_EQ(*target("127.0.0.1:1,127.0.0.2:2"), "ipv4:127.0.0.1:1,127.0.0.2:2");
+  EXPECT_EQ(*target("[::1]:1,[::2]:2"), "ipv6:[::1]:1,[::2]:2");
+  for (const char* mixed : {"127.0.0.1:1,[::1]:2", "127.0.0.1:1,localhost:2"}) {
+    const absl::StatusOr<std::string> refused = target(mixed);
+    ASSERT_FALSE(refused.ok()) << mixed;
+    EXPECT_THAT(std::string(refused.status().message()),
+                ::testing::HasSubstr("give the name once"));
+  }
+}
+
 }  // namespace
 }  // namespace sluice
