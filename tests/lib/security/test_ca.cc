@@ -27,9 +27,11 @@ void Check(bool ok, const char* what) {
   }
 }
 
-std::string ToPem(X509* cert) {
+// What `write` put into a memory BIO, as a string.
+template <typename Write>
+std::string WrittenPem(Write write, const char* what) {
   BIO* bio = BIO_new(BIO_s_mem());
-  Check(PEM_write_bio_X509(bio, cert) == 1, "PEM_write_bio_X509");
+  Check(write(bio) == 1, what);
   char* data = nullptr;
   const long n = BIO_get_mem_data(bio, &data);
   std::string pem(data, static_cast<size_t>(n));
@@ -37,15 +39,17 @@ std::string ToPem(X509* cert) {
   return pem;
 }
 
+std::string ToPem(X509* cert) {
+  return WrittenPem([cert](BIO* bio) { return PEM_write_bio_X509(bio, cert); },
+                    "PEM_write_bio_X509");
+}
+
 std::string ToPem(EVP_PKEY* key) {
-  BIO* bio = BIO_new(BIO_s_mem());
-  Check(PEM_write_bio_PrivateKey(bio, key, nullptr, nullptr, 0, nullptr, nullptr) == 1,
-        "PEM_write_bio_PrivateKey");
-  char* data = nullptr;
-  const long n = BIO_get_mem_data(bio, &data);
-  std::string pem(data, static_cast<size_t>(n));
-  BIO_free(bio);
-  return pem;
+  return WrittenPem(
+      [key](BIO* bio) {
+        return PEM_write_bio_PrivateKey(bio, key, nullptr, nullptr, 0, nullptr, nullptr);
+      },
+      "PEM_write_bio_PrivateKey");
 }
 
 X509* CertFromPem(const std::string& pem) {
