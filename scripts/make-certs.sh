@@ -26,14 +26,16 @@ if [[ ! -f ca.key ]]; then
     2>/dev/null
 fi
 
-# issue NAME SAN: NAME.key and NAME.crt, signed by the CA, for both TLS client and server use.
+# issue NAME SAN USAGE: NAME.key and NAME.crt, signed by the CA, for USAGE (serverAuth for the
+# server, clientAuth for the others: a client certificate cannot pose as the server, nor the
+# server's as a client).
 issue() {
-  local name=$1 san=$2
+  local name=$1 san=$2 usage=$3
   [[ -f $name.crt ]] && return 0
   openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$name.key" \
     -out "$name.csr" -subj "/O=sluice/CN=$name" 2>/dev/null
-  printf 'subjectAltName=%s\nextendedKeyUsage=serverAuth,clientAuth\nbasicConstraints=CA:FALSE\n' \
-    "$san" >"$name.ext"
+  printf 'subjectAltName=%s\nextendedKeyUsage=%s\nbasicConstraints=CA:FALSE\n' \
+    "$san" "$usage" >"$name.ext"
   openssl x509 -req -in "$name.csr" -CA ca.crt -CAkey ca.key -CAcreateserial -days "$days" \
     -extfile "$name.ext" -out "$name.crt" 2>/dev/null
   rm -f "$name.csr" "$name.ext"
@@ -41,10 +43,10 @@ issue() {
 
 server_san="DNS:localhost,IP:127.0.0.1,IP:::1"
 for extra in "$@"; do server_san+=",DNS:$extra"; done
-issue server "$server_san"
-issue gateway "URI:spiffe://sluice.local/gateway"
-issue admin "URI:spiffe://sluice.local/admin"
-issue reader "URI:spiffe://sluice.local/reader"
+issue server "$server_san" serverAuth
+issue gateway "URI:spiffe://sluice.local/gateway" clientAuth
+issue admin "URI:spiffe://sluice.local/admin" clientAuth
+issue reader "URI:spiffe://sluice.local/reader" clientAuth
 chmod 644 ./*.crt
 
 if [[ ! -f policy.yaml ]]; then

@@ -80,7 +80,7 @@ ABSL_FLAG(bool, plaintext, false,
           "--access-policy, change the configuration. For tests and demos on loopback.");
 ABSL_FLAG(std::string, access_policy, "",
           "YAML file of identities and their roles (read, write, canary, gateway), re-read when "
-          "it changes; without it every client the CA verifies holds every role.");
+          "it changes; required with mutual TLS.");
 ABSL_FLAG(std::vector<std::string>, allow_identity, {},
           "A client certificate SAN (URI or DNS name; a trailing * matches a prefix) allowed to "
           "call at all; repeatable. Without it, every identity the CA verifies may.");
@@ -151,6 +151,12 @@ int main(int argc, char** argv) {
                               "--access-policy and --allow-identity need mutual TLS: over "
                               "--plaintext no caller can be identified");
   }
+  if (!transport->plaintext && absl::GetFlag(FLAGS_access_policy).empty()) {
+    sluice::flags::UsageError(program,
+                              "mutual TLS needs --access-policy (which identity holds which "
+                              "role: read, write, canary, gateway); scripts/make-certs.sh writes "
+                              "one");
+  }
   auto access = sluice::security::AccessControl::Create(
       {.policy_path = absl::GetFlag(FLAGS_access_policy),
        .allowed_identities = absl::GetFlag(FLAGS_allow_identity),
@@ -164,10 +170,6 @@ int main(int argc, char** argv) {
         "--plaintext: decisions and administration travel unencrypted and "
         "clients are not authenticated; use mutual TLS (--tls-cert, --tls-key, "
         "--tls-ca) outside tests and demos");
-  } else if (!(*access)->has_policy()) {
-    sluice::LogWarning(
-        "no --access-policy: every client the --tls-ca verifies holds every role "
-        "(read, write, canary, gateway)");
   }
 
   sluice::DisableMutexDeadlockDetection();

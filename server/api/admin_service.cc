@@ -152,6 +152,7 @@ grpc::Status AdminServiceImpl::ParseAndCall(absl::string_view name,
     }
     if (problem.empty()) problem = DescribeUnparsable(bytes, Request::descriptor());
     LogWarning(RefusalPrefix(name), problem);
+    AuditRefusal(name, "", identity, "failed", problem);
     return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, problem);
   }
   bytes = std::string();  // an Apply's YAML is not kept twice while it is applied
@@ -161,10 +162,34 @@ grpc::Status AdminServiceImpl::ParseAndCall(absl::string_view name,
   return status;
 }
 
+namespace {
+
+// The role each AdminService method needs. A method missing here stops the server at start
+// (see the constructor): a new method gets a role by decision, never by default.
+constexpr std::pair<absl::string_view, security::Role> kMethodRoles[] = {
+    {"Apply", security::Role::kWrite},         {"Delete", security::Role::kWrite},
+    {"CanaryAction", security::Role::kCanary}, {"Get", security::Role::kRead},
+    {"List", security::Role::kRead},           {"Explain", security::Role::kRead},
+    {"ListEndpoints", security::Role::kRead},  {"CanaryStatus", security::Role::kRead},
+    {"ListGateways", security::Role::kRead},   {"History", security::Role::kRead},
+};
+
+const security::Role* FindRole(absl::string_view method) {
+  for (const auto& [name, role] : kMethodRoles) {
+    if (name == method) return &role;
+  }
+  return nullptr;
+}
+
+}  // namespace
+
 security::Role AdminServiceImpl::RoleOf(absl::string_view method) {
-  if (method == "Apply" || method == "Delete") return security::Role::kWrite;
-  if (method == "CanaryAction") return security::Role::kCanary;
-  return security::Role::kRead;
+  const security::Role* role = FindRole(method);
+  if (role == nullptr) {
+    LogError("AdminService.", method, " has no role (kMethodRoles)");
+    std::abort();
+  }
+  return *role;
 }
 
 namespace {
@@ -211,6 +236,7 @@ void AdminServiceImpl::AuditChange(const Request& request, const Response& respo
     } else if constexpr (kDelete) {
       entry.set_action("delete");
       entry.add_resources(ToKey(request.ref()).ToString());
+      if (status.ok()) entry.set_version_after(response.version());
     } else {
       entry.set_action(absl::StrCat("canary-", request.action()));
       entry.add_resources(CanaryName(request));
@@ -225,14 +251,28 @@ void AdminServiceImpl::AuditChange(const Request& request, const Response& respo
 }
 
 void AdminServiceImpl::AuditRefusal(absl::string_view method, const std::string& bytes,
-                                    const security::Verdict& verdict) {
+                                    const std::string& identity, absl::string_view outcome,
+                                    absl::string_view detail) {
   if (audit_ == nullptr || RoleOf(method) == security::Role::kRead) return;
   v1::AuditEntry entry;
-  entry.set_identity(verdict.identity);
+  entry.set_identity(identity.empty() ? "anonymous" : identity);
   entry.set_version_before(store_.Current()->version());
   entry.set_version_after(entry.version_before());
-  entry.set_outcome("denied");
-  entry.set_detail(std::string(verdict.status.message()));
+  entry.set_outcome(std::string(outcome));
+  entry.set_detail(std::string(detail));
+  if (entry.identity() == "anonymous") {
+    const absl::Time now = absl::Now();
+    absl::MutexLock lock(&anonymous_mu_);
+    if (now - last_anonymous_audit_ < absl::Seconds(1)) {
+      audit_->CountOnly(entry.identity(),
+                        method == "Apply"    ? "apply"
+                        : method == "Delete" ? "delete"
+                                             : "canary",
+                        outcome);
+      return;
+    }
+    last_anonymous_audit_ = now;
+  }
   // What was asked, read only as far as the protobuf goes: an apply's YAML stays unparsed.
   if (method == "Apply") {
     v1::ApplyRequest request;
@@ -286,7 +326,11 @@ void AdminServiceImpl::ServeRaw(absl::string_view name, TypedMethod<Request, Res
               if (!verdict.status.ok()) {
                 LogWarning(RefusalPrefix(method_name), verdict.status.message());
                 if (RoleOf(method_name) != security::Role::kRead && audit_ != nullptr) {
-                  AuditRefusal(method_name, Flatten(buffer).value_or(""), verdict);
+                  // What was asked, when small enough to read (never past the size limit).
+                  std::string bytes;
+                  if (buffer.Length() <= max_apply_bytes_) bytes = Flatten(buffer).value_or("");
+                  AuditRefusal(method_name, bytes, verdict.identity, "denied",
+                               verdict.status.message());
                 }
                 return security::ToGrpcStatus(verdict.status);
               }
@@ -294,6 +338,7 @@ void AdminServiceImpl::ServeRaw(absl::string_view name, TypedMethod<Request, Res
             // gRPC has received it whole (its own size limit is not in force, see
             // server/main.cc); nothing has parsed or copied it yet.
             if (grpc::Status status = CheckSize(method_name, buffer.Length()); !status.ok()) {
+              AuditRefusal(method_name, "", verdict.identity, "failed", status.error_message());
               return status;
             }
             std::optional<std::string> bytes = Flatten(buffer);
@@ -347,6 +392,10 @@ AdminServiceImpl::AdminServiceImpl(store::ConfigStore& store, ServerMetrics& met
       google::protobuf::DescriptorPool::generated_pool()->FindServiceByName(
           v1::AdminService::service_full_name());
   for (int i = 0; i < service->method_count(); ++i) {
+    if (FindRole(service->method(i)->name()) == nullptr) {
+      LogError("AdminService.", service->method(i)->name(), " has no role (kMethodRoles)");
+      std::abort();
+    }
     if (!raw_calls_.contains(service->method(i)->name())) {
       LogError("AdminService.", service->method(i)->name(), " is not served raw (ServeRaw)");
       std::abort();

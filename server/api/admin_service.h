@@ -95,10 +95,13 @@ class AdminServiceImpl final : public v1::AdminService::Service {
   template <typename Request, typename Response>
   void AuditChange(const Request& request, const Response& response, const grpc::Status& status,
                    const std::string& identity, uint64_t version_before);
-  // Records a change refused before it ran (the caller lacked the role), with what it asked
-  // for as far as its bytes tell.
-  void AuditRefusal(absl::string_view method, const std::string& bytes,
-                    const security::Verdict& verdict);
+  // Records a change refused before it ran, with what it asked for as far as `bytes` tell
+  // ("" when they were not read): `outcome` "denied" (the caller lacked the role or was not
+  // identified) or "failed" (too large, unparsable). Refusals of unidentified callers are
+  // recorded at most once a second (they are counted in the log's metric each time), so that
+  // anyone who can connect cannot flood the audit log.
+  void AuditRefusal(absl::string_view method, const std::string& bytes, const std::string& identity,
+                    absl::string_view outcome, absl::string_view detail);
   // RESOURCE_EXHAUSTED when a request of `bytes` bytes is over max_apply_bytes_.
   grpc::Status CheckSize(absl::string_view name, size_t bytes);
 
@@ -110,6 +113,8 @@ class AdminServiceImpl final : public v1::AdminService::Service {
   const uint64_t max_apply_bytes_;
   const security::AccessControl* access_ = nullptr;
   security::AuditLog* audit_ = nullptr;
+  absl::Mutex anonymous_mu_;
+  absl::Time last_anonymous_audit_ ABSL_GUARDED_BY(anonymous_mu_) = absl::InfinitePast();
   // By method name; filled by the constructor, read-only after.
   absl::flat_hash_map<std::string, RawCall> raw_calls_;
 };

@@ -60,8 +60,14 @@ double SecondsSince(Clock::time_point start) {
 class StreamReactor final : public grpc::ServerBidiReactor<v1::GatewayMessage, v1::ServerMessage>,
                             public GatewayHub::Stream {
  public:
-  StreamReactor(DecisionServiceImpl& service, std::string peer)
-      : service_(service), peer_(std::move(peer)) {
+  // `context` outlives the reactor (gRPC's callback API); `checked_generation` is the access
+  // policy's generation the caller was admitted under.
+  StreamReactor(DecisionServiceImpl& service, grpc::CallbackServerContext* context,
+                uint64_t checked_generation)
+      : service_(service),
+        context_(context),
+        peer_(context->peer()),
+        checked_generation_(checked_generation) {
     service_.metrics().streams_open.Increment();
     StartRead(&in_);
   }
@@ -86,6 +92,23 @@ class StreamReactor final : public grpc::ServerBidiReactor<v1::GatewayMessage, v
       read_done_ = true;
       MaybeFinishLocked();
       return;
+    }
+    // A policy edit may have taken the gateway role from this caller: its stream ends, as
+    // its next one would be refused.
+    if (const security::AccessControl* access = service_.access();
+        access != nullptr && access->generation() != checked_generation_) {
+      checked_generation_ = access->generation();
+      const security::Verdict verdict =
+          access->Check(*context_, security::Role::kGateway, "Stream");
+      if (!verdict.status.ok()) {
+        LogWarning("decision stream from ", peer_, " ended: ", verdict.status.message());
+        absl::MutexLock lock(&mu_);
+        read_done_ = true;
+        refusal_ = security::ToGrpcStatus(verdict.status);
+        in_.Clear();
+        MaybeFinishLocked();
+        return;
+      }
     }
     if (in_.decide_size() > kMaxDecidesPerMessage || in_.reports_size() > kMaxReportsPerMessage) {
       // More than any gateway batches (it queues at most 4,096 decisions and 16,384 reports):
@@ -255,8 +278,10 @@ class StreamReactor final : public grpc::ServerBidiReactor<v1::GatewayMessage, v
   }
 
   DecisionServiceImpl& service_;
+  grpc::CallbackServerContext* const context_;
   const std::string peer_;
-  uint64_t hub_id_ = 0;  // registered with the hub once the gateway said hello
+  uint64_t checked_generation_;  // touched only while processing a read (one at a time)
+  uint64_t hub_id_ = 0;          // registered with the hub once the gateway said hello
   v1::GatewayMessage in_;
   routing::RequestAttributes attributes_;  // reused across requests to keep its buffers
   uint64_t sent_version_ = 0;
@@ -316,6 +341,8 @@ grpc::ServerUnaryReactor* DecisionServiceImpl::Decide(grpc::CallbackServerContex
 
 grpc::ServerBidiReactor<v1::GatewayMessage, v1::ServerMessage>* DecisionServiceImpl::Stream(
     grpc::CallbackServerContext* context) {
+  // Read before the check: a policy installed in between makes the stream check again.
+  const uint64_t generation = access_ != nullptr ? access_->generation() : 0;
   if (access_ != nullptr) {
     const security::Verdict verdict = access_->Check(*context, security::Role::kGateway, "Stream");
     if (!verdict.status.ok()) {
@@ -324,7 +351,7 @@ grpc::ServerBidiReactor<v1::GatewayMessage, v1::ServerMessage>* DecisionServiceI
       return new RefusedStream(security::ToGrpcStatus(verdict.status));
     }
   }
-  return new StreamReactor(*this, context->peer());
+  return new StreamReactor(*this, context, generation);
 }
 
 void DecisionServiceImpl::OnSnapshot(const routing::Snapshot& snapshot) {

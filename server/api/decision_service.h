@@ -50,6 +50,7 @@ class DecisionServiceImpl final : public v1::DecisionService::CallbackService {
   health::HealthTracker& health() { return health_; }
   canary::TrafficRecorder& traffic() { return traffic_; }
   GatewayHub& hub() { return hub_; }
+  const security::AccessControl* access() const { return access_; }
 
  private:
   const security::AccessControl* access_ = nullptr;

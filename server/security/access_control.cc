@@ -17,6 +17,13 @@ namespace sluice::security {
 
 absl::StatusOr<std::unique_ptr<AccessControl>> AccessControl::Create(Options options) {
   std::unique_ptr<AccessControl> control(new AccessControl(std::move(options)));
+  if (!control->has_policy() && control->options_.require_tls) {
+    // Without roles every certificate the CA signed could open decision streams and send
+    // attempt reports (and eject endpoints with forged ones): refuse rather than guess.
+    return absl::InvalidArgumentError(
+        "mutual TLS needs --access-policy (which identity holds which role: read, write, "
+        "canary, gateway); scripts/make-certs.sh writes one");
+  }
   if (!control->has_policy()) {
     AccessPolicy policy = AccessPolicy::AllowAll();
     policy.set_allowed_identities(control->options_.allowed_identities);
@@ -51,6 +58,7 @@ absl::Status AccessControl::Load() {
   policy.set_allowed_identities(options_.allowed_identities);
   absl::MutexLock lock(&mu_);
   policy_ = std::make_shared<const AccessPolicy>(std::move(policy));
+  generation_.fetch_add(1, std::memory_order_release);
   return absl::OkStatus();
 }
 

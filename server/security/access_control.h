@@ -4,6 +4,8 @@
 // bearer token) and whether the access policy gives it the role the method needs. The policy
 // file is re-read when it changes; a bad edit keeps the previous policy.
 
+#include <atomic>
+#include <cstdint>
 #include <memory>
 #include <optional>
 #include <string>
@@ -22,7 +24,8 @@ namespace sluice::security {
 class AccessControl {
  public:
   struct Options {
-    std::string policy_path;                      // --access-policy; empty: AllowAll
+    // --access-policy; empty (plaintext only): AllowAll.
+    std::string policy_path;
     std::vector<std::string> allowed_identities;  // --allow-identity
     // The server runs mutual TLS: a call that arrived without TLS (on the --health port,
     // which serves probes in plaintext) is refused whatever the policy says.
@@ -46,6 +49,10 @@ class AccessControl {
   // Whether a policy file is in use (rather than every verified caller holding every role).
   bool has_policy() const { return !options_.policy_path.empty(); }
 
+  // Goes up by one with each policy installed: a long-lived call (a decision stream) checks
+  // its caller again when it changed.
+  uint64_t generation() const { return generation_.load(std::memory_order_acquire); }
+
  private:
   explicit AccessControl(Options options) : options_(std::move(options)) {}
   // Reads and parses the file; on success installs the policy.
@@ -55,6 +62,7 @@ class AccessControl {
   mutable absl::Mutex mu_;
   std::shared_ptr<const AccessPolicy> policy_ ABSL_GUARDED_BY(mu_);
   // The file as last read: modification time (ns) and size.
+  std::atomic<uint64_t> generation_{0};
   int64_t mtime_ns_ = -1;
   int64_t size_ = -1;
 };

@@ -148,6 +148,12 @@ AccessPolicy AccessPolicy::Parse(absl::string_view text, absl::string_view file,
   return policy;
 }
 
+bool AccessPolicy::Allowed(absl::string_view identity) const {
+  return allowed_.empty() ||
+         std::any_of(allowed_.begin(), allowed_.end(),
+                     [&](const std::string& p) { return IdentityMatches(p, identity); });
+}
+
 Verdict AccessPolicy::Authorize(const Caller& caller, Role role, absl::string_view method) const {
   const std::string needs = absl::StrCat("role '", RoleName(role), "', which ", method, " needs");
   if (caller.token.has_value()) {
@@ -160,6 +166,11 @@ Verdict AccessPolicy::Authorize(const Caller& caller, Role role, absl::string_vi
     const std::string hash = Sha256Hex(*caller.token);
     for (const Entry& entry : entries_) {
       if (entry.token_sha256.empty() || !EqualInConstantTime(entry.token_sha256, hash)) continue;
+      if (!Allowed(entry.name)) {
+        return {entry.name, absl::PermissionDeniedError(
+                                absl::StrCat("token holder \"", entry.name,
+                                             "\" is not in the server's --allow-identity list"))};
+      }
       if (Holds(entry.roles, role)) return {entry.name, absl::OkStatus()};
       return {entry.name, absl::PermissionDeniedError(
                               absl::StrCat("token holder \"", entry.name, "\" lacks ", needs,
@@ -176,25 +187,22 @@ Verdict AccessPolicy::Authorize(const Caller& caller, Role role, absl::string_vi
                              "identity (sluicectl: --tls-cert and --tls-key, or --token-file)"
                            : "no identity: a call over plaintext cannot be identified")};
   }
-  // The identity named in answers and the audit log: the first SAN the rules know.
-  std::string identity = caller.identities.front();
-  if (!allowed_.empty()) {
-    const auto allowed = [&](const std::string& id) {
-      return std::any_of(allowed_.begin(), allowed_.end(),
-                         [&](const std::string& p) { return IdentityMatches(p, id); });
-    };
-    auto it = std::find_if(caller.identities.begin(), caller.identities.end(), allowed);
-    if (it == caller.identities.end()) {
-      return {identity, absl::PermissionDeniedError(
-                            absl::StrCat("client identity \"", identity,
-                                         "\" is not in the server's --allow-identity list"))};
-    }
-    identity = *it;
+  // Only the SANs the allow-list admits count, for roles and for the name in answers and
+  // the audit log (the first of them the policy knows).
+  std::vector<std::string> admitted;
+  for (const std::string& id : caller.identities) {
+    if (Allowed(id)) admitted.push_back(id);
   }
+  if (admitted.empty()) {
+    return {caller.identities.front(), absl::PermissionDeniedError(absl::StrCat(
+                                           "client identity \"", caller.identities.front(),
+                                           "\" is not in the server's --allow-identity list"))};
+  }
+  std::string identity = admitted.front();
   if (allow_all_) return {identity, absl::OkStatus()};
   std::vector<Role> held;
   bool known = false;
-  for (const std::string& id : caller.identities) {
+  for (const std::string& id : admitted) {
     for (const Entry& entry : entries_) {
       if (!entry.token_sha256.empty() || !IdentityMatches(entry.name, id)) continue;
       if (!known) identity = id;

@@ -69,6 +69,9 @@ class AccessPolicy {
   bool allow_all() const { return allow_all_; }
 
  private:
+  // Whether --allow-identity admits `identity` (a SAN or a token holder's name).
+  bool Allowed(absl::string_view identity) const;
+
   bool allow_all_ = false;
   std::vector<Entry> entries_;
   std::vector<std::string> allowed_;

@@ -83,7 +83,46 @@ AuditLog::~AuditLog() {
   if (fd_ >= 0) close(fd_);
 }
 
+namespace {
+
+// What a caller sent may be anything: control characters (a terminal's escape sequences in
+// `sluicectl history`) become '?', and an entry names at most 50 resources of 256 bytes.
+void Sanitize(std::string& text) {
+  if (text.size() > 256) text.resize(256);
+  for (char& c : text) {
+    if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) c = '?';
+  }
+}
+
+void Sanitize(v1::AuditEntry& entry) {
+  constexpr int kMaxResources = 50;
+  if (entry.resources_size() > kMaxResources) {
+    const int more = entry.resources_size() - kMaxResources;
+    entry.mutable_resources()->DeleteSubrange(kMaxResources, more);
+    entry.add_resources(absl::StrCat("... ", more, " more"));
+  }
+  for (std::string& r : *entry.mutable_resources()) Sanitize(r);
+  Sanitize(*entry.mutable_identity());
+  Sanitize(*entry.mutable_action());
+  if (entry.detail().size() > 1024) entry.mutable_detail()->resize(1024);
+  for (char& c : *entry.mutable_detail()) {
+    if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) c = '?';
+  }
+}
+
+}  // namespace
+
+void AuditLog::CountOnly(absl::string_view identity, absl::string_view action,
+                         absl::string_view outcome) {
+  changes_
+      .Add({{"identity", std::string(identity)},
+            {"action", std::string(action)},
+            {"outcome", std::string(outcome)}})
+      .Increment();
+}
+
 void AuditLog::Record(v1::AuditEntry entry) {
+  Sanitize(entry);
   entry.set_time(absl::FormatTime("%Y-%m-%dT%H:%M:%E3SZ", options_.now(), absl::UTCTimeZone()));
   changes_
       .Add({{"identity", entry.identity()},

@@ -14,6 +14,7 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "prometheus/counter.h"
@@ -38,6 +39,10 @@ class AuditLog {
   // Stamps `entry` with the time, appends it to the file (one write, flushed to disk: changes
   // are rare and the record must survive a crash that follows) and to the recent entries.
   void Record(v1::AuditEntry entry);
+
+  // Counts a change in sluice_admin_changes_total without recording it (refusals of
+  // unidentified callers beyond one a second).
+  void CountOnly(absl::string_view identity, absl::string_view action, absl::string_view outcome);
 
   // The latest `limit` entries, oldest first.
   std::vector<v1::AuditEntry> Recent(size_t limit) const;

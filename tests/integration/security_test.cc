@@ -17,8 +17,10 @@
 #include "gmock/gmock.h"
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
+#include "lib/security/tls.h"
 #include "protos/grpc/health/v1/health.grpc.pb.h"
 #include "sluice/v1/admin.grpc.pb.h"
+#include "sluice/v1/decision.grpc.pb.h"
 #include "tests/integration/process.h"
 #include "tests/lib/security/test_ca.h"
 
@@ -29,6 +31,7 @@ using ::testing::HasSubstr;
 using ::testing::Not;
 
 constexpr char kToken[] = "ci-token-0123456789";
+constexpr char kOtherToken[] = "ops-bot-token-9876543210";
 // The policy's tokenSha256, computed as the README tells users to: sha256sum of the file.
 std::string Sha256Of(const std::string& text, const testing::TempDir& dir) {
   const std::string file = dir.Write("token-for-hash", text);
@@ -83,13 +86,18 @@ class SecurityTest : public ::testing::Test {
         "  - {name: spiffe://elsewhere/*, roles: [read]}\n"
         "  - name: ci\n"
         "    tokenSha256: ",
-        Sha256Of(kToken, dir_), "\n    roles: [read, write]\n");
+        Sha256Of(kToken, dir_),
+        "\n    roles: [read, write]\n"
+        "  - name: ops-bot\n"
+        "    tokenSha256: ",
+        Sha256Of(kOtherToken, dir_), "\n    roles: [read, write, canary]\n");
   }
 
-  void StartServer(std::vector<std::string> extra = {}) {
+  // `listen`: 127.0.0.1:0 picks a port; a restart passes the one it had.
+  void StartServer(std::vector<std::string> extra = {}, const std::string& listen = "127.0.0.1:0") {
     std::vector<std::string> argv = {SLUICE_SERVER_BINARY,
                                      "--listen",
-                                     "127.0.0.1:0",
+                                     listen,
                                      "--metrics",
                                      "127.0.0.1:0",
                                      "--tls-cert",
@@ -241,6 +249,13 @@ TEST_F(SecurityTest, EachBadCredentialIsRefusedWithItsStatusAndChangesNothing) {
        {"SLUICE_TOKEN_FILE=" + dir_.Write("wrong.token", "nope\n")},
        1,
        "not authenticated: the bearer token matches no identity of the access policy"},
+      {"token holder not allowed",
+       "",
+       "",
+       {"SLUICE_TOKEN_FILE=" + dir_.Write("ops.token", kOtherToken)},
+       1,
+       "permission denied: token holder \"ops-bot\" is not in the server's --allow-identity "
+       "list"},
   };
   for (const Case& c : cases) {
     SCOPED_TRACE(c.name);
@@ -336,6 +351,76 @@ TEST_F(SecurityTest, TheHealthPortAnswersProbesAndRefusesEverythingElse) {
   EXPECT_THAT(refused.error_message(), HasSubstr("this port serves health checks only"));
 }
 
+TEST_F(SecurityTest, AServerCertificateForAnotherNameIsRefusedUnlessThatNameIsExpected) {
+  testing::WriteKeyPair(ca_.Issue("elsewhere", {"DNS:sluice.example.org"}), certs_, "server");
+  StartServer();
+  const testing::Ran wrong = Ctl("admin", {"get"});
+  EXPECT_EQ(wrong.exit_code, 3) << wrong.out << wrong.err;
+  const testing::Ran named = Ctl("admin", {"get", "--tls-server-name", "sluice.example.org"});
+  EXPECT_EQ(named.exit_code, 0) << named.err;
+}
+
+TEST_F(SecurityTest, DecideIsForGatewaysOnly) {
+  StartServer();
+  const auto call = [&](const std::string& who) {
+    security::Transport transport{.plaintext = false,
+                                  .files = {.cert = certs_ + "/" + who + ".crt",
+                                            .key = certs_ + "/" + who + ".key",
+                                            .ca = ca_file_}};
+    auto credentials = security::ChannelCredentials(transport);
+    EXPECT_TRUE(credentials.ok()) << credentials.status();
+    auto stub = v1::DecisionService::NewStub(grpc::CreateChannel(grpc_, *credentials));
+    v1::DecideRequest request;
+    request.set_authority("shop");
+    request.set_path("/");
+    request.set_method("GET");
+    v1::Decision decision;
+    grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+    return stub->Decide(&context, request, &decision);
+  };
+  const grpc::Status admin = call("admin");
+  EXPECT_EQ(admin.error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_THAT(admin.error_message(), HasSubstr("lacks role 'gateway', which Decide needs"));
+  const grpc::Status gateway = call("gateway");
+  EXPECT_TRUE(gateway.ok()) << gateway.error_message();
+}
+
+// Taking the gateway role away ends the streams the identity has open, at their next
+// message: a policy edit does not wait for reconnections.
+TEST_F(SecurityTest, APolicyEditEndsTheStreamsOfAnIdentityThatLostTheGatewayRole) {
+  testing::Process stub;
+  ASSERT_TRUE(
+      stub.Start({SLUICE_STUB_BINARY, "--listen", "127.0.0.1:0", "--name", "shop"}, "listening "))
+      << stub.error();
+  stub_port_ = stub.Field("http").substr(stub.Field("http").rfind(':') + 1);
+  StartServer();
+  testing::Process gateway;
+  ASSERT_TRUE(
+      gateway.Start({SLUICE_GATEWAY_BINARY, "--listen", "127.0.0.1:0", "--decision", grpc_,
+                     "--metrics", "127.0.0.1:0", "--decisions", "local", "--tls-ca", ca_file_,
+                     "--tls-cert", certs_ + "/gateway.crt", "--tls-key", certs_ + "/gateway.key"},
+                    "listening "))
+      << gateway.error();
+  ASSERT_TRUE(testing::WaitForGatewayServing(gateway.Field("metrics"))) << gateway.Log();
+  dir_.Write("policy.yaml",
+             "identities:\n  - {name: spiffe://t/admin, roles: [read, write, canary]}\n");
+  bool ended = false;
+  for (const absl::Time give_up = absl::Now() + absl::Seconds(10); absl::Now() < give_up;) {
+    // Traffic makes the gateway report, and its next message meets the new policy.
+    testing::HttpExchange(gateway.Field("http"), "GET", "/", {{"Host", "shop"}});
+    if (absl::StrContains(gateway.Log(), "decision server refused this gateway")) {
+      ended = true;
+      break;
+    }
+    absl::SleepFor(absl::Milliseconds(50));
+  }
+  EXPECT_TRUE(ended) << gateway.Log() << server_.Log();
+  EXPECT_THAT(server_.Log(), HasSubstr("has no role in the access policy; it lacks role "
+                                       "'gateway'"));
+  EXPECT_THAT(Ctl("admin", {"gateways"}).out, HasSubstr("0 gateway workers"));
+}
+
 // A gateway deciding locally keeps serving, without one failed request, while the server's
 // certificate is replaced; new connections get the new certificate without a restart.
 TEST_F(SecurityTest, TheServerCertificateRotatesWhileAGatewayStreams) {
@@ -379,6 +464,21 @@ TEST_F(SecurityTest, TheServerCertificateRotatesWhileAGatewayStreams) {
                                       "2>/dev/null | openssl x509 -noout -subject")});
   EXPECT_THAT(s_client.out, HasSubstr("CN = server-2")) << s_client.err;
   EXPECT_EQ(Ctl("admin", {"get"}).exit_code, 0);
+  // The gateway's stream was opened before the rotation. Restart the server on its port:
+  // the gateway reconnects, verifying the new certificate, while local decisions go on.
+  const std::string address = grpc_;
+  ASSERT_EQ(server_.Stop(), 0);
+  StartServer({}, address);
+  bool reconnected = false;
+  for (const absl::Time give_up = absl::Now() + absl::Seconds(10); absl::Now() < give_up;) {
+    const testing::Ran streams = Ctl("admin", {"gateways"});
+    if (absl::StrContains(streams.out, "1 gateway worker")) {
+      reconnected = true;
+      break;
+    }
+    absl::SleepFor(absl::Milliseconds(100));
+  }
+  EXPECT_TRUE(reconnected) << gateway.Log();
   stop = true;
   load.join();
   EXPECT_GT(sent.load(), 100);

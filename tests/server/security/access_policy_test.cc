@@ -128,6 +128,22 @@ TEST(AccessPolicyTest, TheAllowListComesBeforeRoles) {
             "client identity \"spiffe://evil/gw\" is not in the server's --allow-identity list");
 }
 
+TEST(AccessPolicyTest, TheAllowListAdmitsTokenHoldersAndSansByName) {
+  AccessPolicy policy = Parse(Policy());
+  policy.set_allowed_identities({"spiffe://t/ops/*"});
+  // A token holder the list does not name is refused, however many roles it holds.
+  const Verdict token =
+      policy.Authorize(Caller{.identities = {}, .token = kToken, .tls = true}, Role::kRead, "Get");
+  EXPECT_TRUE(absl::IsPermissionDenied(token.status));
+  EXPECT_EQ(token.status.message(),
+            "token holder \"ci\" is not in the server's --allow-identity list");
+  // A SAN outside the list brings no role, even next to one inside it.
+  const Verdict mixed = policy.Authorize(Cert({"spiffe://t/gateway", "spiffe://t/ops/amy"}),
+                                         Role::kGateway, "Stream");
+  EXPECT_TRUE(absl::IsPermissionDenied(mixed.status));
+  EXPECT_EQ(mixed.identity, "spiffe://t/ops/amy");
+}
+
 TEST(AccessPolicyTest, ErrorsNameFileLineAndFieldPath) {
   config::Diagnostics diagnostics;
   Parse(
