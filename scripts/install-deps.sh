@@ -19,6 +19,9 @@ packages=(
   clang libclang-rt-14-dev
   # used by the demo and integration tests
   curl
+  # etcd's v3 API .proto files (compiled for sluice-server's --store etcd://) and etcd itself,
+  # which the store tests start as one- and three-member clusters on loopback
+  golang-etcd-server-dev etcd-server
   # the real Prometheus server the canary and observability tests query, and promtool
   prometheus
   # renders the canary graph (scripts/render-canary-graph.sh)

@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <iostream>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -47,6 +48,14 @@ ABSL_FLAG(std::vector<std::string>, config, {},
 ABSL_FLAG(std::string, state_dir, "",
           "Where configuration applied through the API (and canary progress) is kept across "
           "restarts; without it applied configuration is lost on restart.");
+ABSL_FLAG(std::string, store, "",
+          "etcd://HOST:PORT[,HOST:PORT...]/PREFIX: keep configuration applied through the API "
+          "in etcd under PREFIX instead of --state-dir, shared by every sluice-server replica "
+          "that names the same PREFIX (each follows the others' changes; concurrent changes "
+          "cannot both win). Empty: --state-dir.");
+ABSL_FLAG(absl::Duration, etcd_timeout, absl::Seconds(3),
+          "With --store etcd://: how long a call to etcd may take; a change etcd does not "
+          "confirm within it is refused and nothing is applied.");
 ABSL_FLAG(sluice::HostPort, listen, (sluice::HostPort{"127.0.0.1", 7070}),
           "HOST:PORT for gRPC, decisions and administration; port 0 picks a free port.");
 ABSL_FLAG(sluice::HostPort, metrics, (sluice::HostPort{"127.0.0.1", 9464}),
@@ -135,6 +144,19 @@ int main(int argc, char** argv) {
   }
   const std::vector<std::string> config_paths = absl::GetFlag(FLAGS_config);
   const std::string state_dir = absl::GetFlag(FLAGS_state_dir);
+  std::optional<sluice::store::EtcdLocation> etcd_location;
+  if (const std::string store = absl::GetFlag(FLAGS_store); !store.empty()) {
+    absl::StatusOr<sluice::store::EtcdLocation> parsed = sluice::store::ParseEtcdLocation(store);
+    if (!parsed.ok()) {
+      sluice::flags::UsageError(program, absl::StrCat("--store ", parsed.status().message()));
+    }
+    if (!state_dir.empty()) {
+      sluice::flags::UsageError(program,
+                                "--store and --state-dir exclude each other: applied "
+                                "configuration lives in one place");
+    }
+    etcd_location = *std::move(parsed);
+  }
   const sluice::HostPort listen = absl::GetFlag(FLAGS_listen);
   const sluice::HostPort metrics_listen = absl::GetFlag(FLAGS_metrics);
 
@@ -187,12 +209,24 @@ int main(int argc, char** argv) {
   options.config_paths = config_paths;
   options.state_dir = state_dir;
   options.max_apply_resources = absl::GetFlag(FLAGS_max_apply_resources);
+  if (etcd_location.has_value()) {
+    auto etcd = sluice::store::EtcdClient::Create(*etcd_location,
+                                                  {.timeout = absl::GetFlag(FLAGS_etcd_timeout)});
+    if (!etcd.ok()) {
+      std::cerr << "sluice-server: --store " << etcd.status().message() << "\n";
+      return 1;
+    }
+    options.etcd = *std::move(etcd);
+  }
   auto store = sluice::store::ConfigStore::Open(options);
   if (!store.ok()) {
     std::cerr << "sluice-server: " << store.status().message() << "\n";
     return 1;
   }
-  if (state_dir.empty()) {
+  if (etcd_location.has_value()) {
+    sluice::LogInfo("configuration store: ", etcd_location->ToString(), " at revision ",
+                    (*store)->etcd_revision());
+  } else if (state_dir.empty()) {
     sluice::LogWarning("no --state-dir: configuration applied through the API is lost on restart");
   }
 

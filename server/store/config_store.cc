@@ -12,6 +12,7 @@
 #include <sstream>
 #include <tuple>
 
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -28,6 +29,42 @@ namespace fs = std::filesystem;
 
 constexpr char kAppliedFile[] = "applied.yaml";
 constexpr char kVersionFile[] = "version";
+constexpr char kEtcdResources[] = "resources/";
+constexpr char kEtcdVersion[] = "version";
+
+std::string EtcdKeyOf(const EtcdClient& etcd, const ResourceKey& key) {
+  return absl::StrCat(etcd.location().prefix, kEtcdResources, key.kind, "/", key.namespace_name,
+                      "/", key.name);
+}
+
+// The applied layer and version as etcd holds them.
+struct EtcdState {
+  config::ConfigSet applied;
+  config::Diagnostics diagnostics;
+  uint64_t version = 0;
+  int64_t version_revision = 0;  // PREFIX/version's mod revision; 0: nothing applied yet
+};
+
+absl::StatusOr<EtcdState> ReadEtcdState(EtcdClient& etcd) {
+  // One range over the whole prefix: the resources and the version at the same revision.
+  absl::StatusOr<EtcdClient::Range> range = etcd.GetPrefix(etcd.location().prefix);
+  if (!range.ok()) return range.status();
+  EtcdState state;
+  const std::string version_key = etcd.location().prefix + kEtcdVersion;
+  const std::string resources = etcd.location().prefix + kEtcdResources;
+  for (const EtcdKeyValue& kv : range->kvs) {
+    if (kv.key == version_key) {
+      if (!absl::SimpleAtoi(kv.value, &state.version)) {
+        return absl::DataLossError(
+            absl::StrCat(version_key, " in etcd holds \"", kv.value, "\", not a version"));
+      }
+      state.version_revision = kv.mod_revision;
+    } else if (absl::StartsWith(kv.key, resources)) {
+      config::ParseYaml(kv.value, absl::StrCat("etcd:", kv.key), state.applied, state.diagnostics);
+    }
+  }
+  return state;
+}
 
 template <typename T>
 void OverlayKind(std::vector<T>& into, const std::vector<T>& overlay) {
@@ -136,6 +173,17 @@ absl::StatusOr<std::unique_ptr<ConfigStore>> ConfigStore::Open(Options options) 
     const std::string stored_version = ReadFile(fs::path(opts.state_dir) / kVersionFile);
     if (!stored_version.empty() && !absl::SimpleAtoi(stored_version, &version)) version = 0;
   }
+  int64_t etcd_version_revision = 0;
+  if (opts.etcd != nullptr) {
+    absl::StatusOr<EtcdState> state = ReadEtcdState(*opts.etcd);
+    if (!state.ok()) return state.status();
+    applied = std::move(state->applied);
+    diagnostics.Append(state->diagnostics);
+    // The first commit below adds one: every replica serves the stored version under the
+    // stored version's number.
+    version = state->version == 0 ? 0 : state->version - 1;
+    etcd_version_revision = state->version_revision;
+  }
   if (!opts.config_paths.empty()) {
     absl::StatusOr<std::unique_ptr<OpenWriters>> writers = OpenWriters::Create(opts.config_paths);
     if (writers.ok()) {
@@ -148,6 +196,7 @@ absl::StatusOr<std::unique_ptr<ConfigStore>> ConfigStore::Open(Options options) 
   }
   absl::MutexLock lock(&store->mu_);
   store->version_ = version;
+  store->etcd_version_revision_ = etcd_version_revision;
   store->files_fingerprint_ = store->FilesFingerprint();
   ChangeResult result = store->Commit(std::move(files), std::move(applied), std::move(diagnostics),
                                       /*dry_run=*/false, /*persist=*/false);
@@ -161,7 +210,47 @@ absl::StatusOr<std::unique_ptr<ConfigStore>> ConfigStore::Open(Options options) 
   for (const config::Diagnostic& d : result.diagnostics.all()) {
     if (d.severity == config::Severity::kWarning) LogWarning(d.ToString());
   }
+  if (opts.etcd != nullptr && opts.follow_etcd) {
+    // Every change after the one read, by whichever replica.
+    ConfigStore* self = store.get();
+    store->etcd_watch_ = opts.etcd->WatchPrefix(opts.etcd->location().prefix, etcd_version_revision,
+                                                [self](int64_t) { self->RefreshFromEtcd(); });
+  }
   return store;
+}
+
+int64_t ConfigStore::etcd_revision() const {
+  absl::MutexLock lock(&mu_);
+  return etcd_version_revision_;
+}
+
+void ConfigStore::RefreshFromEtcd() {
+  absl::StatusOr<EtcdState> state = ReadEtcdState(*options_.etcd);
+  if (!state.ok()) {
+    // The watch calls again on the next change; until then the current snapshot serves.
+    LogWarning("could not read the configuration another replica changed: ",
+               state.status().message());
+    return;
+  }
+  absl::MutexLock lock(&mu_);
+  // This replica's own change, or one it has already taken in.
+  if (state->version_revision <= etcd_version_revision_) return;
+  etcd_version_revision_ = state->version_revision;
+  // The stored version, unless this replica's own steps (canary weights, file reloads) have
+  // gone past it: versions never go back.
+  version_ = std::max(version_, state->version == 0 ? 0 : state->version - 1);
+  ChangeResult result = Commit(files_, std::move(state->applied), std::move(state->diagnostics),
+                               /*dry_run=*/false, /*persist=*/false);
+  if (!result.applied) {
+    for (const config::Diagnostic& d : result.diagnostics.Filter(config::Severity::kError)) {
+      LogError("the configuration in etcd at revision ", state->version_revision,
+               " is not valid with this replica's files; serving version ", version_,
+               " still: ", d.ToString());
+    }
+    return;
+  }
+  LogInfo("configuration version ", result.version, " from etcd revision ",
+          state->version_revision);
 }
 
 namespace {
@@ -282,7 +371,17 @@ ChangeResult ConfigStore::Commit(config::ConfigSet files, config::ConfigSet appl
       if (!snapshot.ok()) {
         diagnostics.Error({}, "", snapshot.status().message());
       } else if (!dry_run) {
-        if (persist && !options_.state_dir.empty()) {
+        if (persist && options_.etcd != nullptr) {
+          if (absl::Status s = PersistToEtcd(applied, version_ + 1); !s.ok()) {
+            diagnostics.Error({options_.etcd->location().ToString(), 0}, "",
+                              absl::IsAborted(s)
+                                  ? std::string(s.message())
+                                  : absl::StrCat("could not persist the change: ", s.message(),
+                                                 "; nothing was applied"));
+            result.diagnostics = std::move(diagnostics);
+            return result;
+          }
+        } else if (persist && !options_.state_dir.empty()) {
           if (absl::Status s = Persist(applied, version_ + 1); !s.ok()) {
             diagnostics.Error({options_.state_dir, 0}, "",
                               absl::StrCat("could not persist the change: ", s.message()));
@@ -316,7 +415,42 @@ ChangeResult ConfigStore::Commit(config::ConfigSet files, config::ConfigSet appl
   return result;
 }
 
-absl::Status ConfigStore::Persist(const config::ConfigSet& applied, uint64_t version) const {
+absl::Status ConfigStore::PersistToEtcd(const config::ConfigSet& applied, uint64_t version) {
+  EtcdClient& etcd = *options_.etcd;
+  std::vector<EtcdWrite> writes;
+  const std::vector<StoredResource> before = ResourcesOf(applied_, "applied");
+  const std::vector<StoredResource> after = ResourcesOf(applied, "applied");
+  for (const StoredResource& r : after) {
+    auto same = std::find_if(before.begin(), before.end(),
+                             [&](const StoredResource& b) { return b.key == r.key; });
+    if (same == before.end() || same->yaml != r.yaml) {
+      writes.push_back(EtcdWrite::Put(EtcdKeyOf(etcd, r.key), r.yaml));
+    }
+  }
+  for (const StoredResource& b : before) {
+    if (std::none_of(after.begin(), after.end(),
+                     [&](const StoredResource& r) { return r.key == b.key; })) {
+      writes.push_back(EtcdWrite::Delete(EtcdKeyOf(etcd, b.key)));
+    }
+  }
+  const std::string version_key = etcd.location().prefix + kEtcdVersion;
+  writes.push_back(EtcdWrite::Put(version_key, absl::StrCat(version)));
+  absl::StatusOr<EtcdClient::TxnResult> txn =
+      etcd.CompareAndWrite(version_key, etcd_version_revision_, writes);
+  if (!txn.ok()) return txn.status();
+  if (!txn->succeeded) {
+    return absl::AbortedError(absl::StrCat(
+        "conflict: another sluice-server replica changed the configuration in etcd after this "
+        "one read it (at revision ",
+        etcd_version_revision_,
+        "); nothing was applied. This replica takes in that change within moments: run the "
+        "command again"));
+  }
+  etcd_version_revision_ = txn->revision;
+  return absl::OkStatus();
+}
+
+absl::Status ConfigStore::Persist(const config::ConfigSet& applied, uint64_t version) {
   std::vector<std::string> docs;
   for (const StoredResource& r : ResourcesOf(applied, "applied")) docs.push_back(r.yaml);
   const fs::path dir(options_.state_dir);

@@ -17,6 +17,7 @@
 #include "lib/routing/endpoint_runtime.h"
 #include "lib/routing/snapshot.h"
 #include "server/routing/snapshot_compiler.h"
+#include "server/store/etcd_client.h"
 #include "server/store/open_writers.h"
 #include "server/store/snapshot_cell.h"
 
@@ -66,6 +67,15 @@ class ConfigStore {
     absl::Duration settle = absl::Milliseconds(200);
     // The most resources one Apply may hold; 0: no limit.
     size_t max_apply_resources = 0;
+    // Set: the applied resources and the version live in etcd under the client's prefix
+    // (instead of state_dir), shared by every replica: a change is a compare-and-swap on the
+    // version this replica validated against, and each replica follows the others' changes.
+    //   PREFIX/resources/KIND/NAMESPACE/NAME   the resource's YAML
+    //   PREFIX/version                         the configuration version, written by every change
+    std::shared_ptr<EtcdClient> etcd;
+    // false: the store does not follow other replicas' changes (a test's replica that stays
+    // behind, to show that its next change is refused).
+    bool follow_etcd = true;
   };
 
   // Loads the files and the persisted state. Fails, naming every problem, when they do not
@@ -111,6 +121,9 @@ class ConfigStore {
 
   routing::RuntimeStore& runtime() { return runtime_; }
 
+  // With Options::etcd: the etcd revision of the applied configuration this replica serves.
+  int64_t etcd_revision() const;
+
  private:
   explicit ConfigStore(Options options);
 
@@ -119,7 +132,14 @@ class ConfigStore {
   ChangeResult Commit(config::ConfigSet files, config::ConfigSet applied,
                       config::Diagnostics diagnostics, bool dry_run, bool persist,
                       bool weights_only = false) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  absl::Status Persist(const config::ConfigSet& applied, uint64_t version) const;
+  absl::Status Persist(const config::ConfigSet& applied, uint64_t version)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // etcd: writes the difference between applied_ and `applied` if nobody changed it since
+  // this replica read it (AbortedError otherwise).
+  absl::Status PersistToEtcd(const config::ConfigSet& applied, uint64_t version)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // etcd: takes in another replica's change.
+  void RefreshFromEtcd();
   std::string FilesFingerprint() const;
 
   Options options_;
@@ -136,6 +156,10 @@ class ConfigStore {
   absl::Mutex writers_mu_;
   std::unique_ptr<OpenWriters> writers_ ABSL_GUARDED_BY(writers_mu_);
   SnapshotCell current_;
+  // The mod revision of PREFIX/version that applied_ reflects: what a change compares.
+  int64_t etcd_version_revision_ ABSL_GUARDED_BY(mu_) = 0;
+  // Last: it is stopped first, before what its thread uses goes away.
+  std::unique_ptr<EtcdClient::Watch> etcd_watch_;
 };
 
 // Every resource of `layer` as (key, resource yaml, location).

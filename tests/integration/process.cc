@@ -20,6 +20,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 
@@ -407,6 +408,82 @@ std::string StartPrometheus(Process& process, const std::string& config_file,
     absl::SleepFor(absl::Milliseconds(100));
   }
   return "";
+}
+
+EtcdCluster::~EtcdCluster() {
+  for (Member& m : members_) {
+    if (m.process != nullptr) m.process->Stop(absl::Seconds(5));
+  }
+}
+
+bool EtcdCluster::Start(int members, const std::string& dir, std::string* error) {
+  dir_ = dir;
+  members_.resize(members);
+  std::vector<std::string> peers;
+  for (int i = 0; i < members; ++i) {
+    Member& m = members_[i];
+    m.name = absl::StrCat("m", i);
+    m.client_port = FreePort();
+    m.peer_port = FreePort();
+    peers.push_back(absl::StrCat(m.name, "=http://127.0.0.1:", m.peer_port));
+  }
+  initial_cluster_ = absl::StrJoin(peers, ",");
+  for (int i = 0; i < members; ++i) {
+    if (!Launch(i, /*existing=*/false, error)) return false;
+  }
+  for (int i = 0; i < members; ++i) {
+    if (!WaitHealthy(i, error)) return false;
+  }
+  return true;
+}
+
+bool EtcdCluster::Launch(int member, bool existing, std::string* error) {
+  Member& m = members_[member];
+  m.process = std::make_unique<Process>();
+  const std::string client = absl::StrCat("http://127.0.0.1:", m.client_port);
+  const std::string peer = absl::StrCat("http://127.0.0.1:", m.peer_port);
+  // etcd logs to stderr only: the shell says it is starting, then becomes it.
+  const std::string command = absl::StrCat(
+      "echo listening; exec etcd --name ", m.name, " --data-dir ", dir_, "/", m.name,
+      " --listen-client-urls ", client, " --advertise-client-urls ", client, " --listen-peer-urls ",
+      peer, " --initial-advertise-peer-urls ", peer, " --initial-cluster ", initial_cluster_,
+      " --initial-cluster-state ", existing ? "existing" : "new",
+      " --initial-cluster-token sluice-test --heartbeat-interval 50 --election-timeout 500",
+      " --log-level warn");
+  if (!m.process->Start({"/bin/sh", "-c", command}, "listening")) {
+    *error = absl::StrCat("etcd ", m.name, ": ", m.process->error());
+    return false;
+  }
+  return true;
+}
+
+bool EtcdCluster::WaitHealthy(int member, std::string* error) {
+  const absl::Time give_up = absl::Now() + absl::Seconds(30);
+  while (absl::Now() < give_up) {
+    if (absl::StrContains(HttpGet(Endpoint(member), "/health"), "\"health\":\"true\"")) {
+      return true;
+    }
+    absl::SleepFor(absl::Milliseconds(100));
+  }
+  *error = absl::StrCat("etcd ", members_[member].name,
+                        " did not become healthy: ", members_[member].process->Log());
+  return false;
+}
+
+std::string EtcdCluster::Endpoints() const {
+  std::vector<std::string> out;
+  for (size_t i = 0; i < members_.size(); ++i) out.push_back(Endpoint(static_cast<int>(i)));
+  return absl::StrJoin(out, ",");
+}
+
+std::string EtcdCluster::Endpoint(int member) const {
+  return absl::StrCat("127.0.0.1:", members_[member].client_port);
+}
+
+void EtcdCluster::Stop(int member) { members_[member].process->Stop(absl::Seconds(5)); }
+
+bool EtcdCluster::Restart(int member, std::string* error) {
+  return Launch(member, /*existing=*/true, error) && WaitHealthy(member, error);
 }
 
 }  // namespace sluice::testing

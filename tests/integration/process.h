@@ -7,6 +7,7 @@
 #include <sys/types.h>
 
 #include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -133,5 +134,41 @@ bool WaitForProcessState(pid_t pid, char state, absl::Duration timeout = absl::S
 // or its log.
 std::string StartPrometheus(Process& process, const std::string& config_file,
                             const std::string& data_dir);
+
+// A real etcd cluster (Debian's /usr/bin/etcd) of several members on free loopback ports, with
+// short heartbeat and election timings so that tests of failures stay short. Stops every
+// member when destroyed.
+class EtcdCluster {
+ public:
+  EtcdCluster() = default;
+  EtcdCluster(const EtcdCluster&) = delete;
+  EtcdCluster& operator=(const EtcdCluster&) = delete;
+  ~EtcdCluster();
+
+  // Starts `members` members with their data under `dir` and waits (at most 30 s) until each
+  // says it is healthy. False, with the reason in `error`, otherwise.
+  bool Start(int members, const std::string& dir, std::string* error);
+  // "127.0.0.1:P1,127.0.0.1:P2,...": every member's client address.
+  std::string Endpoints() const;
+  std::string Endpoint(int member) const;
+  // SIGTERM and wait; Restart starts it again on its data.
+  void Stop(int member);
+  bool Restart(int member, std::string* error);
+  Process& process(int member) { return *members_[member].process; }
+
+ private:
+  struct Member {
+    std::string name;
+    int client_port = 0;
+    int peer_port = 0;
+    std::unique_ptr<Process> process;
+  };
+  bool Launch(int member, bool existing, std::string* error);
+  bool WaitHealthy(int member, std::string* error);
+
+  std::string dir_;
+  std::string initial_cluster_;
+  std::vector<Member> members_;
+};
 
 }  // namespace sluice::testing
