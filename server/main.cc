@@ -2,7 +2,9 @@
 // reflection and metrics together, then waits for a signal while watching config files.
 
 #include <signal.h>
+#include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <iostream>
@@ -41,6 +43,7 @@
 #include "server/security/access_control.h"
 #include "server/security/audit_log.h"
 #include "server/store/config_store.h"
+#include "server/store/leader_election.h"
 
 ABSL_FLAG(std::vector<std::string>, config, {},
           "Istio YAML files or folders, watched and reloaded. Several paths may follow one "
@@ -56,6 +59,9 @@ ABSL_FLAG(std::string, store, "",
 ABSL_FLAG(absl::Duration, etcd_timeout, absl::Seconds(3),
           "With --store etcd://: how long a call to etcd may take; a change etcd does not "
           "confirm within it is refused and nothing is applied.");
+ABSL_FLAG(absl::Duration, leader_ttl, absl::Seconds(5),
+          "With --store etcd://: the lease of the replica that runs the canary controllers; "
+          "when it dies another takes over within about this long.");
 ABSL_FLAG(sluice::HostPort, listen, (sluice::HostPort{"127.0.0.1", 7070}),
           "HOST:PORT for gRPC, decisions and administration; port 0 picks a free port.");
 ABSL_FLAG(sluice::HostPort, metrics, (sluice::HostPort{"127.0.0.1", 9464}),
@@ -209,14 +215,16 @@ int main(int argc, char** argv) {
   options.config_paths = config_paths;
   options.state_dir = state_dir;
   options.max_apply_resources = absl::GetFlag(FLAGS_max_apply_resources);
+  std::shared_ptr<sluice::store::EtcdClient> etcd;
   if (etcd_location.has_value()) {
-    auto etcd = sluice::store::EtcdClient::Create(*etcd_location,
-                                                  {.timeout = absl::GetFlag(FLAGS_etcd_timeout)});
-    if (!etcd.ok()) {
-      std::cerr << "sluice-server: --store " << etcd.status().message() << "\n";
+    auto created = sluice::store::EtcdClient::Create(
+        *etcd_location, {.timeout = absl::GetFlag(FLAGS_etcd_timeout)});
+    if (!created.ok()) {
+      std::cerr << "sluice-server: --store " << created.status().message() << "\n";
       return 1;
     }
-    options.etcd = *std::move(etcd);
+    etcd = *std::move(created);
+    options.etcd = etcd;
   }
   auto store = sluice::store::ConfigStore::Open(options);
   if (!store.ok()) {
@@ -250,6 +258,42 @@ int main(int argc, char** argv) {
   (*store)->OnSwap([&traffic](const sluice::routing::Snapshot& s) { traffic.OnSnapshot(s); });
   sluice::canary::CanaryManager::Options canary_options;
   canary_options.state_dir = state_dir;
+  // With etcd: one replica, elected, runs the canary controllers. The election starts once
+  // this server's address is known (it is what the election key says); declared before the
+  // canary manager, it outlives the manager's thread.
+  std::unique_ptr<sluice::store::LeaderElection> election;
+  std::atomic<sluice::store::LeaderElection*> elected{nullptr};
+  if (etcd != nullptr) {
+    const std::string leader_key = etcd->location().prefix + "leader";
+    const std::string state_key = etcd->location().prefix + "canary-state";
+    canary_options.shared = sluice::canary::CanaryManager::Options::Shared{
+        .is_leader =
+            [&elected] {
+              const sluice::store::LeaderElection* e = elected.load();
+              return e != nullptr && e->IsLeader();
+            },
+        .leader =
+            [&elected] {
+              const sluice::store::LeaderElection* e = elected.load();
+              return e != nullptr ? e->leader() : std::string();
+            },
+        .load = [etcd, state_key]() -> absl::StatusOr<std::string> {
+          absl::StatusOr<sluice::store::EtcdClient::Range> got = etcd->Get(state_key);
+          if (!got.ok()) return got.status();
+          return got->kvs.empty() ? std::string() : got->kvs[0].value;
+        },
+        // Fenced: written only while the election key is still the one this replica created.
+        .save = [etcd, state_key, leader_key, &elected](const std::string& text) -> absl::Status {
+          const sluice::store::LeaderElection* e = elected.load();
+          const int64_t fence = e != nullptr ? e->fence() : 0;
+          if (fence == 0) return absl::AbortedError("this replica no longer leads");
+          absl::StatusOr<sluice::store::EtcdClient::TxnResult> txn = etcd->CompareAndWrite(
+              leader_key, fence, {sluice::store::EtcdWrite::Put(state_key, text)});
+          if (!txn.ok()) return txn.status();
+          if (!txn->succeeded) return absl::AbortedError("another replica leads now");
+          return absl::OkStatus();
+        }};
+  }
   canary_options.prometheus_url = absl::GetFlag(FLAGS_prometheus_url);
   auto canaries =
       sluice::canary::CanaryManager::Create(**store, traffic, *registry, canary_options);
@@ -338,6 +382,14 @@ int main(int argc, char** argv) {
                   sluice::routing::FormatSummary(sluice::routing::Summarize(*snapshot)));
   sluice::LogInfo("decisions and administration on ", grpc_address, " (gRPC); metrics on http://",
                   metrics_address, "/metrics");
+  if (etcd != nullptr) {
+    election = std::make_unique<sluice::store::LeaderElection>(
+        *etcd, sluice::store::LeaderElection::Options{
+                   .key = etcd->location().prefix + "leader",
+                   .identity = absl::StrCat(grpc_address, " (pid ", getpid(), ")"),
+                   .ttl = absl::GetFlag(FLAGS_leader_ttl)});
+    elected.store(election.get());
+  }
   (*canaries)->Start();
   // health=HOST:PORT only with --health, after the fields scripts already read.
   const std::string health_field =

@@ -154,20 +154,59 @@ CanaryManager::CanaryManager(store::ConfigStore& store, TrafficRecorder& recorde
                           .Name("flagger_canary_weight")
                           .Help("Flagger-compatible: traffic weight of primary (stable) and canary")
                           .Register(registry)) {
+  if (options_.shared.has_value()) {
+    resume_source_ = "the leader's progress in etcd";
+    return;  // the first pass loads it (Follow)
+  }
   if (options_.state_dir.empty()) return;
   const std::string text = ReadFile(std::filesystem::path(options_.state_dir) / kStateFile);
   if (text.empty()) return;
+  absl::MutexLock lock(&mu_);
+  Adopt(text, absl::StrCat(options_.state_dir, "/", kStateFile));
+}
+
+void CanaryManager::Adopt(const std::string& text, const std::string& source) {
   v1::CanaryStates states;
   if (!google::protobuf::util::JsonStringToMessage(text, &states).ok()) {
-    LogWarning("canary state in ", options_.state_dir, "/", kStateFile,
-               " is unreadable; canaries start afresh");
+    LogWarning("canary state in ", source, " is unreadable; canaries start afresh");
     return;
   }
-  absl::MutexLock lock(&mu_);
+  persisted_.clear();
   for (const v1::CanaryState& s : states.canaries()) {
     persisted_[absl::StrCat(s.namespace_(), "/", s.name())] = s;
   }
   persisted_text_ = text;
+}
+
+void CanaryManager::Follow(absl::Time now, bool becoming_leader) {
+  {
+    absl::MutexLock lock(&mu_);
+    if (!becoming_leader && now - followed_at_ < options_.shared->follow_interval) {
+      Reconcile(now);  // a Canary applied or deleted meanwhile
+      Publish();
+      return;
+    }
+  }
+  // etcd is read without the lock.
+  absl::StatusOr<std::string> text = options_.shared->load();
+  absl::MutexLock lock(&mu_);
+  followed_at_ = now;
+  if (!text.ok()) {
+    LogWarning("canary progress could not be read: ", text.status().message());
+  } else if (*text != followed_text_ || becoming_leader) {
+    followed_text_ = *text;
+    // Every run resumes from the leader's state: drop the runs held so far (their metrics
+    // series stay, and are set again at once).
+    entries_.clear();
+    if (!text->empty()) Adopt(*text, "etcd");
+    // Reconcile runs when the generation moved or state waits to be consumed.
+    reconciled_generation_ = 0;
+    if (becoming_leader) {
+      LogInfo("canary controllers: this replica leads; canaries resume from their saved step");
+    }
+  }
+  Reconcile(now);
+  Publish();
 }
 
 CanaryManager::~CanaryManager() {
@@ -237,8 +276,10 @@ void CanaryManager::Reconcile(absl::Time now) {
       state = FromProto(kept->second);
       // The windows start empty after a restart: the next check is an interval away.
       state.next_check = now + spec.analysis.interval;
-      LogInfo("canary ", key, ": resumes ", PhaseName(state.phase), " at ", state.weight,
-              "% from the state directory");
+      if (!options_.shared.has_value() || leading_) {
+        LogInfo("canary ", key, ": resumes ", PhaseName(state.phase), " at ", state.weight,
+                "% from ", resume_source_);
+      }
     } else {
       state = CanaryRun::Fresh(identity, now);
       LogInfo("canary ", key, ": new; ", entry.host, " ", spec.stable_subset, " -> ",
@@ -332,6 +373,19 @@ std::vector<MetricCheck> CanaryManager::Gather(const CheckJob& job, absl::Time n
 
 void CanaryManager::RunOnce() {
   const absl::Time now = options_.clock();
+  if (options_.shared.has_value()) {
+    const bool leader = options_.shared->is_leader();
+    bool was_leader;
+    {
+      absl::MutexLock lock(&mu_);
+      was_leader = leading_;
+      leading_ = leader;
+    }
+    if (!leader || !was_leader) {
+      Follow(now, /*becoming_leader=*/leader);
+      if (!leader) return;
+    }
+  }
   std::vector<CheckJob> jobs;
   {
     absl::MutexLock lock(&mu_);
@@ -419,7 +473,7 @@ void CanaryManager::Publish() {
     *states.add_canaries() = std::move(p);
     Export(entry);
   }
-  if (options_.state_dir.empty()) return;
+  if (options_.shared.has_value() ? !leading_ : options_.state_dir.empty()) return;
   std::string text;
   google::protobuf::util::JsonPrintOptions print;
   print.add_whitespace = true;
@@ -439,7 +493,9 @@ void CanaryManager::Publish() {
   const absl::Time now = options_.clock();
   if (progress == persisted_progress_ && now - persisted_at_ < absl::Seconds(10)) return;
   if (absl::Status s =
-          WriteFileAtomically(std::filesystem::path(options_.state_dir) / kStateFile, text);
+          options_.shared.has_value()
+              ? options_.shared->save(text)
+              : WriteFileAtomically(std::filesystem::path(options_.state_dir) / kStateFile, text);
       !s.ok()) {
     LogError("canary progress could not be saved: ", s.message());
     return;
@@ -559,6 +615,14 @@ absl::StatusOr<v1::CanaryStatusResponse> CanaryManager::Act(
   const std::string ns = request.namespace_().empty() ? "default" : request.namespace_();
   {
     absl::MutexLock lock(&mu_);
+    if (options_.shared.has_value() && !leading_) {
+      const std::string leader = options_.shared->leader();
+      return absl::FailedPreconditionError(absl::StrCat(
+          "this sluice-server replica does not run the canary controllers; ",
+          leader.empty() ? std::string("no replica leads right now (etcd has no leader key)")
+                         : absl::StrCat("the leader is ", leader),
+          ": send the command there"));
+    }
     Reconcile(now);
     auto it = entries_.find(absl::StrCat(ns, "/", request.name()));
     if (it == entries_.end()) {

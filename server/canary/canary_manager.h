@@ -37,6 +37,19 @@ class CanaryManager {
     absl::Duration prometheus_timeout = absl::Seconds(2);
     absl::Duration tick = absl::Milliseconds(100);
     std::function<absl::Time()> clock = [] { return absl::Now(); };
+    // Several replicas (sluice-server --store etcd://): the leader alone steps canaries and
+    // saves their progress; the other replicas load what it saved, serve its weights and
+    // refuse actions, naming it. Replaces state_dir.
+    struct Shared {
+      std::function<bool()> is_leader;
+      std::function<std::string()> leader;                // who leads, for messages ("" if nobody)
+      std::function<absl::StatusOr<std::string>()> load;  // "" when nothing is saved
+      // Refused (not OK) once this replica no longer leads.
+      std::function<absl::Status(const std::string&)> save;
+      // How often a follower reads the leader's progress.
+      absl::Duration follow_interval = absl::Milliseconds(500);
+    };
+    std::optional<Shared> shared;
   };
 
   // Fails when the Prometheus URL is unusable.
@@ -84,8 +97,14 @@ class CanaryManager {
   std::vector<MetricCheck> Gather(const CheckJob& job, absl::Time now) const;
   MetricCheck GatherOne(const CheckJob& job, const config::CanaryMetric& metric,
                         absl::Time now) const;
-  // Pushes weights and locks to the store when they changed; persists; exports.
+  // Pushes weights and locks to the store when they changed; persists (unless a follower);
+  // exports.
   void Publish() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Takes `text` (canaries.json) as the progress to resume from at the next Reconcile.
+  void Adopt(const std::string& text, const std::string& source) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Options::shared: a follower's pass (or the first pass of a new leader): loads the leader's
+  // progress when it changed and serves its weights.
+  void Follow(absl::Time now, bool becoming_leader);
   void Export(Entry& entry) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Unexport(const Entry& entry) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   v1::CanaryState ToProto(const Entry& entry) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -108,6 +127,11 @@ class CanaryManager {
   std::string persisted_text_ ABSL_GUARDED_BY(mu_);  // canaries.json as last written
   std::string persisted_progress_ ABSL_GUARDED_BY(mu_);  // the same without judge state
   absl::Time persisted_at_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
+  // Options::shared.
+  bool leading_ ABSL_GUARDED_BY(mu_) = false;
+  std::string followed_text_ ABSL_GUARDED_BY(mu_);  // the leader's progress as last loaded
+  absl::Time followed_at_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
+  std::string resume_source_ = "the state directory";
 
   prometheus::Family<prometheus::Gauge>& weight_;
   prometheus::Family<prometheus::Gauge>& phase_;

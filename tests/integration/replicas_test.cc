@@ -2,10 +2,18 @@
 // applied on any replica is served by every replica's gateways, and with the etcd majority
 // gone changes are refused while traffic goes on.
 
+#include <signal.h>
+
 #include <string>
 #include <vector>
 
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 #include "absl/time/clock.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -48,7 +56,7 @@ class ReplicasTest : public ::testing::Test {
     for (int i = 0; i < 2; ++i) {
       ASSERT_TRUE(servers_[i].Start(
           {SLUICE_SERVER_BINARY, "--plaintext", "--store", store_, "--etcd-timeout", "1s",
-           "--listen", "127.0.0.1:0", "--metrics", "127.0.0.1:0"},
+           "--leader-ttl", "1s", "--listen", "127.0.0.1:0", "--metrics", "127.0.0.1:0"},
           "listening "))
           << servers_[i].error() << servers_[i].Log();
       // A gateway per replica, one in each decision mode.
@@ -150,6 +158,193 @@ TEST_F(ReplicasTest, WithoutAnEtcdMajorityChangesAreRefusedTrafficGoesOnAndNothi
   }
   EXPECT_EQ(Status(0, "cart"), 200);
   EXPECT_EQ(Status(0, "shop"), 200);  // the change before the outage is still there
+}
+
+// A canary of ten steps, one every 500 ms, with no metric to wait for: each check passes.
+std::string CanaryConfig() {
+  return R"(apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: shop}
+spec:
+  hosts: [shop]
+  location: MESH_INTERNAL
+  resolution: STATIC
+  ports: [{number: 80, name: http, protocol: HTTP}]
+  endpoints:
+  - {address: 127.0.0.1, ports: {http: 18081}, labels: {version: v1}}
+  - {address: 127.0.0.1, ports: {http: 18082}, labels: {version: v2}}
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: shop}
+spec:
+  host: shop
+  subsets:
+  - {name: v1, labels: {version: v1}}
+  - {name: v2, labels: {version: v2}}
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: shop}
+spec:
+  hosts: [shop]
+  http:
+  - route:
+    - {destination: {host: shop, subset: v1}, weight: 100}
+    - {destination: {host: shop, subset: v2}, weight: 0}
+---
+apiVersion: sluice.dev/v1
+kind: Canary
+metadata: {name: shop}
+spec:
+  host: shop
+  stableSubset: v1
+  canarySubset: v2
+  analysis:
+    interval: 500ms
+    threshold: 3
+    stepWeights: [10, 20, 30, 40, 50, 60, 70, 80, 90, 100]
+)";
+}
+
+// The canary's weight and phase as replica `server` reports them; weight -1 when it cannot.
+struct CanaryView {
+  int weight = -1;
+  std::string phase;
+};
+
+class ReplicasCanaryTest : public ReplicasTest {
+ protected:
+  CanaryView View(int server) {
+    const testing::Ran ran = Sluicectl(server, {"canary", "status", "shop"});
+    CanaryView view;
+    for (absl::string_view line : absl::StrSplit(ran.out, '\n')) {
+      if (absl::ConsumePrefix(&line, "weight")) {
+        line = absl::StripLeadingAsciiWhitespace(line);
+        (void)absl::SimpleAtoi(line.substr(0, line.find('%')), &view.weight);
+      } else if (absl::ConsumePrefix(&line, "phase")) {
+        view.phase = std::string(absl::StripAsciiWhitespace(line));
+      }
+    }
+    return view;
+  }
+
+  // Which replica leads: its log says so last.
+  int Leader() {
+    for (int i = 0; i < 2; ++i) {
+      const std::string log = servers_[i].Log();
+      const size_t leads = log.rfind(" leads");
+      const size_t lost = log.rfind("no longer leads");
+      if (leads != std::string::npos && (lost == std::string::npos || leads > lost + 10)) return i;
+    }
+    return -1;
+  }
+
+  // Polls `server` every 50 ms until the canary succeeds (at most `timeout`), appending each
+  // new weight to `steps`.
+  void Record(int server, std::vector<int>& steps, absl::Duration timeout) {
+    const absl::Time give_up = absl::Now() + timeout;
+    while (absl::Now() < give_up) {
+      const CanaryView v = View(server);
+      if (v.weight >= 0 && (steps.empty() || steps.back() != v.weight)) steps.push_back(v.weight);
+      if (v.phase == "Succeeded") return;
+      absl::SleepFor(absl::Milliseconds(50));
+    }
+  }
+};
+
+// The canary steps a replica's log shows ("canary default/shop: Progressing at 30%: ...").
+int CountSteps(const std::string& log) {
+  int n = 0;
+  for (size_t at = log.find(": Progressing at "); at != std::string::npos;
+       at = log.find(": Progressing at ", at + 1)) {
+    ++n;
+  }
+  return n;
+}
+
+// Every step once, in order: 10, 20, ..., 100 (a step may show at 0 before the first).
+void ExpectEveryStepOnce(const std::vector<int>& steps) {
+  std::vector<int> seen = steps;
+  if (!seen.empty() && seen.front() == 0) seen.erase(seen.begin());
+  std::vector<int> want;
+  for (int w = 10; w <= 100; w += 10) {
+    if (seen.empty() || w >= seen.front()) want.push_back(w);
+  }
+  EXPECT_EQ(seen, want) << "steps seen: " << absl::StrJoin(steps, ",");
+}
+
+TEST_F(ReplicasCanaryTest, TheLeaderKilledMidCanaryAnotherFinishesWithoutSkippingOrRepeating) {
+  ASSERT_EQ(Sluicectl(0, {"apply", "-f", dir_.Write("canary.yaml", CanaryConfig())}).exit_code, 0);
+  const absl::Time give_up = absl::Now() + absl::Seconds(10);
+  while (Leader() < 0 && absl::Now() < give_up) absl::SleepFor(absl::Milliseconds(50));
+  const int leader = Leader();
+  ASSERT_GE(leader, 0) << servers_[0].Log() << servers_[1].Log();
+  const int follower = 1 - leader;
+  // The follower serves the leader's weights, and refuses to act, naming the leader.
+  const testing::Ran refused = Sluicectl(follower, {"canary", "pause", "shop"});
+  EXPECT_NE(refused.exit_code, 0);
+  EXPECT_THAT(refused.out + refused.err,
+              HasSubstr("the leader is " + servers_[leader].Field("grpc")));
+
+  std::vector<int> steps;
+  while (absl::Now() < give_up) {
+    const CanaryView v = View(follower);
+    if (v.weight >= 0 && (steps.empty() || steps.back() != v.weight)) steps.push_back(v.weight);
+    if (v.weight >= 30) break;
+    absl::SleepFor(absl::Milliseconds(50));
+  }
+  ASSERT_FALSE(steps.empty());
+  ASSERT_GE(steps.back(), 30);
+  const int at_kill = steps.back();
+  const absl::Time killed = absl::Now();
+  kill(servers_[leader].pid(), SIGKILL);
+  Record(follower, steps, absl::Seconds(20));
+  servers_[leader].Stop();
+  std::printf("leader killed at %d%%: steps seen on the other replica %s; succeeded %s later\n",
+              at_kill, absl::StrJoin(steps, ",").c_str(),
+              absl::FormatDuration(absl::Now() - killed).c_str());
+  EXPECT_EQ(View(follower).phase, "Succeeded") << servers_[follower].Log();
+  ExpectEveryStepOnce(steps);
+  EXPECT_THAT(servers_[follower].Log(), HasSubstr("resumes Progressing at"));
+}
+
+TEST_F(ReplicasCanaryTest, ALeaderStoppedPastItsLeaseDoesNotActWhenItWakes) {
+  ASSERT_EQ(Sluicectl(0, {"apply", "-f", dir_.Write("canary.yaml", CanaryConfig())}).exit_code, 0);
+  const absl::Time give_up = absl::Now() + absl::Seconds(10);
+  while (Leader() < 0 && absl::Now() < give_up) absl::SleepFor(absl::Milliseconds(50));
+  const int leader = Leader();
+  ASSERT_GE(leader, 0);
+  const int other = 1 - leader;
+  while (View(other).weight < 20 && absl::Now() < give_up) absl::SleepFor(absl::Milliseconds(50));
+
+  // Stopped for three lease TTLs: the other replica takes over meanwhile.
+  kill(servers_[leader].pid(), SIGSTOP);
+  ASSERT_TRUE(testing::WaitForProcessState(servers_[leader].pid(), 'T'));
+  // Each step the leader takes is a log line; none may follow the wake.
+  const int steps_before = CountSteps(servers_[leader].Log());
+  std::vector<int> steps;
+  const absl::Time stopped_until = absl::Now() + absl::Seconds(3);
+  while (absl::Now() < stopped_until) {
+    const CanaryView v = View(other);
+    if (v.weight >= 0 && (steps.empty() || steps.back() != v.weight)) steps.push_back(v.weight);
+    absl::SleepFor(absl::Milliseconds(50));
+  }
+  kill(servers_[leader].pid(), SIGCONT);
+  Record(other, steps, absl::Seconds(20));
+  EXPECT_EQ(View(other).phase, "Succeeded");
+  ExpectEveryStepOnce(steps);
+  // The woken replica follows: it reports the new leader's outcome and stepped down.
+  const absl::Time follow_until = absl::Now() + absl::Seconds(5);
+  while (View(leader).phase != "Succeeded" && absl::Now() < follow_until) {
+    absl::SleepFor(absl::Milliseconds(50));
+  }
+  EXPECT_EQ(View(leader).phase, "Succeeded");
+  EXPECT_EQ(View(leader).weight, 100);
+  EXPECT_EQ(CountSteps(servers_[leader].Log()), steps_before) << servers_[leader].Log();
+  EXPECT_THAT(servers_[leader].Log(), HasSubstr("no longer leads"))
+      << servers_[leader].Log() << "\nother:\n"
+      << servers_[other].Log();
 }
 
 TEST(ReplicasFlagsTest, AStoreThatIsNotEtcdOrCollidesWithStateDirIsAUsageError) {

@@ -201,5 +201,123 @@ spec:
   EXPECT_THAT(r.diagnostics.ToString(), HasSubstr("Canary default/shop (Paused, canary at 30%)"));
 }
 
+// Two replicas sharing progress as sluice-server's etcd store does (here an in-memory cell
+// with a leader name standing for the election): only the leader steps and saves, the other
+// serves what was saved and refuses actions, and a new leader resumes from the saved step.
+class SharedCanaryTest : public CanaryManagerTest {
+ protected:
+  struct Replica {
+    std::string name;
+    std::unique_ptr<store::ConfigStore> store;
+    std::unique_ptr<TrafficRecorder> recorder;
+    std::unique_ptr<prometheus::Registry> registry;
+    std::unique_ptr<CanaryManager> manager;
+  };
+
+  std::unique_ptr<Replica> MakeReplica(const std::string& name) {
+    auto r = std::make_unique<Replica>();
+    r->name = name;
+    store::ConfigStore::Options options;
+    options.config_paths = {(dir_ / "config").string()};
+    auto store = store::ConfigStore::Open(options);
+    EXPECT_TRUE(store.ok()) << store.status();
+    r->store = *std::move(store);
+    r->recorder = std::make_unique<TrafficRecorder>([this] { return now_; });
+    r->registry = std::make_unique<prometheus::Registry>();
+    CanaryManager::Options canary_options;
+    canary_options.clock = [this] { return now_; };
+    canary_options.shared = CanaryManager::Options::Shared{
+        .is_leader = [this, name] { return leader_ == name; },
+        .leader = [this] { return leader_; },
+        .load = [this]() -> absl::StatusOr<std::string> { return saved_; },
+        .save = [this, name](const std::string& text) -> absl::Status {
+          ++save_attempts_;
+          if (leader_ != name) return absl::AbortedError("another replica leads now");
+          saved_ = text;
+          ++saves_;
+          return absl::OkStatus();
+        }};
+    auto manager = CanaryManager::Create(*r->store, *r->recorder, *r->registry, canary_options);
+    EXPECT_TRUE(manager.ok()) << manager.status();
+    r->manager = *std::move(manager);
+    Replica* raw = r.get();
+    r->store->OnSwap([raw](const routing::Snapshot& s) {
+      raw->recorder->OnSnapshot(s);
+      raw->manager->OnSnapshot(s);
+    });
+    // The configuration is shared too (etcd): every replica gets the Canary.
+    const store::ChangeResult applied = r->store->Apply({{"canary.yaml", CanaryYaml()}}, false);
+    EXPECT_TRUE(applied.applied) << applied.diagnostics.ToString();
+    return r;
+  }
+
+  static std::string View(Replica& r) {
+    const v1::CanaryStatusResponse status = r.manager->Status("shop", "default");
+    if (status.canaries_size() != 1) return "none";
+    return absl::StrCat(status.canaries(0).phase(), " ", status.canaries(0).weight());
+  }
+
+  static absl::Status Act(Replica& r, const std::string& action, int weight = 0) {
+    v1::CanaryActionRequest request;
+    request.set_name("shop");
+    request.set_action(action);
+    request.set_weight(weight);
+    return r.manager->Act(request).status();
+  }
+
+  // A pass of each replica, after the follow interval.
+  void Tick(Replica& r) {
+    now_ += absl::Seconds(1);
+    r.manager->RunOnce();
+  }
+
+  std::string leader_;
+  std::string saved_;
+  int saves_ = 0;
+  int save_attempts_ = 0;
+};
+
+TEST_F(SharedCanaryTest, TheFollowerServesTheLeadersStepsAndANewLeaderResumesFromThem) {
+  leader_ = "a";
+  std::unique_ptr<Replica> a = MakeReplica("a");
+  std::unique_ptr<Replica> b = MakeReplica("b");
+  Tick(*a);
+  ASSERT_EQ(View(*a), "Progressing 10");
+  ASSERT_TRUE(Act(*a, "set-weight", 40).ok());
+  EXPECT_GT(saves_, 0);
+  const std::string saved_by_a = saved_;
+
+  const int attempts = save_attempts_;
+  Tick(*b);
+  EXPECT_EQ(View(*b), "Paused 40");     // the leader's state, not a run of its own
+  EXPECT_EQ(save_attempts_, attempts);  // a follower does not even try to save
+  EXPECT_EQ(saved_, saved_by_a);
+  const absl::Status refused = Act(*b, "resume");
+  EXPECT_TRUE(absl::IsFailedPrecondition(refused)) << refused;
+  EXPECT_THAT(refused.message(), HasSubstr("the leader is a"));
+
+  // The leader changes: a's saves are refused from now on; b resumes at 40 and acts.
+  leader_ = "b";
+  Tick(*b);
+  EXPECT_EQ(View(*b), "Paused 40");
+  ASSERT_TRUE(Act(*b, "set-weight", 70).ok());
+  EXPECT_THAT(saved_, HasSubstr("70"));
+  const std::string saved_by_b = saved_;
+  const int attempts_by_b = save_attempts_;
+  Tick(*a);  // a follows now
+  EXPECT_EQ(View(*a), "Paused 70");
+  EXPECT_EQ(saved_, saved_by_b);
+  EXPECT_EQ(save_attempts_, attempts_by_b);
+  EXPECT_TRUE(absl::IsFailedPrecondition(Act(*a, "promote")));
+}
+
+TEST_F(SharedCanaryTest, WithNoLeaderEveryReplicaHoldsAndSaysSo) {
+  std::unique_ptr<Replica> a = MakeReplica("a");
+  Tick(*a);
+  EXPECT_EQ(save_attempts_, 0);
+  const absl::Status refused = Act(*a, "promote");
+  EXPECT_THAT(refused.message(), HasSubstr("no replica leads right now"));
+}
+
 }  // namespace
 }  // namespace sluice::canary

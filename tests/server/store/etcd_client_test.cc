@@ -168,6 +168,22 @@ TEST_F(EtcdClientTest, LeasedKeysGoWhenTheLeaseIsRevokedAndKeepAliveSaysWhenItIs
   EXPECT_TRUE(absl::IsNotFound(gone)) << gone;
 }
 
+TEST_F(EtcdClientTest, ALeaseNotKeptAliveExpiresWithItsKeys) {
+  absl::StatusOr<int64_t> lease = client_->GrantLease(absl::Seconds(1));
+  ASSERT_TRUE(lease.ok()) << lease.status();
+  ASSERT_TRUE(client_->Put("/test/leased", "x", *lease).ok());
+  const absl::Time start = absl::Now();
+  absl::StatusOr<EtcdClient::Range> got;
+  do {
+    absl::SleepFor(absl::Milliseconds(100));
+    got = client_->Get("/test/leased");
+    ASSERT_TRUE(got.ok());
+  } while (!got->kvs.empty() && absl::Now() - start < absl::Seconds(10));
+  std::printf("a 1 s lease expired after %s\n", absl::FormatDuration(absl::Now() - start).c_str());
+  EXPECT_TRUE(got->kvs.empty());
+  EXPECT_LT(absl::Now() - start, absl::Seconds(4));
+}
+
 TEST_F(EtcdClientTest, AnUnreachableEtcdFailsWithinTheTimeoutNamingIt) {
   const std::string nowhere = absl::StrCat("127.0.0.1:", testing::FreePort());
   std::unique_ptr<EtcdClient> client = Connect(nowhere);
