@@ -437,6 +437,10 @@ int main(int argc, char** argv) {
   // deadline and their gateways reconnect.
   server->GetHealthCheckService()->SetServingStatus(false);
   server->Shutdown(absl::ToChronoTime(absl::Now() + absl::GetFlag(FLAGS_shutdown_grace)));
+  // No snapshot may be swapped in from here on: the store's listeners (the decision service,
+  // the hub) go away as main returns, before the store and the canary manager would.
+  (*canaries)->Stop();
+  (*store)->StopFollowing();
   sluice::LogInfo("stopped");
   return 0;
 }

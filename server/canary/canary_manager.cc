@@ -193,14 +193,28 @@ void CanaryManager::Follow(absl::Time now, bool becoming_leader) {
   followed_at_ = now;
   if (!text.ok()) {
     LogWarning("canary progress could not be read: ", text.status().message());
-  } else if (*text != followed_text_ || becoming_leader) {
+    // A new leader must not step from what it held as a follower (it may be behind what the
+    // last leader saved): it leads once the saved progress has been read.
+    if (becoming_leader) leading_ = false;
+    return;
+  }
+  if (*text != followed_text_ || becoming_leader) {
     followed_text_ = *text;
-    // Every run resumes from the leader's state: drop the runs held so far (their metrics
-    // series stay, and are set again at once).
+    // Every run resumes from the leader's state: drop the runs held so far. Their metrics
+    // series stay, set again at once; the checks already counted are not counted twice.
+    std::map<std::string, Entry> previous = std::move(entries_);
     entries_.clear();
     if (!text->empty()) Adopt(*text, "etcd");
     // Reconcile runs when the generation moved or state waits to be consumed.
     reconciled_generation_ = 0;
+    Reconcile(now);
+    for (auto& [key, entry] : entries_) {
+      if (auto old = previous.find(key); old != previous.end()) {
+        entry.exported_passed = old->second.exported_passed;
+        entry.exported_failed = old->second.exported_failed;
+        entry.exported_no_evidence = old->second.exported_no_evidence;
+      }
+    }
     if (becoming_leader) {
       LogInfo("canary controllers: this replica leads; canaries resume from their saved step");
     }
@@ -209,8 +223,21 @@ void CanaryManager::Follow(absl::Time now, bool becoming_leader) {
   Publish();
 }
 
-CanaryManager::~CanaryManager() {
-  stop_.Notify();
+bool CanaryManager::StillLeading() {
+  if (!options_.shared.has_value() || !leading_) return !options_.shared.has_value();
+  if (options_.shared->is_leader()) return true;
+  // Lost the role since this pass began (a stop past the lease, a slow query): act on
+  // nothing more, and take the new leader's progress at the next pass.
+  LogWarning("canary controllers: this replica no longer leads; it follows from now on");
+  leading_ = false;
+  followed_text_.clear();
+  return false;
+}
+
+CanaryManager::~CanaryManager() { Stop(); }
+
+void CanaryManager::Stop() {
+  if (!stop_.HasBeenNotified()) stop_.Notify();
   if (thread_.joinable()) thread_.join();
 }
 
@@ -380,6 +407,7 @@ void CanaryManager::RunOnce() {
       absl::MutexLock lock(&mu_);
       was_leader = leading_;
       leading_ = leader;
+      if (was_leader && !leader) followed_text_.clear();  // reload, whatever it held
     }
     if (!leader || !was_leader) {
       Follow(now, /*becoming_leader=*/leader);
@@ -411,6 +439,7 @@ void CanaryManager::RunOnce() {
     evidence.push_back(job.first_step ? std::vector<MetricCheck>{} : Gather(job, now));
   }
   absl::MutexLock lock(&mu_);
+  if (options_.shared.has_value() && !StillLeading()) return;
   for (size_t i = 0; i < jobs.size(); ++i) {
     auto it = entries_.find(jobs[i].key);
     // Deleted, edited or acted on by hand meanwhile: that evidence no longer applies.
@@ -442,6 +471,8 @@ void CanaryManager::Log(const std::string& key, const CanaryState& before,
 }
 
 void CanaryManager::Publish() {
+  // A leader pushes weights only while it still leads; a follower pushes the leader's.
+  if (options_.shared.has_value() && leading_ && !StillLeading()) return;
   std::vector<routing::CanaryWeight> weights;
   std::vector<store::ConfigStore::CanaryLock> locks;
   for (const auto& [key, entry] : entries_) {
@@ -615,11 +646,18 @@ absl::StatusOr<v1::CanaryStatusResponse> CanaryManager::Act(
   const std::string ns = request.namespace_().empty() ? "default" : request.namespace_();
   {
     absl::MutexLock lock(&mu_);
+    // A leader checks it still is (it may have lost the role since its last pass).
+    if (options_.shared.has_value() && leading_) (void)StillLeading();
+    if (options_.shared.has_value() && !leading_ && options_.shared->is_leader()) {
+      return absl::UnavailableError(
+          "this sluice-server replica has just been elected to run the canary controllers and "
+          "is reading their progress: try again in a moment");
+    }
     if (options_.shared.has_value() && !leading_) {
       const std::string leader = options_.shared->leader();
       return absl::FailedPreconditionError(absl::StrCat(
           "this sluice-server replica does not run the canary controllers; ",
-          leader.empty() ? std::string("no replica leads right now (etcd has no leader key)")
+          leader.empty() ? std::string("no replica leads right now (or etcd cannot say which)")
                          : absl::StrCat("the leader is ", leader),
           ": send the command there"));
     }

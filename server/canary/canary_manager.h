@@ -61,8 +61,9 @@ class CanaryManager {
 
   // The config store's listener: takes note of the Canary resources (never calls the store).
   void OnSnapshot(const routing::Snapshot& snapshot);
-  // Starts the ticking thread.
+  // Starts the ticking thread; Stop ends it (the destructor too).
   void Start();
+  void Stop();
   // One pass: follow the configuration's Canaries, feed traffic, run due checks, apply
   // weights, persist and export. The thread calls it every `tick`.
   void RunOnce();
@@ -105,6 +106,9 @@ class CanaryManager {
   // Options::shared: a follower's pass (or the first pass of a new leader): loads the leader's
   // progress when it changed and serves its weights.
   void Follow(absl::Time now, bool becoming_leader);
+  // Options::shared, a leader: whether it still leads now (not only at the start of the
+  // pass). Without Options::shared: true.
+  bool StillLeading() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Export(Entry& entry) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Unexport(const Entry& entry) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   v1::CanaryState ToProto(const Entry& entry) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

@@ -45,6 +45,20 @@ struct EtcdState {
   int64_t version_revision = 0;  // PREFIX/version's mod revision; 0: nothing applied yet
 };
 
+// Why a change did not go into etcd, and whether it may still: a request that reached etcd
+// and timed out may yet be committed once etcd has a majority again.
+std::string EtcdRefusal(const absl::Status& s) {
+  if (absl::IsAborted(s)) return std::string(s.message());  // the conflict
+  if (absl::IsUnavailable(s)) {
+    return absl::StrCat("could not persist the change: ", s.message(), "; nothing was applied");
+  }
+  return absl::StrCat(
+      "could not persist the change: ", s.message(),
+      "; this replica did not apply it, but etcd may still commit it once a majority of its "
+      "members answers again (every replica then takes it in): check with `sluicectl get` "
+      "before applying again");
+}
+
 absl::StatusOr<EtcdState> ReadEtcdState(EtcdClient& etcd) {
   // One range over the whole prefix: the resources and the version at the same revision.
   absl::StatusOr<EtcdClient::Range> range = etcd.GetPrefix(etcd.location().prefix);
@@ -224,31 +238,48 @@ int64_t ConfigStore::etcd_revision() const {
   return etcd_version_revision_;
 }
 
+void ConfigStore::StopFollowing() { etcd_watch_.reset(); }
+
 void ConfigStore::RefreshFromEtcd() {
+  // The watch has moved past this change: a failed read is retried here, or this replica
+  // would stay behind (and refuse every change as a conflict) until the next one.
   absl::StatusOr<EtcdState> state = ReadEtcdState(*options_.etcd);
+  for (int attempt = 1; !state.ok() && attempt < 20; ++attempt) {
+    if (attempt == 1) {
+      LogWarning("could not read the configuration another replica changed (retrying): ",
+                 state.status().message());
+    }
+    absl::SleepFor(absl::Milliseconds(250));
+    state = ReadEtcdState(*options_.etcd);
+  }
   if (!state.ok()) {
-    // The watch calls again on the next change; until then the current snapshot serves.
-    LogWarning("could not read the configuration another replica changed: ",
-               state.status().message());
+    LogError("could not read the configuration another replica changed; still serving version ",
+             version(), " until the next change: ", state.status().message());
     return;
   }
   absl::MutexLock lock(&mu_);
   // This replica's own change, or one it has already taken in.
   if (state->version_revision <= etcd_version_revision_) return;
-  etcd_version_revision_ = state->version_revision;
-  // The stored version, unless this replica's own steps (canary weights, file reloads) have
-  // gone past it: versions never go back.
+  // Under the stored version's number, unless this replica's own steps (canary weights, file
+  // reloads) have gone past it: versions never go back.
+  const uint64_t before = version_;
   version_ = std::max(version_, state->version == 0 ? 0 : state->version - 1);
+  // Validated where it was made: a canary's hold on its split is not checked again here (this
+  // replica's view of the canary may lag the leader's by moments).
   ChangeResult result = Commit(files_, std::move(state->applied), std::move(state->diagnostics),
-                               /*dry_run=*/false, /*persist=*/false);
+                               /*dry_run=*/false, /*persist=*/false, /*weights_only=*/true);
   if (!result.applied) {
+    version_ = before;
+    // etcd_version_revision_ stays: this replica's changes are refused as conflicts rather
+    // than written over a configuration it could not validate.
     for (const config::Diagnostic& d : result.diagnostics.Filter(config::Severity::kError)) {
       LogError("the configuration in etcd at revision ", state->version_revision,
-               " is not valid with this replica's files; serving version ", version_,
-               " still: ", d.ToString());
+               " is not valid with this replica's --config files; still serving version ", version_,
+               ": ", d.ToString());
     }
     return;
   }
+  etcd_version_revision_ = state->version_revision;
   LogInfo("configuration version ", result.version, " from etcd revision ",
           state->version_revision);
 }
@@ -373,11 +404,7 @@ ChangeResult ConfigStore::Commit(config::ConfigSet files, config::ConfigSet appl
       } else if (!dry_run) {
         if (persist && options_.etcd != nullptr) {
           if (absl::Status s = PersistToEtcd(applied, version_ + 1); !s.ok()) {
-            diagnostics.Error({options_.etcd->location().ToString(), 0}, "",
-                              absl::IsAborted(s)
-                                  ? std::string(s.message())
-                                  : absl::StrCat("could not persist the change: ", s.message(),
-                                                 "; nothing was applied"));
+            diagnostics.Error({options_.etcd->location().ToString(), 0}, "", EtcdRefusal(s));
             result.diagnostics = std::move(diagnostics);
             return result;
           }

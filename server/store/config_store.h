@@ -123,6 +123,9 @@ class ConfigStore {
 
   // With Options::etcd: the etcd revision of the applied configuration this replica serves.
   int64_t etcd_revision() const;
+  // With Options::etcd: stops following other replicas' changes (at shutdown, before what
+  // the OnSwap listeners use goes away).
+  void StopFollowing();
 
  private:
   explicit ConfigStore(Options options);

@@ -76,6 +76,12 @@ absl::StatusOr<std::unique_ptr<EtcdClient>> EtcdClient::Create(const EtcdLocatio
   if (location.endpoints.entries.size() > 1) args.SetLoadBalancingPolicyName("round_robin");
   args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
+  // A whole prefix comes in one answer: no 4 MiB cap (etcd's own client has none either).
+  args.SetMaxReceiveMessageSize(-1);
+  // A member that froze or was cut off is noticed by the watch within ~15 s (etcd refuses
+  // pings more often than every 5 s: its --grpc-keepalive-min-time).
+  args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 10000);
+  args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 5000);
   // etcd's own clients say who they are; so does this one, in etcd's logs.
   args.SetString(GRPC_ARG_PRIMARY_USER_AGENT_STRING, "sluice-server");
   auto channel = grpc::CreateCustomChannel(*target, grpc::InsecureChannelCredentials(), args);
@@ -114,12 +120,13 @@ void SetDeadline(grpc::ClientContext& context, absl::Duration timeout) {
 
 }  // namespace
 
-absl::StatusOr<EtcdClient::Range> EtcdClient::GetPrefix(absl::string_view prefix) {
+absl::StatusOr<EtcdClient::Range> EtcdClient::Read(absl::string_view key,
+                                                   absl::string_view range_end) {
   grpc::ClientContext context;
   SetDeadline(context, options_.timeout);
   etcdserverpb::RangeRequest request;
-  request.set_key(std::string(prefix));
-  request.set_range_end(PrefixRangeEnd(prefix));
+  request.set_key(std::string(key));
+  request.set_range_end(std::string(range_end));  // empty: the key alone
   etcdserverpb::RangeResponse response;
   grpc::Status status = stubs_->kv->Range(&context, request, &response);
   if (!status.ok()) return Error("reading", status.error_code(), status.error_message());
@@ -129,19 +136,11 @@ absl::StatusOr<EtcdClient::Range> EtcdClient::GetPrefix(absl::string_view prefix
   return range;
 }
 
-absl::StatusOr<EtcdClient::Range> EtcdClient::Get(absl::string_view key) {
-  grpc::ClientContext context;
-  SetDeadline(context, options_.timeout);
-  etcdserverpb::RangeRequest request;
-  request.set_key(std::string(key));
-  etcdserverpb::RangeResponse response;
-  grpc::Status status = stubs_->kv->Range(&context, request, &response);
-  if (!status.ok()) return Error("reading", status.error_code(), status.error_message());
-  Range range;
-  range.revision = response.header().revision();
-  for (const mvccpb::KeyValue& kv : response.kvs()) range.kvs.push_back(FromProto(kv));
-  return range;
+absl::StatusOr<EtcdClient::Range> EtcdClient::GetPrefix(absl::string_view prefix) {
+  return Read(prefix, PrefixRangeEnd(prefix));
 }
+
+absl::StatusOr<EtcdClient::Range> EtcdClient::Get(absl::string_view key) { return Read(key, ""); }
 
 absl::StatusOr<EtcdClient::TxnResult> EtcdClient::CompareAndWrite(
     absl::string_view key, int64_t mod_revision, const std::vector<EtcdWrite>& writes) {

@@ -123,6 +123,8 @@ class EtcdClient {
  private:
   struct Stubs;
   EtcdClient(EtcdLocation location, Options options, std::shared_ptr<grpc::Channel> channel);
+  // The keys from `key` up to `range_end` (exclusive; empty: `key` alone).
+  absl::StatusOr<Range> Read(absl::string_view key, absl::string_view range_end);
   // "etcd at 127.0.0.1:2379 did not answer: ..."
   absl::Status Error(const char* what, int code, const std::string& message) const;
 

@@ -58,6 +58,8 @@ void LeaderElection::Run() {
 }
 
 void LeaderElection::Campaign() {
+  // Before the lease is granted or renewed: etcd counts its TTL from no earlier than this.
+  const absl::Time sent = options_.clock();
   int64_t lease;
   {
     MutexLock lock(&mu_);
@@ -78,7 +80,6 @@ void LeaderElection::Campaign() {
     lease_ = 0;
     return;
   }
-  const absl::Time sent = options_.clock();
   // The key is created only if nobody holds it (mod revision 0: absent).
   absl::StatusOr<EtcdClient::TxnResult> txn = etcd_.CompareAndWrite(
       options_.key, 0, {EtcdWrite::Put(options_.key, options_.identity, lease)});

@@ -5,6 +5,7 @@
 // keeps alive. When the leader dies (or stops answering), its lease expires, etcd deletes the
 // key, and another replica creates it.
 
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <string>
@@ -25,7 +26,11 @@ class LeaderElection {
     std::string identity;  // what the key holds: who leads, for messages
     // The lease's time to live: how long a dead leader keeps the role. Renewed every third.
     absl::Duration ttl = absl::Seconds(5);
-    std::function<absl::Time()> clock = [] { return absl::Now(); };
+    // Monotonic by default: a wall clock stepped back would stretch the lease.
+    std::function<absl::Time()> clock = [] {
+      return absl::UnixEpoch() +
+             absl::FromChrono(std::chrono::steady_clock::now().time_since_epoch());
+    };
   };
 
   // Campaigns from its own thread until destroyed; resigns (revokes its lease) then.

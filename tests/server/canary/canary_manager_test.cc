@@ -296,8 +296,15 @@ TEST_F(SharedCanaryTest, TheFollowerServesTheLeadersStepsAndANewLeaderResumesFro
   EXPECT_TRUE(absl::IsFailedPrecondition(refused)) << refused;
   EXPECT_THAT(refused.message(), HasSubstr("the leader is a"));
 
-  // The leader changes: a's saves are refused from now on; b resumes at 40 and acts.
+  // The leader changes. Before either replica's next pass: a, which thought it led, finds
+  // out at the action; b, elected but not yet caught up, asks to try again.
   leader_ = "b";
+  const absl::Status stale = Act(*a, "set-weight", 60);
+  EXPECT_TRUE(absl::IsFailedPrecondition(stale)) << stale;
+  EXPECT_THAT(stale.message(), HasSubstr("the leader is b"));
+  EXPECT_TRUE(absl::IsUnavailable(Act(*b, "resume")));
+  EXPECT_EQ(saved_, saved_by_a);
+  // b's pass: it resumes at 40 and acts.
   Tick(*b);
   EXPECT_EQ(View(*b), "Paused 40");
   ASSERT_TRUE(Act(*b, "set-weight", 70).ok());
