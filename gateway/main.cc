@@ -359,10 +359,11 @@ int main(int argc, char** argv) {
     args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
     args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 2000);
     sluice::security::AddServerNameOverride(*transport, args);
-    // Several replicas: round_robin keeps a connection to each, so a worker whose server
-    // goes away reconnects at once to one known to be up (pick_first would try the dead
-    // address first again). Each channel starts at a random replica: workers spread out.
-    if (replicas) args.SetLoadBalancingPolicyName("round_robin");
+    // Several replicas (listed, or one DNS name with several addresses): round_robin keeps a
+    // connection to each, so a worker whose server goes away reconnects at once to one known
+    // to be up (pick_first would try the dead address first again). Each channel starts at a
+    // random replica: workers spread out. With one address it is that address.
+    args.SetLoadBalancingPolicyName("round_robin");
     auto channel = grpc::CreateCustomChannel(*decision_target, *credentials, args);
     workers.push_back(std::make_unique<Worker>(i, context, std::move(channel)));
   }

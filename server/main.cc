@@ -35,6 +35,8 @@
 #include "server/api/admin_service.h"
 #include "server/api/decision_service.h"
 #include "server/api/health_events.h"
+#include "server/api/replica_health.h"
+#include "server/api/replica_service.h"
 #include "server/api/server_metrics.h"
 #include "server/canary/canary_manager.h"
 #include "server/canary/traffic_recorder.h"
@@ -62,6 +64,13 @@ ABSL_FLAG(absl::Duration, etcd_timeout, absl::Seconds(3),
 ABSL_FLAG(absl::Duration, leader_ttl, absl::Seconds(5),
           "With --store etcd://: the lease of the replica that runs the canary controllers; "
           "when it dies another takes over within about this long.");
+ABSL_FLAG(std::optional<sluice::HostPort>, advertise, std::nullopt,
+          "With --store etcd://: HOST:PORT at which the other replicas reach this one's gRPC "
+          "(followers forward their gateways' reports to the leader there). Default: --listen "
+          "with the port it got; required when --listen is a wildcard address.");
+ABSL_FLAG(std::string, replica_tls_server_name, "",
+          "With --store and mutual TLS: the name the replicas' certificates carry, when other "
+          "replicas are reached by an address it does not name (a pod IP).");
 ABSL_FLAG(sluice::HostPort, listen, (sluice::HostPort{"127.0.0.1", 7070}),
           "HOST:PORT for gRPC, decisions and administration; port 0 picks a free port.");
 ABSL_FLAG(sluice::HostPort, metrics, (sluice::HostPort{"127.0.0.1", 9464}),
@@ -164,6 +173,20 @@ int main(int argc, char** argv) {
     etcd_location = *std::move(parsed);
   }
   const sluice::HostPort listen = absl::GetFlag(FLAGS_listen);
+  const std::optional<sluice::HostPort> advertise = absl::GetFlag(FLAGS_advertise);
+  if (!etcd_location.has_value() &&
+      (advertise.has_value() || !absl::GetFlag(FLAGS_replica_tls_server_name).empty())) {
+    sluice::flags::UsageError(program,
+                              "--advertise and --replica-tls-server-name are for replicas: they "
+                              "need --store etcd://...");
+  }
+  if (etcd_location.has_value() && !advertise.has_value() &&
+      (listen.host.empty() || listen.host == "0.0.0.0" || listen.host == "::")) {
+    sluice::flags::UsageError(
+        program, absl::StrCat("--listen ", listen.ToString(),
+                              " is no address another replica can reach: give --advertise "
+                              "HOST:PORT (in Kubernetes, the pod's IP)"));
+  }
   const sluice::HostPort metrics_listen = absl::GetFlag(FLAGS_metrics);
 
   absl::StatusOr<sluice::security::Transport> transport = sluice::security::ChooseTransport(
@@ -256,27 +279,65 @@ int main(int argc, char** argv) {
   sluice::health::HealthTicker health_ticker(health);
   sluice::canary::TrafficRecorder traffic([] { return absl::Now(); });
   (*store)->OnSwap([&traffic](const sluice::routing::Snapshot& s) { traffic.OnSnapshot(s); });
-  sluice::canary::CanaryManager::Options canary_options;
-  canary_options.state_dir = state_dir;
-  // With etcd: one replica, elected, runs the canary controllers. The election starts once
-  // this server's address is known (it is what the election key says); declared before the
-  // canary manager, it outlives the manager's thread.
+  // With etcd the election starts once this server's address is known (it is what the
+  // election key says); until then this replica neither leads nor knows who does.
   std::unique_ptr<sluice::store::LeaderElection> election;
   std::atomic<sluice::store::LeaderElection*> elected{nullptr};
+  auto leads = [&elected] {
+    const sluice::store::LeaderElection* e = elected.load();
+    return e != nullptr && e->IsLeader();
+  };
+  auto leader = [&elected] {
+    const sluice::store::LeaderElection* e = elected.load();
+    return e != nullptr ? e->leader() : std::string();
+  };
+  auto identity = [&elected] {
+    const sluice::store::LeaderElection* e = elected.load();
+    return e != nullptr ? e->identity() : std::string();
+  };
+  // One outlier detector per cluster across replicas, the leader's: followers forward their
+  // gateways' reports to it and take its ejections from etcd (replica_health.h).
+  std::unique_ptr<sluice::api::ReportForwarder> forwarder;
+  std::unique_ptr<sluice::api::ReplicaHealth> replica_health;
+  if (etcd != nullptr) {
+    sluice::security::Transport replica_transport = *transport;
+    replica_transport.files.server_name = absl::GetFlag(FLAGS_replica_tls_server_name);
+    forwarder = std::make_unique<sluice::api::ReportForwarder>(
+        sluice::api::ReportForwarder::Options{.replica = identity,
+                                              // The election key holds "ADDRESS (pid N)".
+                                              .leader_address =
+                                                  [leader] {
+                                                    const std::string who = leader();
+                                                    return who.substr(0, who.find(' '));
+                                                  },
+                                              .transport = replica_transport},
+        *registry);
+    auto started = sluice::api::ReplicaHealth::Start(
+        *etcd, health, forwarder.get(),
+        {.replica = identity,
+         .leader_key = etcd->location().prefix + "leader",
+         .fence = [&elected]() -> int64_t {
+           const sluice::store::LeaderElection* e = elected.load();
+           return e != nullptr ? e->fence() : 0;
+         }});
+    if (!started.ok()) {
+      std::cerr << "sluice-server: --store: reading the shared ejections: "
+                << started.status().message() << "\n";
+      return 1;
+    }
+    replica_health = *std::move(started);
+    health_fanout.Add(replica_health.get());
+  }
+  sluice::canary::CanaryManager::Options canary_options;
+  canary_options.state_dir = state_dir;
+  // With etcd: one replica, elected, runs the canary controllers. The election is declared
+  // before the canary manager: it outlives the manager's thread.
   if (etcd != nullptr) {
     const std::string leader_key = etcd->location().prefix + "leader";
     const std::string state_key = etcd->location().prefix + "canary-state";
     canary_options.shared = sluice::canary::CanaryManager::Options::Shared{
-        .is_leader =
-            [&elected] {
-              const sluice::store::LeaderElection* e = elected.load();
-              return e != nullptr && e->IsLeader();
-            },
-        .leader =
-            [&elected] {
-              const sluice::store::LeaderElection* e = elected.load();
-              return e != nullptr ? e->leader() : std::string();
-            },
+        .is_leader = leads,
+        .leader = leader,
         .load = [etcd, state_key]() -> absl::StatusOr<std::string> {
           absl::StatusOr<sluice::store::EtcdClient::Range> got = etcd->Get(state_key);
           if (!got.ok()) return got.status();
@@ -329,6 +390,9 @@ int main(int argc, char** argv) {
   }
   sluice::api::DecisionServiceImpl decision_service(**store, metrics, health, traffic, hub);
   decision_service.SetAccessControl(access->get());
+  decision_service.SetForwarder(forwarder.get());
+  sluice::api::ReplicaServiceImpl replica_service(health, traffic, leads);
+  replica_service.SetAccessControl(access->get());
   (*store)->OnSwap(
       [&decision_service](const sluice::routing::Snapshot& s) { decision_service.OnSnapshot(s); });
   // After the health tracker's listener: the table carries the ejections it carried over.
@@ -361,6 +425,7 @@ int main(int argc, char** argv) {
   }
   builder.RegisterService(&decision_service);
   builder.RegisterService(&admin_service);
+  if (etcd != nullptr) builder.RegisterService(&replica_service);
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (server == nullptr || grpc_port == 0 || (health_listen && health_port == 0)) {
     std::cerr << "sluice-server: cannot listen on " << listen.ToString()
@@ -386,7 +451,8 @@ int main(int argc, char** argv) {
     election = std::make_unique<sluice::store::LeaderElection>(
         *etcd, sluice::store::LeaderElection::Options{
                    .key = etcd->location().prefix + "leader",
-                   .identity = absl::StrCat(grpc_address, " (pid ", getpid(), ")"),
+                   .identity = absl::StrCat(advertise ? advertise->ToString() : grpc_address,
+                                            " (pid ", getpid(), ")"),
                    .ttl = absl::GetFlag(FLAGS_leader_ttl)});
     elected.store(election.get());
   }
@@ -441,6 +507,8 @@ int main(int argc, char** argv) {
   // the hub) go away as main returns, before the store and the canary manager would.
   (*canaries)->Stop();
   (*store)->StopFollowing();
+  replica_health.reset();
+  forwarder.reset();
   sluice::LogInfo("stopped");
   return 0;
 }

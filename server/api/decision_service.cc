@@ -164,6 +164,17 @@ class StreamReactor final : public grpc::ServerBidiReactor<v1::GatewayMessage, v
     }
   }
 
+  bool Forwarding() const {
+    return service_.forwarder() != nullptr && service_.forwarder()->active();
+  }
+
+  void ForwardUnhealthy(std::string cluster) {
+    v1::ForwardedAttempt forwarded;
+    forwarded.set_cluster(std::move(cluster));
+    forwarded.set_outcome(v1::NO_HEALTHY_UPSTREAM);
+    service_.forwarder()->Add(std::move(forwarded));
+  }
+
   void HandleReport(const v1::AttemptReport& report) {
     ServerMetrics& metrics = service_.metrics();
     const size_t outcome = static_cast<size_t>(report.outcome());
@@ -173,6 +184,12 @@ class StreamReactor final : public grpc::ServerBidiReactor<v1::GatewayMessage, v
       // subset without an attempt (the server counts its own UH decisions the same way).
       service_.traffic().OnAttempt(report.config_version(), report.cluster_id(), /*failed=*/true,
                                    /*latency_ms=*/std::nullopt);
+      if (Forwarding()) {
+        if (std::optional<std::string> cluster =
+                service_.health().ClusterName(report.config_version(), report.cluster_id())) {
+          ForwardUnhealthy(*std::move(cluster));
+        }
+      }
       return;
     }
     // The first report of a decision ends its count as in-flight load.
@@ -182,8 +199,25 @@ class StreamReactor final : public grpc::ServerBidiReactor<v1::GatewayMessage, v
       outstanding_.erase(it);
     }
     const health::AttemptEvent event = ToAttemptEvent(report);
-    service_.health().OnAttempt(
-        {report.config_version(), report.cluster_id(), report.endpoint_index(), event});
+    if (Forwarding() && event.kind != health::AttemptEvent::Kind::kNotCounted) {
+      // A follower: the leading replica's detector and canary count it (this one keeps the
+      // recent outcomes its `endpoints` shows).
+      health::HealthTracker::Named named;
+      service_.health().OnAttempt(
+          {report.config_version(), report.cluster_id(), report.endpoint_index(), event}, &named);
+      if (!named.cluster.empty()) {
+        v1::ForwardedAttempt forwarded;
+        forwarded.set_cluster(std::move(named.cluster));
+        forwarded.set_endpoint(std::move(named.endpoint));
+        forwarded.set_outcome(report.outcome());
+        forwarded.set_status_code(report.status_code());
+        forwarded.set_latency_us(report.latency_us());
+        service_.forwarder()->Add(std::move(forwarded));
+      }
+    } else {
+      service_.health().OnAttempt(
+          {report.config_version(), report.cluster_id(), report.endpoint_index(), event});
+    }
     if (event.kind != health::AttemptEvent::Kind::kNotCounted) {
       const bool failed =
           event.kind != health::AttemptEvent::Kind::kResponse || event.status >= 500;
@@ -256,6 +290,7 @@ class StreamReactor final : public grpc::ServerBidiReactor<v1::GatewayMessage, v
           // every endpoint is ejected would look like one without traffic.
           service_.traffic().OnAttempt(snapshot->version(), d.cluster->id, /*failed=*/true,
                                        /*latency_ms=*/std::nullopt);
+          if (Forwarding()) ForwardUnhealthy(d.cluster->name);
         }
         latency.Record(SecondsSince(start));
       }

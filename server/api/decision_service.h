@@ -1,5 +1,6 @@
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <deque>
 #include <string>
@@ -10,6 +11,7 @@
 #include "absl/synchronization/mutex.h"
 #include "grpcpp/grpcpp.h"
 #include "server/api/gateway_hub.h"
+#include "server/api/replica_service.h"
 #include "server/api/server_metrics.h"
 #include "server/canary/traffic_recorder.h"
 #include "server/health/health_tracker.h"
@@ -28,6 +30,11 @@ class DecisionServiceImpl final : public v1::DecisionService::CallbackService {
                       health::HealthTracker& health, canary::TrafficRecorder& traffic,
                       GatewayHub& hub)
       : store_(store), metrics_(metrics), health_(health), traffic_(traffic), hub_(hub) {}
+
+  // With replicas on etcd: while `forwarder` is active (this replica follows), reports are
+  // also forwarded to the leading replica's detectors. Null: none.
+  void SetForwarder(ReportForwarder* forwarder) { forwarder_.store(forwarder); }
+  ReportForwarder* forwarder() const { return forwarder_.load(std::memory_order_relaxed); }
 
   // Who may call (the gateway role; null: anyone). Set before the server starts.
   void SetAccessControl(const security::AccessControl* access) { access_ = access; }
@@ -54,6 +61,7 @@ class DecisionServiceImpl final : public v1::DecisionService::CallbackService {
 
  private:
   const security::AccessControl* access_ = nullptr;
+  std::atomic<ReportForwarder*> forwarder_{nullptr};
   store::ConfigStore& store_;
   ServerMetrics& metrics_;
   health::HealthTracker& health_;

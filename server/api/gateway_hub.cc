@@ -136,6 +136,10 @@ void GatewayHub::OnReturned(const std::string& cluster, const std::string& endpo
   PushChange(cluster, endpoint, /*ejected=*/false);
 }
 
+void GatewayHub::OnShared(const std::string& cluster, const std::string& endpoint, bool ejected) {
+  PushChange(cluster, endpoint, ejected);
+}
+
 void GatewayHub::SendKeepalives() {
   absl::MutexLock lock(&mu_);
   for (auto& [id, entry] : streams_) {

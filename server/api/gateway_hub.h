@@ -65,6 +65,7 @@ class GatewayHub final : public health::HealthEvents {
                  absl::Duration duration) override;
   void OnReturned(const std::string& cluster, const std::string& endpoint,
                   absl::Duration ejected_for) override;
+  void OnShared(const std::string& cluster, const std::string& endpoint, bool ejected) override;
   void OnOverflow(const std::string&, const std::string&) override {}
   void OnEjectionsActive(const std::string&, size_t) override {}
 
@@ -98,6 +99,8 @@ class GatewayHub final : public health::HealthEvents {
 class HealthEventFanout final : public health::HealthEvents {
  public:
   explicit HealthEventFanout(std::vector<health::HealthEvents*> sinks) : sinks_(std::move(sinks)) {}
+  // Before the tracker can tell anything (before the server serves).
+  void Add(health::HealthEvents* sink) { sinks_.push_back(sink); }
   void OnEjected(const std::string& cluster, const std::string& endpoint,
                  health::EjectionReason reason, uint32_t ejections,
                  absl::Duration duration) override {
@@ -106,6 +109,9 @@ class HealthEventFanout final : public health::HealthEvents {
   void OnReturned(const std::string& cluster, const std::string& endpoint,
                   absl::Duration ejected_for) override {
     for (auto* s : sinks_) s->OnReturned(cluster, endpoint, ejected_for);
+  }
+  void OnShared(const std::string& cluster, const std::string& endpoint, bool ejected) override {
+    for (auto* s : sinks_) s->OnShared(cluster, endpoint, ejected);
   }
   void OnOverflow(const std::string& cluster, const std::string& endpoint) override {
     for (auto* s : sinks_) s->OnOverflow(cluster, endpoint);

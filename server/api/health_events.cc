@@ -40,6 +40,14 @@ void HealthEventSink::OnReturned(const std::string& cluster, const std::string& 
           absl::FormatDuration(absl::Trunc(ejected_for, absl::Milliseconds(1))));
 }
 
+void HealthEventSink::OnShared(const std::string& cluster, const std::string& endpoint,
+                               bool ejected) {
+  // Counted in sluice_outlier_ejections_total by the replica that detected it only: a sum
+  // over replicas counts each ejection once.
+  LogInfo("outlier: ", endpoint, " of ", cluster,
+          ejected ? " ejected by the leading replica" : " returned by the leading replica");
+}
+
 void HealthEventSink::OnOverflow(const std::string& cluster, const std::string& endpoint) {
   overflows_.Add({{"cluster_name", cluster}}).Increment();
   LogWarning("outlier: ", endpoint, " of ", cluster,

@@ -29,6 +29,7 @@ class HealthEventSink final : public health::HealthEvents {
                  absl::Duration duration) override;
   void OnReturned(const std::string& cluster, const std::string& endpoint,
                   absl::Duration ejected_for) override;
+  void OnShared(const std::string& cluster, const std::string& endpoint, bool ejected) override;
   void OnOverflow(const std::string& cluster, const std::string& endpoint) override;
   void OnEjectionsActive(const std::string& cluster, size_t active) override;
 

@@ -114,6 +114,7 @@ void TrafficRecorder::OnSnapshot(const routing::Snapshot& snapshot) {
   }
   absl::flat_hash_map<std::string, std::shared_ptr<TrafficWindow>> next;
   by_cluster_.assign(snapshot.clusters().size(), nullptr);
+  by_cluster_name_.clear();
   for (const auto& cluster : snapshot.clusters()) {
     if (!canary_hosts.contains(cluster->host)) continue;
     const std::string key = Key(cluster->host, cluster->subset);
@@ -123,6 +124,7 @@ void TrafficRecorder::OnSnapshot(const routing::Snapshot& snapshot) {
       window = it != windows_.end() ? it->second : std::make_shared<TrafficWindow>();
     }
     by_cluster_[cluster->id] = window.get();
+    by_cluster_name_[cluster->name] = window.get();
   }
   windows_ = std::move(next);
   version_ = snapshot.version();
@@ -139,6 +141,14 @@ void TrafficRecorder::OnAttempt(uint64_t version, uint32_t cluster_id, bool fail
     window = previous_by_cluster_[cluster_id].get();
   }
   if (window != nullptr) window->Add(failed, latency_ms, now);
+}
+
+void TrafficRecorder::OnAttemptByCluster(const std::string& cluster, bool failed,
+                                         std::optional<double> latency_ms) {
+  const absl::Time now = clock_();
+  absl::MutexLock lock(&mu_);
+  auto it = by_cluster_name_.find(cluster);
+  if (it != by_cluster_name_.end()) it->second->Add(failed, latency_ms, now);
 }
 
 TrafficTotals TrafficRecorder::Sum(const std::string& host, const std::string& subset,

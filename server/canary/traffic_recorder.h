@@ -71,6 +71,9 @@ class TrafficRecorder {
   // known; older reports are dropped (requests in flight across two changes).
   void OnAttempt(uint64_t version, uint32_t cluster_id, bool failed,
                  std::optional<double> latency_ms);
+  // An attempt another replica forwarded, by cluster name (its versions are its own).
+  void OnAttemptByCluster(const std::string& cluster, bool failed,
+                          std::optional<double> latency_ms);
   // The traffic of `host`'s `subset` (every port) in [from, to).
   TrafficTotals Sum(const std::string& host, const std::string& subset, absl::Time from,
                     absl::Time to) const;
@@ -83,6 +86,7 @@ class TrafficRecorder {
   absl::flat_hash_map<std::string, std::shared_ptr<TrafficWindow>> windows_ ABSL_GUARDED_BY(mu_);
   uint64_t version_ ABSL_GUARDED_BY(mu_) = 0;
   std::vector<TrafficWindow*> by_cluster_ ABSL_GUARDED_BY(mu_);  // null: not recorded
+  absl::flat_hash_map<std::string, TrafficWindow*> by_cluster_name_ ABSL_GUARDED_BY(mu_);
   uint64_t previous_version_ ABSL_GUARDED_BY(mu_) = 0;
   std::vector<std::shared_ptr<TrafficWindow>> previous_by_cluster_ ABSL_GUARDED_BY(mu_);
 };

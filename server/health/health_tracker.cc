@@ -81,7 +81,7 @@ std::unique_ptr<HealthTracker::Cluster> HealthTracker::Rebuild(const routing::Cl
     }
   }
   const size_t ejected_before = previous != nullptr ? previous->detector.ejected_count() : 0;
-  if (previous != nullptr && events_ != nullptr && !cluster->policy.enabled) {
+  if (previous != nullptr && events_ != nullptr && !cluster->policy.enabled && detecting_) {
     // Outlier detection was switched off: every ejection ends now.
     for (size_t slot = 0; slot < previous->detector.size(); ++slot) {
       const OutlierDetector::Host& h = previous->detector.host(slot);
@@ -99,6 +99,11 @@ std::unique_ptr<HealthTracker::Cluster> HealthTracker::Rebuild(const routing::Cl
       cluster->next_tick = std::min(cluster->next_tick, previous->next_tick);
     }
   }
+  if (!detecting_) {
+    // The ejections are the detecting replica's; its table push carries them.
+    PublishShared(*cluster);
+    return cluster;
+  }
   for (size_t i = 0; i < n; ++i) Publish(*cluster, i);
   if (events_ != nullptr && cluster->detector.ejected_count() != ejected_before) {
     events_->OnEjectionsActive(cluster->name, cluster->detector.ejected_count());
@@ -106,12 +111,115 @@ std::unique_ptr<HealthTracker::Cluster> HealthTracker::Rebuild(const routing::Cl
   return cluster;
 }
 
-void HealthTracker::Publish(Cluster& cluster, size_t slot) {
-  cluster.runtimes[slot]->ejected.store(cluster.detector.host(slot).ejected,
-                                        std::memory_order_relaxed);
+const SharedEjection* HealthTracker::Shared(const Cluster& cluster, size_t slot) const {
+  auto by_cluster = shared_.find(cluster.name);
+  if (by_cluster == shared_.end()) return nullptr;
+  auto it = by_cluster->second.find(cluster.endpoint_ids[slot]);
+  return it == by_cluster->second.end() ? nullptr : &it->second;
 }
 
-bool HealthTracker::Resolve(const AttemptRecord& record, Cluster** cluster, size_t* slot) {
+bool HealthTracker::Ejected(const Cluster& cluster, size_t slot) const {
+  if (!cluster.policy.enabled) return false;
+  return detecting_ ? cluster.detector.host(slot).ejected : Shared(cluster, slot) != nullptr;
+}
+
+bool HealthTracker::Publish(Cluster& cluster, size_t slot) {
+  const bool ejected = Ejected(cluster, slot);
+  return cluster.runtimes[slot]->ejected.exchange(ejected, std::memory_order_relaxed) != ejected;
+}
+
+void HealthTracker::PublishShared(Cluster& cluster) {
+  bool changed = false;
+  size_t active = 0;
+  for (size_t slot = 0; slot < cluster.endpoint_ids.size(); ++slot) {
+    if (Publish(cluster, slot)) {
+      changed = true;
+      if (events_ != nullptr) {
+        events_->OnShared(cluster.name, cluster.endpoint_ids[slot], Ejected(cluster, slot));
+      }
+    }
+    if (Ejected(cluster, slot)) ++active;
+  }
+  if (changed && events_ != nullptr) events_->OnEjectionsActive(cluster.name, active);
+}
+
+void HealthTracker::TakeOver(Cluster& cluster, absl::Time now) {
+  if (!cluster.policy.enabled) return;
+  std::vector<OutlierDetector::Host> hosts(cluster.endpoint_ids.size());
+  for (size_t slot = 0; slot < hosts.size(); ++slot) {
+    const SharedEjection* shared = Shared(cluster, slot);
+    if (shared == nullptr) continue;
+    OutlierDetector::Host& h = hosts[slot];
+    h.ejected = true;
+    h.reason = shared->reason;
+    h.ejections = shared->ejections;
+    h.multiplier = std::max<uint32_t>(shared->multiplier, 1);
+    h.last_ejection = shared->since;
+  }
+  cluster.detector = OutlierDetector(cluster.policy, std::move(hosts));
+  cluster.next_tick = now + cluster.policy.interval;
+}
+
+void HealthTracker::SetDetecting(bool detecting) {
+  const absl::Time now = clock_();
+  absl::MutexLock lock(&mu_);
+  if (detecting == detecting_) return;
+  detecting_ = detecting;
+  for (auto& [name, cluster] : clusters_) {
+    if (detecting) TakeOver(*cluster, now);
+    PublishShared(*cluster);
+  }
+}
+
+bool HealthTracker::detecting() const {
+  absl::MutexLock lock(&mu_);
+  return detecting_;
+}
+
+void HealthTracker::SetShared(SharedEjections shared) {
+  absl::MutexLock lock(&mu_);
+  shared_ = std::move(shared);
+  if (detecting_) return;  // kept for a takeover
+  for (auto& [name, cluster] : clusters_) PublishShared(*cluster);
+}
+
+std::optional<HealthTracker::Named> HealthTracker::Name(const AttemptRecord& record) const {
+  absl::MutexLock lock(&mu_);
+  Cluster* cluster = nullptr;
+  size_t slot = 0;
+  if (!Resolve(record, &cluster, &slot)) return std::nullopt;
+  return Named{cluster->name, cluster->endpoint_ids[slot]};
+}
+
+std::optional<std::string> HealthTracker::ClusterName(uint64_t version, uint32_t cluster_id) const {
+  absl::MutexLock lock(&mu_);
+  for (const VersionIndex& v : versions_) {
+    if (v.version == version && cluster_id < v.cluster_names.size()) {
+      return v.cluster_names[cluster_id];
+    }
+  }
+  return std::nullopt;
+}
+
+void HealthTracker::OnNamedAttempt(const std::string& cluster_name, const std::string& endpoint,
+                                   const AttemptEvent& event) {
+  if (event.kind == AttemptEvent::Kind::kNotCounted) return;
+  const absl::Time now = clock_();
+  absl::MutexLock lock(&mu_);
+  auto cluster = clusters_.find(cluster_name);
+  if (cluster == clusters_.end()) {
+    ++dropped_reports_;
+    return;
+  }
+  auto slot = cluster->second->slot_by_id.find(endpoint);
+  if (slot == cluster->second->slot_by_id.end()) {
+    ++dropped_reports_;
+    return;
+  }
+  Count(*cluster->second, slot->second, event, now);
+}
+
+bool HealthTracker::Resolve(const AttemptRecord& record, Cluster** cluster, size_t* slot) const {
   if (record.config_version == current_version_) {
     if (record.cluster_id >= current_.size()) return false;
     *cluster = current_[record.cluster_id];
@@ -137,7 +245,7 @@ bool HealthTracker::Resolve(const AttemptRecord& record, Cluster** cluster, size
   return true;
 }
 
-void HealthTracker::OnAttempt(const AttemptRecord& record) {
+void HealthTracker::OnAttempt(const AttemptRecord& record, Named* named) {
   if (record.event.kind == AttemptEvent::Kind::kNotCounted) return;
   const absl::Time now = clock_();
   absl::MutexLock lock(&mu_);
@@ -147,21 +255,30 @@ void HealthTracker::OnAttempt(const AttemptRecord& record) {
     ++dropped_reports_;
     return;
   }
-  cluster->recent[slot].Add(IsFailure(record.event), now);
-  if (!cluster->policy.enabled) return;
-  OutlierDetector& detector = cluster->detector;
+  if (named != nullptr) {
+    named->cluster = cluster->name;
+    named->endpoint = cluster->endpoint_ids[slot];
+  }
+  Count(*cluster, slot, record.event, now);
+}
+
+void HealthTracker::Count(Cluster& cluster, size_t slot, const AttemptEvent& event,
+                          absl::Time now) {
+  cluster.recent[slot].Add(IsFailure(event), now);
+  if (!cluster.policy.enabled || !detecting_) return;
+  OutlierDetector& detector = cluster.detector;
   const uint64_t overflows_before = detector.overflows();
-  const bool ejected = detector.OnAttempt(slot, record.event, now);
-  if (ejected) Publish(*cluster, slot);
+  const bool ejected = detector.OnAttempt(slot, event, now);
+  if (ejected) Publish(cluster, slot);
   if (events_ == nullptr) return;
   if (ejected) {
     const OutlierDetector::Host& h = detector.host(slot);
-    events_->OnEjected(cluster->name, cluster->endpoint_ids[slot], h.reason, h.ejections,
+    events_->OnEjected(cluster.name, cluster.endpoint_ids[slot], h.reason, h.ejections,
                        detector.EjectionTime(slot));
-    events_->OnEjectionsActive(cluster->name, detector.ejected_count());
+    events_->OnEjectionsActive(cluster.name, detector.ejected_count());
   }
   for (uint64_t i = overflows_before; i < detector.overflows(); ++i) {
-    events_->OnOverflow(cluster->name, cluster->endpoint_ids[slot]);
+    events_->OnOverflow(cluster.name, cluster.endpoint_ids[slot]);
   }
 }
 
@@ -172,7 +289,10 @@ absl::Time HealthTracker::Tick() {
   for (auto& [name, cluster] : clusters_) {
     if (!cluster->policy.enabled) continue;
     if (cluster->next_tick <= now) {
-      const std::vector<size_t> returned = cluster->detector.OnInterval(now);
+      // A replica that does not detect keeps the rhythm only: its detector starts over when
+      // it takes detection over.
+      const std::vector<size_t> returned =
+          detecting_ ? cluster->detector.OnInterval(now) : std::vector<size_t>();
       for (size_t slot : returned) {
         Publish(*cluster, slot);
         if (events_ != nullptr) {
@@ -201,13 +321,29 @@ std::optional<ClusterHealth> HealthTracker::Describe(const std::string& name) co
   ClusterHealth out;
   out.cluster = name;
   out.outlier_detection = cluster.policy.enabled;
-  out.ejected = cluster.detector.ejected_count();
+  out.ejected = detecting_ ? cluster.detector.ejected_count() : 0;
   out.overflows = cluster.detector.overflows();
   out.next_tick = cluster.next_tick;
+  out.interval = cluster.policy.interval;
   for (size_t i = 0; i < cluster.endpoint_ids.size(); ++i) {
-    const OutlierDetector::Host& h = cluster.detector.host(i);
     EndpointHealth e;
     e.id = cluster.endpoint_ids[i];
+    e.recent = cluster.recent[i].Sum(now);
+    if (!detecting_) {
+      // The detecting replica's view, as it shares it; its counters stay there.
+      if (const SharedEjection* shared = Ejected(cluster, i) ? Shared(cluster, i) : nullptr) {
+        ++out.ejected;
+        e.ejected = true;
+        e.reason = shared->reason;
+        e.ejections = shared->ejections;
+        e.multiplier = shared->multiplier;
+        e.ejected_since = shared->since;
+        e.ejected_until = shared->until;
+      }
+      out.endpoints.push_back(std::move(e));
+      continue;
+    }
+    const OutlierDetector::Host& h = cluster.detector.host(i);
     e.ejected = h.ejected;
     e.reason = h.reason;
     e.ejections = h.ejections;
@@ -219,7 +355,6 @@ std::optional<ClusterHealth> HealthTracker::Describe(const std::string& name) co
     e.consecutive_5xx = h.consecutive_5xx;
     e.consecutive_gateway_errors = h.consecutive_gateway;
     e.consecutive_local_origin_failures = h.consecutive_local;
-    e.recent = cluster.recent[i].Sum(now);
     out.endpoints.push_back(std::move(e));
   }
   return out;

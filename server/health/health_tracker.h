@@ -49,8 +49,22 @@ struct ClusterHealth {
   size_t ejected = 0;
   uint64_t overflows = 0;
   absl::Time next_tick = absl::InfiniteFuture();
-  std::vector<EndpointHealth> endpoints;  // in the snapshot's order
+  absl::Duration interval = absl::ZeroDuration();  // outlierDetection.interval
+  std::vector<EndpointHealth> endpoints;           // in the snapshot's order
 };
+
+// An ejection the detecting replica made, as it shares it through the store (PREFIX/ejections
+// in etcd): what the other replicas need to skip the endpoint and to take the detector over.
+struct SharedEjection {
+  EjectionReason reason = EjectionReason::kNone;
+  uint32_t ejections = 0;
+  uint32_t multiplier = 0;
+  absl::Time since = absl::InfinitePast();
+  absl::Time until = absl::InfinitePast();  // when the ejection time is up
+};
+// By cluster name, then endpoint id.
+using SharedEjections =
+    absl::flat_hash_map<std::string, absl::flat_hash_map<std::string, SharedEjection>>;
 
 // Where ejections and returns are told (server log, metrics). Called with the tracker's
 // lock held, so implementations must be quick and must not call back into the tracker.
@@ -61,6 +75,10 @@ class HealthEvents {
                          EjectionReason reason, uint32_t ejections, absl::Duration duration) = 0;
   virtual void OnReturned(const std::string& cluster, const std::string& endpoint,
                           absl::Duration ejected_for) = 0;
+  // A replica that does not detect took an ejection (or its end) from the one that does:
+  // gateways must hear of it, but it is not a detection of this replica's.
+  virtual void OnShared(const std::string& /*cluster*/, const std::string& /*endpoint*/,
+                        bool /*ejected*/) {}
   // A detection that maxEjectionPercent kept from ejecting.
   virtual void OnOverflow(const std::string& cluster, const std::string& endpoint) = 0;
   // The number of ejected endpoints of `cluster` changed (0 when the cluster goes away).
@@ -81,12 +99,35 @@ class HealthTracker {
 
   // A new snapshot is serving: clusters and endpoints follow it, state carried over by name.
   void OnSnapshot(const routing::Snapshot& snapshot);
+  // Names a cluster and endpoint the way every replica knows them (their versions and ids
+  // differ): what a follower forwards to the detecting replica.
+  struct Named {
+    std::string cluster;
+    std::string endpoint;
+  };
   // Counts one reported attempt. Reports naming a snapshot too old to remember, or an
-  // endpoint that no longer exists, are dropped (counted in dropped_reports()).
-  void OnAttempt(const AttemptRecord& record);
+  // endpoint that no longer exists, are dropped (counted in dropped_reports()). `named`, when
+  // given, receives the names of what the record named (left empty when dropped).
+  void OnAttempt(const AttemptRecord& record, Named* named = nullptr);
   // Runs the interval tick of every cluster whose tick is due. Returns when the next one is
   // due (InfiniteFuture when no cluster has outlier detection).
   absl::Time Tick();
+
+  // Several replicas (--store etcd://): only the leader detects. A replica that does not
+  // counts reports in the recent outcomes only and takes its ejections from SetShared; one
+  // that starts detecting takes the shared ejections over (their times and multipliers), with
+  // its counters at zero. A single server detects from the start.
+  void SetDetecting(bool detecting);
+  bool detecting() const;
+  // The ejections the detecting replica shares, replacing the previous set.
+  void SetShared(SharedEjections shared);
+  // The cluster name and endpoint id a record names, or nullopt when it names nothing known.
+  std::optional<Named> Name(const AttemptRecord& record) const;
+  // The name of cluster `cluster_id` of snapshot `version`, if still remembered.
+  std::optional<std::string> ClusterName(uint64_t version, uint32_t cluster_id) const;
+  // Counts an attempt another replica forwarded, by name; dropped when it names nothing known.
+  void OnNamedAttempt(const std::string& cluster, const std::string& endpoint,
+                      const AttemptEvent& event);
 
   std::optional<ClusterHealth> Describe(const std::string& cluster) const;
   uint64_t dropped_reports() const;
@@ -114,9 +155,21 @@ class HealthTracker {
                                    std::unique_ptr<Cluster> previous, absl::Time now)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // The cluster and slot a record names, or false.
-  bool Resolve(const AttemptRecord& record, Cluster** cluster, size_t* slot)
+  bool Resolve(const AttemptRecord& record, Cluster** cluster, size_t* slot) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void Publish(Cluster& cluster, size_t slot) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void Count(Cluster& cluster, size_t slot, const AttemptEvent& event, absl::Time now)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Whether the endpoint in `slot` is ejected: by the detector, or by the shared set when
+  // this replica does not detect.
+  bool Ejected(const Cluster& cluster, size_t slot) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  const SharedEjection* Shared(const Cluster& cluster, size_t slot) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Stores Ejected() where the load balancers read it; true when that changed it.
+  bool Publish(Cluster& cluster, size_t slot) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Publishes every endpoint, telling each change as shared (SetShared, SetDetecting).
+  void PublishShared(Cluster& cluster) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The detector of a replica that starts detecting: the shared ejections, counters at zero.
+  void TakeOver(Cluster& cluster, absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   Clock clock_;
   HealthEvents* events_;
@@ -127,6 +180,8 @@ class HealthTracker {
   std::vector<Cluster*> current_ ABSL_GUARDED_BY(mu_);
   std::deque<VersionIndex> versions_ ABSL_GUARDED_BY(mu_);  // newest last
   uint64_t dropped_reports_ ABSL_GUARDED_BY(mu_) = 0;
+  bool detecting_ ABSL_GUARDED_BY(mu_) = true;
+  SharedEjections shared_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace sluice::health

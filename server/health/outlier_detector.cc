@@ -18,6 +18,15 @@ const char* EjectionReasonName(EjectionReason reason) {
   return "none";
 }
 
+EjectionReason EjectionReasonFromName(std::string_view name) {
+  for (EjectionReason reason :
+       {EjectionReason::kConsecutive5xx, EjectionReason::kConsecutiveGatewayErrors,
+        EjectionReason::kConsecutiveLocalOrigin}) {
+    if (name == EjectionReasonName(reason)) return reason;
+  }
+  return EjectionReason::kNone;
+}
+
 OutlierDetector::OutlierDetector(const routing::OutlierPolicy& policy, size_t hosts)
     : policy_(policy),
       // Envoy: max_ejection_time defaults to max(300s, base); never below the base.

@@ -2,6 +2,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <string_view>
 #include <vector>
 
 #include "absl/time/time.h"
@@ -29,6 +30,8 @@ enum class EjectionReason {
   kConsecutiveLocalOrigin
 };
 const char* EjectionReasonName(EjectionReason reason);
+// The reason EjectionReasonName names (kNone for any other text).
+EjectionReason EjectionReasonFromName(std::string_view name);
 
 // Envoy's consecutive-error outlier detection for one cluster (outlier_detection_impl.cc,
 // as written down in shared/reference/destinationrule-outlier-metrics.md 4.2): counters per

@@ -22,7 +22,7 @@ absl::StatusOr<std::unique_ptr<AccessControl>> AccessControl::Create(Options opt
     // attempt reports (and eject endpoints with forged ones): refuse rather than guess.
     return absl::InvalidArgumentError(
         "mutual TLS needs --access-policy (which identity holds which role: read, write, "
-        "canary, gateway); scripts/make-certs.sh writes one");
+        "canary, gateway, replica); scripts/make-certs.sh writes one");
   }
   if (!control->has_policy()) {
     AccessPolicy policy = AccessPolicy::AllowAll();

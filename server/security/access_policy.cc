@@ -16,7 +16,8 @@
 namespace sluice::security {
 namespace {
 
-constexpr Role kAllRoles[] = {Role::kRead, Role::kWrite, Role::kCanary, Role::kGateway};
+constexpr Role kAllRoles[] = {Role::kRead, Role::kWrite, Role::kCanary, Role::kGateway,
+                              Role::kReplica};
 
 std::optional<Role> RoleFromName(absl::string_view name) {
   for (Role role : kAllRoles) {
@@ -51,6 +52,8 @@ absl::string_view RoleName(Role role) {
       return "canary";
     case Role::kGateway:
       return "gateway";
+    case Role::kReplica:
+      return "replica";
   }
   return "?";
 }
@@ -134,14 +137,14 @@ AccessPolicy AccessPolicy::Parse(absl::string_view text, absl::string_view file,
         if (std::optional<Role> role = RoleFromName(*name)) {
           if (!Holds(entry.roles, *role)) entry.roles.push_back(*role);
         } else {
-          ctx.Error(
-              role_field.node, role_field.path,
-              absl::StrCat("unknown role \"", *name, "\" (roles: read, write, canary, gateway)"));
+          ctx.Error(role_field.node, role_field.path,
+                    absl::StrCat("unknown role \"", *name,
+                                 "\" (roles: read, write, canary, gateway, replica)"));
         }
       });
     } else {
       ctx.Error(item.node, config::JoinPath(item.path, "roles"),
-                "missing: the roles this identity holds (read, write, canary, gateway)");
+                "missing: the roles this identity holds (read, write, canary, gateway, replica)");
     }
     policy.entries_.push_back(std::move(entry));
   });

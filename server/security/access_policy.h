@@ -16,7 +16,8 @@ namespace sluice::security {
 
 // What a call needs. Each AdminService method needs one of the first three; DecisionService
 // (decisions and attempt reports) needs kGateway, and only gateways should hold it.
-enum class Role { kRead, kWrite, kCanary, kGateway };
+// kReplica: another sluice-server of the same etcd prefix, forwarding its gateways' reports.
+enum class Role { kRead, kWrite, kCanary, kGateway, kReplica };
 absl::string_view RoleName(Role role);
 
 // Who is calling, as the transport tells it.

@@ -225,10 +225,12 @@ absl::StatusOr<std::unique_ptr<ConfigStore>> ConfigStore::Open(Options options) 
     if (d.severity == config::Severity::kWarning) LogWarning(d.ToString());
   }
   if (opts.etcd != nullptr && opts.follow_etcd) {
-    // Every change after the one read, by whichever replica.
+    // Every change after the one read, by whichever replica: each writes the version key
+    // (the rest of the prefix, canary progress and ejections, changes far more often).
     ConfigStore* self = store.get();
-    store->etcd_watch_ = opts.etcd->WatchPrefix(opts.etcd->location().prefix, etcd_version_revision,
-                                                [self](int64_t) { self->RefreshFromEtcd(); });
+    store->etcd_watch_ =
+        opts.etcd->WatchPrefix(opts.etcd->location().prefix + kEtcdVersion, etcd_version_revision,
+                               [self](int64_t) { self->RefreshFromEtcd(); });
   }
   return store;
 }

@@ -72,8 +72,9 @@ absl::StatusOr<std::unique_ptr<EtcdClient>> EtcdClient::Create(const EtcdLocatio
   absl::StatusOr<std::string> target = GrpcTarget(location.endpoints);
   if (!target.ok()) return target.status();
   grpc::ChannelArguments args;
-  // Several members: a connection to each, so a call after one dies goes to a live one.
-  if (location.endpoints.entries.size() > 1) args.SetLoadBalancingPolicyName("round_robin");
+  // Several members (listed, or one DNS name with several addresses, as a Kubernetes headless
+  // Service has): a connection to each, so a call after one dies goes to a live one.
+  args.SetLoadBalancingPolicyName("round_robin");
   args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
   // A whole prefix comes in one answer: no 4 MiB cap (etcd's own client has none either).

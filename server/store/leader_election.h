@@ -45,6 +45,8 @@ class LeaderElection {
   // The election key's revision while this replica leads (0 otherwise): writes that only the
   // leader may make compare it, so a replica that lost the role cannot make them (a fence).
   int64_t fence() const;
+  // What this replica's key says (Options::identity).
+  const std::string& identity() const { return options_.identity; }
   // Who leads, as last seen ("" when nobody does).
   std::string leader() const;
 

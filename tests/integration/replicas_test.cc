@@ -77,6 +77,17 @@ class ReplicasTest : public ::testing::Test {
     return testing::RunToEnd(argv);
   }
 
+  // Which replica leads: its log says so last.
+  int Leader() {
+    for (int i = 0; i < 2; ++i) {
+      const std::string log = servers_[i].Log();
+      const size_t leads = log.rfind(" leads");
+      const size_t lost = log.rfind("no longer leads");
+      if (leads != std::string::npos && (lost == std::string::npos || leads > lost + 10)) return i;
+    }
+    return -1;
+  }
+
   int Status(int gateway, const std::string& host) {
     return testing::HttpExchange(gateways_[gateway].Field("http"), "GET", "/", {{"Host", host}})
         .status;
@@ -160,6 +171,125 @@ TEST_F(ReplicasTest, WithoutAnEtcdMajorityChangesAreRefusedTrafficGoesOnAndNothi
   EXPECT_EQ(Status(0, "shop"), 200);  // the change before the outage is still there
 }
 
+// One endpoint (the stub) for shop, ejected after 4 consecutive 5xx for 6 s; no retries, so
+// every failed request is one failed attempt.
+std::string OutlierConfig(const std::string& stub_port) {
+  return absl::StrCat(ShopConfig("shop", stub_port), R"(---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: shop}
+spec:
+  host: shop
+  trafficPolicy:
+    outlierDetection: {consecutive5xxErrors: 4, interval: 200ms, baseEjectionTime: 6s, maxEjectionPercent: 100}
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: shop}
+spec:
+  hosts: [shop]
+  http:
+  - route:
+    - destination: {host: shop}
+    retries: {attempts: 0}
+)");
+}
+
+// Reports from both replicas' gateways reach one detector (the leader's), its ejection
+// reaches both replicas' gateways through etcd, and a new leader keeps it for its time.
+TEST_F(ReplicasTest, GatewaysOfEveryReplicaFeedOneDetectorAndEveryGatewaySkipsItsEjections) {
+  ASSERT_EQ(
+      Sluicectl(0, {"apply", "-f", dir_.Write("shop.yaml", OutlierConfig(stub_port_))}).exit_code,
+      0);
+  const absl::Time give_up = absl::Now() + absl::Seconds(10);
+  while ((Status(0, "shop") != 200 || Status(1, "shop") != 200 || Leader() < 0) &&
+         absl::Now() < give_up) {
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  ASSERT_EQ(Status(0, "shop"), 200);
+  ASSERT_EQ(Status(1, "shop"), 200);
+  const int leader = Leader();
+  ASSERT_GE(leader, 0);
+  const int follower = 1 - leader;
+  const std::string stub = stub_.Field("http");
+  const int64_t before = testing::StubReceived(stub);
+  ASSERT_EQ(testing::HttpExchange(stub, "POST", "/stub/config?error-rate=1").status, 200);
+
+  // The leader's detector counts what `sluicectl endpoints -o json` shows.
+  auto consecutive = [&](int server) {
+    const testing::Ran ran = Sluicectl(server, {"endpoints", "shop", "-o", "json"});
+    const size_t at = ran.out.find("\"consecutive_5xx\": ");
+    int n = 0;
+    if (at != std::string::npos) {
+      (void)absl::SimpleAtoi(
+          absl::string_view(ran.out).substr(at + 19, ran.out.find_first_of(",\n}", at) - at - 19),
+          &n);
+    }
+    return n;
+  };
+  // Two failures through the follower's gateway, one through the leader's: 3 in a row at the
+  // leader, though neither gateway alone saw 3 (and the follower counts nothing itself).
+  const int order[] = {follower, leader, follower};
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_EQ(Status(order[i], "shop"), 503);
+    const absl::Time counted_by = absl::Now() + absl::Seconds(5);
+    while (consecutive(leader) < i + 1 && absl::Now() < counted_by) {
+      absl::SleepFor(absl::Milliseconds(20));
+    }
+    ASSERT_EQ(consecutive(leader), i + 1) << "after failure " << i + 1 << "\n"
+                                          << servers_[leader].Log() << servers_[follower].Log();
+  }
+  EXPECT_EQ(consecutive(follower), 0);
+
+  // The fourth, through the follower's gateway, ejects it; both gateways stop sending to it.
+  ASSERT_EQ(Status(follower, "shop"), 503);
+  const absl::Time failed_at = absl::Now();
+  EXPECT_EQ(testing::StubReceived(stub) - before, 4);
+  bool skipped[2] = {false, false};
+  while (!(skipped[0] && skipped[1]) && absl::Now() - failed_at < absl::Seconds(5)) {
+    for (int g = 0; g < 2; ++g) {
+      if (!skipped[g]) {
+        const testing::HttpResult r =
+            testing::HttpExchange(gateways_[g].Field("http"), "GET", "/", {{"Host", "shop"}});
+        skipped[g] = r.status == 503 && r.body == "no healthy upstream";
+      }
+    }
+    absl::SleepFor(absl::Milliseconds(10));
+  }
+  const absl::Duration reached_all = absl::Now() - failed_at;
+  std::printf("ejection by the leader reached both replicas' gateways in %s\n",
+              absl::FormatDuration(reached_all).c_str());
+  EXPECT_TRUE(skipped[0] && skipped[1]);
+  // Requests made while the ejection travelled may have reached the stub; none after.
+  const int64_t after_ejection = testing::StubReceived(stub);
+  for (int i = 0; i < 10; ++i) EXPECT_EQ(Status(i % 2, "shop"), 503);
+  EXPECT_EQ(testing::StubReceived(stub), after_ejection);
+  const testing::Ran shown = Sluicectl(follower, {"endpoints", "shop"});
+  EXPECT_THAT(shown.out, HasSubstr("1 of 1 ejected")) << shown.out;
+  EXPECT_THAT(shown.out, HasSubstr("consecutive_5xx since")) << shown.out;
+  EXPECT_THAT(servers_[follower].Log(), HasSubstr("ejected by the leading replica"));
+
+  // The leader dies: the follower takes over, keeps the ejection for its 6 s, then returns it
+  // on its own tick (the stub is healthy again by then).
+  ASSERT_EQ(testing::HttpExchange(stub, "POST", "/stub/config?error-rate=0").status, 200);
+  kill(servers_[leader].pid(), SIGKILL);
+  const absl::Time takeover_by = absl::Now() + absl::Seconds(5);
+  // (The killed leader's log still says it leads: only the survivor's counts.)
+  while (!absl::StrContains(servers_[follower].Log(), " leads (") && absl::Now() < takeover_by) {
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  ASSERT_THAT(servers_[follower].Log(), HasSubstr(" leads ("));
+  EXPECT_EQ(Status(follower, "shop"), 503);  // still ejected under the new leader
+  while (Status(follower, "shop") != 200 && absl::Now() - failed_at < absl::Seconds(15)) {
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  const absl::Duration ejected_for = absl::Now() - failed_at;
+  EXPECT_EQ(Status(follower, "shop"), 200);
+  EXPECT_GE(ejected_for, absl::Milliseconds(5500)) << servers_[follower].Log();
+  EXPECT_LE(ejected_for, absl::Seconds(10)) << servers_[follower].Log();
+  EXPECT_THAT(servers_[follower].Log(), HasSubstr("outlier: returned 127.0.0.1:" + stub_port_));
+}
+
 // A canary of ten steps, one every 500 ms, with no metric to wait for: each check passes.
 std::string CanaryConfig() {
   return R"(apiVersion: networking.istio.io/v1
@@ -227,17 +357,6 @@ class ReplicasCanaryTest : public ReplicasTest {
       }
     }
     return view;
-  }
-
-  // Which replica leads: its log says so last.
-  int Leader() {
-    for (int i = 0; i < 2; ++i) {
-      const std::string log = servers_[i].Log();
-      const size_t leads = log.rfind(" leads");
-      const size_t lost = log.rfind("no longer leads");
-      if (leads != std::string::npos && (lost == std::string::npos || leads > lost + 10)) return i;
-    }
-    return -1;
   }
 
   // Polls `server` every 50 ms until the canary succeeds (at most `timeout`), appending each
@@ -372,6 +491,17 @@ TEST(ReplicasFlagsTest, AStoreThatIsNotEtcdOrCollidesWithStateDirIsAUsageError) 
                          "etcd://127.0.0.1:2379/sluice", "--state-dir", dir.path()});
   EXPECT_EQ(both.exit_code, 2);
   EXPECT_THAT(both.err, HasSubstr("--store and --state-dir exclude each other"));
+  // Other replicas forward reports to the address the election key names: a wildcard is
+  // none they could reach.
+  const testing::Ran wildcard =
+      testing::RunToEnd({SLUICE_SERVER_BINARY, "--plaintext", "--store",
+                         "etcd://127.0.0.1:2379/sluice", "--listen", "0.0.0.0:7070"});
+  EXPECT_EQ(wildcard.exit_code, 2);
+  EXPECT_THAT(wildcard.err, HasSubstr("give --advertise HOST:PORT"));
+  const testing::Ran alone =
+      testing::RunToEnd({SLUICE_SERVER_BINARY, "--plaintext", "--advertise", "10.0.0.5:7070"});
+  EXPECT_EQ(alone.exit_code, 2);
+  EXPECT_THAT(alone.err, HasSubstr("need --store etcd://"));
 }
 
 }  // namespace

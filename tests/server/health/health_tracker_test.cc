@@ -96,6 +96,10 @@ class RecordingEvents : public HealthEvents {
   void OnOverflow(const std::string& cluster, const std::string& endpoint) override {
     lines.push_back(absl::StrCat("overflow ", Short(cluster), " ", endpoint));
   }
+  void OnShared(const std::string& cluster, const std::string& endpoint, bool ejected) override {
+    lines.push_back(absl::StrCat(ejected ? "shared ejected " : "shared returned ", Short(cluster),
+                                 " ", endpoint));
+  }
   void OnEjectionsActive(const std::string& cluster, size_t active) override {
     lines.push_back(absl::StrCat("active ", Short(cluster), " ", active));
   }
@@ -345,6 +349,88 @@ TEST(RecentOutcomesTest, CountsOverTheLastMinuteInTenSecondBuckets) {
   r.Add(true, t + absl::Seconds(61));
   EXPECT_EQ(r.Sum(t + absl::Seconds(61)).attempts, 2u);
   EXPECT_EQ(r.Sum(t + absl::Seconds(61)).failures, 1u);
+}
+
+}  // namespace
+}  // namespace sluice::health
+
+namespace sluice::health {
+namespace {
+
+// Replicas (--store etcd://): a follower does not detect, takes the leader's ejections, and
+// takes them over (times and multipliers) when it starts detecting.
+class ReplicaHealthTrackerTest : public HealthTrackerTest {
+ protected:
+  static SharedEjections One(const std::string& cluster, const std::string& endpoint,
+                             absl::Time since, absl::Duration time, uint32_t multiplier) {
+    SharedEjections shared;
+    shared[cluster][endpoint] = {EjectionReason::kConsecutive5xx, multiplier, multiplier, since,
+                                 since + time};
+    return shared;
+  }
+};
+
+TEST_F(ReplicaHealthTrackerTest, AFollowerCountsNothingAndServesTheSharedEjections) {
+  Serve(
+      Rule("{consecutive5xxErrors: 2, interval: 1s, baseEjectionTime: 5s, "
+           "maxEjectionPercent: 100}"));
+  tracker_.SetDetecting(false);
+  Report(kV1, 19092, k503, 5);
+  EXPECT_FALSE(Ejected(kV1, 19092));  // the leader decides
+  HealthTracker::Named named;
+  const routing::Cluster& v1 = ClusterOf(kV1);
+  tracker_.OnAttempt({snapshot_->version(), v1.id, static_cast<uint32_t>(IndexOf(v1, 19091)), k503},
+                     &named);
+  EXPECT_EQ(named.cluster, kV1);
+  EXPECT_EQ(named.endpoint, "127.0.0.1:19091");
+  EXPECT_EQ(tracker_.ClusterName(snapshot_->version(), v1.id), kV1);
+
+  tracker_.SetShared(One(kV1, "127.0.0.1:19093", kT0, absl::Seconds(5), 1));
+  EXPECT_TRUE(Ejected(kV1, 19093));
+  EXPECT_FALSE(Ejected(kV1, 19092));
+  std::optional<ClusterHealth> view = tracker_.Describe(kV1);
+  ASSERT_TRUE(view.has_value());
+  EXPECT_EQ(view->ejected, 1u);
+  const EndpointHealth& e = view->endpoints[IndexOf(v1, 19093)];
+  EXPECT_TRUE(e.ejected);
+  EXPECT_EQ(e.ejected_until, kT0 + absl::Seconds(5));
+  EXPECT_EQ(view->endpoints[IndexOf(v1, 19092)].recent.failures, 5u);  // counted for `endpoints`
+  // A configuration change keeps serving the shared set.
+  Serve(Rule("{consecutive5xxErrors: 2, interval: 1s, baseEjectionTime: 5s, "
+             "maxEjectionPercent: 100}"),
+        kServicesPlusOne);
+  EXPECT_TRUE(Ejected(kV1, 19093));
+  tracker_.SetShared({});
+  EXPECT_FALSE(Ejected(kV1, 19093));
+  EXPECT_THAT(events_.lines, ElementsAre("shared ejected v1 127.0.0.1:19093", "active v1 1",
+                                         "shared returned v1 127.0.0.1:19093", "active v1 0"));
+}
+
+TEST_F(ReplicaHealthTrackerTest, ANewLeaderKeepsTheSharedEjectionForItsTimeAndCountsForwarded) {
+  Serve(
+      Rule("{consecutive5xxErrors: 2, interval: 1s, baseEjectionTime: 5s, "
+           "maxEjectionPercent: 100}"));
+  tracker_.SetDetecting(false);
+  // The old leader ejected 19093 for the second time (10 s) two seconds ago.
+  tracker_.SetShared(One(kV1, "127.0.0.1:19093", kT0 - absl::Seconds(2), absl::Seconds(10), 2));
+  tracker_.SetDetecting(true);
+  EXPECT_TRUE(Ejected(kV1, 19093));
+  TickAt(kT0 + absl::Seconds(7));
+  EXPECT_TRUE(Ejected(kV1, 19093));
+  TickAt(kT0 + absl::Seconds(8));  // 10 s after its ejection
+  EXPECT_FALSE(Ejected(kV1, 19093));
+  // Reports forwarded by name count like its own gateways'.
+  tracker_.OnNamedAttempt(kV1, "127.0.0.1:19091", k503);
+  EXPECT_FALSE(Ejected(kV1, 19091));
+  tracker_.OnNamedAttempt(kV1, "127.0.0.1:19091", k503);
+  EXPECT_TRUE(Ejected(kV1, 19091));
+  tracker_.OnNamedAttempt(kV1, "127.0.0.1:29999", k503);  // no such endpoint
+  tracker_.OnNamedAttempt("outbound|1|x|nothing", "127.0.0.1:19091", k503);
+  EXPECT_EQ(tracker_.dropped_reports(), 2u);
+  EXPECT_THAT(events_.lines,
+              ElementsAre("shared ejected v1 127.0.0.1:19093", "active v1 1",
+                          "returned v1 127.0.0.1:19093 after 10s", "active v1 0",
+                          "ejected v1 127.0.0.1:19091 consecutive_5xx #1 for 5s", "active v1 1"));
 }
 
 }  // namespace
