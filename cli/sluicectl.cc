@@ -773,8 +773,13 @@ int Canary(Client& client, const Args& args) {
       if (!watch) {
         if (json) {
           std::cout << ToJson(response) << "\n";
-        } else if (response.canaries_size() == 0) {
-          std::cout << "no canaries\n";
+        } else {
+          if (!response.leader().empty()) {
+            // Replicas: actions go to the leader; say who that is.
+            std::cout << "controllers  " << response.leader()
+                      << (response.answered_by_leader() ? " (this replica)" : "") << "\n\n";
+          }
+          if (response.canaries_size() == 0) std::cout << "no canaries\n";
         }
         for (int i = 0; i < response.canaries_size() && !json; ++i) {
           if (i > 0) std::cout << "\n";

@@ -630,6 +630,10 @@ v1::CanaryStatusResponse CanaryManager::Status(const std::string& name,
   Reconcile(now);
   v1::CanaryStatusResponse response;
   response.set_now_unix_ms(absl::ToUnixMillis(now));
+  if (options_.shared.has_value()) {
+    response.set_leader(options_.shared->leader());
+    response.set_answered_by_leader(options_.shared->is_leader());
+  }
   for (const auto& [key, entry] : entries_) {
     const config::Canary& spec = entry.run->spec();
     if (!name.empty() && (spec.meta.name != name || spec.meta.namespace_name != namespace_name)) {

@@ -411,6 +411,11 @@ TEST_F(ReplicasCanaryTest, TheLeaderKilledMidCanaryAnotherFinishesWithoutSkippin
   EXPECT_NE(refused.exit_code, 0);
   EXPECT_THAT(refused.out + refused.err,
               HasSubstr("the leader is " + servers_[leader].Field("grpc")));
+  // `canary status` says who runs the controllers, on either replica.
+  EXPECT_THAT(Sluicectl(follower, {"canary", "status", "shop"}).out,
+              HasSubstr("controllers  " + servers_[leader].Field("grpc") + " (pid "));
+  EXPECT_THAT(Sluicectl(leader, {"canary", "status", "shop"}).out,
+              ::testing::ContainsRegex("controllers  .* \\(this replica\\)"));
 
   // Before the kill, the leader's own view (a follower reads the leader's progress every
   // 500 ms, as often as the canary steps here, so it may show two steps at once).

@@ -366,7 +366,9 @@ TEST_F(SecurityTest, DecideIsForGatewaysOnly) {
     security::Transport transport{.plaintext = false,
                                   .files = {.cert = certs_ + "/" + who + ".crt",
                                             .key = certs_ + "/" + who + ".key",
-                                            .ca = ca_file_}};
+                                            .ca = ca_file_,
+                                            .refresh = absl::Seconds(10),
+                                            .server_name = ""}};
     auto credentials = security::ChannelCredentials(transport);
     EXPECT_TRUE(credentials.ok()) << credentials.status();
     auto stub = v1::DecisionService::NewStub(grpc::CreateChannel(grpc_, *credentials));
