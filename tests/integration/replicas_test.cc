@@ -4,6 +4,9 @@
 
 #include <signal.h>
 
+#include <atomic>
+#include <thread>
+
 #include <string>
 #include <vector>
 
@@ -483,6 +486,175 @@ TEST_F(ReplicasCanaryTest, ALeaderStoppedPastItsLeaseDoesNotActWhenItWakes) {
   EXPECT_THAT(servers_[leader].Log(), HasSubstr("no longer leads"))
       << servers_[leader].Log() << "\nother:\n"
       << servers_[other].Log();
+}
+
+// Three replicas, two gateways naming all three (one per decision mode), traffic all along:
+// one etcd member stops, then the leader is killed mid-canary. Nothing a client sees fails,
+// and the rollout finishes with every step once.
+class ThreeReplicasTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    std::string error;
+    ASSERT_TRUE(etcd_.Start(3, dir_.path(), &error)) << error;
+    const std::string store = absl::StrCat("etcd://", etcd_.Endpoints(), "/sluice");
+    for (int i = 0; i < 2; ++i) {
+      ASSERT_TRUE(stubs_[i].Start({SLUICE_STUB_BINARY, "--listen", "127.0.0.1:0", "--name", "shop",
+                                   "--subset", i == 0 ? "v1" : "v2"},
+                                  "listening "))
+          << stubs_[i].error();
+    }
+    std::vector<std::string> grpc;
+    for (int i = 0; i < 3; ++i) {
+      ASSERT_TRUE(servers_[i].Start(
+          {SLUICE_SERVER_BINARY, "--plaintext", "--store", store, "--etcd-timeout", "1s",
+           "--leader-ttl", "1s", "--listen", "127.0.0.1:0", "--metrics", "127.0.0.1:0"},
+          "listening "))
+          << servers_[i].error() << servers_[i].Log();
+      grpc.push_back(servers_[i].Field("grpc"));
+    }
+    for (int g = 0; g < 2; ++g) {
+      ASSERT_TRUE(gateways_[g].Start(
+          {SLUICE_GATEWAY_BINARY, "--plaintext", "--listen", "127.0.0.1:0", "--decision",
+           absl::StrJoin(grpc, ","), "--metrics", "127.0.0.1:0", "--workers", "2", "--decisions",
+           g == 0 ? "local" : "server"},
+          "listening "))
+          << gateways_[g].error();
+      ASSERT_TRUE(testing::WaitForGatewayServing(gateways_[g].Field("metrics")));
+    }
+  }
+
+  std::string Config() const {
+    auto port = [&](int i) {
+      const std::string http = stubs_[i].Field("http");
+      return http.substr(http.rfind(':') + 1);
+    };
+    std::string config = CanaryConfig();
+    config.replace(config.find("18081"), 5, port(0));
+    config.replace(config.find("18082"), 5, port(1));
+    return config;
+  }
+
+  testing::Ran Sluicectl(int server, const std::vector<std::string>& args) {
+    std::vector<std::string> argv = {SLUICECTL_BINARY, "--plaintext", "--server",
+                                     servers_[server].Field("grpc")};
+    argv.insert(argv.end(), args.begin(), args.end());
+    return testing::RunToEnd(argv);
+  }
+
+  // The replica whose log says last that it leads, among those still running.
+  int Leader(int skip = -1) {
+    for (int i = 0; i < 3; ++i) {
+      if (i == skip) continue;
+      const std::string log = servers_[i].Log();
+      const size_t leads = log.rfind(" leads");
+      const size_t lost = log.rfind("no longer leads");
+      if (leads != std::string::npos && (lost == std::string::npos || leads > lost + 10)) return i;
+    }
+    return -1;
+  }
+
+  int Weight(int server) {
+    const testing::Ran ran = Sluicectl(server, {"canary", "status", "shop"});
+    for (absl::string_view line : absl::StrSplit(ran.out, '\n')) {
+      if (absl::ConsumePrefix(&line, "weight")) {
+        int weight = -1;
+        line = absl::StripLeadingAsciiWhitespace(line);
+        if (absl::SimpleAtoi(line.substr(0, line.find('%')), &weight)) return weight;
+      }
+    }
+    return -1;
+  }
+  std::string Phase(int server) {
+    const testing::Ran ran = Sluicectl(server, {"canary", "status", "shop"});
+    for (absl::string_view line : absl::StrSplit(ran.out, '\n')) {
+      if (absl::ConsumePrefix(&line, "phase")) return std::string(absl::StripAsciiWhitespace(line));
+    }
+    return "";
+  }
+
+  testing::TempDir dir_;
+  testing::EtcdCluster etcd_;
+  testing::Process stubs_[2];
+  testing::Process servers_[3];
+  testing::Process gateways_[2];
+};
+
+TEST_F(ThreeReplicasTest, UnderLoadAnEtcdMemberStopsAndTheLeaderDiesMidCanaryAndNothingFails) {
+  ASSERT_EQ(Sluicectl(0, {"apply", "-f", dir_.Write("canary.yaml", Config())}).exit_code, 0);
+  const absl::Time give_up = absl::Now() + absl::Seconds(10);
+  while (Leader() < 0 && absl::Now() < give_up) absl::SleepFor(absl::Milliseconds(50));
+  const int leader = Leader();
+  ASSERT_GE(leader, 0);
+
+  // Load: both gateways in turn, one request every 2 ms, until told to stop (at most 60 s).
+  std::atomic<bool> stop{false};
+  int sent[2] = {0, 0};
+  std::vector<std::string> failures;
+  std::thread load([&] {
+    const absl::Time until = absl::Now() + absl::Seconds(60);
+    for (int i = 0; !stop.load() && absl::Now() < until; ++i) {
+      const int g = i % 2;
+      const testing::HttpResult r =
+          testing::HttpExchange(gateways_[g].Field("http"), "GET", "/", {{"Host", "shop"}});
+      ++sent[g];
+      if (r.status != 200) {
+        failures.push_back(absl::StrCat(g == 0 ? "local" : "server", "-mode gateway: ",
+                                        r.answered ? absl::StrCat(r.status, " ", r.body)
+                                                   : std::string("no answer")));
+      }
+      absl::SleepFor(absl::Milliseconds(2));
+    }
+  });
+
+  // The leader's steps; at 30% one etcd member (not the one the test started first) stops.
+  std::vector<int> steps;
+  auto record = [&](int server, int until_weight, absl::Time deadline) {
+    while (absl::Now() < deadline) {
+      const int w = Weight(server);
+      if (w >= 0 && (steps.empty() || steps.back() != w)) steps.push_back(w);
+      if (w >= until_weight) return;
+      absl::SleepFor(absl::Milliseconds(50));
+    }
+  };
+  record(leader, 30, absl::Now() + absl::Seconds(15));
+  etcd_.Stop(2);
+  record(leader, 50, absl::Now() + absl::Seconds(15));
+  ASSERT_GE(steps.back(), 50) << servers_[leader].Log();
+  const int at_kill = steps.back();
+  const absl::Time killed = absl::Now();
+  kill(servers_[leader].pid(), SIGKILL);
+  int next = -1;
+  while ((next = Leader(leader)) < 0 && absl::Now() < killed + absl::Seconds(10)) {
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  ASSERT_GE(next, 0);
+  const absl::Duration takeover = absl::Now() - killed;
+  record(next, 100, absl::Now() + absl::Seconds(20));
+  const absl::Time succeeded_by = absl::Now() + absl::Seconds(5);
+  while (Phase(next) != "Succeeded" && absl::Now() < succeeded_by) {
+    absl::SleepFor(absl::Milliseconds(50));
+  }
+  EXPECT_EQ(Phase(next), "Succeeded") << servers_[next].Log();
+  // Every replica still running agrees.
+  EXPECT_EQ(Weight(3 - leader - next), 100);
+  absl::SleepFor(absl::Milliseconds(300));  // traffic at 100% for a moment
+  stop.store(true);
+  load.join();
+  servers_[leader].Stop();
+
+  std::printf(
+      "3 replicas, 2 gateways: %d + %d requests (local, server mode), %zu failed; etcd member "
+      "stopped at 30%%, leader killed at %d%%, new leader in %s; steps %s\n",
+      sent[0], sent[1], failures.size(), at_kill, absl::FormatDuration(takeover).c_str(),
+      absl::StrJoin(steps, ",").c_str());
+  EXPECT_GT(sent[0], 500);
+  EXPECT_GT(sent[1], 500);
+  EXPECT_THAT(failures, ::testing::IsEmpty());
+  ExpectEveryStepOnce(steps);
+  // The last requests went to v2 only: the rollout reached every gateway.
+  const testing::HttpResult last =
+      testing::HttpExchange(gateways_[0].Field("http"), "GET", "/", {{"Host", "shop"}});
+  EXPECT_EQ(last.Header("x-stub-subset"), "v2");
 }
 
 TEST(ReplicasFlagsTest, AStoreThatIsNotEtcdOrCollidesWithStateDirIsAUsageError) {
