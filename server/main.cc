@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/cleanup/cleanup.h"
 #include "absl/flags/flag.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -328,6 +329,8 @@ int main(int argc, char** argv) {
     replica_health = *std::move(started);
     health_fanout.Add(replica_health.get());
   }
+  // On every way out: the health ticker outlives the replicas' listener.
+  absl::Cleanup unlisten = [&] { health_fanout.Remove(replica_health.get()); };
   sluice::canary::CanaryManager::Options canary_options;
   canary_options.state_dir = state_dir;
   // With etcd: one replica, elected, runs the canary controllers. The election is declared
@@ -507,6 +510,7 @@ int main(int argc, char** argv) {
   // the hub) go away as main returns, before the store and the canary manager would.
   (*canaries)->Stop();
   (*store)->StopFollowing();
+  std::move(unlisten).Invoke();
   replica_health.reset();
   forwarder.reset();
   sluice::LogInfo("stopped");

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <deque>
 #include <functional>
@@ -95,33 +96,49 @@ class GatewayHub final : public health::HealthEvents {
   std::thread keepalive_thread_;
 };
 
-// Tells health events to several listeners in order (the log and metrics, the hub).
+// Tells health events to several listeners in order (the log and metrics, the hub, the
+// replicas' shared ejections).
 class HealthEventFanout final : public health::HealthEvents {
  public:
   explicit HealthEventFanout(std::vector<health::HealthEvents*> sinks) : sinks_(std::move(sinks)) {}
-  // Before the tracker can tell anything (before the server serves).
-  void Add(health::HealthEvents* sink) { sinks_.push_back(sink); }
+  // Guarded: the store's watch thread may swap a snapshot in (and the tracker tell of it)
+  // while main adds the replicas' listener.
+  void Add(health::HealthEvents* sink) {
+    absl::MutexLock lock(&mu_);
+    sinks_.push_back(sink);
+  }
+  // Before `sink` goes away (the tracker's ticker outlives it).
+  void Remove(health::HealthEvents* sink) {
+    absl::MutexLock lock(&mu_);
+    sinks_.erase(std::remove(sinks_.begin(), sinks_.end(), sink), sinks_.end());
+  }
   void OnEjected(const std::string& cluster, const std::string& endpoint,
                  health::EjectionReason reason, uint32_t ejections,
                  absl::Duration duration) override {
+    absl::MutexLock lock(&mu_);
     for (auto* s : sinks_) s->OnEjected(cluster, endpoint, reason, ejections, duration);
   }
   void OnReturned(const std::string& cluster, const std::string& endpoint,
                   absl::Duration ejected_for) override {
+    absl::MutexLock lock(&mu_);
     for (auto* s : sinks_) s->OnReturned(cluster, endpoint, ejected_for);
   }
   void OnShared(const std::string& cluster, const std::string& endpoint, bool ejected) override {
+    absl::MutexLock lock(&mu_);
     for (auto* s : sinks_) s->OnShared(cluster, endpoint, ejected);
   }
   void OnOverflow(const std::string& cluster, const std::string& endpoint) override {
+    absl::MutexLock lock(&mu_);
     for (auto* s : sinks_) s->OnOverflow(cluster, endpoint);
   }
   void OnEjectionsActive(const std::string& cluster, size_t active) override {
+    absl::MutexLock lock(&mu_);
     for (auto* s : sinks_) s->OnEjectionsActive(cluster, active);
   }
 
  private:
-  std::vector<health::HealthEvents*> sinks_;
+  absl::Mutex mu_;
+  std::vector<health::HealthEvents*> sinks_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace sluice::api

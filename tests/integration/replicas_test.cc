@@ -5,9 +5,8 @@
 #include <signal.h>
 
 #include <atomic>
-#include <thread>
-
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/ascii.h"
@@ -293,6 +292,104 @@ TEST_F(ReplicasTest, GatewaysOfEveryReplicaFeedOneDetectorAndEveryGatewaySkipsIt
   EXPECT_THAT(servers_[follower].Log(), HasSubstr("outlier: returned 127.0.0.1:" + stub_port_));
 }
 
+// The leader judges a canary on the traffic of every replica's gateways: with requests only
+// through the follower's gateway and the canary failing them all, it rolls back (without
+// the forwarded reports it would see no traffic and hold).
+TEST_F(ReplicasTest, TheLeadersCanaryJudgesTrafficOfTheFollowersGateways) {
+  testing::Process failing;
+  ASSERT_TRUE(failing.Start({SLUICE_STUB_BINARY, "--listen", "127.0.0.1:0", "--name", "shop",
+                             "--subset", "v2", "--error-rate", "1"},
+                            "listening "))
+      << failing.error();
+  const std::string v2 = failing.Field("http");
+  const std::string config = absl::StrCat(R"(apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: shop}
+spec:
+  hosts: [shop]
+  location: MESH_INTERNAL
+  resolution: STATIC
+  ports: [{number: 80, name: http, protocol: HTTP}]
+  endpoints:
+  - {address: 127.0.0.1, ports: {http: )",
+                                          stub_port_, R"(}, labels: {version: v1}}
+  - {address: 127.0.0.1, ports: {http: )",
+                                          v2.substr(v2.rfind(':') + 1), R"(}, labels: {version: v2}}
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: shop}
+spec:
+  host: shop
+  subsets:
+  - {name: v1, labels: {version: v1}}
+  - {name: v2, labels: {version: v2}}
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: shop}
+spec:
+  hosts: [shop]
+  http:
+  - route:
+    - {destination: {host: shop, subset: v1}, weight: 100}
+    - {destination: {host: shop, subset: v2}, weight: 0}
+    retries: {attempts: 0}
+---
+apiVersion: sluice.dev/v1
+kind: Canary
+metadata: {name: shop}
+spec:
+  host: shop
+  stableSubset: v1
+  canarySubset: v2
+  analysis:
+    interval: 1s
+    threshold: 2
+    stepWeights: [50, 100]
+    minRequests: 10
+    metrics:
+    - name: request-success-rate
+      thresholdRange: {min: 99}
+      interval: 10s
+)");
+  ASSERT_EQ(Sluicectl(0, {"apply", "-f", dir_.Write("canary.yaml", config)}).exit_code, 0);
+  const absl::Time give_up = absl::Now() + absl::Seconds(10);
+  while (Leader() < 0 && absl::Now() < give_up) absl::SleepFor(absl::Milliseconds(50));
+  const int leader = Leader();
+  ASSERT_GE(leader, 0);
+  const int follower = 1 - leader;
+  auto phase = [&](int server) {
+    const testing::Ran ran = Sluicectl(server, {"canary", "status", "shop"});
+    for (absl::string_view line : absl::StrSplit(ran.out, '\n')) {
+      if (absl::ConsumePrefix(&line, "phase")) return std::string(absl::StripAsciiWhitespace(line));
+    }
+    return std::string();
+  };
+  int requests = 0;
+  int failed = 0;
+  const absl::Time until = absl::Now() + absl::Seconds(30);
+  while (phase(leader) != "Failed" && absl::Now() < until) {
+    for (int i = 0; i < 20; ++i, ++requests) failed += Status(follower, "shop") == 503 ? 1 : 0;
+  }
+  EXPECT_EQ(phase(leader), "Failed") << servers_[leader].Log();
+  EXPECT_GT(failed, 0);
+  EXPECT_GT(testing::StubReceived(v2), 0);
+  // Rolled back: the follower's gateway sends nothing to v2 any more.
+  const absl::Time rolled_back_by = absl::Now() + absl::Seconds(5);
+  int64_t received = testing::StubReceived(v2);
+  while (absl::Now() < rolled_back_by) {
+    received = testing::StubReceived(v2);
+    bool any = false;
+    for (int i = 0; i < 20; ++i) any = Status(follower, "shop") != 200 || any;
+    if (!any && testing::StubReceived(v2) == received) break;
+  }
+  for (int i = 0; i < 20; ++i) EXPECT_EQ(Status(follower, "shop"), 200);
+  EXPECT_EQ(testing::StubReceived(v2), received);
+  std::printf("canary judged on the follower's gateway's %d requests (%d failed): rolled back\n",
+              requests, failed);
+}
+
 // A canary of ten steps, one every 500 ms, with no metric to wait for: each check passes.
 std::string CanaryConfig() {
   return R"(apiVersion: networking.istio.io/v1
@@ -513,11 +610,11 @@ class ThreeReplicasTest : public ::testing::Test {
       grpc.push_back(servers_[i].Field("grpc"));
     }
     for (int g = 0; g < 2; ++g) {
-      ASSERT_TRUE(gateways_[g].Start(
-          {SLUICE_GATEWAY_BINARY, "--plaintext", "--listen", "127.0.0.1:0", "--decision",
-           absl::StrJoin(grpc, ","), "--metrics", "127.0.0.1:0", "--workers", "2", "--decisions",
-           g == 0 ? "local" : "server"},
-          "listening "))
+      ASSERT_TRUE(
+          gateways_[g].Start({SLUICE_GATEWAY_BINARY, "--plaintext", "--listen", "127.0.0.1:0",
+                              "--decision", absl::StrJoin(grpc, ","), "--metrics", "127.0.0.1:0",
+                              "--workers", "2", "--decisions", g == 0 ? "local" : "server"},
+                             "listening "))
           << gateways_[g].error();
       ASSERT_TRUE(testing::WaitForGatewayServing(gateways_[g].Field("metrics")));
     }
@@ -598,9 +695,9 @@ TEST_F(ThreeReplicasTest, UnderLoadAnEtcdMemberStopsAndTheLeaderDiesMidCanaryAnd
           testing::HttpExchange(gateways_[g].Field("http"), "GET", "/", {{"Host", "shop"}});
       ++sent[g];
       if (r.status != 200) {
-        failures.push_back(absl::StrCat(g == 0 ? "local" : "server", "-mode gateway: ",
-                                        r.answered ? absl::StrCat(r.status, " ", r.body)
-                                                   : std::string("no answer")));
+        failures.push_back(absl::StrCat(
+            g == 0 ? "local" : "server", "-mode gateway: ",
+            r.answered ? absl::StrCat(r.status, " ", r.body) : std::string("no answer")));
       }
       absl::SleepFor(absl::Milliseconds(2));
     }
