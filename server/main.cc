@@ -303,15 +303,14 @@ int main(int argc, char** argv) {
   if (etcd != nullptr) {
     sluice::security::Transport replica_transport = *transport;
     replica_transport.files.server_name = absl::GetFlag(FLAGS_replica_tls_server_name);
+    // The election key holds "ADDRESS (pid N, started T)".
+    auto address_of = [](const std::string& who) { return who.substr(0, who.find(' ')); };
     forwarder = std::make_unique<sluice::api::ReportForwarder>(
-        sluice::api::ReportForwarder::Options{.replica = identity,
-                                              // The election key holds "ADDRESS (pid N)".
-                                              .leader_address =
-                                                  [leader] {
-                                                    const std::string who = leader();
-                                                    return who.substr(0, who.find(' '));
-                                                  },
-                                              .transport = replica_transport},
+        sluice::api::ReportForwarder::Options{
+            .replica = identity,
+            .leader_address = [leader, address_of] { return address_of(leader()); },
+            .own_address = [identity, address_of] { return address_of(identity()); },
+            .transport = replica_transport},
         *registry);
     auto started = sluice::api::ReplicaHealth::Start(
         *etcd, health, forwarder.get(),
@@ -324,6 +323,7 @@ int main(int argc, char** argv) {
     if (!started.ok()) {
       std::cerr << "sluice-server: --store: reading the shared ejections: "
                 << started.status().message() << "\n";
+      (*store)->StopFollowing();  // before the listeners go away
       return 1;
     }
     replica_health = *std::move(started);
@@ -363,6 +363,7 @@ int main(int argc, char** argv) {
       sluice::canary::CanaryManager::Create(**store, traffic, *registry, canary_options);
   if (!canaries.ok()) {
     std::cerr << "sluice-server: --prometheus-url: " << canaries.status().message() << "\n";
+    (*store)->StopFollowing();  // before the listeners go away
     return 2;
   }
   (*store)->OnSwap([&canaries](const sluice::routing::Snapshot& s) { (*canaries)->OnSnapshot(s); });
@@ -381,6 +382,7 @@ int main(int argc, char** argv) {
       std::cerr << "sluice-server: the metrics server (civetweb, as Debian builds it) has no "
                    "IPv6; give --metrics an IPv4 address or a host name\n";
     }
+    (*store)->StopFollowing();  // before the listeners go away
     return 1;
   }
   exposer->RegisterCollectable(registry);
@@ -389,12 +391,16 @@ int main(int argc, char** argv) {
       sluice::security::AuditLog::Open({.path = absl::GetFlag(FLAGS_audit_log)}, *registry);
   if (!audit.ok()) {
     std::cerr << "sluice-server: " << audit.status().message() << "\n";
+    (*store)->StopFollowing();  // before the listeners go away
     return 1;
   }
   sluice::api::DecisionServiceImpl decision_service(**store, metrics, health, traffic, hub);
   decision_service.SetAccessControl(access->get());
   decision_service.SetForwarder(forwarder.get());
-  sluice::api::ReplicaServiceImpl replica_service(health, traffic, leads);
+  // Forwarded reports are taken once this replica's detectors count (a new leader reads the
+  // shared ejections first); until then the follower keeps them as dropped.
+  sluice::api::ReplicaServiceImpl replica_service(
+      health, traffic, [&leads, &health] { return leads() && health.detecting(); });
   replica_service.SetAccessControl(access->get());
   (*store)->OnSwap(
       [&decision_service](const sluice::routing::Snapshot& s) { decision_service.OnSnapshot(s); });
@@ -433,6 +439,7 @@ int main(int argc, char** argv) {
   if (server == nullptr || grpc_port == 0 || (health_listen && health_port == 0)) {
     std::cerr << "sluice-server: cannot listen on " << listen.ToString()
               << (health_listen ? absl::StrCat(" and ", health_listen->ToString()) : "") << "\n";
+    (*store)->StopFollowing();  // before the listeners go away
     return 1;
   }
   server->GetHealthCheckService()->SetServingStatus("", true);
@@ -452,11 +459,15 @@ int main(int argc, char** argv) {
                   metrics_address, "/metrics");
   if (etcd != nullptr) {
     election = std::make_unique<sluice::store::LeaderElection>(
-        *etcd, sluice::store::LeaderElection::Options{
-                   .key = etcd->location().prefix + "leader",
-                   .identity = absl::StrCat(advertise ? advertise->ToString() : grpc_address,
-                                            " (pid ", getpid(), ")"),
-                   .ttl = absl::GetFlag(FLAGS_leader_ttl)});
+        *etcd,
+        sluice::store::LeaderElection::Options{
+            .key = etcd->location().prefix + "leader",
+            // The start time tells a restarted container (same address, pid 1) from
+            // the one whose key may still be there.
+            .identity = absl::StrCat(
+                advertise ? advertise->ToString() : grpc_address, " (pid ", getpid(), ", started ",
+                absl::FormatTime("%H:%M:%E3S", absl::Now(), absl::UTCTimeZone()), ")"),
+            .ttl = absl::GetFlag(FLAGS_leader_ttl)});
     elected.store(election.get());
   }
   (*canaries)->Start();
@@ -511,6 +522,7 @@ int main(int argc, char** argv) {
   (*canaries)->Stop();
   (*store)->StopFollowing();
   std::move(unlisten).Invoke();
+  decision_service.SetForwarder(nullptr);
   replica_health.reset();
   forwarder.reset();
   sluice::LogInfo("stopped");

@@ -32,24 +32,6 @@ absl::BitGen& ThreadBitGen() {
 }
 
 // What an attempt's outcome says about its endpoint, in the outlier detector's terms.
-health::AttemptEvent ToAttemptEvent(const v1::AttemptReport& report) {
-  using Kind = health::AttemptEvent::Kind;
-  switch (report.outcome()) {
-    case v1::RESPONSE:
-      return {Kind::kResponse, report.status_code()};
-    case v1::CONNECT_FAILURE:
-      return {Kind::kConnectFailure, 0};
-    case v1::RESET:
-      return {Kind::kReset, 0};
-    case v1::TIMEOUT:
-      return {Kind::kTimeout, 0};
-    default:
-      // Overflows never reached the endpoint (Envoy does not count them either, issue
-      // #25487); NOT_SENT attempts were never sent or not awaited.
-      return {Kind::kNotCounted, 0};
-  }
-}
-
 double SecondsSince(Clock::time_point start) {
   return std::chrono::duration<double>(Clock::now() - start).count();
 }
@@ -198,7 +180,7 @@ class StreamReactor final : public grpc::ServerBidiReactor<v1::GatewayMessage, v
       it->second->in_flight.fetch_sub(1, std::memory_order_relaxed);
       outstanding_.erase(it);
     }
-    const health::AttemptEvent event = ToAttemptEvent(report);
+    const health::AttemptEvent event = ToAttemptEvent(report.outcome(), report.status_code());
     if (Forwarding() && event.kind != health::AttemptEvent::Kind::kNotCounted) {
       // A follower: the leading replica's detector and canary count it (this one keeps the
       // recent outcomes its `endpoints` shows).

@@ -58,21 +58,27 @@ absl::StatusOr<std::unique_ptr<ReplicaHealth>> ReplicaHealth::Start(store::EtcdC
   absl::StatusOr<store::EtcdClient::Range> range = etcd.GetPrefix(self->prefix_);
   if (!range.ok()) return range.status();
   tracker.SetShared(ParseSharedEjections(range->kvs));
+  // Not leading yet: the election starts once the server serves.
+  tracker.SetDetecting(false);
   self->FollowRole();
   ReplicaHealth* raw = self.get();
-  self->watch_ =
-      etcd.WatchPrefix(self->prefix_, range->revision, [raw](int64_t) { raw->Reread(); });
+  // The watch's thread only marks the set stale: reading it is the Run thread's, which
+  // retries and stops when told.
+  self->watch_ = etcd.WatchPrefix(self->prefix_, range->revision, [raw](int64_t) {
+    absl::MutexLock lock(&raw->mu_);
+    raw->reread_ = true;
+  });
   self->thread_ = std::thread([raw] { raw->Run(); });
   return self;
 }
 
 ReplicaHealth::~ReplicaHealth() {
+  watch_.reset();
   {
     absl::MutexLock lock(&mu_);
     stopping_ = true;
   }
   if (thread_.joinable()) thread_.join();
-  watch_.reset();
 }
 
 void ReplicaHealth::OnEjected(const std::string& cluster, const std::string& endpoint,
@@ -88,30 +94,63 @@ void ReplicaHealth::OnReturned(const std::string& cluster, const std::string& en
 }
 
 void ReplicaHealth::FollowRole() {
-  const bool leads = options_.fence() != 0;
-  tracker_.SetDetecting(leads);
-  if (forwarder_ != nullptr) forwarder_->SetActive(!leads);
+  const int64_t fence = options_.fence();
+  const bool leads = fence != 0;
+  if (leads && !detecting_) {
+    const bool same_term = fence == detecting_fence_;
+    // A new term: what the previous leader shared, as etcd has it now (the watch may lag).
+    if (!same_term && !Reread()) return;  // not detecting yet; tried again next round
+    tracker_.SetDetecting(true, /*take_over=*/!same_term);
+    detecting_ = true;
+    detecting_fence_ = fence;
+  } else if (!leads && detecting_) {
+    tracker_.SetDetecting(false);
+    detecting_ = false;
+  }
+  if (forwarder_ != nullptr) forwarder_->SetActive(!detecting_);
 }
 
 void ReplicaHealth::Run() {
   while (true) {
     std::deque<Change> changes;
+    bool reread = false;
     {
       absl::MutexLock lock(&mu_);
-      auto ready = [this]()
-                       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return stopping_ || !queue_.empty(); };
+      auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+        return stopping_ || reread_ || !queue_.empty();
+      };
       mu_.AwaitWithTimeout(absl::Condition(&ready), options_.role_poll);
       if (stopping_) return;
       changes.swap(queue_);
+      reread = reread_;
+      reread_ = false;
+    }
+    if ((reread || reread_failed_) && !Reread()) {
+      absl::MutexLock lock(&mu_);
+      reread_ = true;
     }
     FollowRole();
-    for (const Change& change : changes) Write(change);
+    // Changes etcd did not confirm go first, in their order.
+    retry_.insert(retry_.end(), changes.begin(), changes.end());
+    std::deque<Change> pending;
+    pending.swap(retry_);
+    while (!pending.empty()) {
+      {
+        absl::MutexLock lock(&mu_);
+        if (stopping_) return;
+      }
+      if (!Write(pending.front())) {
+        retry_ = std::move(pending);  // this and what follows, next round
+        break;
+      }
+      pending.pop_front();
+    }
   }
 }
 
-void ReplicaHealth::Write(const Change& change) {
+bool ReplicaHealth::Write(const Change& change) {
   const int64_t fence = options_.fence();
-  if (fence == 0) return;  // no longer leading: the new leader's detector decides
+  if (fence == 0) return true;  // no longer leading: the next leader's detector decides
   const std::string key =
       SharedEjectionKey(etcd_.location().prefix, change.cluster, change.endpoint);
   std::vector<store::EtcdWrite> writes;
@@ -119,12 +158,12 @@ void ReplicaHealth::Write(const Change& change) {
   if (change.ejected) {
     // As the detector holds it now (it may have returned already: then nothing to share).
     const std::optional<health::ClusterHealth> cluster = tracker_.Describe(change.cluster);
-    if (!cluster.has_value()) return;
+    if (!cluster.has_value()) return true;
     const health::EndpointHealth* endpoint = nullptr;
     for (const health::EndpointHealth& e : cluster->endpoints) {
       if (e.id == change.endpoint) endpoint = &e;
     }
-    if (endpoint == nullptr || !endpoint->ejected) return;
+    if (endpoint == nullptr || !endpoint->ejected) return true;
     v1::SharedEjection value;
     value.set_cluster(change.cluster);
     value.set_endpoint(change.endpoint);
@@ -135,15 +174,17 @@ void ReplicaHealth::Write(const Change& change) {
     value.set_until_unix_ms(absl::ToUnixMillis(endpoint->ejected_until));
     value.set_replica(options_.replica());
     std::string json;
-    if (!google::protobuf::util::MessageToJsonString(value, &json).ok()) return;
+    if (!google::protobuf::util::MessageToJsonString(value, &json).ok()) return true;
     // Until the detector's tick after the ejection time returns it: the key outlives the
     // ejection only when no leader is left to delete it, and then by at most one interval.
     const absl::Duration ttl = endpoint->ejected_until - absl::Now() + cluster->interval;
+    if (ttl <= absl::ZeroDuration()) return true;  // over before it could be shared
     absl::StatusOr<int64_t> granted = etcd_.GrantLease(std::max(ttl, absl::Seconds(1)));
     if (!granted.ok()) {
       LogWarning("outlier: could not share the ejection of ", change.endpoint, " of ",
-                 change.cluster, " with the other replicas: ", granted.status().message());
-      return;
+                 change.cluster,
+                 " with the other replicas yet (trying again): ", granted.status().message());
+      return false;
     }
     lease = *granted;
     writes.push_back(store::EtcdWrite::Put(key, json, lease));
@@ -152,25 +193,34 @@ void ReplicaHealth::Write(const Change& change) {
   }
   absl::StatusOr<store::EtcdClient::TxnResult> txn =
       etcd_.CompareAndWrite(options_.leader_key, fence, writes);
-  if (!txn.ok() || !txn->succeeded) {
+  if (!txn.ok()) {
+    // Perhaps committed, perhaps not: written again next round (the same value).
     LogWarning("outlier: could not share the ", change.ejected ? "ejection" : "return", " of ",
-               change.endpoint, " of ", change.cluster, " with the other replicas: ",
-               txn.ok() ? "this replica no longer leads" : txn.status().message());
+               change.endpoint, " of ", change.cluster,
+               " with the other replicas yet (trying again): ", txn.status().message());
+    return false;
+  }
+  if (!txn->succeeded) {
+    LogWarning("outlier: the ", change.ejected ? "ejection" : "return", " of ", change.endpoint,
+               " of ", change.cluster, " is not shared: this replica no longer leads");
     if (lease != 0) (void)etcd_.RevokeLease(lease);
   }
+  return true;
 }
 
-void ReplicaHealth::Reread() {
+bool ReplicaHealth::Reread() {
   absl::StatusOr<store::EtcdClient::Range> range = etcd_.GetPrefix(prefix_);
-  for (int attempt = 1; !range.ok() && attempt < 10; ++attempt) {
-    absl::SleepFor(absl::Milliseconds(200));
-    range = etcd_.GetPrefix(prefix_);
-  }
   if (!range.ok()) {
-    LogError("could not read the ejections the leading replica shares: ", range.status().message());
-    return;
+    if (!reread_failed_) {
+      LogError("could not read the ejections the leading replica shares (trying again): ",
+               range.status().message());
+    }
+    reread_failed_ = true;
+    return false;
   }
+  reread_failed_ = false;
   tracker_.SetShared(ParseSharedEjections(range->kvs));
+  return true;
 }
 
 }  // namespace sluice::api

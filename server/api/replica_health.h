@@ -71,9 +71,12 @@ class ReplicaHealth final : public health::HealthEvents {
   ReplicaHealth(store::EtcdClient& etcd, health::HealthTracker& tracker, ReportForwarder* forwarder,
                 Options options);
   void Run();
+  // Detects while leading; a new term takes the shared set over, read from etcd first.
   void FollowRole();
-  void Write(const Change& change);
-  void Reread();
+  // False when etcd did not confirm it (retried on the next round).
+  bool Write(const Change& change);
+  // The shared set from etcd into the tracker; false when etcd could not be read.
+  bool Reread();
 
   store::EtcdClient& etcd_;
   health::HealthTracker& tracker_;
@@ -82,7 +85,13 @@ class ReplicaHealth final : public health::HealthEvents {
   std::string prefix_;  // PREFIX/ejections/
   absl::Mutex mu_;
   std::deque<Change> queue_ ABSL_GUARDED_BY(mu_);
+  bool reread_ ABSL_GUARDED_BY(mu_) = false;  // the watch saw a change
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  // The Run thread's own.
+  std::deque<Change> retry_;
+  bool detecting_ = false;
+  int64_t detecting_fence_ = 0;  // the term this replica last detected in
+  bool reread_failed_ = false;
   std::unique_ptr<store::EtcdClient::Watch> watch_;
   std::thread thread_;
 };

@@ -11,23 +11,6 @@
 namespace sluice::api {
 namespace {
 
-// As the decision stream reads a gateway's report (decision_service.cc).
-health::AttemptEvent ToEvent(const v1::ForwardedAttempt& attempt) {
-  using Kind = health::AttemptEvent::Kind;
-  switch (attempt.outcome()) {
-    case v1::RESPONSE:
-      return {Kind::kResponse, attempt.status_code()};
-    case v1::CONNECT_FAILURE:
-      return {Kind::kConnectFailure, 0};
-    case v1::RESET:
-      return {Kind::kReset, 0};
-    case v1::TIMEOUT:
-      return {Kind::kTimeout, 0};
-    default:
-      return {Kind::kNotCounted, 0};
-  }
-}
-
 prometheus::Family<prometheus::Counter>& ForwardedFamily(prometheus::Registry& registry) {
   return prometheus::BuildCounter()
       .Name("sluice_replica_forwarded_reports_total")
@@ -39,6 +22,24 @@ prometheus::Family<prometheus::Counter>& ForwardedFamily(prometheus::Registry& r
 
 }  // namespace
 
+health::AttemptEvent ToAttemptEvent(v1::Outcome outcome, uint32_t status_code) {
+  using Kind = health::AttemptEvent::Kind;
+  switch (outcome) {
+    case v1::RESPONSE:
+      return {Kind::kResponse, status_code};
+    case v1::CONNECT_FAILURE:
+      return {Kind::kConnectFailure, 0};
+    case v1::RESET:
+      return {Kind::kReset, 0};
+    case v1::TIMEOUT:
+      return {Kind::kTimeout, 0};
+    default:
+      // Overflows never reached the endpoint (Envoy does not count them either, issue
+      // #25487); NOT_SENT attempts were never sent or not awaited.
+      return {Kind::kNotCounted, 0};
+  }
+}
+
 void CountForwarded(const v1::ForwardedAttempt& attempt, health::HealthTracker& health,
                     canary::TrafficRecorder& traffic) {
   if (attempt.outcome() == v1::NO_HEALTHY_UPSTREAM) {
@@ -46,7 +47,7 @@ void CountForwarded(const v1::ForwardedAttempt& attempt, health::HealthTracker& 
     traffic.OnAttemptByCluster(attempt.cluster(), /*failed=*/true, /*latency_ms=*/std::nullopt);
     return;
   }
-  const health::AttemptEvent event = ToEvent(attempt);
+  const health::AttemptEvent event = ToAttemptEvent(attempt.outcome(), attempt.status_code());
   if (event.kind == health::AttemptEvent::Kind::kNotCounted) return;
   health.OnNamedAttempt(attempt.cluster(), attempt.endpoint(), event);
   const bool failed = event.kind != health::AttemptEvent::Kind::kResponse || event.status >= 500;
@@ -111,8 +112,9 @@ void ReportForwarder::Run() {
 void ReportForwarder::Send(std::vector<v1::ForwardedAttempt> batch) {
   const std::string leader = options_.leader_address();
   absl::Status status = absl::OkStatus();
-  if (leader.empty()) {
-    status = absl::UnavailableError("no replica leads at the moment");
+  if (leader.empty() || leader == options_.own_address()) {
+    status = absl::UnavailableError(leader.empty() ? "no replica leads at the moment"
+                                                   : "this replica leads but does not detect yet");
   } else {
     if (leader != channel_address_ || stub_ == nullptr) {
       absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> credentials =

@@ -50,6 +50,9 @@ class ReplicaServiceImpl final : public v1::ReplicaService::CallbackService {
   const security::AccessControl* access_ = nullptr;
 };
 
+// What a reported outcome tells about its endpoint (a gateway's report or a forwarded one).
+health::AttemptEvent ToAttemptEvent(v1::Outcome outcome, uint32_t status_code);
+
 // Counts a forwarded attempt into `health` and `traffic` (the leader's handling of one).
 void CountForwarded(const v1::ForwardedAttempt& attempt, health::HealthTracker& health,
                     canary::TrafficRecorder& traffic);
@@ -61,8 +64,10 @@ class ReportForwarder {
  public:
   struct Options {
     std::function<std::string()> replica;  // this replica's address, for the leader's log
-    // The leader's address ("" while none is known).
+    // The leader's address ("" while none is known) and this replica's: reports are never
+    // sent to itself (it may be named leader a moment before it detects).
     std::function<std::string()> leader_address;
+    std::function<std::string()> own_address;
     security::Transport transport;  // the server's own files, presented as a client
     absl::Duration interval = absl::Milliseconds(50);
     absl::Duration deadline = absl::Seconds(1);

@@ -160,13 +160,13 @@ void HealthTracker::TakeOver(Cluster& cluster, absl::Time now) {
   cluster.next_tick = now + cluster.policy.interval;
 }
 
-void HealthTracker::SetDetecting(bool detecting) {
+void HealthTracker::SetDetecting(bool detecting, bool take_over) {
   const absl::Time now = clock_();
   absl::MutexLock lock(&mu_);
   if (detecting == detecting_) return;
   detecting_ = detecting;
   for (auto& [name, cluster] : clusters_) {
-    if (detecting) TakeOver(*cluster, now);
+    if (detecting && take_over) TakeOver(*cluster, now);
     PublishShared(*cluster);
   }
 }
@@ -174,6 +174,23 @@ void HealthTracker::SetDetecting(bool detecting) {
 bool HealthTracker::detecting() const {
   absl::MutexLock lock(&mu_);
   return detecting_;
+}
+
+void HealthTracker::ExpireShared(Cluster& cluster, absl::Time now) {
+  auto by_cluster = shared_.find(cluster.name);
+  if (by_cluster == shared_.end()) return;
+  bool expired = false;
+  for (auto it = by_cluster->second.begin(); it != by_cluster->second.end();) {
+    // The leader returns it on its first tick after `until`; past one interval more, no
+    // leader is left to (etcd without a majority, or a follower cut off from it).
+    if (now >= it->second.until + cluster.policy.interval) {
+      by_cluster->second.erase(it++);
+      expired = true;
+    } else {
+      ++it;
+    }
+  }
+  if (expired) PublishShared(cluster);
 }
 
 void HealthTracker::SetShared(SharedEjections shared) {
@@ -293,6 +310,7 @@ absl::Time HealthTracker::Tick() {
       // it takes detection over.
       const std::vector<size_t> returned =
           detecting_ ? cluster->detector.OnInterval(now) : std::vector<size_t>();
+      if (!detecting_) ExpireShared(*cluster, now);
       for (size_t slot : returned) {
         Publish(*cluster, slot);
         if (events_ != nullptr) {

@@ -114,10 +114,13 @@ class HealthTracker {
   absl::Time Tick();
 
   // Several replicas (--store etcd://): only the leader detects. A replica that does not
-  // counts reports in the recent outcomes only and takes its ejections from SetShared; one
-  // that starts detecting takes the shared ejections over (their times and multipliers), with
-  // its counters at zero. A single server detects from the start.
-  void SetDetecting(bool detecting);
+  // counts reports in the recent outcomes only and takes its ejections from SetShared (each
+  // ends by itself one interval after its time is up, should no leader be left to end it);
+  // one that starts detecting takes the shared ejections over (their times and multipliers),
+  // with its counters at zero. A single server detects from the start.
+  // `take_over` false: the same leader again after a moment without its lease (its own
+  // detector state stands).
+  void SetDetecting(bool detecting, bool take_over = true);
   bool detecting() const;
   // The ejections the detecting replica shares, replacing the previous set.
   void SetShared(SharedEjections shared);
@@ -168,6 +171,8 @@ class HealthTracker {
   bool Publish(Cluster& cluster, size_t slot) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Publishes every endpoint, telling each change as shared (SetShared, SetDetecting).
   void PublishShared(Cluster& cluster) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // A follower's shared ejections of `cluster` whose time is up by an interval end.
+  void ExpireShared(Cluster& cluster, absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // The detector of a replica that starts detecting: the shared ejections, counters at zero.
   void TakeOver(Cluster& cluster, absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 

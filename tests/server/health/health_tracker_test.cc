@@ -433,5 +433,33 @@ TEST_F(ReplicaHealthTrackerTest, ANewLeaderKeepsTheSharedEjectionForItsTimeAndCo
                           "ejected v1 127.0.0.1:19091 consecutive_5xx #1 for 5s", "active v1 1"));
 }
 
+TEST_F(ReplicaHealthTrackerTest, AFollowersSharedEjectionEndsByItselfWhenNoLeaderEndsIt) {
+  Serve(Rule("{consecutive5xxErrors: 2, interval: 1s, baseEjectionTime: 5s, "
+             "maxEjectionPercent: 100}"));
+  tracker_.SetDetecting(false);
+  tracker_.SetShared(One(kV1, "127.0.0.1:19093", kT0, absl::Seconds(5), 1));
+  TickAt(kT0 + absl::Seconds(5));  // its time is up: the leader's tick would return it now
+  EXPECT_TRUE(Ejected(kV1, 19093));
+  TickAt(kT0 + absl::Seconds(6));  // one interval later no leader has: it ends here
+  EXPECT_FALSE(Ejected(kV1, 19093));
+  EXPECT_THAT(events_.lines,
+              ElementsAre("shared ejected v1 127.0.0.1:19093", "active v1 1",
+                          "shared returned v1 127.0.0.1:19093", "active v1 0"));
+}
+
+TEST_F(ReplicaHealthTrackerTest, TheSameLeaderBackAfterAMomentWithoutItsLeaseKeepsItsDetector) {
+  Serve(Rule("{consecutive5xxErrors: 3, interval: 1s, baseEjectionTime: 5s, "
+             "maxEjectionPercent: 100}"));
+  Report(kV1, 19091, k503, 3);  // ejected by this leader, not yet in the shared set
+  Report(kV1, 19092, k503, 2);  // two of three
+  EXPECT_TRUE(Ejected(kV1, 19091));
+  tracker_.SetDetecting(false);
+  EXPECT_FALSE(Ejected(kV1, 19091));  // a follower serves the shared set only
+  tracker_.SetDetecting(true, /*take_over=*/false);
+  EXPECT_TRUE(Ejected(kV1, 19091));
+  Report(kV1, 19092, k503);  // the count went on from two
+  EXPECT_TRUE(Ejected(kV1, 19092));
+}
+
 }  // namespace
 }  // namespace sluice::health
