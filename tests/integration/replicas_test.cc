@@ -292,17 +292,17 @@ TEST_F(ReplicasTest, GatewaysOfEveryReplicaFeedOneDetectorAndEveryGatewaySkipsIt
   EXPECT_THAT(servers_[follower].Log(), HasSubstr("outlier: returned 127.0.0.1:" + stub_port_));
 }
 
-// The leader judges a canary on the traffic of every replica's gateways: with requests only
-// through the follower's gateway and the canary failing them all, it rolls back (without
-// the forwarded reports it would see no traffic and hold).
-TEST_F(ReplicasTest, TheLeadersCanaryJudgesTrafficOfTheFollowersGateways) {
-  testing::Process failing;
-  ASSERT_TRUE(failing.Start({SLUICE_STUB_BINARY, "--listen", "127.0.0.1:0", "--name", "shop",
-                             "--subset", "v2", "--error-rate", "1"},
-                            "listening "))
-      << failing.error();
-  const std::string v2 = failing.Field("http");
-  const std::string config = absl::StrCat(R"(apiVersion: networking.istio.io/v1
+// Ten steps, one every 500 ms, with no metric to wait for: each check passes.
+constexpr char kTenSteps[] = R"(    interval: 500ms
+    threshold: 3
+    stepWeights: [10, 20, 30, 40, 50, 60, 70, 80, 90, 100]
+)";
+
+// shop's subsets v1 and v2 on the ports given, all traffic on v1 with no retries, and a
+// Canary to v2 with `analysis` (the block's lines under `analysis:`).
+std::string CanaryConfig(const std::string& v1_port = "18081", const std::string& v2_port = "18082",
+                         const std::string& analysis = kTenSteps) {
+  return absl::StrCat(R"(apiVersion: networking.istio.io/v1
 kind: ServiceEntry
 metadata: {name: shop}
 spec:
@@ -312,9 +312,9 @@ spec:
   ports: [{number: 80, name: http, protocol: HTTP}]
   endpoints:
   - {address: 127.0.0.1, ports: {http: )",
-                                          stub_port_, R"(}, labels: {version: v1}}
+                      v1_port, R"(}, labels: {version: v1}}
   - {address: 127.0.0.1, ports: {http: )",
-                                          v2.substr(v2.rfind(':') + 1), R"(}, labels: {version: v2}}
+                      v2_port, R"(}, labels: {version: v2}}
 ---
 apiVersion: networking.istio.io/v1
 kind: DestinationRule
@@ -344,7 +344,22 @@ spec:
   stableSubset: v1
   canarySubset: v2
   analysis:
-    interval: 1s
+)",
+                      analysis);
+}
+
+// The leader judges a canary on the traffic of every replica's gateways: with requests only
+// through the follower's gateway and the canary failing them all, it rolls back (without
+// the forwarded reports it would see no traffic and hold).
+TEST_F(ReplicasTest, TheLeadersCanaryJudgesTrafficOfTheFollowersGateways) {
+  testing::Process failing;
+  ASSERT_TRUE(failing.Start({SLUICE_STUB_BINARY, "--listen", "127.0.0.1:0", "--name", "shop",
+                             "--subset", "v2", "--error-rate", "1"},
+                            "listening "))
+      << failing.error();
+  const std::string v2 = failing.Field("http");
+  const std::string config = CanaryConfig(stub_port_, v2.substr(v2.rfind(':') + 1),
+                                          R"(    interval: 1s
     threshold: 2
     stepWeights: [50, 100]
     minRequests: 10
@@ -388,53 +403,6 @@ spec:
   EXPECT_EQ(testing::StubReceived(v2), received);
   std::printf("canary judged on the follower's gateway's %d requests (%d failed): rolled back\n",
               requests, failed);
-}
-
-// A canary of ten steps, one every 500 ms, with no metric to wait for: each check passes.
-std::string CanaryConfig() {
-  return R"(apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata: {name: shop}
-spec:
-  hosts: [shop]
-  location: MESH_INTERNAL
-  resolution: STATIC
-  ports: [{number: 80, name: http, protocol: HTTP}]
-  endpoints:
-  - {address: 127.0.0.1, ports: {http: 18081}, labels: {version: v1}}
-  - {address: 127.0.0.1, ports: {http: 18082}, labels: {version: v2}}
----
-apiVersion: networking.istio.io/v1
-kind: DestinationRule
-metadata: {name: shop}
-spec:
-  host: shop
-  subsets:
-  - {name: v1, labels: {version: v1}}
-  - {name: v2, labels: {version: v2}}
----
-apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: {name: shop}
-spec:
-  hosts: [shop]
-  http:
-  - route:
-    - {destination: {host: shop, subset: v1}, weight: 100}
-    - {destination: {host: shop, subset: v2}, weight: 0}
----
-apiVersion: sluice.dev/v1
-kind: Canary
-metadata: {name: shop}
-spec:
-  host: shop
-  stableSubset: v1
-  canarySubset: v2
-  analysis:
-    interval: 500ms
-    threshold: 3
-    stepWeights: [10, 20, 30, 40, 50, 60, 70, 80, 90, 100]
-)";
 }
 
 // The canary's weight and phase as replica `server` reports them; weight -1 when it cannot.
@@ -625,10 +593,7 @@ class ThreeReplicasTest : public ::testing::Test {
       const std::string http = stubs_[i].Field("http");
       return http.substr(http.rfind(':') + 1);
     };
-    std::string config = CanaryConfig();
-    config.replace(config.find("18081"), 5, port(0));
-    config.replace(config.find("18082"), 5, port(1));
-    return config;
+    return CanaryConfig(port(0), port(1));
   }
 
   testing::Ran Sluicectl(int server, const std::vector<std::string>& args) {
