@@ -41,8 +41,12 @@ class DecisionClient::Reactor final
     StartCall();
   }
 
-  void Write(v1::GatewayMessage message) {
-    out_ = std::move(message);
+  // Sends `batch`'s content and leaves it empty, holding the elements of the message sent
+  // before (cleared, kept for reuse: the next batch's requests and reports are written into
+  // them instead of allocated). Called once the previous write is done.
+  void Write(v1::GatewayMessage& batch) {
+    out_.Clear();
+    out_.Swap(&batch);
     StartWrite(&out_);
   }
   void ReleaseHold() { RemoveHold(); }
@@ -214,18 +218,18 @@ void DecisionClient::Decide(v1::DecideRequest& request, Callback callback) {
   ScheduleFlush();
 }
 
-void DecisionClient::Report(v1::AttemptReport report) {
+void DecisionClient::Report(const v1::AttemptReport& report) {
   local_.OnReport(report.id());
-  QueueReport(std::move(report));
+  QueueReport(report);
 }
 
-void DecisionClient::QueueReport(v1::AttemptReport report) {
+void DecisionClient::QueueReport(const v1::AttemptReport& report) {
   if (reactor_ == nullptr) return;  // nobody to tell; the server releases the stream's load
   if (batch_.reports_size() >= kMaxQueuedReports) {
     ++reports_dropped_;  // a stream that cannot keep up loses reports, never memory
     return;
   }
-  *batch_.add_reports() = std::move(report);
+  batch_.add_reports()->CopyFrom(report);  // a cleared element, when the batch holds one
   ScheduleReportFlush();
 }
 
@@ -282,9 +286,7 @@ void DecisionClient::Flush() {
   ++messages_sent_;
   decide_requests_sent_ += static_cast<uint64_t>(batch_.decide_size());
   reports_sent_ += static_cast<uint64_t>(batch_.reports_size());
-  v1::GatewayMessage message;
-  message.Swap(&batch_);
-  reactor_->Write(std::move(message));
+  reactor_->Write(batch_);
 }
 
 void DecisionClient::OnWriteDone(bool ok) {
@@ -361,7 +363,7 @@ void DecisionClient::OnMessage(v1::ServerMessage& message) {
         report.set_outcome(v1::NOT_SENT);
         report.set_final(true);
         // Not Report(): the id's local in-flight count belongs to the table's answer.
-        QueueReport(std::move(report));
+        QueueReport(report);
         ++late_decisions_;
       }
       continue;

@@ -857,7 +857,6 @@ event::Task<Router::Upstream::AttemptEnd> Session::Attempts::Attempt(uint32_t en
                                                                      absl::Duration per_try) {
   Worker& worker = session_.worker_;
   GatewayContext& context = worker.context();
-  UpstreamPool& pool = worker.pool();
   // A response of the attempt before, not passed on: Envoy resets the upstream stream, which
   // for HTTP/1.1 means the connection goes.
   DiscardLast();
@@ -1305,7 +1304,9 @@ void Session::Report(const Exchange& ex, uint32_t cluster_id, uint32_t endpoint,
                      v1::Outcome outcome, uint32_t status, absl::Duration latency,
                      const std::string& flags, bool final) {
   if (!ex.decision.has_value()) return;  // the fallback has no decision to report on
-  v1::AttemptReport r;
+  // One per worker thread, cleared for each report: its string keeps its buffer.
+  static thread_local v1::AttemptReport r;
+  r.Clear();
   r.set_id(ex.decision->id());
   r.set_config_version(ex.decision->config_version());
   r.set_cluster_id(cluster_id);
@@ -1316,7 +1317,7 @@ void Session::Report(const Exchange& ex, uint32_t cluster_id, uint32_t endpoint,
   r.set_latency_us(static_cast<uint32_t>(std::max<int64_t>(0, absl::ToInt64Microseconds(latency))));
   r.set_response_flags(flags);
   r.set_final(final);
-  worker_.decisions().Report(std::move(r));
+  worker_.decisions().Report(r);
 }
 
 void Session::ReportNotSent(const Exchange& ex, const char* flags) {
