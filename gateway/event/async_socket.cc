@@ -1,5 +1,8 @@
 #include "gateway/event/async_socket.h"
 
+#include <poll.h>
+#include <sys/socket.h>
+
 #include <cerrno>
 #include <utility>
 
@@ -24,12 +27,82 @@ void ResumeAll(std::coroutine_handle<> first, std::coroutine_handle<> second,
 
 }  // namespace
 
+// One socket's three operations in the ring, each a Completion the kernel answers. While the
+// socket lives, answers go to it; once it is gone (destroyed with an operation in the kernel,
+// which is asked to cancel it), this waits for the last answer and deletes itself, so the
+// kernel never completes into freed memory of ours.
+class AsyncSocket::RingOps {
+ public:
+  RingOps(IoRing& ring, AsyncSocket* socket) : ring_(ring), socket_(socket) {}
+
+  class Op final : public Completion {
+   public:
+    Op(RingOps& ops, RingOp kind) : ops_(ops), kind_(kind) {}
+    void OnComplete(int32_t result, uint32_t flags) override {
+      (void)flags;
+      busy = false;
+      ops_.OnComplete(kind_, result, std::exchange(cancel_error, 0));
+    }
+    bool busy = false;     // in the kernel (or queued for it)
+    int cancel_error = 0;  // Cancel()ed with this error
+
+   private:
+    RingOps& ops_;
+    RingOp kind_;
+  };
+
+  IoRing& ring() { return ring_; }
+  Op& op(RingOp kind) {
+    return kind == RingOp::kRead ? read_ : kind == RingOp::kWrite ? write_ : connect_;
+  }
+  msghdr& message() { return message_; }
+  iovec* iov() { return iov_; }
+
+  // The socket is going: cancel what is in the kernel and wait for it, or go now.
+  void Orphan() {
+    socket_ = nullptr;
+    bool any = false;
+    for (Op* o : {&read_, &write_, &connect_}) {
+      if (!o->busy) continue;
+      any = true;
+      (void)ring_.CancelOp(o);
+    }
+    if (!any) delete this;
+  }
+
+ private:
+  void OnComplete(RingOp kind, int32_t result, int cancel_error) {
+    if (socket_ != nullptr) {
+      socket_->OnRingComplete(kind, result, cancel_error);  // may destroy the socket
+      return;
+    }
+    if (!read_.busy && !write_.busy && !connect_.busy) delete this;
+  }
+
+  IoRing& ring_;
+  AsyncSocket* socket_;
+  Op read_{*this, RingOp::kRead};
+  Op write_{*this, RingOp::kWrite};
+  Op connect_{*this, RingOp::kConnect};
+  msghdr message_{};
+  iovec iov_[2]{};
+};
+
 absl::StatusOr<std::unique_ptr<AsyncSocket>> AsyncSocket::Create(Dispatcher& dispatcher,
                                                                  UniqueFd fd, bool connecting) {
   // The constructor is private (registration can fail), hence no make_unique.
   std::unique_ptr<AsyncSocket> socket(new AsyncSocket(dispatcher, std::move(fd), connecting));
   if (connecting) socket->writable_ = false;
-  if (absl::Status status = dispatcher.RegisterFd(socket->fd(), socket.get()); !status.ok()) {
+  uint32_t interest = Dispatcher::kReadWrite;
+  if (IoRing* ring = dispatcher.ring(); ring != nullptr) {
+    // Reads and writes go through the ring; readiness is wanted for hang-ups only (a client
+    // leaving while nothing reads from it), and quiet() holds until one.
+    socket->ring_ops_ = new RingOps(*ring, socket.get());
+    socket->readable_ = false;
+    interest = kIoHangup;
+  }
+  if (absl::Status status = dispatcher.RegisterFd(socket->fd(), socket.get(), interest);
+      !status.ok()) {
     return status;
   }
   return socket;
@@ -37,6 +110,8 @@ absl::StatusOr<std::unique_ptr<AsyncSocket>> AsyncSocket::Create(Dispatcher& dis
 
 AsyncSocket::~AsyncSocket() {
   if (fd_.valid()) (void)dispatcher_.Unregister(fd_.get());
+  // The fd may close now: an operation still in the kernel holds the file until it ends.
+  if (ring_ops_ != nullptr) ring_ops_->Orphan();
 }
 
 AsyncSocket::ReadAwaiter AsyncSocket::Read(char* buffer, size_t size) {
@@ -50,6 +125,7 @@ AsyncSocket::WriteAwaiter AsyncSocket::Write(absl::string_view data, absl::strin
 AsyncSocket::ConnectAwaiter AsyncSocket::Connect() { return ConnectAwaiter(*this); }
 
 bool AsyncSocket::TryRead(ReadAwaiter& read) {
+  if (ring_ops_ != nullptr) return QueueRead(read);
   if (!readable_) return false;
   read.result_ = ReadSome(fd_.get(), read.buffer_, read.size_);
   if (read.result_.kind == IoResult::Kind::kAgain) {
@@ -62,6 +138,7 @@ bool AsyncSocket::TryRead(ReadAwaiter& read) {
 }
 
 bool AsyncSocket::TryWrite(WriteAwaiter& write) {
+  if (ring_ops_ != nullptr) return QueueWrite(write);
   if (!writable_) return false;
   const size_t total = write.pieces_[0].size() + write.pieces_[1].size();
   while (write.written_ < total) {
@@ -92,6 +169,117 @@ bool AsyncSocket::TryWrite(WriteAwaiter& write) {
   write.result_.kind = IoResult::Kind::kData;
   write.result_.bytes = total;
   return true;
+}
+
+bool AsyncSocket::QueueRead(ReadAwaiter& read) {
+  if (read.size_ == 0) {
+    read.result_ = IoResult{};
+    return true;
+  }
+  RingOps::Op& op = ring_ops_->op(RingOp::kRead);
+  if (!ring_ops_->ring().Recv(fd_.get(), read.buffer_, read.size_, &op)) {
+    read.result_ = Error(ENOBUFS);
+    return true;
+  }
+  op.busy = true;
+  return false;
+}
+
+bool AsyncSocket::QueueWrite(WriteAwaiter& write) {
+  int count = 0;
+  size_t skip = write.written_;
+  iovec* iov = ring_ops_->iov();
+  for (absl::string_view piece : write.pieces_) {
+    if (skip >= piece.size()) {
+      skip -= piece.size();
+      continue;
+    }
+    iov[count].iov_base = const_cast<char*>(piece.data() + skip);
+    iov[count].iov_len = piece.size() - skip;
+    ++count;
+    skip = 0;
+  }
+  if (count == 0) {
+    write.result_.kind = IoResult::Kind::kData;
+    write.result_.bytes = write.written_;
+    return true;
+  }
+  msghdr& message = ring_ops_->message();
+  message = msghdr{};
+  message.msg_iov = iov;
+  message.msg_iovlen = static_cast<size_t>(count);
+  RingOps::Op& op = ring_ops_->op(RingOp::kWrite);
+  if (!ring_ops_->ring().SendMsg(fd_.get(), &message, &op)) {
+    write.result_ = Error(ENOBUFS);
+    return true;
+  }
+  op.busy = true;
+  return false;
+}
+
+bool AsyncSocket::WaitForConnect() {
+  if (ring_ops_ == nullptr) return true;  // epoll: the writable edge says it
+  RingOps::Op& op = ring_ops_->op(RingOp::kConnect);
+  if (ring_ops_->ring().PollOnce(fd_.get(), POLLOUT, &op)) {
+    op.busy = true;
+    return true;
+  }
+  connector_->status_ = absl::ErrnoToStatus(ENOBUFS, "connect");
+  connector_ = nullptr;
+  return false;
+}
+
+void AsyncSocket::OnRingComplete(RingOp op, int32_t result, int cancel_error) {
+  switch (op) {
+    case RingOp::kRead: {
+      ReadAwaiter* read = std::exchange(reader_, nullptr);
+      if (read == nullptr) return;
+      if (cancel_error != 0) {
+        read->result_ = Error(cancel_error);
+      } else if (result > 0) {
+        read->result_ = IoResult{};
+        read->result_.bytes = static_cast<size_t>(result);
+      } else if (result == 0) {
+        read->result_.kind = IoResult::Kind::kEof;
+      } else {
+        read->result_ = Error(-result);
+      }
+      read->waiting_.resume();  // last: it may destroy this socket
+      return;
+    }
+    case RingOp::kWrite: {
+      WriteAwaiter* write = writer_;
+      if (write == nullptr) return;
+      if (cancel_error != 0 || result < 0) {
+        writer_ = nullptr;
+        write->result_ = Error(cancel_error != 0 ? cancel_error : -result);
+        write->waiting_.resume();
+        return;
+      }
+      write->written_ += static_cast<size_t>(result);
+      // A short send (a full send buffer): queue the rest.
+      if (!QueueWrite(*write)) return;
+      writer_ = nullptr;
+      write->waiting_.resume();
+      return;
+    }
+    case RingOp::kConnect: {
+      connecting_ = false;
+      if (cancel_error != 0) {
+        connect_status_ = absl::ErrnoToStatus(cancel_error, "connect");
+      } else {
+        connect_status_ = ConnectResult(fd_.get());
+        if (connect_status_.ok() && result >= 0 && (result & (POLLHUP | POLLERR)) != 0) {
+          connect_status_ = absl::UnavailableError("connection hung up");
+        }
+      }
+      ConnectAwaiter* connect = std::exchange(connector_, nullptr);
+      if (connect == nullptr) return;
+      connect->status_ = connect_status_;
+      connect->waiting_.resume();
+      return;
+    }
+  }
 }
 
 void AsyncSocket::OnReadable() {
@@ -125,6 +313,9 @@ void AsyncSocket::OnHangup(bool error) {
   (void)error;
   hung_up_ = true;
   if (TimerCallback watch = std::exchange(on_hangup_, {})) watch();
+  // With the ring, operations in the kernel learn of it themselves (a read its EOF or error,
+  // a write its error).
+  if (ring_ops_ != nullptr) return;
   // Whatever waits learns it now: a read finds the EOF or the error, a write the error. (A
   // reader whose peer only half-closed reads the bytes still queued first.)
   readable_ = true;
@@ -153,6 +344,21 @@ void AsyncSocket::OnHangup(bool error) {
 }
 
 bool AsyncSocket::Cancel(int error) {
+  if (ring_ops_ != nullptr) {
+    // The operations end when the kernel lets go of their buffers (OnRingComplete).
+    bool any = false;
+    for (RingOp kind : {RingOp::kConnect, RingOp::kRead, RingOp::kWrite}) {
+      const bool waiting = kind == RingOp::kConnect ? connector_ != nullptr
+                           : kind == RingOp::kRead  ? reader_ != nullptr
+                                                    : writer_ != nullptr;
+      RingOps::Op& op = ring_ops_->op(kind);
+      if (!waiting || !op.busy) continue;
+      any = true;
+      op.cancel_error = error;
+      (void)ring_ops_->ring().CancelOp(&op);
+    }
+    return any;
+  }
   std::coroutine_handle<> connected;
   if (ConnectAwaiter* connect = std::exchange(connector_, nullptr)) {
     connect->status_ = absl::ErrnoToStatus(error, "connect");

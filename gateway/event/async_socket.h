@@ -9,6 +9,13 @@
 //
 // Resumption happens inside the dispatcher's callbacks (an I/O event, a timer) or inside
 // Cancel(); a resumed coroutine may destroy the socket or the alarm it was waiting on.
+//
+// On a dispatcher whose poller has an IoRing (io_uring), a socket makes no system call of
+// its own: each read and write is queued in the ring, goes to the kernel with the loop's
+// next wait (with every other socket's), and resumes its coroutine when the kernel completes
+// it. Cancel() then asks the kernel to cancel, and the operation resumes, with the error,
+// when the kernel says it is over: the buffers it was given stay in the kernel's hands until
+// that moment, never longer.
 #include <sys/uio.h>
 
 #include <coroutine>
@@ -49,9 +56,11 @@ class AsyncSocket final : public IoHandler {
   // The outcome of the connect in progress (OK at once if there was none).
   ConnectAwaiter Connect();
 
-  // Ends the awaited operations now: each completes with kError `error` (a connect with an
-  // error status). The socket stays usable: a request's read timeout cancels the read and
-  // the client can still be answered 408. Returns whether anything was waiting.
+  // Ends the awaited operations: each completes with kError `error` (a connect with an error
+  // status), at once with epoll, and with the ring once the kernel has let go of the
+  // operation (a later turn of the loop). The socket stays usable: a request's read timeout
+  // cancels the read and the client can still be answered 408. Returns whether anything
+  // was waiting.
   bool Cancel(int error);
 
   int fd() const { return fd_.get(); }
@@ -60,7 +69,8 @@ class AsyncSocket final : public IoHandler {
   // Nothing has arrived since the last read drained the socket (it came back short or said
   // EAGAIN), and the peer has not hung up: no readiness edge since. A pooled connection in
   // this state needs no system call to tell that its upstream has neither closed it nor
-  // written to it unasked.
+  // written to it unasked. (With the ring, only the hang-up is watched: an upstream that
+  // writes unasked on an idle connection without closing it is not seen until the next read.)
   bool quiet() const { return !readable_ && !hung_up_; }
   // Calls `callback` at the next hang-up event (once; an empty callback stops watching):
   // how a proxy learns that its client left while nothing reads from it. It runs inside the
@@ -115,9 +125,11 @@ class AsyncSocket final : public IoHandler {
   class ConnectAwaiter {
    public:
     bool await_ready() const { return !socket_.connecting_; }
-    void await_suspend(std::coroutine_handle<> waiting) {
+    // False (do not suspend) when the ring has no room for the wait: status() says so.
+    bool await_suspend(std::coroutine_handle<> waiting) {
       waiting_ = waiting;
       socket_.connector_ = this;
+      return socket_.WaitForConnect();
     }
     absl::Status await_resume() const { return status_; }
 
@@ -134,9 +146,25 @@ class AsyncSocket final : public IoHandler {
   AsyncSocket(Dispatcher& dispatcher, UniqueFd fd, bool connecting)
       : dispatcher_(dispatcher), fd_(std::move(fd)), connecting_(connecting) {}
 
-  // Try the operation now: true when it is complete (result set), false to wait.
+  // Try the operation now: true when it is complete (result set), false to wait. With the
+  // ring, queue it there (false), unless the ring is full (true, with an error).
   bool TryRead(ReadAwaiter& read);
   bool TryWrite(WriteAwaiter& write);
+  // With the ring, queues the poll that tells when a non-blocking connect is over; false
+  // (the connect failed with ENOBUFS) when the ring has no room. True with epoll.
+  bool WaitForConnect();
+
+  // The socket's operations in the ring (ring mode only). Heap-allocated because it may
+  // outlive the socket: a socket destroyed with an operation in the kernel hands it over,
+  // and it deletes itself at that operation's completion.
+  class RingOps;
+  friend class RingOps;
+  enum class RingOp : uint8_t { kRead, kWrite, kConnect };
+  bool QueueRead(ReadAwaiter& read);
+  bool QueueWrite(WriteAwaiter& write);
+  // The ring's answer for operation `op`: `result` as the system call's (or -errno), or the
+  // error of a Cancel() (`cancel_error` nonzero).
+  void OnRingComplete(RingOp op, int32_t result, int cancel_error);
 
   Dispatcher& dispatcher_;
   UniqueFd fd_;
@@ -151,6 +179,7 @@ class AsyncSocket final : public IoHandler {
   WriteAwaiter* writer_ = nullptr;
   ConnectAwaiter* connector_ = nullptr;
   TimerCallback on_hangup_;
+  RingOps* ring_ops_ = nullptr;
 };
 
 // A timer a coroutine can wait on, and that something else can cut short: a fault's delay,

@@ -57,7 +57,9 @@ Dispatcher::~Dispatcher() {
 }
 
 absl::Status Dispatcher::RegisterFd(int fd, IoHandler* handler, uint32_t interest) {
-  if (fd < 0 || handler == nullptr || (interest & ~kReadWrite) != 0 || interest == 0) {
+  // kIoHangup alone: a socket whose reads and writes go through the ring.
+  if (fd < 0 || handler == nullptr || interest == 0 ||
+      ((interest & ~kReadWrite) != 0 && interest != kIoHangup)) {
     return absl::InvalidArgumentError(absl::StrCat("RegisterFd(", fd, "): bad arguments"));
   }
   const auto index = static_cast<size_t>(fd);
@@ -195,6 +197,11 @@ bool Dispatcher::Current(int fd, uint32_t generation) const {
 }
 
 void Dispatcher::Dispatch(const Poller::Event& event) {
+  if ((event.events & kIoCompletion) != 0) {
+    // Alive until its operation completes, whatever started it (see Completion).
+    reinterpret_cast<Completion*>(event.token)->OnComplete(event.result, event.flags);
+    return;
+  }
   const int fd = static_cast<int>(static_cast<uint32_t>(event.token));
   const auto generation = static_cast<uint32_t>(event.token >> 32);
   // Each handler call may unregister the fd (or register a new fd under the same number):

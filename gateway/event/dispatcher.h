@@ -68,7 +68,8 @@ class Dispatcher {
   Dispatcher& operator=(const Dispatcher&) = delete;
 
   // Calls `handler` for events on `fd` (non-blocking) until Unregister(fd). `interest` is
-  // kIoReadable, kIoWritable or both. The handler must stay alive until then.
+  // kIoReadable, kIoWritable or both, or kIoHangup alone (hang-ups and errors only). The handler
+  // must stay alive until then.
   absl::Status RegisterFd(int fd, IoHandler* handler, uint32_t interest = kReadWrite);
   // Stops events for `fd`, including those already collected in the running iteration.
   // Call it before closing the fd.
@@ -86,6 +87,10 @@ class Dispatcher {
     deferred_.push_back(
         DeferredObject{object.release(), [](void* p) { delete static_cast<T*>(p); }});
   }
+
+  // The poller's completion ring, when it has one (io_uring): AsyncSocket then submits its
+  // reads and writes there. Null with epoll.
+  IoRing* ring() { return poller_->ring(); }
 
   // The worker's timers. ArmAfter counts from the time of this iteration's wake-up.
   TimerWheel& timers() { return timers_; }

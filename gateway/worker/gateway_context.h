@@ -43,6 +43,8 @@ struct GatewayOptions {
   std::string metrics_host = "127.0.0.1";
   uint16_t metrics_port = 15090;
   int workers = 1;
+  // Workers' socket I/O through io_uring (reads and writes queued in a ring) instead of epoll.
+  bool io_uring = false;
   DecisionFailurePolicy decision_failure;
   std::string access_log;  // path, "-" for stdout, empty for none
   // Each worker's access-log lines are written at least this often (Envoy's default).

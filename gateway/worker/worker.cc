@@ -12,6 +12,7 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "gateway/event/async_socket.h"
+#include "gateway/event/poller.h"
 #include "gateway/event/socket.h"
 #include "gateway/worker/session.h"
 #include "lib/common/log.h"
@@ -27,8 +28,19 @@ std::string PoolKey(const v1::ClusterInfo& cluster) {
 
 namespace {
 
-std::shared_ptr<event::Dispatcher> MakeDispatcher(event::TimeSource& clock) {
-  absl::StatusOr<std::unique_ptr<event::Dispatcher>> dispatcher = event::Dispatcher::Create(clock);
+std::shared_ptr<event::Dispatcher> MakeDispatcher(event::TimeSource& clock, bool io_uring) {
+  std::unique_ptr<event::Poller> poller;
+  if (io_uring) {
+    absl::StatusOr<std::unique_ptr<event::Poller>> ring = event::CreateIoUringPoller();
+    if (!ring.ok()) {
+      // main() tried one before starting any worker, so this is a resource running out.
+      LogError("cannot create a worker's io_uring: ", ring.status().ToString());
+      std::abort();
+    }
+    poller = *std::move(ring);
+  }
+  absl::StatusOr<std::unique_ptr<event::Dispatcher>> dispatcher =
+      event::Dispatcher::Create(clock, std::move(poller));
   if (!dispatcher.ok()) {
     // epoll_create1 or eventfd failed: the process is out of descriptors at start-up.
     LogError("cannot create a worker's event loop: ", dispatcher.status().ToString());
@@ -42,7 +54,7 @@ std::shared_ptr<event::Dispatcher> MakeDispatcher(event::TimeSource& clock) {
 Worker::Worker(int index, GatewayContext& context, std::shared_ptr<grpc::Channel> channel)
     : index_(index),
       context_(context),
-      dispatcher_(MakeDispatcher(*context.clock)),
+      dispatcher_(MakeDispatcher(*context.clock, context.options.io_uring)),
       state_timer_(dispatcher_->timers()),
       drain_timer_(dispatcher_->timers()),
       reaper_timer_(dispatcher_->timers()),
