@@ -3,7 +3,10 @@
 #include <poll.h>
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <cstring>
+#include <memory>
 #include <utility>
 
 namespace sluice::gateway::event {
@@ -57,6 +60,13 @@ class AsyncSocket::RingOps {
   }
   msghdr& message() { return message_; }
   iovec* iov() { return iov_; }
+  // ReadAhead's buffer: here, not in the socket, because the kernel may still be filling it
+  // when the socket is gone. Made at the first ReadAhead.
+  static constexpr size_t kAheadSize = 4096;
+  char* ahead() {
+    if (ahead_ == nullptr) ahead_ = std::make_unique<char[]>(kAheadSize);
+    return ahead_.get();
+  }
 
   // The socket is going: cancel what is in the kernel and wait for it, or go now.
   void Orphan() {
@@ -86,6 +96,7 @@ class AsyncSocket::RingOps {
   Op connect_{*this, RingOp::kConnect};
   msghdr message_{};
   iovec iov_[2]{};
+  std::unique_ptr<char[]> ahead_;
 };
 
 absl::StatusOr<std::unique_ptr<AsyncSocket>> AsyncSocket::Create(Dispatcher& dispatcher,
@@ -176,6 +187,11 @@ bool AsyncSocket::QueueRead(ReadAwaiter& read) {
     read.result_ = IoResult{};
     return true;
   }
+  if (ahead_ready_) {
+    TakeAhead(read);
+    return true;
+  }
+  if (ahead_active_) return false;  // its completion serves this read
   RingOps::Op& op = ring_ops_->op(RingOp::kRead);
   if (!ring_ops_->ring().Recv(fd_.get(), read.buffer_, read.size_, &op)) {
     read.result_ = Error(ENOBUFS);
@@ -229,9 +245,55 @@ bool AsyncSocket::WaitForConnect() {
   return false;
 }
 
+void AsyncSocket::ReadAhead() {
+  if (ring_ops_ == nullptr || ahead_active_ || ahead_ready_ || reader_ != nullptr) return;
+  RingOps::Op& op = ring_ops_->op(RingOp::kRead);
+  if (op.busy) return;
+  if (!ring_ops_->ring().Recv(fd_.get(), ring_ops_->ahead(), RingOps::kAheadSize, &op)) return;
+  op.busy = true;
+  ahead_active_ = true;
+  readable_ = false;
+}
+
+void AsyncSocket::TakeAhead(ReadAwaiter& read) {
+  if (!ahead_result_.data()) {
+    read.result_ = ahead_result_;  // EOF or an error: said once, as a read would
+  } else {
+    const size_t n = std::min(read.size_, ahead_result_.bytes - ahead_offset_);
+    std::memcpy(read.buffer_, ring_ops_->ahead() + ahead_offset_, n);
+    ahead_offset_ += n;
+    read.result_ = IoResult{};
+    read.result_.bytes = n;
+    if (ahead_offset_ < ahead_result_.bytes) return;
+  }
+  ahead_ready_ = false;
+  readable_ = false;  // all taken: quiet again until something new comes
+}
+
 void AsyncSocket::OnRingComplete(RingOp op, int32_t result, int cancel_error) {
   switch (op) {
     case RingOp::kRead: {
+      if (ahead_active_) {
+        ahead_active_ = false;
+        ahead_ready_ = true;
+        ahead_offset_ = 0;
+        ahead_result_ = IoResult{};
+        if (cancel_error != 0) {
+          ahead_result_ = Error(cancel_error);
+        } else if (result > 0) {
+          ahead_result_.bytes = static_cast<size_t>(result);
+        } else if (result == 0) {
+          ahead_result_.kind = IoResult::Kind::kEof;
+        } else {
+          ahead_result_ = Error(-result);
+        }
+        readable_ = true;  // not quiet: something came (or the connection ended)
+        ReadAwaiter* read = std::exchange(reader_, nullptr);
+        if (read == nullptr) return;
+        TakeAhead(*read);
+        read->waiting_.resume();  // last: it may destroy this socket
+        return;
+      }
       ReadAwaiter* read = std::exchange(reader_, nullptr);
       if (read == nullptr) return;
       if (cancel_error != 0) {

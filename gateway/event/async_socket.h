@@ -69,9 +69,16 @@ class AsyncSocket final : public IoHandler {
   // Nothing has arrived since the last read drained the socket (it came back short or said
   // EAGAIN), and the peer has not hung up: no readiness edge since. A pooled connection in
   // this state needs no system call to tell that its upstream has neither closed it nor
-  // written to it unasked. (With the ring, only the hang-up is watched: an upstream that
-  // writes unasked on an idle connection without closing it is not seen until the next read.)
+  // written to it unasked. With the ring, only after ReadAhead(): until its read completes.
   bool quiet() const { return !readable_ && !hung_up_; }
+  // Whether reads and writes go through the ring. Then a socket that is not quiet() has
+  // been read from already (ReadAhead): a peek would not see what came.
+  bool uses_ring() const { return ring_ops_ != nullptr; }
+  // For a connection going idle (a pool): with the ring, starts the next read now, into a
+  // buffer of the socket's own, so that whatever the peer sends or a close ends it and
+  // quiet() turns false, as epoll's readiness would say; the next Read() takes its bytes.
+  // No system call: it goes to the kernel with the loop's next wait. Nothing with epoll.
+  void ReadAhead();
   // Calls `callback` at the next hang-up event (once; an empty callback stops watching):
   // how a proxy learns that its client left while nothing reads from it. It runs inside the
   // socket's event handling, before any waiting operation resumes, so it must not destroy
@@ -180,6 +187,14 @@ class AsyncSocket final : public IoHandler {
   ConnectAwaiter* connector_ = nullptr;
   TimerCallback on_hangup_;
   RingOps* ring_ops_ = nullptr;
+  // ReadAhead's read: in the kernel (`ahead_active_`), or done with `ahead_result_`, whose
+  // bytes from `ahead_offset_` on are the next Read()'s (`ahead_ready_`).
+  bool ahead_active_ = false;
+  bool ahead_ready_ = false;
+  IoResult ahead_result_;
+  size_t ahead_offset_ = 0;
+  // Serves `read` from ReadAhead's result.
+  void TakeAhead(ReadAwaiter& read);
 };
 
 // A timer a coroutine can wait on, and that something else can cut short: a fault's delay,

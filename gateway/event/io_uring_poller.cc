@@ -15,6 +15,8 @@
 #include <liburing.h>
 #include <poll.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -44,20 +46,28 @@ class IoUringPoller final : public Poller, public IoRing {
   IoUringPoller& operator=(const IoUringPoller&) = delete;
 
   absl::Status Init(unsigned entries) {
-    io_uring_params params{};
-    // Completions need not interrupt the loop's thread with an IPI (kernel 5.19+); fall back
-    // to defaults on an older kernel. Not IORING_SETUP_SINGLE_ISSUER: the ring is made on
-    // the thread that builds the worker, and used by the worker's own thread.
-    // A completion ring larger than the submission ring: a busy loop may have more
+    // Best first: one thread submits (SINGLE_ISSUER) and the kernel runs completion work
+    // only when that thread enters the ring to wait (DEFER_TASKRUN, kernel 6.1+), so a
+    // completion never interrupts the loop; the ring starts disabled and is enabled by the
+    // first wait, on the loop's thread (the worker is built on another). Then the same
+    // without deferral (COOP_TASKRUN, 5.19+), then the kernel's defaults. Every variant has
+    // a completion ring larger than the submission ring: a busy loop may have more
     // operations in flight than it submits in one turn.
-    params.flags = IORING_SETUP_COOP_TASKRUN | IORING_SETUP_CQSIZE;
-    params.cq_entries = entries * 8;
-    int rc = io_uring_queue_init_params(entries, &ring_, &params);
-    if (rc == -EINVAL) {
-      params = io_uring_params{};
-      params.flags = IORING_SETUP_CQSIZE;
+    const unsigned variants[] = {
+        IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_R_DISABLED,
+        IORING_SETUP_COOP_TASKRUN,
+        0,
+    };
+    int rc = -EINVAL;
+    for (unsigned flags : variants) {
+      io_uring_params params{};
+      params.flags = flags | IORING_SETUP_CQSIZE;
       params.cq_entries = entries * 8;
       rc = io_uring_queue_init_params(entries, &ring_, &params);
+      if (rc != -EINVAL) {
+        disabled_ = rc >= 0 && (flags & IORING_SETUP_R_DISABLED) != 0;
+        break;
+      }
     }
     if (rc < 0) return absl::ErrnoToStatus(-rc, "io_uring_queue_init");
     initialized_ = true;
@@ -98,6 +108,18 @@ class IoUringPoller final : public Poller, public IoRing {
   }
 
   absl::StatusOr<int> Wait(int timeout_ms, absl::Span<Event> events) override {
+    if (disabled_) {
+      // On the loop's thread: from now on the only one that may submit. (The system call
+      // itself: Debian's liburing 2.3 declares io_uring_enable_rings but does not export it.)
+      if (syscall(__NR_io_uring_register, ring_.ring_fd, IORING_REGISTER_ENABLE_RINGS, nullptr, 0) <
+          0) {
+        return absl::ErrnoToStatus(errno, "io_uring_register(ENABLE_RINGS)");
+      }
+      disabled_ = false;
+      // The ring's fd registered with itself: each io_uring_enter skips the fd table lookup.
+      // An optimisation only; ignored if refused.
+      (void)io_uring_register_ring_fd(&ring_);
+    }
     io_uring_cqe* cqe = nullptr;
     int rc = 0;
     if (timeout_ms < 0) {
@@ -246,6 +268,7 @@ class IoUringPoller final : public Poller, public IoRing {
 
   io_uring ring_{};
   bool initialized_ = false;
+  bool disabled_ = false;  // created disabled: the first Wait enables it
   uint64_t batch_ = 0;
   std::vector<Entry> entries_;  // by fd number
 };

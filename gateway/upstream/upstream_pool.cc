@@ -9,7 +9,9 @@ namespace sluice::gateway {
 
 bool PeerClosedOrDirty(const event::AsyncSocket& socket) {
   // The loop's readiness says it without a system call in the common case.
-  return !socket.quiet() && PeerClosedOrDirty(socket.fd());
+  if (socket.quiet()) return false;
+  // With the ring, the read started when it went idle has taken whatever came.
+  return socket.uses_ring() || PeerClosedOrDirty(socket.fd());
 }
 
 bool PeerClosedOrDirty(int fd) {
@@ -56,6 +58,9 @@ void UpstreamPool::Release(std::unique_ptr<UpstreamConnection> connection,
     return;
   }
   connection->idle_since = now;
+  // With io_uring, the next read starts now: a close or unsolicited bytes end it while the
+  // connection waits here, and TakeIdle sees that without a system call.
+  connection->socket->ReadAhead();
   // The connection object stays where it is (the map holds its pointer), so its cluster name
   // needs no copy for the wake-up.
   const std::string& cluster = connection->cluster;

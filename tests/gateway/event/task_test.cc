@@ -307,7 +307,7 @@ TEST_P(AsyncSocketTest, ASocketDestroyedWithAReadPendingLeavesItsBufferAlone) {
     TaskGroup group;
     group.Start(ReadForever(*socket_, buffer.data(), buffer.size()));
     dispatcher_->RunOnce(milliseconds(0));  // the read is in the kernel now
-  }  // the suspended task is destroyed
+  }                                         // the suspended task is destroyed
   socket_.reset();
   for (int i = 0; i < 3; ++i) dispatcher_->RunOnce(milliseconds(10));
   PeerWrite("late");
@@ -360,6 +360,79 @@ TEST_P(AsyncSocketTest, QuietUntilSomethingArrives) {
   peer_.reset();
   RunUntil([&] { return !socket_->quiet(); });
   EXPECT_FALSE(socket_->quiet()) << "the peer closed";
+}
+
+// A pooled connection with the ring: the read started as it goes idle keeps it quiet until
+// the peer writes unasked (the pool then drops it), and hands its bytes to the next Read,
+// in as many reads as the caller's buffer needs.
+TEST_P(AsyncSocketTest, AfterReadAheadUnaskedBytesEndQuietAndGoToTheNextReads) {
+  if (!ring()) GTEST_SKIP() << "epoll's readiness needs no read ahead";
+  socket_->ReadAhead();
+  dispatcher_->RunOnce(milliseconds(0));
+  EXPECT_TRUE(socket_->quiet());
+  PeerWrite("unasked bytes");
+  RunUntil([&] { return !socket_->quiet(); });
+  EXPECT_FALSE(socket_->quiet());
+  EXPECT_FALSE(socket_->hung_up());
+  std::string small(7, '\0');
+  std::optional<IoResult> result;
+  Spawn(ReadOnce(*socket_, &small, &result));
+  ASSERT_TRUE(result.has_value()) << "the bytes are here already";
+  ASSERT_TRUE(result->data());
+  EXPECT_EQ(small.substr(0, result->bytes), "unasked");
+  result.reset();
+  Spawn(ReadOnce(*socket_, &small, &result));
+  ASSERT_TRUE(result.has_value() && result->data());
+  EXPECT_EQ(small.substr(0, result->bytes), " bytes");
+  EXPECT_TRUE(socket_->quiet()) << "all taken";
+  // The next read goes to the kernel again.
+  result.reset();
+  Spawn(ReadOnce(*socket_, &small, &result));
+  dispatcher_->RunOnce(milliseconds(0));
+  EXPECT_FALSE(result.has_value());
+  PeerWrite("more");
+  RunUntil([&] { return result.has_value(); });
+  ASSERT_TRUE(result.has_value() && result->data());
+  EXPECT_EQ(small.substr(0, result->bytes), "more");
+}
+
+// The common case: the request goes out on the idle connection and the response is the
+// read ahead's, taken by the Read that waits for it.
+TEST_P(AsyncSocketTest, AReadWaitingOnTheReadAheadGetsTheResponse) {
+  if (!ring()) GTEST_SKIP() << "epoll's readiness needs no read ahead";
+  socket_->ReadAhead();
+  std::string buffer(64, '\0');
+  std::optional<IoResult> result;
+  Spawn(ReadOnce(*socket_, &buffer, &result));
+  dispatcher_->RunOnce(milliseconds(0));
+  EXPECT_FALSE(result.has_value());
+  PeerWrite("response");
+  RunUntil([&] { return result.has_value(); });
+  ASSERT_TRUE(result.has_value() && result->data());
+  EXPECT_EQ(buffer.substr(0, result->bytes), "response");
+  EXPECT_TRUE(socket_->quiet());
+}
+
+TEST_P(AsyncSocketTest, APeerClosingAnIdleConnectionEndsQuietAndTheReadSaysEof) {
+  socket_->ReadAhead();  // nothing with epoll
+  if (!ring()) {
+    // epoll: quiet only after a read drained the socket.
+    PeerWrite("x");
+    std::string one(1, '\0');
+    std::optional<IoResult> drained;
+    Spawn(ReadOnce(*socket_, &one, &drained));
+    ASSERT_TRUE(drained.has_value());
+  }
+  dispatcher_->RunOnce(milliseconds(0));
+  peer_.reset();
+  RunUntil([&] { return !socket_->quiet(); });
+  EXPECT_FALSE(socket_->quiet());
+  std::string buffer(64, '\0');
+  std::optional<IoResult> result;
+  Spawn(ReadOnce(*socket_, &buffer, &result));
+  RunUntil([&] { return result.has_value(); });
+  ASSERT_TRUE(result.has_value());
+  EXPECT_EQ(result->kind, IoResult::Kind::kEof);
 }
 
 TEST_P(AsyncSocketTest, APeerThatClosesEndsAWaitingReadWithEof) {

@@ -17,6 +17,7 @@
 #include "absl/time/time.h"
 #include "gateway/event/async_socket.h"
 #include "gateway/event/dispatcher.h"
+#include "gateway/event/poller.h"
 #include "gateway/event/socket.h"
 #include "gateway/event/task.h"
 #include "gateway/event/time_source.h"
@@ -44,10 +45,18 @@ event::Task<void> WaitForConnection(UpstreamPool& pool, event::TimerWheel& timer
   *woke = true;
 }
 
-class UpstreamPoolTest : public ::testing::Test {
+// Each test runs on epoll and on io_uring (where an idle connection's close or unsolicited
+// bytes are seen by the read it starts as it goes idle, at a turn of the loop).
+class UpstreamPoolTest : public ::testing::TestWithParam<std::string> {
  protected:
   void SetUp() override {
-    auto dispatcher = event::Dispatcher::Create(clock_);
+    std::unique_ptr<event::Poller> poller;
+    if (GetParam() == "io_uring") {
+      auto ring = event::CreateIoUringPoller();
+      if (!ring.ok()) GTEST_SKIP() << "io_uring unavailable: " << ring.status();
+      poller = *std::move(ring);
+    }
+    auto dispatcher = event::Dispatcher::Create(clock_, std::move(poller));
     ASSERT_TRUE(dispatcher.ok()) << dispatcher.status();
     dispatcher_ = *std::move(dispatcher);
     auto listener = event::ListenTcp("127.0.0.1", 0, /*reuse_port=*/false, /*backlog=*/16);
@@ -155,7 +164,7 @@ class UpstreamPoolTest : public ::testing::Test {
   }
 };
 
-TEST_F(UpstreamPoolTest, ReusesMostRecentlyReleased) {
+TEST_P(UpstreamPoolTest, ReusesMostRecentlyReleased) {
   auto a = Connect();
   auto b = Connect();
   UpstreamConnection* second = b.get();
@@ -167,7 +176,7 @@ TEST_F(UpstreamPoolTest, ReusesMostRecentlyReleased) {
   EXPECT_EQ(pool_.TakeIdle("c#1", "other", absl::ZeroDuration(), t0_), nullptr);
 }
 
-TEST_F(UpstreamPoolTest, DropsConnectionsIdlePastTheTimeoutAndFreesTheirSlot) {
+TEST_P(UpstreamPoolTest, DropsConnectionsIdlePastTheTimeoutAndFreesTheirSlot) {
   pool_.Release(Connect(), 0, t0_);
   EXPECT_EQ(limits_.connections(), 1u);
   EXPECT_NE(pool_.TakeIdle("c#1", "c-endpoint", absl::Seconds(5), At(absl::Seconds(4))), nullptr);
@@ -176,7 +185,7 @@ TEST_F(UpstreamPoolTest, DropsConnectionsIdlePastTheTimeoutAndFreesTheirSlot) {
   EXPECT_EQ(pool_.idle_count(), 0u);
 }
 
-TEST_F(UpstreamPoolTest, CloseIdleClosesConnectionsPastTheirOwnIdleTimeoutOnly) {
+TEST_P(UpstreamPoolTest, CloseIdleClosesConnectionsPastTheirOwnIdleTimeoutOnly) {
   auto short_lived = Connect();
   short_lived->idle_timeout = absl::Seconds(1);
   auto long_lived = Connect();
@@ -194,29 +203,32 @@ TEST_F(UpstreamPoolTest, CloseIdleClosesConnectionsPastTheirOwnIdleTimeoutOnly) 
   EXPECT_EQ(limits_.connections(), 0u);
 }
 
-TEST_F(UpstreamPoolTest, CloseIdleClosesConnectionsTheUpstreamClosedWithoutARequest) {
+TEST_P(UpstreamPoolTest, CloseIdleClosesConnectionsTheUpstreamClosedWithoutARequest) {
   pool_.Release(Connect(), 0, t0_);  // no idle timeout
   pool_.Release(Connect(), 0, t0_);
   ClosePeer(0);
+  RunFor(milliseconds(30));
   EXPECT_EQ(pool_.CloseIdle(At(absl::Hours(100))), 1u);
   EXPECT_EQ(pool_.idle_count(), 1u);
   EXPECT_EQ(limits_.connections(), 1u);
 }
 
-TEST_F(UpstreamPoolTest, DropsConnectionsTheUpstreamClosed) {
+TEST_P(UpstreamPoolTest, DropsConnectionsTheUpstreamClosed) {
   pool_.Release(Connect(), 0, t0_);
   ClosePeer(0);
+  RunFor(milliseconds(30));
   EXPECT_EQ(pool_.TakeIdle("c#1", "c-endpoint", absl::ZeroDuration(), t0_), nullptr);
   EXPECT_EQ(limits_.connections(), 0u);
 }
 
-TEST_F(UpstreamPoolTest, DropsConnectionsWithUnsolicitedBytes) {
+TEST_P(UpstreamPoolTest, DropsConnectionsWithUnsolicitedBytes) {
   pool_.Release(Connect(), 0, t0_);
   PeerWrite(0, "HTTP/1.1 200 OK\r\n");
+  RunFor(milliseconds(30));
   EXPECT_EQ(pool_.TakeIdle("c#1", "c-endpoint", absl::ZeroDuration(), t0_), nullptr);
 }
 
-TEST_F(UpstreamPoolTest, ClosesConnectionsThatServedMaxRequests) {
+TEST_P(UpstreamPoolTest, ClosesConnectionsThatServedMaxRequests) {
   auto c = Connect();
   c->requests = 3;
   pool_.Release(std::move(c), 3, t0_);
@@ -228,7 +240,7 @@ TEST_F(UpstreamPoolTest, ClosesConnectionsThatServedMaxRequests) {
   EXPECT_EQ(pool_.idle_count(), 1u);
 }
 
-TEST_F(UpstreamPoolTest, CloseOneIdleFreesASlotOfThatClusterOnly) {
+TEST_P(UpstreamPoolTest, CloseOneIdleFreesASlotOfThatClusterOnly) {
   pool_.Release(Connect("a"), 0, t0_);
   EXPECT_FALSE(pool_.CloseOneIdle("b"));
   EXPECT_TRUE(pool_.CloseOneIdle("a"));
@@ -238,7 +250,7 @@ TEST_F(UpstreamPoolTest, CloseOneIdleFreesASlotOfThatClusterOnly) {
 
 // Endpoints come and go with the configuration: an endpoint left without idle connections
 // leaves nothing behind in the pool, whichever way its last one went.
-TEST_F(UpstreamPoolTest, EndpointsWithoutIdleConnectionsAreForgotten) {
+TEST_P(UpstreamPoolTest, EndpointsWithoutIdleConnectionsAreForgotten) {
   pool_.Release(Connect("a"), 0, t0_);
   pool_.Release(Connect("b"), 0, t0_);
   EXPECT_EQ(pool_.idle_endpoints(), 2u);
@@ -264,7 +276,7 @@ TEST_F(UpstreamPoolTest, EndpointsWithoutIdleConnectionsAreForgotten) {
 // Envoy keeps a pool per cluster: a connection kept alive for one cluster (or for one
 // generation of a cluster's pool settings) never carries another's request, although it goes
 // to the same endpoint.
-TEST_F(UpstreamPoolTest, ConnectionsOfOnePoolAreNotHandedToAnother) {
+TEST_P(UpstreamPoolTest, ConnectionsOfOnePoolAreNotHandedToAnother) {
   auto a = Connect("a");
   a->endpoint = "shared:80";
   pool_.Release(std::move(a), 0, t0_);
@@ -276,7 +288,7 @@ TEST_F(UpstreamPoolTest, ConnectionsOfOnePoolAreNotHandedToAnother) {
   EXPECT_NE(pool_.TakeIdle("a#1", "shared:80", absl::ZeroDuration(), t0_), nullptr);
 }
 
-TEST_F(UpstreamPoolTest, OpenCountIsPerPoolAndEndpoint) {
+TEST_P(UpstreamPoolTest, OpenCountIsPerPoolAndEndpoint) {
   auto a = Connect("a");
   pool_.NoteOpened(*a);
   EXPECT_EQ(pool_.OpenCount("a#1", "a-endpoint"), 1u);
@@ -287,7 +299,7 @@ TEST_F(UpstreamPoolTest, OpenCountIsPerPoolAndEndpoint) {
 
 // A configuration change drains the pools it leaves behind: their idle connections close at
 // once (freeing their maxConnections slots), busy ones when they come back.
-TEST_F(UpstreamPoolTest, PoolsNoLongerLiveAreDrained) {
+TEST_P(UpstreamPoolTest, PoolsNoLongerLiveAreDrained) {
   pool_.Release(Connect("a", "1"), 0, t0_);
   pool_.Release(Connect("b", "1"), 0, t0_);
   auto busy = Connect("a", "1");
@@ -308,7 +320,7 @@ TEST_F(UpstreamPoolTest, PoolsNoLongerLiveAreDrained) {
 // The wake-up comes at the next turn of the loop, not on the stack of the request that
 // freed the connection (it is in the middle of its own work), and only to a waiter of the
 // connection's cluster. A discard frees a slot as a release does.
-TEST_F(UpstreamPoolTest, AReleaseWakesAWaiterOfTheSameCluster) {
+TEST_P(UpstreamPoolTest, AReleaseWakesAWaiterOfTheSameCluster) {
   bool other_woke = false;
   StartWaiter("other", absl::InfiniteDuration(), &other_woke);
   bool woke = false;
@@ -335,7 +347,7 @@ TEST_F(UpstreamPoolTest, AReleaseWakesAWaiterOfTheSameCluster) {
 // A waiter woken for a freed connection whose wait then ends another way before it runs (its
 // route timer fired in the same turn) passes the wake on to the next waiter of the cluster:
 // otherwise that one would stay queued behind a free connection.
-TEST_F(UpstreamPoolTest, AWakeThatFindsItsWaiterGoneGoesToTheNextWaiter) {
+TEST_P(UpstreamPoolTest, AWakeThatFindsItsWaiterGoneGoesToTheNextWaiter) {
   event::Alarm* first_cancel = nullptr;
   bool first_woke = false;
   StartWaiter("c", absl::InfiniteDuration(), &first_woke, &first_cancel);
@@ -353,7 +365,7 @@ TEST_F(UpstreamPoolTest, AWakeThatFindsItsWaiterGoneGoesToTheNextWaiter) {
 
 // A connection whose request ended without handing it back (destroyed with its coroutine) is
 // still uncounted and frees its slot for whoever waits: nothing polls for it.
-TEST_F(UpstreamPoolTest, AConnectionDestroyedWithoutDiscardIsUncountedAndWakesAWaiter) {
+TEST_P(UpstreamPoolTest, AConnectionDestroyedWithoutDiscardIsUncountedAndWakesAWaiter) {
   bool woke = false;
   StartWaiter("c", absl::InfiniteDuration(), &woke);
   auto c = Connect();
@@ -371,7 +383,7 @@ TEST_F(UpstreamPoolTest, AConnectionDestroyedWithoutDiscardIsUncountedAndWakesAW
 
 // A waiter with no time limit waits for a wake, however long; cancelling its alarm (the
 // request's route timer firing) ends the wait at once.
-TEST_F(UpstreamPoolTest, AWaitWithoutLimitEndsOnAWakeOrWhenCancelled) {
+TEST_P(UpstreamPoolTest, AWaitWithoutLimitEndsOnAWakeOrWhenCancelled) {
   event::Alarm* cancel = nullptr;
   bool woke = false;
   StartWaiter("c", absl::InfiniteDuration(), &woke, &cancel);
@@ -386,7 +398,7 @@ TEST_F(UpstreamPoolTest, AWaitWithoutLimitEndsOnAWakeOrWhenCancelled) {
 }
 
 // A limited wait ends at its limit with no connection freed: the request gives up then.
-TEST_F(UpstreamPoolTest, AWaitEndsAtItsLimit) {
+TEST_P(UpstreamPoolTest, AWaitEndsAtItsLimit) {
   bool woke = false;
   StartWaiter("c", absl::Seconds(5), &woke);
   RunFor(milliseconds(0), absl::Milliseconds(4999));
@@ -398,7 +410,7 @@ TEST_F(UpstreamPoolTest, AWaitEndsAtItsLimit) {
 
 // A waiter destroyed while queued (its worker stopping with requests in flight) leaves the
 // pool nothing to wake: a later release touches neither its frame nor its alarm.
-TEST_F(UpstreamPoolTest, AWaiterDestroyedWhileQueuedIsForgotten) {
+TEST_P(UpstreamPoolTest, AWaiterDestroyedWhileQueuedIsForgotten) {
   event::Alarm* cancel = nullptr;
   bool woke = false;
   StartWaiter("c", absl::InfiniteDuration(), &woke, &cancel);
@@ -414,7 +426,7 @@ TEST_F(UpstreamPoolTest, AWaiterDestroyedWhileQueuedIsForgotten) {
 
 // A connection that outlives its pool (a request's coroutine destroyed after the worker's
 // pool at shutdown) touches nothing of it.
-TEST_F(UpstreamPoolTest, AConnectionOutlivingItsPoolIsHarmless) {
+TEST_P(UpstreamPoolTest, AConnectionOutlivingItsPoolIsHarmless) {
   auto pool = std::make_unique<UpstreamPool>();
   auto c = Connect();
   pool->NoteOpened(*c);
@@ -422,6 +434,9 @@ TEST_F(UpstreamPoolTest, AConnectionOutlivingItsPoolIsHarmless) {
   c.reset();
   EXPECT_EQ(limits_.connections(), 0u);
 }
+
+INSTANTIATE_TEST_SUITE_P(Pollers, UpstreamPoolTest, ::testing::Values("epoll", "io_uring"),
+                         [](const auto& info) { return info.param; });
 
 }  // namespace
 }  // namespace sluice::gateway
