@@ -69,7 +69,8 @@ asan-test: fuzz-configure
 	./scripts/check-sanitizer-logs.sh $(SAN_LOGS)
 
 # The gateway's unit tests, and the gateway integration tests run against a ThreadSanitizer
-# build of sluice-gateway (the server and stubs they start are the main build's). Left out:
+# build of sluice-gateway with --io epoll (the other stages run the default, io_uring; the
+# server and stubs they start are the main build's). Left out:
 # the 100 file edits, a test of the server's file handling whose 60 ms mid-write pause a
 # machine this loaded can stretch past the server's settle delay.
 tsan-test: build
@@ -81,7 +82,8 @@ tsan-test: build
 	  SLUICE_TEST_SERVER_BINARY=$(abspath $(BUILD_DIR))/server/sluice-server \
 	  ctest --output-on-failure -j $(JOBS) -L gateway
 	cd $(BUILD_DIR) && TSAN_OPTIONS=$(TSAN_OPTIONS) \
-	  SLUICE_TEST_GATEWAY_BINARY=$(abspath $(TSAN_BUILD_DIR))/gateway/sluice-gateway \
+	  SLUICE_TEST_GATEWAY_BINARY=$(abspath scripts/gateway-with-epoll.sh) \
+	  SLUICE_EPOLL_GATEWAY=$(abspath $(TSAN_BUILD_DIR))/gateway/sluice-gateway \
 	  ctest --output-on-failure -j $(JOBS) -R 'GatewayTest' -E 'HundredFileEdits'
 	./scripts/check-sanitizer-logs.sh $(TSAN_LOGS)
 

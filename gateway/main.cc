@@ -91,10 +91,11 @@ ABSL_FLAG(std::optional<sluice::HostPort>, metrics, std::nullopt,
 ABSL_FLAG(int, workers, GatewayOptions{}.workers,
           "Event loops, one thread each, each with its own listener (SO_REUSEPORT), upstream "
           "pool and decision stream; 1 to 256.");
-ABSL_FLAG(std::string, io, "epoll",
-          "How workers do socket I/O: epoll (readiness, then a system call per read and per "
-          "write) or io_uring (reads and writes queued in a ring, one system call per loop turn "
-          "for all of them; needs Linux 6.0 or later and io_uring not disabled).");
+ABSL_FLAG(std::string, io, "auto",
+          "How workers do socket I/O: io_uring (reads and writes queued in a ring, one system "
+          "call per loop turn for all of them; Linux 6.1 or later, io_uring not disabled), "
+          "epoll (readiness, then a system call per read and per write), or auto: io_uring "
+          "when the kernel allows it, else epoll.");
 ABSL_FLAG(std::string, decisions, "server",
           "Where decisions are taken: server (asked per request) or local (on the table the "
           "server pushes).");
@@ -158,7 +159,7 @@ constexpr char kUsage[] =
 
 The HTTP/1.1 proxy that executes sluice-server's decisions as Envoy would. Port 0 picks a
 free port; the chosen ports are printed on start-up:
-  listening http=HOST:PORT metrics=HOST:PORT workers=N decision=ADDR decisions=MODE
+  listening http=HOST:PORT metrics=HOST:PORT workers=N decision=ADDR decisions=MODE io=IO
 )";
 
 sluice::flags::Program FlagsProgram() {
@@ -178,8 +179,8 @@ sluice::flags::Program FlagsProgram() {
               }),
       Require(FLAGS_metrics, "HOST:PORT", given),
       Require(FLAGS_workers, "a number from 1 to 256", [](int n) { return n >= 1 && n <= 256; }),
-      Require(FLAGS_io, "epoll or io_uring",
-              [](const std::string& m) { return m == "epoll" || m == "io_uring"; }),
+      Require(FLAGS_io, "auto, io_uring or epoll",
+              [](const std::string& m) { return m == "auto" || m == "epoll" || m == "io_uring"; }),
       Require(FLAGS_decisions, "server or local",
               [](const std::string& m) { return m == "server" || m == "local"; }),
       Require(FLAGS_decision_deadline, "a positive duration such as 250ms", positive),
@@ -209,7 +210,7 @@ GatewayOptions OptionsFromFlags() {
   o.metrics_host = metrics.host;
   o.metrics_port = metrics.port;
   o.workers = absl::GetFlag(FLAGS_workers);
-  o.io_uring = absl::GetFlag(FLAGS_io) == "io_uring";
+  o.io_uring = absl::GetFlag(FLAGS_io) != "epoll";
   o.decision_failure = absl::GetFlag(FLAGS_decision_failure).policy;
   o.access_log = absl::GetFlag(FLAGS_access_log);
   o.access_log_flush_interval = absl::GetFlag(FLAGS_access_log_flush_interval);
@@ -282,7 +283,19 @@ int main(int argc, char** argv) {
       !extra.empty()) {
     sluice::flags::UsageError(program, absl::StrCat("unexpected argument \"", extra.front(), "\""));
   }
-  const GatewayOptions options = OptionsFromFlags();
+  GatewayOptions options = OptionsFromFlags();
+  if (options.io_uring) {
+    if (auto ring = sluice::gateway::event::CreateIoUringPoller(); !ring.ok()) {
+      // Asked for by name: refused loudly. By default: epoll, said once (a container's
+      // seccomp profile or kernel.io_uring_disabled often forbids io_uring).
+      if (absl::GetFlag(FLAGS_io) == "io_uring") {
+        std::cerr << "sluice-gateway: --io io_uring: " << ring.status().message() << "\n";
+        return 1;
+      }
+      sluice::LogInfo("io_uring unavailable (", ring.status().message(), "): workers use epoll");
+      options.io_uring = false;
+    }
+  }
   absl::StatusOr<sluice::security::Transport> transport = sluice::security::ChooseTransport(
       sluice::security::Side::kClient, absl::GetFlag(FLAGS_plaintext),
       {.cert = absl::GetFlag(FLAGS_tls_cert),
@@ -346,14 +359,6 @@ int main(int argc, char** argv) {
       return 1;
     }
     context.access_log = access_log.get();
-  }
-
-  if (options.io_uring) {
-    // Asked for explicitly, so refused loudly rather than replaced by epoll.
-    if (auto ring = sluice::gateway::event::CreateIoUringPoller(); !ring.ok()) {
-      std::cerr << "sluice-gateway: --io io_uring: " << ring.status().message() << "\n";
-      return 1;
-    }
   }
 
   asio::io_context setup_io;
@@ -435,11 +440,12 @@ int main(int argc, char** argv) {
   // Each worker's loop adopts its listener's descriptor.
   for (size_t i = 0; i < workers.size(); ++i) workers[i]->Start(acceptors[i].release());
 
-  std::printf("listening http=%s metrics=%s workers=%d decision=%s decisions=%s\n",
+  std::printf("listening http=%s metrics=%s workers=%d decision=%s decisions=%s io=%s\n",
               sluice::HostPort{options.listen_host, http_port}.ToString().c_str(),
               sluice::HostPort{options.metrics_host, admin.port()}.ToString().c_str(),
               options.workers, options.decision_address.c_str(),
-              options.decision_mode == sluice::v1::DECISION_MODE_LOCAL ? "local" : "server");
+              options.decision_mode == sluice::v1::DECISION_MODE_LOCAL ? "local" : "server",
+              options.io_uring ? "io_uring" : "epoll");
   std::fflush(stdout);
 
   int sig = sluice::WaitForSignal(signals);
