@@ -91,6 +91,10 @@ class Dispatcher {
   // The poller's completion ring, when it has one (io_uring): AsyncSocket then submits its
   // reads and writes there. Null with epoll.
   IoRing* ring() { return poller_->ring(); }
+  // At the end of the loop's life, on its thread, once its sockets are destroyed: the ring's
+  // operations that outlived their sockets are cancelled and finished, so none is left to
+  // the kernel or leaked (the destructor does it too, when it runs on the loop's thread).
+  void FinishOperations() { poller_->FinishOperations(); }
 
   // The worker's timers. ArmAfter counts from the time of this iteration's wake-up.
   TimerWheel& timers() { return timers_; }

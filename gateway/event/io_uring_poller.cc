@@ -40,7 +40,9 @@ class IoUringPoller final : public Poller, public IoRing {
  public:
   IoUringPoller() = default;
   ~IoUringPoller() override {
-    if (initialized_) io_uring_queue_exit(&ring_);
+    if (!initialized_) return;
+    DrainOperations();
+    io_uring_queue_exit(&ring_);
   }
   IoUringPoller(const IoUringPoller&) = delete;
   IoUringPoller& operator=(const IoUringPoller&) = delete;
@@ -151,6 +153,7 @@ class IoUringPoller final : public Poller, public IoRing {
   bool Recv(int fd, char* buffer, size_t size, Completion* completion) override {
     io_uring_sqe* sqe = GetSqe();
     if (sqe == nullptr) return false;
+    ++operations_;
     io_uring_prep_recv(sqe, fd, buffer, size, 0);
     io_uring_sqe_set_data(sqe, completion);
     return true;
@@ -159,6 +162,7 @@ class IoUringPoller final : public Poller, public IoRing {
   bool SendMsg(int fd, const msghdr* message, Completion* completion) override {
     io_uring_sqe* sqe = GetSqe();
     if (sqe == nullptr) return false;
+    ++operations_;
     io_uring_prep_sendmsg(sqe, fd, message, MSG_NOSIGNAL);
     io_uring_sqe_set_data(sqe, completion);
     return true;
@@ -167,6 +171,7 @@ class IoUringPoller final : public Poller, public IoRing {
   bool PollOnce(int fd, uint32_t events, Completion* completion) override {
     io_uring_sqe* sqe = GetSqe();
     if (sqe == nullptr) return false;
+    ++operations_;
     io_uring_prep_poll_add(sqe, fd, events);
     io_uring_sqe_set_data(sqe, completion);
     return true;
@@ -235,8 +240,9 @@ class IoUringPoller final : public Poller, public IoRing {
     const uint64_t data = io_uring_cqe_get_data64(&cqe);
     if (data == kIgnore) return;
     if ((data & kReadinessBit) == 0) {
-      // A socket's operation: the dispatcher hands it to its Completion, in order with the
-      // readiness events of this batch.
+      // A socket's operation (each completes once): the dispatcher hands it to its
+      // Completion, in order with the readiness events of this batch.
+      --operations_;
       events[count++] = Event{data, kIoCompletion, cqe.res, cqe.flags};
       return;
     }
@@ -266,9 +272,42 @@ class IoUringPoller final : public Poller, public IoRing {
     if (!more) Arm(fd);
   }
 
+  void FinishOperations() override { DrainOperations(); }
+
+  // At the end of the loop's life, operations still in the kernel belong to sockets that are
+  // gone (their RingOps wait for the completion to free themselves): cancel them all and
+  // hand each its completion, so that no memory of ours is left to the kernel or leaked.
+  // Bounded: a kernel that does not answer within a second is left to the ring's exit. Only
+  // the loop's thread may enter a single-issuer ring: elsewhere the first wait fails, and
+  // this gives up at once.
+  void DrainOperations() {
+    if (operations_ == 0 || disabled_) return;
+    if (io_uring_sqe* sqe = GetSqe(); sqe != nullptr) {
+      io_uring_prep_cancel64(sqe, 0, IORING_ASYNC_CANCEL_ANY);
+      io_uring_sqe_set_data64(sqe, kIgnore);
+    }
+    for (int turn = 0; turn < 100 && operations_ > 0; ++turn) {
+      __kernel_timespec ts{.tv_sec = 0, .tv_nsec = 10'000'000};
+      io_uring_cqe* cqe = nullptr;
+      const int rc = io_uring_submit_and_wait_timeout(&ring_, &cqe, 1, &ts, nullptr);
+      if (rc < 0 && rc != -ETIME && rc != -EINTR) return;  // -EEXIST: not the loop's thread
+      unsigned head = 0;
+      unsigned seen = 0;
+      io_uring_for_each_cqe(&ring_, head, cqe) {
+        ++seen;
+        const uint64_t data = io_uring_cqe_get_data64(cqe);
+        if (data == kIgnore || (data & kReadinessBit) != 0) continue;
+        --operations_;
+        reinterpret_cast<Completion*>(data)->OnComplete(cqe->res, cqe->flags);
+      }
+      io_uring_cq_advance(&ring_, seen);
+    }
+  }
+
   io_uring ring_{};
   bool initialized_ = false;
-  bool disabled_ = false;  // created disabled: the first Wait enables it
+  int64_t operations_ = 0;  // sockets' operations submitted and not yet completed
+  bool disabled_ = false;   // created disabled: the first Wait enables it
   uint64_t batch_ = 0;
   std::vector<Entry> entries_;  // by fd number
 };

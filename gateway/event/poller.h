@@ -80,6 +80,9 @@ class Poller {
   // The completion-based side, when the poller has one (io_uring): sockets then hand their
   // reads and writes to the kernel instead of making the system calls themselves.
   virtual IoRing* ring() { return nullptr; }
+  // Cancels what sockets left in the kernel and waits (briefly) for it to be over; on the
+  // loop's thread, once the sockets are gone. Nothing to do for epoll.
+  virtual void FinishOperations() {}
 };
 
 // The epoll poller: EPOLLET with EPOLLRDHUP, one epoll_wait per loop iteration.

@@ -94,6 +94,7 @@ void Worker::Start(int listener) {
     tasks_.DestroyAll();
     pool_.CloseAll();
     CloseListener();
+    dispatcher_->FinishOperations();
   });
 }
 

@@ -150,7 +150,7 @@ struct Tracked {
 };
 
 // Waits on an alarm of its own frame, as the gateway's requests do.
-Task<void> HoldAnHour(TimerWheel& wheel, Tracked tracked) {
+Task<void> HoldAnHour(TimerWheel& wheel, [[maybe_unused]] Tracked tracked) {
   Alarm alarm(wheel);
   (void)co_await alarm.WaitFor(std::chrono::hours(1));
 }
