@@ -110,18 +110,7 @@ class IoUringPoller final : public Poller, public IoRing {
   }
 
   absl::StatusOr<int> Wait(int timeout_ms, absl::Span<Event> events) override {
-    if (disabled_) {
-      // On the loop's thread: from now on the only one that may submit. (The system call
-      // itself: Debian's liburing 2.3 declares io_uring_enable_rings but does not export it.)
-      if (syscall(__NR_io_uring_register, ring_.ring_fd, IORING_REGISTER_ENABLE_RINGS, nullptr, 0) <
-          0) {
-        return absl::ErrnoToStatus(errno, "io_uring_register(ENABLE_RINGS)");
-      }
-      disabled_ = false;
-      // The ring's fd registered with itself: each io_uring_enter skips the fd table lookup.
-      // An optimisation only; ignored if refused.
-      (void)io_uring_register_ring_fd(&ring_);
-    }
+    if (absl::Status enabled = Enable(); !enabled.ok()) return enabled;
     io_uring_cqe* cqe = nullptr;
     int rc = 0;
     if (timeout_ms < 0) {
@@ -274,6 +263,22 @@ class IoUringPoller final : public Poller, public IoRing {
 
   void FinishOperations() override { DrainOperations(); }
 
+  // A ring created disabled is enabled by the first thread that waits on it (the loop's),
+  // which from then on is the only one that may submit. (The system call itself: Debian's
+  // liburing 2.3 declares io_uring_enable_rings but does not export it.)
+  absl::Status Enable() {
+    if (!disabled_) return absl::OkStatus();
+    if (syscall(__NR_io_uring_register, ring_.ring_fd, IORING_REGISTER_ENABLE_RINGS, nullptr, 0) <
+        0) {
+      return absl::ErrnoToStatus(errno, "io_uring_register(ENABLE_RINGS)");
+    }
+    disabled_ = false;
+    // The ring's fd registered with itself: each io_uring_enter skips the fd table lookup.
+    // An optimisation only; ignored if refused.
+    (void)io_uring_register_ring_fd(&ring_);
+    return absl::OkStatus();
+  }
+
   // At the end of the loop's life, operations still in the kernel belong to sockets that are
   // gone (their RingOps wait for the completion to free themselves): cancel them all and
   // hand each its completion, so that no memory of ours is left to the kernel or leaked.
@@ -281,7 +286,8 @@ class IoUringPoller final : public Poller, public IoRing {
   // the loop's thread may enter a single-issuer ring: elsewhere the first wait fails, and
   // this gives up at once.
   void DrainOperations() {
-    if (operations_ == 0 || disabled_) return;
+    // A loop that never ran has its operations still queued: this thread enables the ring.
+    if (operations_ == 0 || !Enable().ok()) return;
     if (io_uring_sqe* sqe = GetSqe(); sqe != nullptr) {
       io_uring_prep_cancel64(sqe, 0, IORING_ASYNC_CANCEL_ANY);
       io_uring_sqe_set_data64(sqe, kIgnore);
