@@ -18,8 +18,8 @@
 #                           the same on the gateway's new event core and HTTP/1 codec,
 #                           "core-floor-uring" for that with io_uring readiness,
 #                           "core-task" for bench/core_task_proxy.cc, the same job as
-#                           coroutines on that core; "sluice-uring" and "sluice-local-uring"
-#                           for sluice and sluice-local with the gateway's --io io_uring)
+#                           coroutines on that core; "sluice-epoll" and "sluice-local-epoll"
+#                           for sluice and sluice-local with the gateway's --io epoll)
 #          OPEN_LOOP_RATE   when set (e.g. 1000): after the wrk rounds, each proxy and the
 #                           stub itself ("direct") again at this fixed rate, open-loop, with
 #                           bench/open_loop (microsecond latencies); the table gives the
@@ -117,7 +117,7 @@ declare -A port pid cpu_pids cpu_names
 start() {
   local name=$1 key=$2; shift 2
   local preload=()
-  if [[ ${MALLOCS:-0} == 1 && $name =~ ^(sluice|sluice-local|sluice-uring|sluice-local-uring|floor|core-.*)$ ]]; then
+  if [[ ${MALLOCS:-0} == 1 && $name =~ ^(sluice|sluice-local|sluice-epoll|sluice-local-epoll|floor|core-.*)$ ]]; then
     preload=(env "LD_PRELOAD=$build/bench/libmalloc_count.so" "MALLOC_COUNT_FILE=$work/$name.mallocs")
   fi
   "${pin_rest[@]}" "${preload[@]}" "$@" >"$work/$name.out" 2>"$work/$name.err" &
@@ -181,7 +181,7 @@ stream_counts() {
 # malloc_count NAME: heap allocations of proxy NAME so far (MALLOCS=1), or nothing.
 malloc_count() {
   [[ -f $work/$1.mallocs || ${MALLOCS:-0} == 1 ]] || return 0
-  [[ $1 =~ ^(sluice|sluice-local|sluice-uring|sluice-local-uring|floor|core-.*)$ ]] || return 0
+  [[ $1 =~ ^(sluice|sluice-local|sluice-epoll|sluice-local-epoll|floor|core-.*)$ ]] || return 0
   rm -f "$work/$1.mallocs"
   kill -USR2 "${pid[$1]}" 2>/dev/null || return 0
   for _ in $(seq 50); do
@@ -310,17 +310,18 @@ for proxy in "${proxies[@]}"; do
       cpu_pids[sluice-local]="${pid[sluice-local]} ${pid[server_local]}"
       cpu_names[sluice-local]="gateway server"
       ;;
-    sluice-uring | sluice-local-uring)
-      # sluice and sluice-local with the gateway's socket I/O through io_uring (--io io_uring).
+    sluice-epoll | sluice-local-epoll)
+      # sluice and sluice-local with the gateway's socket I/O on epoll (--io epoll; the
+      # default is io_uring where the kernel allows it).
       write_shop_yaml
       server_name=server_${proxy//-/_}
       start "$server_name" grpc "$build/server/sluice-server" --plaintext --config "$work/shop.yaml" \
         --listen 127.0.0.1:0 --metrics 127.0.0.1:0
       mode=server
-      [[ $proxy == sluice-local-uring ]] && mode=local
+      [[ $proxy == sluice-local-epoll ]] && mode=local
       start "$proxy" http "$build/gateway/sluice-gateway" --plaintext --listen 127.0.0.1:0 \
         --decision "127.0.0.1:${port[$server_name]}" --metrics 127.0.0.1:0 --workers "$workers" \
-        --decisions "$mode" --io io_uring
+        --decisions "$mode" --io epoll
       cpu_pids[$proxy]="${pid[$proxy]} ${pid[$server_name]}"
       cpu_names[$proxy]="gateway server"
       ;;
@@ -436,7 +437,7 @@ EOF
         --poller io_uring
       cpu_pids[core-floor-uring]=${pid[core-floor-uring]}
       ;;
-    *) echo "unknown proxy $proxy (want haproxy, nginx, sluice, sluice-local, sluice-uring, sluice-local-uring, floor, core-floor, core-floor-uring, core-task)" >&2; exit 2 ;;
+    *) echo "unknown proxy $proxy (want haproxy, nginx, sluice, sluice-local, sluice-epoll, sluice-local-epoll, floor, core-floor, core-floor-uring, core-task)" >&2; exit 2 ;;
   esac
   wait_ready "$proxy"
 done
@@ -651,8 +652,8 @@ fi
 cat "$out"
 
 # Anything a proxy said on stderr (errors, warnings) belongs with its figures.
-for name in sluice server sluice-local server_local sluice-uring server_sluice_uring \
-  sluice-local-uring server_sluice_local_uring nginx haproxy; do
+for name in sluice server sluice-local server_local sluice-epoll server_sluice_epoll \
+  sluice-local-epoll server_sluice_local_epoll nginx haproxy; do
   if [[ -s "$work/$name.err" ]]; then
     echo
     echo "$name stderr (last 10 lines):"
