@@ -68,16 +68,23 @@ class AsyncSocket::RingOps {
     return ahead_.get();
   }
 
-  // The socket is going: cancel what is in the kernel and wait for it, or go now.
-  void Orphan() {
+  // The socket is going. Its operations still queued here become no-ops; those in the
+  // kernel are cancelled; this waits for their completions, keeping `fd` open until then,
+  // so that no operation can reach another socket that takes the same fd number. Or it goes
+  // now, closing `fd`, if nothing is pending.
+  void Orphan(UniqueFd fd) {
     socket_ = nullptr;
     bool any = false;
     for (Op* o : {&read_, &write_, &connect_}) {
       if (!o->busy) continue;
       any = true;
-      (void)ring_.CancelOp(o);
+      if (!ring_.Withdraw(o)) (void)ring_.CancelOp(o);
     }
-    if (!any) delete this;
+    if (!any) {
+      delete this;
+      return;
+    }
+    fd_ = std::move(fd);
   }
 
  private:
@@ -97,6 +104,7 @@ class AsyncSocket::RingOps {
   msghdr message_{};
   iovec iov_[2]{};
   std::unique_ptr<char[]> ahead_;
+  UniqueFd fd_;  // the socket's, once it is gone and operations are pending
 };
 
 absl::StatusOr<std::unique_ptr<AsyncSocket>> AsyncSocket::Create(Dispatcher& dispatcher,
@@ -121,8 +129,8 @@ absl::StatusOr<std::unique_ptr<AsyncSocket>> AsyncSocket::Create(Dispatcher& dis
 
 AsyncSocket::~AsyncSocket() {
   if (fd_.valid()) (void)dispatcher_.Unregister(fd_.get());
-  // The fd may close now: an operation still in the kernel holds the file until it ends.
-  if (ring_ops_ != nullptr) ring_ops_->Orphan();
+  // With operations pending, the ring's share keeps the fd open until they are over.
+  if (ring_ops_ != nullptr) ring_ops_->Orphan(std::move(fd_));
 }
 
 AsyncSocket::ReadAwaiter AsyncSocket::Read(char* buffer, size_t size) {
@@ -249,7 +257,10 @@ void AsyncSocket::ReadAhead() {
   if (ring_ops_ == nullptr || ahead_active_ || ahead_ready_ || reader_ != nullptr) return;
   RingOps::Op& op = ring_ops_->op(RingOp::kRead);
   if (op.busy) return;
-  if (!ring_ops_->ring().Recv(fd_.get(), ring_ops_->ahead(), RingOps::kAheadSize, &op)) return;
+  if (!ring_ops_->ring().Recv(fd_.get(), ring_ops_->ahead(), RingOps::kAheadSize, &op)) {
+    readable_ = true;  // unwatched: not quiet, so a pool does not trust it
+    return;
+  }
   op.busy = true;
   ahead_active_ = true;
   readable_ = false;

@@ -95,6 +95,9 @@ class Dispatcher {
   // operations that outlived their sockets are cancelled and finished, so none is left to
   // the kernel or leaked (the destructor does it too, when it runs on the loop's thread).
   void FinishOperations() { poller_->FinishOperations(); }
+  // Makes the calling thread the loop's: with io_uring, the one thread that may queue and
+  // submit. Call it first on the thread that will Run() the loop.
+  void BindToCurrentThread() { poller_->BindToCurrentThread(); }
 
   // The worker's timers. ArmAfter counts from the time of this iteration's wake-up.
   TimerWheel& timers() { return timers_; }

@@ -48,33 +48,31 @@ class IoUringPoller final : public Poller, public IoRing {
   IoUringPoller& operator=(const IoUringPoller&) = delete;
 
   absl::Status Init(unsigned entries) {
-    // Best first: one thread submits (SINGLE_ISSUER) and the kernel runs completion work
-    // only when that thread enters the ring to wait (DEFER_TASKRUN, kernel 6.1+), so a
-    // completion never interrupts the loop; the ring starts disabled and is enabled by the
-    // first wait, on the loop's thread (the worker is built on another). Then the same
-    // without deferral (COOP_TASKRUN, 5.19+), then the kernel's defaults. Every variant has
-    // a completion ring larger than the submission ring: a busy loop may have more
-    // operations in flight than it submits in one turn.
-    const unsigned variants[] = {
-        IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_R_DISABLED,
-        IORING_SETUP_COOP_TASKRUN,
-        0,
-    };
-    int rc = -EINVAL;
-    for (unsigned flags : variants) {
-      io_uring_params params{};
-      params.flags = flags | IORING_SETUP_CQSIZE;
-      params.cq_entries = entries * 8;
-      rc = io_uring_queue_init_params(entries, &ring_, &params);
-      if (rc != -EINVAL) {
-        disabled_ = rc >= 0 && (flags & IORING_SETUP_R_DISABLED) != 0;
-        break;
-      }
+    // One thread submits (SINGLE_ISSUER) and the kernel runs completion work only when that
+    // thread enters the ring to wait (DEFER_TASKRUN, Linux 6.1+): a completion never
+    // interrupts the loop, and a cancel queued before a completion's work is done first, so
+    // the kernel does not copy into a buffer whose operation was cancelled. Older kernels
+    // (no DEFER_TASKRUN; before 5.13 not even multishot poll) get epoll instead. The ring
+    // starts disabled and is enabled on the loop's thread (BindToCurrentThread, or the first
+    // wait): the worker is built on another. The completion ring is larger than the
+    // submission ring: a busy loop may have more operations in flight than it submits in one
+    // turn.
+    io_uring_params params{};
+    params.flags = IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN |
+                   IORING_SETUP_R_DISABLED | IORING_SETUP_CQSIZE;
+    params.cq_entries = entries * 8;
+    const int rc = io_uring_queue_init_params(entries, &ring_, &params);
+    if (rc == -EINVAL) {
+      return absl::UnimplementedError(
+          "io_uring without IORING_SETUP_DEFER_TASKRUN (Linux 6.1 or later is needed)");
     }
     if (rc < 0) return absl::ErrnoToStatus(-rc, "io_uring_queue_init");
     initialized_ = true;
+    disabled_ = true;
     return absl::OkStatus();
   }
+
+  void BindToCurrentThread() override { (void)Enable(); }
 
   absl::Status Add(int fd, uint64_t token, uint32_t interest) override {
     if (fd < 0) return absl::InvalidArgumentError("io_uring poller: negative fd");
@@ -166,6 +164,20 @@ class IoUringPoller final : public Poller, public IoRing {
     return true;
   }
 
+  bool Withdraw(Completion* completion) override {
+    // The entries queued since the last submission: [sqe_head, sqe_tail).
+    bool found = false;
+    const uint64_t data = reinterpret_cast<uintptr_t>(completion);
+    for (unsigned i = ring_.sq.sqe_head; i != ring_.sq.sqe_tail; ++i) {
+      io_uring_sqe* sqe = &ring_.sq.sqes[i & ring_.sq.ring_mask];
+      if (sqe->user_data != data) continue;
+      io_uring_prep_nop(sqe);
+      io_uring_sqe_set_data64(sqe, data);
+      found = true;
+    }
+    return found;
+  }
+
   bool CancelOp(Completion* completion) override {
     io_uring_sqe* sqe = GetSqe();
     if (sqe == nullptr) return false;
@@ -194,7 +206,9 @@ class IoUringPoller final : public Poller, public IoRing {
   io_uring_sqe* GetSqe() {
     io_uring_sqe* sqe = io_uring_get_sqe(&ring_);
     if (sqe == nullptr) {
-      // Full: hand the queued requests to the kernel now rather than fail.
+      // Full: hand the queued requests to the kernel now rather than fail (enabling the ring
+      // first if no wait has yet: this is the loop's thread, the only one that queues).
+      (void)Enable();
       io_uring_submit(&ring_);
       sqe = io_uring_get_sqe(&ring_);
     }

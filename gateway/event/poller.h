@@ -50,6 +50,10 @@ class IoRing {
   // Asks the kernel to cancel the operation of `completion` (which then completes, with
   // -ECANCELED or its real outcome if that came first).
   virtual bool CancelOp(Completion* completion) = 0;
+  // Turns the operations of `completion` still queued here (not yet handed to the kernel)
+  // into no-ops, which complete with 0 and touch neither the fd nor the buffer they named.
+  // Returns whether there was one.
+  virtual bool Withdraw(Completion* completion) = 0;
   // Each returns false when the submission ring is full even after handing it to the kernel.
 };
 
@@ -83,6 +87,9 @@ class Poller {
   // Cancels what sockets left in the kernel and waits (briefly) for it to be over; on the
   // loop's thread, once the sockets are gone. Nothing to do for epoll.
   virtual void FinishOperations() {}
+  // Makes the calling thread the loop's (io_uring: the only one that may submit). Called
+  // first thing on a worker's thread; the first wait does it otherwise.
+  virtual void BindToCurrentThread() {}
 };
 
 // The epoll poller: EPOLLET with EPOLLRDHUP, one epoll_wait per loop iteration.

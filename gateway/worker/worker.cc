@@ -32,12 +32,13 @@ std::shared_ptr<event::Dispatcher> MakeDispatcher(event::TimeSource& clock, bool
   std::unique_ptr<event::Poller> poller;
   if (io_uring) {
     absl::StatusOr<std::unique_ptr<event::Poller>> ring = event::CreateIoUringPoller();
-    if (!ring.ok()) {
-      // main() tried one before starting any worker, so this is a resource running out.
-      LogError("cannot create a worker's io_uring: ", ring.status().ToString());
-      std::abort();
+    if (ring.ok()) {
+      poller = *std::move(ring);
+    } else {
+      // main() made one before starting any worker, so a resource ran out (locked memory,
+      // descriptors): this worker does without.
+      LogWarning("a worker's io_uring: ", ring.status().ToString(), "; it uses epoll");
     }
-    poller = *std::move(ring);
   }
   absl::StatusOr<std::unique_ptr<event::Dispatcher>> dispatcher =
       event::Dispatcher::Create(clock, std::move(poller));
@@ -74,6 +75,7 @@ Worker::~Worker() { Stop(); }
 void Worker::Start(int listener) {
   listener_.reset(listener);
   thread_ = std::thread([this] {
+    dispatcher_->BindToCurrentThread();  // before any socket queues an operation
     // Non-blocking (an edge-triggered listener is drained until EAGAIN), and TCP_NODELAY,
     // which accepted sockets inherit.
     const int flags = ::fcntl(listener_.get(), F_GETFL);
