@@ -7,12 +7,15 @@
 #   IO    auto, io_uring or epoll (the gateway's --io; default auto)
 #   WHO   gateway or server: the process sampled (default gateway)
 #   BUILD the build folder (default build)
-# Two sluice-stub upstreams (90/10), sluice-server and sluice-gateway on loopback; wrk -t1
+# Two sluice-stub upstreams, sluice-server and sluice-gateway on loopback, with
+# proxy_compare.sh's configuration (bench/shop_config.sh); wrk -t1
 # -c32 for a 2 s warm-up, then 5 s under `perf record -F 999 -g`. Needs wrk and linux-perf.
 set -euo pipefail
 mode=${1:-server} io=${2:-auto} who=${3:-gateway}
 root=$(cd "$(dirname "$0")/.." && pwd)
 build=${4:-$root/build}
+# shellcheck source=bench/shop_config.sh
+source "$root/bench/shop_config.sh"
 work=$(mktemp -d)
 pids=()
 cleanup() { kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"; }
@@ -29,38 +32,7 @@ for v in v1 v2; do
   pids+=($!)
 done
 p1=$(field "$work/v1.out" http) p2=$(field "$work/v2.out" http)
-cat >"$work/shop.yaml" <<YAML
-apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata: {name: shop}
-spec:
-  hosts: [shop]
-  location: MESH_INTERNAL
-  resolution: STATIC
-  ports: [{number: 80, name: http, protocol: HTTP}]
-  endpoints:
-  - {address: 127.0.0.1, ports: {http: ${p1##*:}}, labels: {version: v1}}
-  - {address: 127.0.0.1, ports: {http: ${p2##*:}}, labels: {version: v2}}
----
-apiVersion: networking.istio.io/v1
-kind: DestinationRule
-metadata: {name: shop}
-spec:
-  host: shop
-  subsets:
-  - {name: v1, labels: {version: v1}}
-  - {name: v2, labels: {version: v2}}
----
-apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: {name: shop}
-spec:
-  hosts: [shop]
-  http:
-  - route:
-    - {destination: {host: shop, subset: v1}, weight: 90}
-    - {destination: {host: shop, subset: v2}, weight: 10}
-YAML
+write_shop_config "$work/shop.yaml" "${p1##*:}" "${p2##*:}"
 "$build/server/sluice-server" --plaintext --config "$work/shop.yaml" --listen 127.0.0.1:0 \
   --metrics 127.0.0.1:0 >"$work/server.out" 2>/dev/null &
 server_pid=$!

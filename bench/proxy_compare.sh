@@ -45,6 +45,8 @@
 set -euo pipefail
 build=${1:-build}
 root=$(cd "$(dirname "$0")/.." && pwd)
+# shellcheck source=bench/shop_config.sh
+source "$root/bench/shop_config.sh"
 [[ $build == /* ]] || build="$root/$build"
 duration=${DURATION:-10s}
 warmup=${WARMUP:-2s}
@@ -206,84 +208,14 @@ hz=$(getconf CLK_TCK)
 start stub_v1 http "$build/tools/sluice-stub" --listen 127.0.0.1:0 --name shop-v1 --subset v1
 start stub_v2 http "$build/tools/sluice-stub" --listen 127.0.0.1:0 --name shop-v2 --subset v2
 
-# write_shop_yaml: the sluice configuration, deploy/examples/canary.yaml without its fault
-# and Canary, split 90/10: 5s route timeout, 2 retries on 5xx with a 2s per-try timeout. Its
-# outlierDetection stays, as nginx's passive health check (max_fails=1 by default) stays on
-# nginx's side. Both sluice rows use it, each with its own sluice-server.
+# write_shop_yaml: bench/shop_config.sh's configuration, written once per run:
+# deploy/examples/canary.yaml without its fault and Canary, split 90/10: 5s route timeout, 2
+# retries on 5xx with a 2s per-try timeout. Its outlierDetection stays, as nginx's passive
+# health check (max_fails=1 by default) stays on nginx's side. Every sluice row uses it, each
+# with its own sluice-server.
 write_shop_yaml() {
   [[ -e "$work/shop.yaml" ]] && return
-  cat >"$work/shop.yaml" <<EOF
-apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata:
-  name: shop
-spec:
-  hosts:
-  - shop
-  location: MESH_INTERNAL
-  resolution: STATIC
-  ports:
-  - number: 8080
-    name: http
-    protocol: HTTP
-  endpoints:
-  - address: 127.0.0.1
-    ports:
-      http: ${port[stub_v1]}
-    labels:
-      app: shop
-      version: v1
-  - address: 127.0.0.1
-    ports:
-      http: ${port[stub_v2]}
-    labels:
-      app: shop
-      version: v2
----
-apiVersion: networking.istio.io/v1
-kind: DestinationRule
-metadata:
-  name: shop
-spec:
-  host: shop
-  trafficPolicy:
-    outlierDetection:
-      consecutive5xxErrors: 5
-      interval: 5s
-      baseEjectionTime: 30s
-      maxEjectionPercent: 100
-  subsets:
-  - name: v1
-    labels:
-      version: v1
-  - name: v2
-    labels:
-      version: v2
----
-apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata:
-  name: shop
-spec:
-  hosts:
-  - shop
-  http:
-  - name: shop
-    route:
-    - destination:
-        host: shop
-        subset: v1
-      weight: 90
-    - destination:
-        host: shop
-        subset: v2
-      weight: 10
-    timeout: 5s
-    retries:
-      attempts: 2
-      perTryTimeout: 2s
-      retryOn: 5xx
-EOF
+  write_shop_config "$work/shop.yaml" "${port[stub_v1]}" "${port[stub_v2]}"
 }
 
 for proxy in "${proxies[@]}"; do
