@@ -143,6 +143,22 @@ AsyncSocket::WriteAwaiter AsyncSocket::Write(absl::string_view data, absl::strin
 
 AsyncSocket::ConnectAwaiter AsyncSocket::Connect() { return ConnectAwaiter(*this); }
 
+int AsyncSocket::WriteAwaiter::Unwritten(iovec out[2]) const {
+  int count = 0;
+  size_t skip = written_;
+  for (absl::string_view piece : pieces_) {
+    if (skip >= piece.size()) {
+      skip -= piece.size();
+      continue;
+    }
+    out[count].iov_base = const_cast<char*>(piece.data() + skip);
+    out[count].iov_len = piece.size() - skip;
+    ++count;
+    skip = 0;
+  }
+  return count;
+}
+
 bool AsyncSocket::TryRead(ReadAwaiter& read) {
   if (ring_ops_ != nullptr) return QueueRead(read);
   if (!readable_) return false;
@@ -162,18 +178,7 @@ bool AsyncSocket::TryWrite(WriteAwaiter& write) {
   const size_t total = write.pieces_[0].size() + write.pieces_[1].size();
   while (write.written_ < total) {
     iovec buffers[2];
-    int count = 0;
-    size_t skip = write.written_;
-    for (absl::string_view piece : write.pieces_) {
-      if (skip >= piece.size()) {
-        skip -= piece.size();
-        continue;
-      }
-      buffers[count].iov_base = const_cast<char*>(piece.data() + skip);
-      buffers[count].iov_len = piece.size() - skip;
-      ++count;
-      skip = 0;
-    }
+    const int count = write.Unwritten(buffers);
     const IoResult r = WriteSome(fd_.get(), absl::MakeConstSpan(buffers, count));
     if (r.kind == IoResult::Kind::kAgain) {
       writable_ = false;
@@ -210,19 +215,8 @@ bool AsyncSocket::QueueRead(ReadAwaiter& read) {
 }
 
 bool AsyncSocket::QueueWrite(WriteAwaiter& write) {
-  int count = 0;
-  size_t skip = write.written_;
   iovec* iov = ring_ops_->iov();
-  for (absl::string_view piece : write.pieces_) {
-    if (skip >= piece.size()) {
-      skip -= piece.size();
-      continue;
-    }
-    iov[count].iov_base = const_cast<char*>(piece.data() + skip);
-    iov[count].iov_len = piece.size() - skip;
-    ++count;
-    skip = 0;
-  }
+  const int count = write.Unwritten(iov);
   if (count == 0) {
     write.result_.kind = IoResult::Kind::kData;
     write.result_.bytes = write.written_;

@@ -122,6 +122,8 @@ class AsyncSocket final : public IoHandler {
     friend class AsyncSocket;
     WriteAwaiter(AsyncSocket& socket, absl::string_view first, absl::string_view second)
         : socket_(socket), pieces_{first, second} {}
+    // What is left to write, as at most two buffers in `out`; returns how many.
+    int Unwritten(iovec out[2]) const;
     AsyncSocket& socket_;
     absl::string_view pieces_[2];
     size_t written_ = 0;  // of both pieces together
