@@ -414,10 +414,20 @@ EtcdCluster::~EtcdCluster() {
   for (Member& m : members_) {
     if (m.process != nullptr) m.process->Stop(absl::Seconds(5));
   }
+  if (own_data_dir_) {
+    std::error_code ignored;
+    std::filesystem::remove_all(data_dir_, ignored);
+  }
 }
 
 bool EtcdCluster::Start(int members, const std::string& dir, std::string* error) {
   dir_ = dir;
+  data_dir_ = dir;
+  char shm_template[] = "/dev/shm/sluice-etcd-XXXXXX";
+  if (const char* made = mkdtemp(shm_template); made != nullptr) {
+    data_dir_ = made;
+    own_data_dir_ = true;
+  }
   members_.resize(members);
   std::vector<std::string> peers;
   for (int i = 0; i < members; ++i) {
@@ -444,7 +454,7 @@ bool EtcdCluster::Launch(int member, bool existing, std::string* error) {
   const std::string peer = absl::StrCat("http://127.0.0.1:", m.peer_port);
   // etcd logs to stderr only: the shell says it is starting, then becomes it.
   const std::string command = absl::StrCat(
-      "echo listening; exec etcd --name ", m.name, " --data-dir ", dir_, "/", m.name,
+      "echo listening; exec etcd --name ", m.name, " --data-dir ", data_dir_, "/", m.name,
       " --listen-client-urls ", client, " --advertise-client-urls ", client, " --listen-peer-urls ",
       peer, " --initial-advertise-peer-urls ", peer, " --initial-cluster ", initial_cluster_,
       " --initial-cluster-state ", existing ? "existing" : "new",
