@@ -182,8 +182,8 @@ void CanaryManager::Follow(absl::Time now, bool becoming_leader) {
   {
     absl::MutexLock lock(&mu_);
     if (!becoming_leader && now - followed_at_ < options_.shared->follow_interval) {
-      Reconcile(now);  // a Canary applied or deleted meanwhile
-      Publish();
+      Reconcile(now);           // a Canary applied or deleted meanwhile
+      Publish().IgnoreError();  // a follower's cannot fail
       return;
     }
   }
@@ -220,7 +220,7 @@ void CanaryManager::Follow(absl::Time now, bool becoming_leader) {
     }
   }
   Reconcile(now);
-  Publish();
+  Publish().IgnoreError();  // logged; a new leader's save is tried again at the next pass
 }
 
 bool CanaryManager::StillLeading() {
@@ -229,8 +229,7 @@ bool CanaryManager::StillLeading() {
   // Lost the role since this pass began (a stop past the lease, a slow query): act on
   // nothing more, and take the new leader's progress at the next pass.
   LogWarning("canary controllers: this replica no longer leads; it follows from now on");
-  leading_ = false;
-  followed_text_.clear();
+  StepDown();
   return false;
 }
 
@@ -406,8 +405,8 @@ void CanaryManager::RunOnce() {
     {
       absl::MutexLock lock(&mu_);
       was_leader = leading_;
+      if (was_leader && !leader) StepDown();
       leading_ = leader;
-      if (was_leader && !leader) followed_text_.clear();  // reload, whatever it held
     }
     if (!leader || !was_leader) {
       Follow(now, /*becoming_leader=*/leader);
@@ -427,8 +426,8 @@ void CanaryManager::RunOnce() {
                         entry.run->state().phase == Phase::kInitializing});
       }
     }
-    if (jobs.empty()) {
-      Publish();
+    if (jobs.empty() || unsaved_) {
+      Publish().IgnoreError();  // logged
       return;
     }
   }
@@ -452,27 +451,50 @@ void CanaryManager::RunOnce() {
     it->second.run->OnCheck(std::move(evidence[i]), now);
     Log(jobs[i].key, before, it->second.run->state());
   }
-  Publish();
+  Publish().IgnoreError();  // logged
 }
 
 void CanaryManager::Log(const std::string& key, const CanaryState& before,
-                        const CanaryState& after) const {
+                        const CanaryState& after) {
   if (before.phase == after.phase && before.weight == after.weight &&
       before.message == after.message) {
     return;
   }
-  const std::string line = absl::StrCat("canary ", key, ": ", PhaseName(after.phase), " at ",
-                                        after.weight, "%: ", after.message);
-  if (after.phase == Phase::kFailed && before.phase != Phase::kFailed) {
-    LogWarning(line);
-  } else {
-    LogInfo(line);
-  }
+  unlogged_.emplace_back(after.phase == Phase::kFailed && before.phase != Phase::kFailed,
+                         absl::StrCat("canary ", key, ": ", PhaseName(after.phase), " at ",
+                                      after.weight, "%: ", after.message));
 }
 
-void CanaryManager::Publish() {
+void CanaryManager::StepDown() {
+  leading_ = false;
+  followed_text_.clear();  // reload, whatever it held
+  unlogged_.clear();
+  unsaved_ = false;
+}
+
+absl::Status CanaryManager::Publish() {
   // A leader pushes weights only while it still leads; a follower pushes the leader's.
-  if (options_.shared.has_value() && leading_ && !StillLeading()) return;
+  if (options_.shared.has_value() && leading_ && !StillLeading()) {
+    return absl::AbortedError("this replica no longer leads");
+  }
+  v1::CanaryStates states;
+  for (auto& [key, entry] : entries_) {
+    v1::CanaryState p = ToProto(entry);
+    p.clear_next_check_unix_ms();  // changes every interval; not worth a write
+    *states.add_canaries() = std::move(p);
+  }
+  const bool shared_leader = options_.shared.has_value() && leading_;
+  if (shared_leader) {
+    if (absl::Status saved = Persist(states); !saved.ok()) {
+      unsaved_ = true;
+      LogError("canary progress could not be saved (no step is taken until it is): ",
+               saved.message());
+      return saved;
+    }
+    unsaved_ = false;
+    // Logged at once: the steps are taken (a leader killed from here on has taken them).
+    FlushLog();
+  }
   std::vector<routing::CanaryWeight> weights;
   std::vector<store::ConfigStore::CanaryLock> locks;
   for (const auto& [key, entry] : entries_) {
@@ -497,20 +519,38 @@ void CanaryManager::Publish() {
       pushed_ = std::move(pushed);
     }
   }
-  v1::CanaryStates states;
-  for (auto& [key, entry] : entries_) {
-    v1::CanaryState p = ToProto(entry);
-    p.clear_next_check_unix_ms();  // changes every interval; not worth a write
-    *states.add_canaries() = std::move(p);
-    Export(entry);
+  for (auto& [key, entry] : entries_) Export(entry);
+  if (!options_.shared.has_value() && !options_.state_dir.empty()) {
+    // One server: a failed write is logged and tried again; the canary goes on (its progress
+    // is the memory's until the disk takes it).
+    if (absl::Status saved = Persist(states); !saved.ok()) {
+      LogError("canary progress could not be saved: ", saved.message());
+    }
   }
-  if (options_.shared.has_value() ? !leading_ : options_.state_dir.empty()) return;
+  FlushLog();
+  return absl::OkStatus();
+}
+
+void CanaryManager::FlushLog() {
+  for (const auto& [warning, line] : unlogged_) {
+    if (warning) {
+      LogWarning(line);
+    } else {
+      LogInfo(line);
+    }
+  }
+  unlogged_.clear();
+}
+
+absl::Status CanaryManager::Persist(const v1::CanaryStates& states) {
   std::string text;
   google::protobuf::util::JsonPrintOptions print;
   print.add_whitespace = true;
   print.preserve_proto_field_names = true;
-  if (!google::protobuf::util::MessageToJsonString(states, &text, print).ok()) return;
-  if (text == persisted_text_) return;
+  if (!google::protobuf::util::MessageToJsonString(states, &text, print).ok()) {
+    return absl::InternalError("canary progress cannot be written as JSON");
+  }
+  if (text == persisted_text_) return absl::OkStatus();
   // The sequential judges' state moves every second while traffic flows: on its own it is
   // written at most every 10 s (a restart loses at most that much of their evidence).
   v1::CanaryStates without_judges = states;
@@ -522,18 +562,20 @@ void CanaryManager::Publish() {
   std::string progress;
   google::protobuf::util::MessageToJsonString(without_judges, &progress, print);
   const absl::Time now = options_.clock();
-  if (progress == persisted_progress_ && now - persisted_at_ < absl::Seconds(10)) return;
+  if (progress == persisted_progress_ && now - persisted_at_ < absl::Seconds(10)) {
+    return absl::OkStatus();
+  }
   if (absl::Status s =
           options_.shared.has_value()
               ? options_.shared->save(text)
               : WriteFileAtomically(std::filesystem::path(options_.state_dir) / kStateFile, text);
       !s.ok()) {
-    LogError("canary progress could not be saved: ", s.message());
-    return;
+    return s;
   }
   persisted_text_ = std::move(text);
   persisted_progress_ = std::move(progress);
   persisted_at_ = now;
+  return absl::OkStatus();
 }
 
 void CanaryManager::Export(Entry& entry) {
@@ -699,7 +741,12 @@ absl::StatusOr<v1::CanaryStatusResponse> CanaryManager::Act(
           absl::StrCat("canary ", ns, "/", request.name(), ": ", status.message()));
     }
     Log(it->first, before, run.state());
-    Publish();
+    if (absl::Status saved = Publish(); !saved.ok()) {
+      return absl::UnavailableError(absl::StrCat(
+          "canary ", ns, "/", request.name(), ": ", action, " is not saved yet (", saved.message(),
+          "); it takes effect once saved, unless this replica stops leading first: see "
+          "`sluicectl canary status`"));
+    }
   }
   return Status(request.name(), ns);
 }

@@ -98,9 +98,15 @@ class CanaryManager {
   std::vector<MetricCheck> Gather(const CheckJob& job, absl::Time now) const;
   MetricCheck GatherOne(const CheckJob& job, const config::CanaryMetric& metric,
                         absl::Time now) const;
-  // Pushes weights and locks to the store when they changed; persists (unless a follower);
-  // exports.
-  void Publish() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Persists (unless a follower), pushes weights and locks to the store when they changed,
+  // exports, then logs the transitions held since the last pass. A shared leader saves to etcd
+  // first: a step exists once it is saved, so a leader that dies before its save has taken no
+  // step (its successor takes it, once) and traffic never sees a weight the store lacks. Fails
+  // only then (not saved; the weights and the log wait for a save that succeeds).
+  absl::Status Publish() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Writes canaries.json (state directory or etcd) when it changed. The judges' state alone is
+  // written at most every 10 s.
+  absl::Status Persist(const v1::CanaryStates& states) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Takes `text` (canaries.json) as the progress to resume from at the next Reconcile.
   void Adopt(const std::string& text, const std::string& source) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Options::shared: a follower's pass (or the first pass of a new leader): loads the leader's
@@ -112,7 +118,12 @@ class CanaryManager {
   void Export(Entry& entry) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Unexport(const Entry& entry) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   v1::CanaryState ToProto(const Entry& entry) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void Log(const std::string& key, const CanaryState& before, const CanaryState& after) const;
+  // Holds a line for a transition; Publish logs it once the transition is saved.
+  void Log(const std::string& key, const CanaryState& before, const CanaryState& after)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void FlushLog() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // A shared leader lost its role: what it held unsaved was never a step.
+  void StepDown() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   store::ConfigStore& store_;
   TrafficRecorder& recorder_;
@@ -131,6 +142,11 @@ class CanaryManager {
   std::string persisted_text_ ABSL_GUARDED_BY(mu_);  // canaries.json as last written
   std::string persisted_progress_ ABSL_GUARDED_BY(mu_);  // the same without judge state
   absl::Time persisted_at_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
+  // Transitions not yet logged: {warning?, line}.
+  std::vector<std::pair<bool, std::string>> unlogged_ ABSL_GUARDED_BY(mu_);
+  // Options::shared, a leader whose last save failed: no check runs until it succeeds (a second
+  // step on top of an unsaved one would reach etcd as a skip).
+  bool unsaved_ ABSL_GUARDED_BY(mu_) = false;
   // Options::shared.
   bool leading_ ABSL_GUARDED_BY(mu_) = false;
   std::string followed_text_ ABSL_GUARDED_BY(mu_);  // the leader's progress as last loaded

@@ -18,6 +18,7 @@ namespace {
 
 namespace fs = std::filesystem;
 using ::testing::HasSubstr;
+using ::testing::Not;
 
 constexpr char kShop[] = R"(apiVersion: networking.istio.io/v1
 kind: ServiceEntry
@@ -233,6 +234,7 @@ class SharedCanaryTest : public CanaryManagerTest {
         .save = [this, name](const std::string& text) -> absl::Status {
           ++save_attempts_;
           if (leader_ != name) return absl::AbortedError("another replica leads now");
+          if (etcd_down_) return absl::UnavailableError("etcd: connection refused");
           saved_ = text;
           ++saves_;
           return absl::OkStatus();
@@ -271,7 +273,14 @@ class SharedCanaryTest : public CanaryManagerTest {
     r.manager->RunOnce();
   }
 
+  static int CountOf(const std::string& text, const std::string& what) {
+    int n = 0;
+    for (size_t at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) ++n;
+    return n;
+  }
+
   std::string leader_;
+  bool etcd_down_ = false;
   std::string saved_;
   int saves_ = 0;
   int save_attempts_ = 0;
@@ -316,6 +325,65 @@ TEST_F(SharedCanaryTest, TheFollowerServesTheLeadersStepsAndANewLeaderResumesFro
   EXPECT_EQ(saved_, saved_by_b);
   EXPECT_EQ(save_attempts_, attempts_by_b);
   EXPECT_TRUE(absl::IsFailedPrecondition(Act(*a, "promote")));
+}
+
+// A change exists once etcd has it: until then the leader's gateways keep the old weights, the
+// log says nothing of it, and no step is stacked on it (which etcd would see as a skip).
+TEST_F(SharedCanaryTest, ALeaderThatCannotSaveChangesNoWeightTakesNoStepAndLogsNothing) {
+  leader_ = "a";
+  std::unique_ptr<Replica> a = MakeReplica("a");
+  const uint64_t version = a->store->version();
+  etcd_down_ = true;
+  ::testing::internal::CaptureStderr();
+  Tick(*a);
+  now_ += absl::Seconds(30);  // three intervals: steps, if anything were saved
+  Tick(*a);
+  const absl::Status held = Act(*a, "set-weight", 40);
+  std::string log = ::testing::internal::GetCapturedStderr();
+  EXPECT_TRUE(absl::IsUnavailable(held)) << held;
+  EXPECT_THAT(held.message(), HasSubstr("set-weight is not saved yet"));
+  EXPECT_EQ(a->store->version(), version);
+  EXPECT_EQ(CountOf(log, "checks passed"), 0) << log;
+  EXPECT_EQ(CountOf(log, "Paused at 40%"), 0) << log;
+  EXPECT_THAT(log, HasSubstr("canary progress could not be saved (no step is taken until it is): "
+                             "etcd: connection refused"));
+  EXPECT_TRUE(saved_.empty());
+
+  // etcd is back: what was held is saved, then served and logged, once; no step was taken.
+  etcd_down_ = false;
+  ::testing::internal::CaptureStderr();
+  Tick(*a);
+  log = ::testing::internal::GetCapturedStderr();
+  EXPECT_EQ(a->store->version(), version + 1);
+  EXPECT_THAT(saved_, HasSubstr("\"weight\": 40"));
+  EXPECT_EQ(CountOf(log, "Paused at 40%"), 1) << log;
+  EXPECT_EQ(CountOf(log, "checks passed"), 0) << log;
+  EXPECT_EQ(View(*a), "Paused 40");
+}
+
+// A leader deposed before its save lands made no change: the new leader goes on from what etcd
+// holds, and the old one's gateways never saw the unsaved weight.
+TEST_F(SharedCanaryTest, ALeaderDeposedBeforeItsSaveMadeNoChange) {
+  leader_ = "a";
+  std::unique_ptr<Replica> a = MakeReplica("a");
+  std::unique_ptr<Replica> b = MakeReplica("b");
+  Tick(*a);
+  ASSERT_EQ(View(*a), "Progressing 10");
+  const uint64_t version = a->store->version();
+  etcd_down_ = true;
+  ::testing::internal::CaptureStderr();
+  EXPECT_TRUE(absl::IsUnavailable(Act(*a, "set-weight", 40)));
+  etcd_down_ = false;
+  leader_ = "b";
+  Tick(*a);  // a finds it no longer leads and drops what it held
+  Tick(*b);  // b leads from what etcd has
+  Tick(*a);  // a follows b
+  const std::string log = ::testing::internal::GetCapturedStderr();
+  EXPECT_EQ(CountOf(log, "at 40%"), 0) << log;
+  EXPECT_EQ(View(*a), "Progressing 10");
+  EXPECT_EQ(View(*b), "Progressing 10");
+  EXPECT_EQ(a->store->version(), version);
+  EXPECT_THAT(saved_, Not(HasSubstr("\"weight\": 40")));
 }
 
 TEST_F(SharedCanaryTest, WithNoLeaderEveryReplicaHoldsAndSaysSo) {
