@@ -33,7 +33,8 @@
 #                           PERF_EVENT: record that event instead of CPU samples, e.g. a
 #                           uprobe on malloc (`perf probe -x /lib/x86_64-linux-gnu/libc.so.6
 #                           malloc`, then PERF_EVENT=probe_libc:malloc): the report then
-#                           ranks the callers by the events under them (--children)
+#                           ranks the callers by the events under them (--children).
+#                           PERF_KEEP=FILE keeps the perf.data there for your own reports
 #          WORKERS (1)      sluice-gateway's --workers and HAProxy's nbthread (nginx and the
 #                           floors stay at one: leave them out of such a run)
 #          WRK_THREADS (1)  wrk's threads (-t)
@@ -422,6 +423,7 @@ for ((r = 1; r <= rounds; r++)); do
           "$([[ -n ${PERF_EVENT:-} ]] && echo --children || echo --no-children)" \
           --sort dso,sym --stdio -g none 2>/dev/null | grep -v '^#' | grep -v '^$' | head -80
       } >"$root/bench/results/$perf_process.perf.txt" || true
+      [[ -n ${PERF_KEEP:-} ]] && cp "$work/$perf_process.perf.data" "$PERF_KEEP"
     fi
     # shellcheck disable=SC2086
     read -r -a after <<<"$(cpu_ticks ${cpu_pids[$proxy]})"

@@ -168,15 +168,15 @@ bool DecisionClient::TableUsable() const {
   return local_.has_table() && table_age() <= options_.max_table_age;
 }
 
-void DecisionClient::AnswerFromTable(const v1::DecideRequest& request, DecisionSource source,
-                                     const Callback& callback,
+void DecisionClient::AnswerFromTable(const v1::DecideRequest& request, v1::Decision* recycle,
+                                     DecisionSource source, const Callback& callback,
                                      absl::FunctionRef<absl::Status()> error) {
   if (!TableUsable()) {
     callback(error());  // built only here: a status with a message allocates
     return;
   }
   std::optional<v1::AttemptReport> no_healthy;
-  Answer answer = local_.Decide(request, &no_healthy);
+  Answer answer = local_.Decide(request, &no_healthy, recycle);
   answer.source = source;
   if (no_healthy.has_value()) Report(*std::move(no_healthy));
   callback(std::move(answer));
@@ -186,13 +186,13 @@ bool DecisionClient::unanswered() const {
   return unanswered_since_.has_value() && SteadyNow() - *unanswered_since_ < kUnansweredMemory;
 }
 
-void DecisionClient::Decide(v1::DecideRequest& request, Callback callback) {
+void DecisionClient::Decide(v1::DecideRequest& request, Callback callback, v1::Decision* recycle) {
   const uint64_t id = ++next_id_;
   request.set_id(id);
   const bool connected = state_ == State::kConnected && !stopped_;
   if (local_.has_table() && (options_.mode == v1::DECISION_MODE_LOCAL || !connected)) {
-    AnswerFromTable(request, connected ? DecisionSource::kLocal : DecisionSource::kStale, callback,
-                    [] { return absl::UnavailableError("decision table too old"); });
+    AnswerFromTable(request, recycle, connected ? DecisionSource::kLocal : DecisionSource::kStale,
+                    callback, [] { return absl::UnavailableError("decision table too old"); });
     return;
   }
   if (state_ == State::kDisconnected || stopped_) {
@@ -203,7 +203,7 @@ void DecisionClient::Decide(v1::DecideRequest& request, Callback callback) {
   if (batch_.decide_size() >= kMaxQueuedDecisions) {
     // The stream is not keeping up (a write has been in flight for long): do not queue
     // without bound; decide from the table, or let the failure policy answer.
-    AnswerFromTable(request, DecisionSource::kStale, callback, [] {
+    AnswerFromTable(request, recycle, DecisionSource::kStale, callback, [] {
       return absl::ResourceExhaustedError("too many decisions waiting for the server");
     });
     return;
@@ -427,7 +427,8 @@ void DecisionClient::FailAll(const absl::Status& status) {
     if (stopped_) {
       p.callback(status);
     } else {
-      AnswerFromTable(p.request, DecisionSource::kStale, p.callback, [&status] { return status; });
+      AnswerFromTable(p.request, nullptr, DecisionSource::kStale, p.callback,
+                      [&status] { return status; });
     }
   }
 }
@@ -466,7 +467,7 @@ void DecisionClient::Sweep() {
   }
   if (!expired.empty()) unanswered_since_ = now;
   for (Pending& p : expired) {
-    AnswerFromTable(p.request, DecisionSource::kStale, p.callback,
+    AnswerFromTable(p.request, nullptr, DecisionSource::kStale, p.callback,
                     [] { return absl::DeadlineExceededError("no decision within the deadline"); });
   }
 }

@@ -77,8 +77,10 @@ class DecisionClient : public std::enable_shared_from_this<DecisionClient> {
   // the loop's handling of the server's message or of the deadline.
   // A request decided here (local mode, or from the last table) is read in place and stays
   // the caller's, so that a caller reusing one message allocates nothing per request; one
-  // sent to the server is moved out of it.
-  void Decide(v1::DecideRequest& request, Callback callback);
+  // sent to the server is moved out of it. `recycle`, when given, is a spent decision whose
+  // message a decision taken here is written into (and which is left empty): a caller that
+  // hands its last one back allocates nothing for the answer either.
+  void Decide(v1::DecideRequest& request, Callback callback, v1::Decision* recycle = nullptr);
   void Decide(v1::DecideRequest&& request, Callback callback) {
     Decide(request, std::move(callback));
   }
@@ -140,8 +142,9 @@ class DecisionClient : public std::enable_shared_from_this<DecisionClient> {
   void FailAll(const absl::Status& status);
   void QueueReport(const v1::AttemptReport& report);
   // Answers `callback` from the table when it is usable, else with `error`.
-  void AnswerFromTable(const v1::DecideRequest& request, DecisionSource source,
-                       const Callback& callback, absl::FunctionRef<absl::Status()> error);
+  void AnswerFromTable(const v1::DecideRequest& request, v1::Decision* recycle,
+                       DecisionSource source, const Callback& callback,
+                       absl::FunctionRef<absl::Status()> error);
   bool TableUsable() const;
   void Acknowledge();
   void Sweep();

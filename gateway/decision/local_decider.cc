@@ -42,10 +42,15 @@ void LocalDecider::Apply(const v1::EndpointChange& change) {
 }
 
 DecisionAnswer LocalDecider::Decide(const v1::DecideRequest& request,
-                                    std::optional<v1::AttemptReport>* no_healthy_report) {
+                                    std::optional<v1::AttemptReport>* no_healthy_report,
+                                    v1::Decision* recycle) {
   DecisionAnswer answer;
   answer.table = route_table_;
   v1::Decision& out = answer.decision;
+  if (recycle != nullptr) {
+    out.Swap(recycle);
+    out.Clear();  // keeps the string fields' buffers
+  }
   out.set_id(request.id());
   if (absl::Status status = routing::CheckRequest(request); !status.ok()) {
     out.set_config_version(snapshot_->version());

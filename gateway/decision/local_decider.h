@@ -50,8 +50,11 @@ class LocalDecider {
   // Decides on the installed table (has_table() must hold). The request's id must be set;
   // it names the decision in reports. When the answer is 503 UH for a cluster,
   // `no_healthy_report` is filled: canary evidence counts such requests as failures.
+  // `recycle`, when given, is a spent decision: the answer is written into its message (whose
+  // strings keep their buffers) and it is left empty.
   DecisionAnswer Decide(const v1::DecideRequest& request,
-                        std::optional<v1::AttemptReport>* no_healthy_report);
+                        std::optional<v1::AttemptReport>* no_healthy_report,
+                        v1::Decision* recycle = nullptr);
   // A decision's first attempt report ends its count as the endpoint's in-flight load.
   void OnReport(uint64_t id);
 

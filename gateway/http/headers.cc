@@ -73,6 +73,12 @@ void ApplyHeaderMutation(http::HeaderMap& headers, const v1::HeaderMutation& m) 
 }
 
 std::string NewRequestId(absl::BitGenRef rng) {
+  std::string id;
+  NewRequestId(rng, id);
+  return id;
+}
+
+void NewRequestId(absl::BitGenRef rng, std::string& id) {
   const uint64_t hi = absl::Uniform<uint64_t>(rng);
   const uint64_t lo = absl::Uniform<uint64_t>(rng);
   // Version 4 (random) and the RFC 4122 variant bits.
@@ -81,7 +87,7 @@ std::string NewRequestId(absl::BitGenRef rng) {
   // 8-4-4-4-12 hex digits, written by hand: this runs for most requests, and a formatted
   // print costs more than the rest of the id.
   static constexpr char kHex[] = "0123456789abcdef";
-  std::string id(36, '-');
+  id.assign(36, '-');  // in the buffer `id` has, when it holds 36 bytes
   size_t at = 0;
   auto put = [&](uint64_t value, int digits) {
     for (int shift = (digits - 1) * 4; shift >= 0; shift -= 4)
@@ -93,7 +99,6 @@ std::string NewRequestId(absl::BitGenRef rng) {
   put(h & 0xffff, 4);
   put(l >> 48, 4);
   put(l & 0xffffffffffffULL, 12);
-  return id;
 }
 
 }  // namespace sluice::gateway

@@ -32,5 +32,7 @@ void ApplyHeaderMutation(http::HeaderMap& headers, const v1::HeaderMutation& mut
 
 // A random (version 4) UUID, as Envoy generates for x-request-id.
 std::string NewRequestId(absl::BitGenRef rng);
+// The same, written over `id` (whose buffer a reused string keeps: no allocation).
+void NewRequestId(absl::BitGenRef rng, std::string& id);
 
 }  // namespace sluice::gateway

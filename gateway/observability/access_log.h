@@ -10,20 +10,21 @@ namespace sluice::gateway {
 // One request as Envoy's default access-log format describes it.
 struct AccessLogEntry {
   absl::Time start_time;
-  std::string method;
-  std::string path;  // x-envoy-original-path when the path was rewritten, else :path
-  std::string protocol = "HTTP/1.1";
+  // Views of the caller's strings, which outlive the formatting.
+  absl::string_view method;
+  absl::string_view path;  // x-envoy-original-path when the path was rewritten, else :path
+  absl::string_view protocol = "HTTP/1.1";
   uint32_t response_code = 0;  // 0: no response was sent
-  std::string response_flags = "-";
+  absl::string_view response_flags = "-";
   uint64_t bytes_received = 0;
   uint64_t bytes_sent = 0;
   absl::Duration duration;
-  std::string upstream_service_time;  // x-envoy-upstream-service-time, ms
-  std::string forwarded_for;
-  std::string user_agent;
-  std::string request_id;
-  std::string authority;
-  std::string upstream_host;
+  absl::string_view upstream_service_time;  // x-envoy-upstream-service-time, ms
+  absl::string_view forwarded_for;
+  absl::string_view user_agent;
+  absl::string_view request_id;
+  absl::string_view authority;
+  absl::string_view upstream_host;
 };
 
 // Envoy's default format, one line with its newline:
@@ -33,5 +34,7 @@ struct AccessLogEntry {
 // "%REQ(X-REQUEST-ID)%" "%REQ(:AUTHORITY)%" "%UPSTREAM_HOST%"
 // Empty values print as "-".
 std::string FormatAccessLog(const AccessLogEntry& entry);
+// The same line appended to `out` (no allocation when `out` has the room).
+void AppendAccessLog(const AccessLogEntry& entry, std::string& out);
 
 }  // namespace sluice::gateway

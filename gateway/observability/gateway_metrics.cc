@@ -9,13 +9,13 @@ namespace sluice::gateway {
 namespace {
 
 // reviews.default.svc.cluster.local -> {"reviews", "default"}; other hosts keep their name.
-std::pair<std::string, std::string> NameAndNamespace(const std::string& host) {
+std::pair<std::string, std::string> NameAndNamespace(absl::string_view host) {
   std::vector<std::string> parts = absl::StrSplit(host, '.');
   if (parts.size() >= 3 && parts[2] == "svc") return {parts[0], parts[1]};
-  return {host, "unknown"};
+  return {std::string(host), "unknown"};
 }
 
-std::string OrUnknown(const std::string& s) { return s.empty() ? "unknown" : s; }
+std::string OrUnknown(absl::string_view s) { return s.empty() ? "unknown" : std::string(s); }
 
 }  // namespace
 
@@ -48,10 +48,8 @@ IstioMetrics::IstioMetrics(prometheus::Registry& registry, std::string workload,
                           .Register(registry)) {}
 
 IstioMetrics::Series IstioMetrics::SeriesFor(const RequestOutcome& o) {
-  const std::string key =
-      absl::StrCat(o.destination_host, "|", o.subset, "|", o.response_code, "|", o.response_flags);
   MutexLock lock(&mu_);
-  auto it = series_.find(key);
+  auto it = series_.find(SeriesKeyView(o));
   if (it != series_.end()) return it->second;
   const auto [service, service_namespace] = NameAndNamespace(o.destination_host);
   const std::string version = OrUnknown(o.subset);
@@ -74,14 +72,14 @@ IstioMetrics::Series IstioMetrics::SeriesFor(const RequestOutcome& o) {
       {"destination_version", version},
       {"destination_service", OrUnknown(o.destination_host)},
       {"destination_canonical_service", service},
-      {"destination_canonical_revision", o.subset.empty() ? "latest" : o.subset},
+      {"destination_canonical_revision", o.subset.empty() ? "latest" : std::string(o.subset)},
       {"destination_service_name", service},
       {"destination_service_namespace", service_namespace},
       {"destination_cluster", "unknown"},
       {"request_protocol", "http"},
       {"response_code", std::to_string(o.response_code)},
       {"grpc_response_status", ""},
-      {"response_flags", o.response_flags.empty() ? "-" : o.response_flags},
+      {"response_flags", o.response_flags.empty() ? "-" : std::string(o.response_flags)},
       {"connection_security_policy", "unknown"},
   };
   Series s;
@@ -89,7 +87,9 @@ IstioMetrics::Series IstioMetrics::SeriesFor(const RequestOutcome& o) {
   s.duration = &duration_.Add(labels, DefaultBuckets());
   s.request_bytes = &request_bytes_.Add(labels, DefaultBuckets());
   s.response_bytes = &response_bytes_.Add(labels, DefaultBuckets());
-  return series_.emplace(key, s).first->second;
+  SeriesKey key{std::string(o.destination_host), std::string(o.subset), o.response_code,
+                std::string(o.response_flags)};
+  return series_.emplace(std::move(key), s).first->second;
 }
 
 void IstioMetrics::Record(const RequestOutcome& outcome, absl::Duration duration,

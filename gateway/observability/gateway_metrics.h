@@ -6,6 +6,8 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
+#include "absl/hash/hash.h"
+#include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "lib/common/mutex.h"
 #include "prometheus/counter.h"
@@ -15,12 +17,13 @@
 
 namespace sluice::gateway {
 
-// The destination and outcome of one request, as the Istio metrics label it.
+// The destination and outcome of one request, as the Istio metrics label it. Views: the
+// caller's strings outlive the Record call.
 struct RequestOutcome {
-  std::string destination_host;  // FQDN, e.g. reviews.default.svc.cluster.local
-  std::string subset;            // destination_version; empty when none
-  uint32_t response_code = 0;    // 0: no response was sent
-  std::string response_flags = "-";
+  absl::string_view destination_host;  // FQDN, e.g. reviews.default.svc.cluster.local
+  absl::string_view subset;            // destination_version; empty when none
+  uint32_t response_code = 0;          // 0: no response was sent
+  absl::string_view response_flags = "-";
 };
 
 // Istio's standard metrics as a client-side sidecar (reporter="source") reports them, with
@@ -54,8 +57,38 @@ class IstioMetrics {
   prometheus::Family<prometheus::Histogram>& duration_;
   prometheus::Family<prometheus::Histogram>& request_bytes_;
   prometheus::Family<prometheus::Histogram>& response_bytes_;
+  // A label set, as stored and as looked up (views: a request's lookup allocates nothing).
+  struct SeriesKey {
+    std::string host, subset;
+    uint32_t code;
+    std::string flags;
+  };
+  struct SeriesKeyView {
+    absl::string_view host, subset;
+    uint32_t code;
+    absl::string_view flags;
+    SeriesKeyView(const RequestOutcome& o)  // NOLINT: implicit, for lookups
+        : host(o.destination_host),
+          subset(o.subset),
+          code(o.response_code),
+          flags(o.response_flags) {}
+    SeriesKeyView(const SeriesKey& k)  // NOLINT
+        : host(k.host), subset(k.subset), code(k.code), flags(k.flags) {}
+  };
+  struct SeriesKeyHash {
+    using is_transparent = void;
+    size_t operator()(const SeriesKeyView& k) const {
+      return absl::HashOf(k.host, k.subset, k.code, k.flags);
+    }
+  };
+  struct SeriesKeyEq {
+    using is_transparent = void;
+    bool operator()(const SeriesKeyView& a, const SeriesKeyView& b) const {
+      return a.code == b.code && a.host == b.host && a.subset == b.subset && a.flags == b.flags;
+    }
+  };
   Mutex mu_;
-  absl::flat_hash_map<std::string, Series> series_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<SeriesKey, Series, SeriesKeyHash, SeriesKeyEq> series_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace sluice::gateway

@@ -9,6 +9,7 @@
 #include <limits>
 #include <optional>
 
+#include "absl/cleanup/cleanup.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
@@ -51,18 +52,22 @@ event::TimerCallback TimeOut(event::AsyncSocket* socket) {
 // awaiting frame; nothing is allocated.
 class DecideAwaiter {
  public:
-  DecideAwaiter(DecisionClient& client, event::TimerWheel& wheel, v1::DecideRequest& request)
-      : client_(client), resume_(wheel), request_(request) {}
+  DecideAwaiter(DecisionClient& client, event::TimerWheel& wheel, v1::DecideRequest& request,
+                v1::Decision& recycle)
+      : client_(client), resume_(wheel), request_(request), recycle_(recycle) {}
 
   bool await_ready() {
     deciding_ = true;
-    client_.Decide(request_, [this](absl::StatusOr<DecisionClient::Answer> answer) {
-      answer_ = std::move(answer);
-      if (!deciding_) {
-        resume_.ArmAfter(event::MonotonicDuration::zero(),
-                         event::TimerCallback::Bind<&DecideAwaiter::Resume>(this));
-      }
-    });
+    client_.Decide(
+        request_,
+        [this](absl::StatusOr<DecisionClient::Answer> answer) {
+          answer_ = std::move(answer);
+          if (!deciding_) {
+            resume_.ArmAfter(event::MonotonicDuration::zero(),
+                             event::TimerCallback::Bind<&DecideAwaiter::Resume>(this));
+          }
+        },
+        &recycle_);
     deciding_ = false;
     return answer_.has_value();
   }
@@ -75,6 +80,7 @@ class DecideAwaiter {
   DecisionClient& client_;
   event::Timer resume_;
   v1::DecideRequest& request_;
+  v1::Decision& recycle_;
   bool deciding_ = false;
   std::optional<absl::StatusOr<DecisionClient::Answer>> answer_;
   std::coroutine_handle<> waiting_;
@@ -95,6 +101,16 @@ bool DescribableAsUtf8(const v1::DecideRequest& ask) {
 std::string HeaderValue(const http::HeaderMap& headers, absl::string_view name) {
   std::optional<absl::string_view> value = headers.Get(name);
   return value.has_value() ? std::string(*value) : std::string();
+}
+
+// Into `out`'s own buffer (kept from the connection's previous request).
+void CopyHeaderValue(const http::HeaderMap& headers, absl::string_view name, std::string& out) {
+  std::optional<absl::string_view> value = headers.Get(name);
+  if (value.has_value()) {
+    out.assign(value->data(), value->size());
+  } else {
+    out.clear();
+  }
 }
 
 // What a client is told when its request cannot be decoded, by the decoder's status.
@@ -231,6 +247,33 @@ struct Session::Exchange {
   http::RequestHead* upstream = nullptr;
   uint64_t content_length_value = 0;  // the client's Content-Length, for a streamed body
   const v1::HeaderMutation* route_response_headers = nullptr;
+  // The last request's decision, kept for the next one to be written into (its strings keep
+  // their buffers). Never read.
+  v1::Decision recycled;
+
+  // Ready for the connection's next request: every field as new, except that the strings keep
+  // their buffers and the decision its message, so that the requests of a keep-alive
+  // connection allocate nothing here.
+  void Reset() {
+    Exchange fresh;
+    for (auto [kept, field] : {std::pair{&method, &fresh.method},
+                               {&path, &fresh.path},
+                               {&authority, &fresh.authority},
+                               {&request_id, &fresh.request_id},
+                               {&user_agent, &fresh.user_agent},
+                               {&forwarded_for, &fresh.forwarded_for},
+                               {&upstream_host, &fresh.upstream_host},
+                               {&upstream_service_time, &fresh.upstream_service_time},
+                               {&destination_host, &fresh.destination_host},
+                               {&subset, &fresh.subset}}) {
+      kept->clear();
+      *field = std::move(*kept);
+    }
+    // The retry buffer is not kept: it may have held a large body.
+    if (decision.has_value()) recycled.Swap(&*decision);
+    fresh.recycled.Swap(&recycled);
+    *this = std::move(fresh);
+  }
 };
 
 // Where a forwarded request goes and under which limits.
@@ -240,7 +283,8 @@ struct Session::Target {
   uint32_t cluster_id = 0;
   std::vector<std::pair<std::string, uint32_t>> endpoints;  // address, port
   std::shared_ptr<ClusterLimits> limits;  // held: the registry keeps it while in use
-  absl::Duration connect_timeout = absl::Seconds(10);
+  static constexpr absl::Duration kDefaultConnectTimeout = absl::Seconds(10);
+  absl::Duration connect_timeout = kDefaultConnectTimeout;
   absl::Duration idle_timeout = absl::ZeroDuration();
   uint32_t max_requests_per_connection = 0;
   RequestFlow::Plan plan;
@@ -407,7 +451,9 @@ Session::Session(Worker& worker, std::unique_ptr<event::AsyncSocket> socket,
       read_timer_(worker.dispatcher().timers()),
       write_timer_(worker.dispatcher().timers()),
       client_gone_timer_(worker.dispatcher().timers()),
-      client_address_(std::move(client_address)) {
+      client_address_(std::move(client_address)),
+      exchange_(std::make_unique<Exchange>()),
+      target_(std::make_unique<Target>()) {
   worker_.Register(this);
 }
 
@@ -472,7 +518,8 @@ event::Task<bool> Session::WriteClient(absl::string_view data) {
 
 event::Task<bool> Session::HandleOne() {
   const GatewayOptions& options = worker_.context().options;
-  Exchange ex;
+  Exchange& ex = *exchange_;
+  ex.Reset();
   ex.start = worker_.context().clock->WallNow();
   ex.started = worker_.context().clock->Now();
   request_.Reset();
@@ -508,7 +555,7 @@ event::Task<bool> Session::HandleOne() {
   ex.method = request.method;
   ex.path = request.target;
   ex.authority = request.authority;
-  ex.user_agent = HeaderValue(request.headers, "user-agent");
+  CopyHeaderValue(request.headers, "user-agent", ex.user_agent);
   ex.had_length = request.framing != http::BodyFraming::kNone;
   ex.chunked = request.framing == http::BodyFraming::kChunked;
   ex.content_length_value = request.content_length;
@@ -557,12 +604,11 @@ event::Task<bool> Session::HandleOne() {
   }
 
   StripInternalRequestHeaders(request.headers);
-  ex.request_id = HeaderValue(request.headers, "x-request-id");
-  if (ex.request_id.empty()) ex.request_id = NewRequestId(worker_.rng());
-  ex.forwarded_for = HeaderValue(request.headers, "x-forwarded-for");
-  ex.forwarded_for = ex.forwarded_for.empty()
-                         ? client_address_
-                         : absl::StrCat(ex.forwarded_for, ", ", client_address_);
+  CopyHeaderValue(request.headers, "x-request-id", ex.request_id);
+  if (ex.request_id.empty()) NewRequestId(worker_.rng(), ex.request_id);
+  CopyHeaderValue(request.headers, "x-forwarded-for", ex.forwarded_for);
+  if (!ex.forwarded_for.empty()) ex.forwarded_for.append(", ");
+  ex.forwarded_for.append(client_address_);
   if (worker_.context().draining.load()) ex.close = true;
 
   co_await Execute(ex);
@@ -635,7 +681,8 @@ event::Task<void> Session::Execute(Exchange& ex) {
       co_await LocalReply(ex, 400, "request path or a routing header is not valid UTF-8");
       co_return;
     }
-    answer = co_await DecideAwaiter(worker_.decisions(), worker_.dispatcher().timers(), ask);
+    answer = co_await DecideAwaiter(worker_.decisions(), worker_.dispatcher().timers(), ask,
+                                    ex.recycled);
     if (!answer.ok() || answer->decision.action() != v1::RESEND) break;
     if (asks == 2) {
       answer = absl::UnavailableError("configuration changing faster than decisions");
@@ -738,21 +785,25 @@ event::Task<void> Session::Execute(Exchange& ex) {
   SetForwardingHeaders(upstream.headers, forward);
   ex.route_response_headers = &route.response_headers();
 
-  // A cluster's pool, limits and endpoints, for the request or its mirror.
-  auto target_of = [&](uint32_t cluster_id, std::shared_ptr<ClusterLimits> cluster_limits) {
+  // A cluster's pool, limits and endpoints, for the request or its mirror, written over `t`
+  // (the session's own target keeps its buffers from request to request).
+  auto fill_target = [&](uint32_t cluster_id, std::shared_ptr<ClusterLimits> cluster_limits,
+                         Target& t) {
     const v1::ClusterInfo& c = table.clusters(cluster_id);
-    Target t;
-    t.cluster = c.name();
-    t.pool = view.pools[cluster_id];
+    t.cluster.assign(c.name());
+    t.pool.assign(view.pools[cluster_id]);
     t.cluster_id = c.id();
-    for (const v1::Endpoint& e : c.endpoints()) t.endpoints.emplace_back(e.address(), e.port());
-    t.limits = std::move(cluster_limits);
-    if (c.pool().connect_timeout_ms() > 0) {
-      t.connect_timeout = absl::Milliseconds(c.pool().connect_timeout_ms());
+    t.endpoints.resize(static_cast<size_t>(c.endpoints_size()));
+    for (int i = 0; i < c.endpoints_size(); ++i) {
+      t.endpoints[static_cast<size_t>(i)].first.assign(c.endpoints(i).address());
+      t.endpoints[static_cast<size_t>(i)].second = c.endpoints(i).port();
     }
+    t.limits = std::move(cluster_limits);
+    t.connect_timeout = c.pool().connect_timeout_ms() > 0
+                            ? absl::Milliseconds(c.pool().connect_timeout_ms())
+                            : Target::kDefaultConnectTimeout;
     t.idle_timeout = absl::Milliseconds(c.pool().idle_timeout_ms());
     t.max_requests_per_connection = c.pool().max_requests_per_connection();
-    return t;
   };
   if (decision.has_mirror() && !ex.streaming &&
       decision.mirror().cluster_id() < static_cast<uint32_t>(table.clusters_size())) {
@@ -762,17 +813,21 @@ event::Task<void> Session::Execute(Exchange& ex) {
       // Envoy bounds a shadow request by its route's timeout; sluice also when it has none.
       const absl::Duration timeout =
           route.timeout_ms() > 0 ? absl::Milliseconds(route.timeout_ms()) : kMirrorTimeout;
-      Mirror(ex, target_of(mirror_id, view.limits[mirror_id]), decision.mirror().endpoint_index(),
-             timeout);
+      Target mirror;  // the mirror's task takes it
+      fill_target(mirror_id, view.limits[mirror_id], mirror);
+      Mirror(ex, std::move(mirror), decision.mirror().endpoint_index(), timeout);
     }
   }
 
-  Target target = target_of(decision.cluster_id(), std::move(limits));
+  Target& target = *target_;
+  fill_target(decision.cluster_id(), std::move(limits), target);
   target.plan.retry = ToRetryPolicy(route.retry());
   target.plan.route_timeout = absl::Milliseconds(route.timeout_ms());
   target.plan.primary = decision.endpoint_index();
   target.plan.alternates.assign(decision.alternate_indexes().begin(),
                                 decision.alternate_indexes().end());
+  // Released at the end, not at the next request: a cluster's limits go with its last user.
+  absl::Cleanup release_limits = [&target] { target.limits.reset(); };
   co_await Forward(ex, target);
   if (!fault_flags.empty()) ex.flags = JoinFlags(fault_flags, ex.flags);
 }
@@ -1346,10 +1401,16 @@ void Session::Finish(Exchange& ex) {
     entry.request_id = ex.request_id;
     entry.authority = ex.authority;
     entry.upstream_host = ex.upstream_host;
-    context.access_log->ForWorker(worker_.index()).Append(FormatAccessLog(entry));
+    // Formatted into this thread's scratch line (its buffer kept), then copied to the worker's
+    // buffer: no allocation once both have grown.
+    thread_local std::string line;
+    line.clear();
+    AppendAccessLog(entry, line);
+    context.access_log->ForWorker(worker_.index()).Append(line);
   }
   RequestOutcome outcome;
-  outcome.destination_host = ex.destination_host.empty() ? "unknown" : ex.destination_host;
+  outcome.destination_host = ex.destination_host.empty() ? absl::string_view("unknown")
+                                                         : absl::string_view(ex.destination_host);
   outcome.subset = ex.subset;
   outcome.response_code = ex.response_code;
   outcome.response_flags = ex.flags;

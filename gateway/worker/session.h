@@ -128,6 +128,10 @@ class Session {
   bool idle_ = false;
   bool reset_on_close_ = false;  // a response was cut: close with RST, not FIN
   uint64_t served_ = 0;
+  // The request being served and where it goes, reused from request to request so that
+  // their strings keep their buffers (a keep-alive connection's requests allocate nothing).
+  std::unique_ptr<Exchange> exchange_;
+  std::unique_ptr<Target> target_;
 };
 
 }  // namespace sluice::gateway
