@@ -4,6 +4,7 @@
 #include <string>
 
 #include "absl/random/bit_gen_ref.h"
+#include "absl/strings/string_view.h"
 #include "gateway/http/header_map.h"
 #include "sluice/v1/decision.pb.h"
 
@@ -18,12 +19,13 @@ void StripHopByHop(http::HeaderMap& headers);
 void StripInternalRequestHeaders(http::HeaderMap& headers);
 
 // What the gateway adds to a request it forwards.
+// Views of the caller's strings, which outlive the SetForwardingHeaders call.
 struct ForwardContext {
-  std::string client_address;  // appended to x-forwarded-for
-  std::string request_id;      // x-request-id
-  uint32_t attempt = 1;        // x-envoy-attempt-count
-  std::string authority;       // new Host when rewritten; empty keeps it
-  std::string original_path;   // x-envoy-original-path when the path was rewritten
+  absl::string_view client_address;  // appended to x-forwarded-for
+  absl::string_view request_id;      // x-request-id
+  uint32_t attempt = 1;              // x-envoy-attempt-count
+  absl::string_view authority;       // new Host when rewritten; empty keeps it
+  absl::string_view original_path;   // x-envoy-original-path when the path was rewritten
 };
 void SetForwardingHeaders(http::HeaderMap& headers, const ForwardContext& context);
 
