@@ -1,9 +1,12 @@
 #include "gateway/decision/decision_client.h"
 
 #include <algorithm>
+#include <memory>
+#include <vector>
 
 #include "absl/random/distributions.h"
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "lib/common/log.h"
 
@@ -61,9 +64,14 @@ class DecisionClient::Reactor final
       Post([](DecisionClient& c) { c.OnReadsEnded(); });
       return;
     }
-    auto message = std::make_shared<v1::ServerMessage>();
+    // What was read goes to the loop; the next read goes into a message the loop has
+    // handled before, whose repeated elements and strings keep their buffers.
+    std::unique_ptr<v1::ServerMessage> message = spare_->Take();
     message->Swap(&in_);
-    Post([message](DecisionClient& c) { c.OnMessage(*message); });
+    Post([message = std::move(message), spare = spare_](DecisionClient& c) mutable {
+      c.OnMessage(*message);
+      spare->Give(std::move(message));
+    });
     StartRead(&in_);
   }
   void OnDone(const grpc::Status& status) override {
@@ -81,10 +89,33 @@ class DecisionClient::Reactor final
  private:
   template <typename F>
   void Post(F f) {
-    dispatcher_.Post([weak = owner_, f = std::move(f)] {
+    dispatcher_.Post([weak = owner_, f = std::move(f)]() mutable {
       if (auto owner = weak.lock()) f(*owner);
     });
   }
+
+  // Messages the loop has handled, cleared, for the next reads. Shared with the loop's
+  // tasks, which may outlive the reactor.
+  class SpareMessages {
+   public:
+    std::unique_ptr<v1::ServerMessage> Take() {
+      absl::MutexLock lock(&mu_);
+      if (spare_.empty()) return std::make_unique<v1::ServerMessage>();
+      std::unique_ptr<v1::ServerMessage> m = std::move(spare_.back());
+      spare_.pop_back();
+      return m;
+    }
+    void Give(std::unique_ptr<v1::ServerMessage> m) {
+      m->Clear();  // keeps the elements and their buffers
+      absl::MutexLock lock(&mu_);
+      if (spare_.size() < kKept) spare_.push_back(std::move(m));
+    }
+
+   private:
+    static constexpr size_t kKept = 4;  // messages the loop has not handled yet, at most
+    absl::Mutex mu_;
+    std::vector<std::unique_ptr<v1::ServerMessage>> spare_ ABSL_GUARDED_BY(mu_);
+  };
 
   std::weak_ptr<DecisionClient> owner_;
   event::Dispatcher& dispatcher_;
@@ -93,6 +124,7 @@ class DecisionClient::Reactor final
   grpc::ClientContext context_;
   v1::GatewayMessage out_;
   v1::ServerMessage in_;
+  std::shared_ptr<SpareMessages> spare_ = std::make_shared<SpareMessages>();
 };
 
 std::shared_ptr<DecisionClient> DecisionClient::Create(event::Dispatcher& dispatcher,
@@ -187,6 +219,17 @@ bool DecisionClient::unanswered() const {
 }
 
 void DecisionClient::Decide(v1::DecideRequest& request, Callback callback, v1::Decision* recycle) {
+  Decide(request, nullptr, std::move(callback), recycle);
+}
+
+void DecisionClient::Decide(v1::DecideRequest&& request, Callback callback) {
+  auto owned = std::make_unique<v1::DecideRequest>(std::move(request));
+  v1::DecideRequest& kept = *owned;
+  Decide(kept, std::move(owned), std::move(callback), nullptr);
+}
+
+void DecisionClient::Decide(v1::DecideRequest& request, std::unique_ptr<v1::DecideRequest> owned,
+                            Callback callback, v1::Decision* recycle) {
   const uint64_t id = ++next_id_;
   request.set_id(id);
   const bool connected = state_ == State::kConnected && !stopped_;
@@ -213,8 +256,11 @@ void DecisionClient::Decide(v1::DecideRequest& request, Callback callback, v1::D
   Pending& pending = pending_[id];
   pending.callback = std::move(callback);
   pending.deadline = SteadyNow() + Chrono(options_.deadline);
-  if (local_.has_table()) pending.request = request;  // for a stale answer if the server fails
-  *batch_.add_decide() = std::move(request);
+  pending.request = &request;
+  pending.recycle = recycle;
+  pending.owned = std::move(owned);
+  // Copied into an element kept from an earlier message: its strings have their buffers.
+  batch_.add_decide()->CopyFrom(request);
   ScheduleFlush();
 }
 
@@ -369,6 +415,7 @@ void DecisionClient::OnMessage(v1::ServerMessage& message) {
       continue;
     }
     Callback callback = std::move(it->second.callback);
+    v1::Decision* recycle = it->second.recycle;
     pending_.erase(it);
     unanswered_since_.reset();  // answered in time again
     auto table = tables_.find(d.config_version());
@@ -378,6 +425,9 @@ void DecisionClient::OnMessage(v1::ServerMessage& message) {
       continue;
     }
     Answer answer;
+    // The caller's spent decision takes this one's place in the message: the next message is
+    // read into its buffers.
+    if (recycle != nullptr) answer.decision.Swap(recycle);
     answer.decision.Swap(&d);
     if (table != tables_.end()) answer.table = table->second;
     callback(std::move(answer));
@@ -427,7 +477,7 @@ void DecisionClient::FailAll(const absl::Status& status) {
     if (stopped_) {
       p.callback(status);
     } else {
-      AnswerFromTable(p.request, nullptr, DecisionSource::kStale, p.callback,
+      AnswerFromTable(*p.request, p.recycle, DecisionSource::kStale, p.callback,
                       [&status] { return status; });
     }
   }
@@ -467,7 +517,7 @@ void DecisionClient::Sweep() {
   }
   if (!expired.empty()) unanswered_since_ = now;
   for (Pending& p : expired) {
-    AnswerFromTable(p.request, nullptr, DecisionSource::kStale, p.callback,
+    AnswerFromTable(*p.request, p.recycle, DecisionSource::kStale, p.callback,
                     [] { return absl::DeadlineExceededError("no decision within the deadline"); });
   }
 }

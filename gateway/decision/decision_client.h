@@ -75,15 +75,16 @@ class DecisionClient : public std::enable_shared_from_this<DecisionClient> {
   // Asks for a decision; the id is assigned here. `callback` runs on the loop: inside
   // Decide when the answer is known at once (local mode, or no usable stream), else from
   // the loop's handling of the server's message or of the deadline.
-  // A request decided here (local mode, or from the last table) is read in place and stays
-  // the caller's, so that a caller reusing one message allocates nothing per request; one
-  // sent to the server is moved out of it. `recycle`, when given, is a spent decision whose
-  // message a decision taken here is written into (and which is left empty): a caller that
-  // hands its last one back allocates nothing for the answer either.
+  // The request stays the caller's and must stay as it is until the callback has run: it is
+  // read in place (decided here, or copied into the stream's next message, whose elements and
+  // their buffers are reused) and read again for a stale answer if the server fails us, so a
+  // caller reusing one message allocates nothing per request. `recycle`, when given, is a
+  // spent decision (the caller's last): the answer is written into its message, or the
+  // server's answer leaves its buffers for the next one to be read into, and it is left
+  // empty. It too must stay until the callback has run.
   void Decide(v1::DecideRequest& request, Callback callback, v1::Decision* recycle = nullptr);
-  void Decide(v1::DecideRequest&& request, Callback callback) {
-    Decide(request, std::move(callback));
-  }
+  // A request the client keeps until the answer (for callers without one of their own).
+  void Decide(v1::DecideRequest&& request, Callback callback);
   // Queues a copy of an attempt report; it travels with the next message. Copied into a
   // message element kept from an earlier write: no allocation once the stream has warmed up.
   void Report(const v1::AttemptReport& report);
@@ -121,8 +122,13 @@ class DecisionClient : public std::enable_shared_from_this<DecisionClient> {
   struct Pending {
     Callback callback;
     SteadyTime deadline;
-    v1::DecideRequest request;  // kept to decide from the table if the server fails us
+    // The caller's, to decide from the table if the server fails us.
+    const v1::DecideRequest* request = nullptr;
+    v1::Decision* recycle = nullptr;
+    std::unique_ptr<v1::DecideRequest> owned;  // what `request` points to, if ours
   };
+  void Decide(v1::DecideRequest& request, std::unique_ptr<v1::DecideRequest> owned,
+              Callback callback, v1::Decision* recycle);
 
   DecisionClient(event::Dispatcher& dispatcher, std::shared_ptr<grpc::Channel> channel,
                  Options options);
