@@ -267,6 +267,35 @@ TEST_F(LocalDeciderTest, DecisionsOfTheSplitCoverBothSubsetsAndEveryEndpoint) {
   EXPECT_EQ(seen, (std::set<std::string>{"v1/0", "v1/1", "v2/0", "v2/1"}));
 }
 
+// A recycled decision's message carries the answer: the same answer as a fresh one (none of
+// the spent decision's fields survive), in the spent message's string buffers, and the
+// recycled message is left empty.
+TEST_F(LocalDeciderTest, ARecycledDecisionCarriesTheSameAnswerInItsOwnBuffers) {
+  std::mt19937_64 fresh_gen(9), recycled_gen(9);
+  LocalDecider fresh{absl::BitGenRef(fresh_gen)};
+  LocalDecider recycling{absl::BitGenRef(recycled_gen)};
+  ASSERT_TRUE(fresh.Install(table_).ok());
+  ASSERT_TRUE(recycling.Install(table_).ok());
+  v1::Decision spent;
+  for (uint64_t id = 1; id <= 50; ++id) {
+    const v1::DecideRequest request = Request(id, "shop:8080", "/");
+    const DecisionAnswer expected = fresh.Decide(request, nullptr);
+    // The spent decision has fields the answer must not keep.
+    spent.set_body("from an older answer");
+    spent.set_location("/elsewhere");
+    const std::string* host_buffer = &spent.host();
+    const bool had_host = !spent.host().empty();
+    DecisionAnswer answer = recycling.Decide(request, nullptr, &spent);
+    EXPECT_TRUE(MessageDifferencer::Equals(answer.decision, expected.decision))
+        << answer.decision.DebugString() << " vs " << expected.decision.DebugString();
+    if (had_host) EXPECT_EQ(&answer.decision.host(), host_buffer);  // the same string object
+    EXPECT_EQ(spent.ByteSizeLong(), 0u);
+    fresh.OnReport(id);
+    recycling.OnReport(id);
+    spent.Swap(&answer.decision);  // the caller hands it back after its request
+  }
+}
+
 TEST_F(LocalDeciderTest, RouteTableIsTheServersRouteTable) {
   std::mt19937_64 gen(1);
   LocalDecider local{absl::BitGenRef(gen)};

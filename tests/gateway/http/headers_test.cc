@@ -128,5 +128,14 @@ TEST(HeadersTest, RequestIdDigitsComeFromTheRandomBitsWithVersionAndVariantSet) 
   EXPECT_EQ(NewRequestId(ones), "ffffffff-ffff-4fff-bfff-ffffffffffff");
 }
 
+TEST(HeadersTest, ARequestIdWrittenOverAStringReplacesItInItsBuffer) {
+  std::string id = "an older and much longer request id than a UUID's 36 characters";
+  const char* buffer = id.data();
+  FixedWords words({0x0123456789abcdefULL, 0xfedcba9876543210ULL});
+  NewRequestId(words, id);
+  EXPECT_EQ(id, "01234567-89ab-4def-bedc-ba9876543210");
+  EXPECT_EQ(id.data(), buffer);  // no new allocation
+}
+
 }  // namespace
 }  // namespace sluice::gateway

@@ -28,6 +28,22 @@ TEST(AccessLogTest, EnvoysDefaultFormat) {
             "\"reviews:9080\" \"127.0.0.1:19081\"\n");
 }
 
+TEST(AccessLogTest, AppendAddsTheLineAfterWhatTheBufferHolds) {
+  AccessLogEntry e;
+  e.start_time = absl::FromUnixMillis(1'764'892'800'007);  // 2025-12-05T00:00:00.007Z
+  e.method = "POST";
+  e.path = "/cart";
+  e.protocol = "HTTP/1.0";
+  e.response_code = 201;
+  e.authority = "shop";
+  std::string lines = "earlier line\n";
+  AppendAccessLog(e, lines);
+  EXPECT_EQ(lines,
+            "earlier line\n[2025-12-05T00:00:00.007Z] \"POST /cart HTTP/1.0\" 201 - 0 0 0 - \"-\" "
+            "\"-\" \"-\" \"shop\" \"-\"\n");
+  EXPECT_EQ(FormatAccessLog(e), lines.substr(std::string("earlier line\n").size()));
+}
+
 TEST(AccessLogTest, LocalRepliesPrintDashesAndFlags) {
   AccessLogEntry e;
   e.start_time = absl::FromUnixMillis(0);
