@@ -8,6 +8,7 @@
 #include <thread>
 #include <vector>
 
+#include "absl/cleanup/cleanup.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
@@ -89,6 +90,12 @@ TEST_P(FailoverTest, AWorkerWhoseReplicaDiesMovesToAnotherWithinASecond) {
       absl::SleepFor(absl::Milliseconds(2));
     }
   });
+  // Joined on every way out: an ASSERT returning early must not destroy a running thread (which
+  // aborts the whole test binary and hides the failure).
+  absl::Cleanup join_load = [&] {
+    stop = true;
+    if (load.joinable()) load.join();
+  };
   absl::SleepFor(absl::Milliseconds(300));
   // Kill the replica that holds a stream (both may), under load.
   const int victim = StreamsOn(grpc[0]) > 0 ? 0 : 1;

@@ -9,6 +9,7 @@
 #include <thread>
 #include <vector>
 
+#include "absl/cleanup/cleanup.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
@@ -688,6 +689,12 @@ TEST_F(ThreeReplicasTest, UnderLoadAnEtcdMemberStopsAndTheLeaderDiesMidCanaryAnd
       absl::SleepFor(absl::Milliseconds(2));
     }
   });
+  // Joined on every way out: an ASSERT returning early must not destroy a running thread (which
+  // aborts the whole test binary and hides the failure).
+  absl::Cleanup join_load = [&] {
+    stop = true;
+    if (load.joinable()) load.join();
+  };
 
   // The leader's steps; at 30% one etcd member (not the one the test started first) stops.
   std::vector<int> steps;

@@ -11,6 +11,7 @@
 #include <thread>
 #include <vector>
 
+#include "absl/cleanup/cleanup.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
@@ -453,6 +454,12 @@ TEST_F(SecurityTest, TheServerCertificateRotatesWhileAGatewayStreams) {
       absl::SleepFor(absl::Milliseconds(2));
     }
   });
+  // Joined on every way out: an ASSERT returning early must not destroy a running thread (which
+  // aborts the whole test binary and hides the failure).
+  absl::Cleanup join_load = [&] {
+    stop = true;
+    if (load.joinable()) load.join();
+  };
   absl::SleepFor(absl::Milliseconds(300));
   const testing::KeyPair rotated = ca_.Issue("server-2", {"DNS:localhost", "IP:127.0.0.1"});
   testing::WriteKeyPair(rotated, certs_, "server");
@@ -469,7 +476,7 @@ TEST_F(SecurityTest, TheServerCertificateRotatesWhileAGatewayStreams) {
   // The gateway's stream was opened before the rotation. Restart the server on its port:
   // the gateway reconnects, verifying the new certificate, while local decisions go on.
   const std::string address = grpc_;
-  ASSERT_EQ(server_.Stop(), 0);
+  ASSERT_EQ(server_.Stop(), 0) << server_.Log();
   StartServer({}, address);
   bool reconnected = false;
   for (const absl::Time give_up = absl::Now() + absl::Seconds(10); absl::Now() < give_up;) {
