@@ -41,7 +41,8 @@ std::unique_ptr<UpstreamConnection> UpstreamPool::TakeIdle(const std::string& po
       Discard(std::move(c));
     }
   }
-  if (stack.empty()) idle_.erase(it);  // endpoints come and go: keep no empty entries
+  // An emptied entry stays until the next CloseIdle: the connection taken is usually released
+  // again within the request, and a new entry (its key, its vector) would be allocated then.
   return found;
 }
 

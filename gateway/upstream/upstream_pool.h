@@ -118,12 +118,13 @@ class UpstreamPool {
 
   // Closes the idle connections that have been idle for their idle timeout, or that the
   // upstream closed or wrote to unasked; returns how many. The worker runs it every second,
-  // so that idle connections do not outlive their timeout at the upstream.
+  // so that idle connections do not outlive their timeout at the upstream. Drops the entries
+  // left empty.
   size_t CloseIdle(event::MonotonicTime now);
 
   size_t idle_count() const;
-  // Pool and endpoint pairs with idle connections (the keys of the idle map: none is kept
-  // empty).
+  // Pool and endpoint pairs in the idle map: those with idle connections, and those emptied
+  // since the last CloseIdle (which drops them; endpoints come and go with the configuration).
   size_t idle_endpoints() const { return idle_.size(); }
   void CloseAll();
 

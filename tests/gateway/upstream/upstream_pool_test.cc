@@ -249,12 +249,21 @@ TEST_P(UpstreamPoolTest, CloseOneIdleFreesASlotOfThatClusterOnly) {
 }
 
 // Endpoints come and go with the configuration: an endpoint left without idle connections
-// leaves nothing behind in the pool, whichever way its last one went.
+// leaves nothing behind in the pool once it is swept, whichever way its last one went. Until
+// the sweep, a connection taken for a request finds its entry again when it is released (no
+// new key or vector per request).
 TEST_P(UpstreamPoolTest, EndpointsWithoutIdleConnectionsAreForgotten) {
   pool_.Release(Connect("a"), 0, t0_);
   pool_.Release(Connect("b"), 0, t0_);
   EXPECT_EQ(pool_.idle_endpoints(), 2u);
-  EXPECT_NE(pool_.TakeIdle("a#1", "a-endpoint", absl::ZeroDuration(), t0_), nullptr);  // taken
+  std::unique_ptr<UpstreamConnection> taken =
+      pool_.TakeIdle("a#1", "a-endpoint", absl::ZeroDuration(), t0_);
+  ASSERT_NE(taken, nullptr);
+  EXPECT_EQ(pool_.idle_endpoints(), 2u);  // a's entry waits for its connection
+  pool_.Release(std::move(taken), 0, t0_);
+  EXPECT_EQ(pool_.idle_endpoints(), 2u);
+  EXPECT_NE(pool_.TakeIdle("a#1", "a-endpoint", absl::ZeroDuration(), t0_), nullptr);
+  EXPECT_EQ(pool_.CloseIdle(t0_), 0u);  // nothing to close; a's empty entry goes
   EXPECT_EQ(pool_.idle_endpoints(), 1u);
   EXPECT_TRUE(pool_.CloseOneIdle("b"));  // closed to make room
   EXPECT_EQ(pool_.idle_endpoints(), 0u);
@@ -267,7 +276,9 @@ TEST_P(UpstreamPoolTest, EndpointsWithoutIdleConnectionsAreForgotten) {
 
   pool_.Release(Connect("d"), 0, t0_);
   EXPECT_EQ(pool_.TakeIdle("d#1", "d-endpoint", absl::Seconds(1), At(absl::Seconds(2))), nullptr);
-  EXPECT_EQ(pool_.idle_endpoints(), 0u) << "dropped as stale when asked for";
+  EXPECT_EQ(pool_.idle_count(), 0u) << "dropped as stale when asked for";
+  EXPECT_EQ(pool_.CloseIdle(At(absl::Seconds(2))), 0u);
+  EXPECT_EQ(pool_.idle_endpoints(), 0u);
   EXPECT_EQ(pool_.TakeIdle("d#1", "never-seen", absl::ZeroDuration(), t0_), nullptr);
   EXPECT_EQ(pool_.idle_endpoints(), 0u);
   EXPECT_EQ(limits_.connections(), 0u);
