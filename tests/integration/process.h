@@ -146,7 +146,8 @@ class EtcdCluster {
   ~EtcdCluster();
 
   // Starts `members` members with their data under `dir` and waits (at most 30 s) until each
-  // says it is healthy. False, with the reason in `error`, otherwise.
+  // says it is healthy; once more on new ports if not. False, with the reasons in `error`,
+  // otherwise.
   bool Start(int members, const std::string& dir, std::string* error);
   // "127.0.0.1:P1,127.0.0.1:P2,...": every member's client address.
   std::string Endpoints() const;
@@ -163,6 +164,8 @@ class EtcdCluster {
     int peer_port = 0;
     std::unique_ptr<Process> process;
   };
+  bool StartOnce(int members, const std::string& dir, std::string* error);
+  void StopAll();
   bool Launch(int member, bool existing, std::string* error);
   bool WaitHealthy(int member, std::string* error);
 
